@@ -1,0 +1,3 @@
+#include "shim.h"
+
+int sy_rte_errno(void) { return rte_errno; }
