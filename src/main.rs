@@ -1,1 +1,102 @@
-fn main() {}
+//! `switchyard`: argument parsing and wiring only.
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use switchyard::bench::{self, BenchOptions};
+use switchyard::config::Config;
+use switchyard::dataplane::{cross_connect_pipeline, Dataplane, StartError, StopCause};
+
+#[derive(Parser)]
+#[command(name = "switchyard", version, about = "DPDK poll-mode virtual switch")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the switch. In pcap test mode (every rx port a finite rx_pcap) it ends by
+    /// itself once all input is processed; otherwise on SIGINT/SIGTERM.
+    Run {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Also write the final stats summary as JSON.
+        #[arg(long, value_name = "FILE")]
+        stats_json: Option<PathBuf>,
+    },
+    /// Measure forwarding against dpdk-testpmd (io, macswap) in the same run.
+    Bench {
+        /// One of: forward.
+        #[arg(long)]
+        scenario: String,
+        /// Measuring time per run.
+        #[arg(long, default_value_t = 5)]
+        seconds: u32,
+        #[arg(long, value_name = "PATH", default_value = "dpdk-testpmd")]
+        testpmd: PathBuf,
+        /// Also write the report as JSON.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+    },
+}
+
+/// An error for the user: one line, and the exit code (2 for configuration).
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl From<StartError> for Failure {
+    fn from(err: StartError) -> Self {
+        let code = if matches!(err, StartError::Config(_)) { 2 } else { 1 };
+        Failure { code, message: err.to_string() }
+    }
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run { config, stats_json } => run(&config, stats_json.as_deref()),
+        Command::Bench { scenario, seconds, testpmd, json } => {
+            bench::run(&BenchOptions { scenario, seconds, testpmd, json }).map_err(|message| Failure { code: 1, message })
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("switchyard: {}", failure.message);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+fn run(config_path: &Path, stats_json: Option<&Path>) -> Result<(), Failure> {
+    let config = Config::load(config_path).map_err(|e| Failure { code: 2, message: e.to_string() })?;
+    let signal = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, signal.clone())
+            .map_err(|e| Failure { code: 1, message: format!("cannot install signal handler: {e}") })?;
+    }
+    let origin = config_path.display().to_string();
+    let mut dataplane = Dataplane::start(&config, &origin, cross_connect_pipeline)?;
+    let cause = dataplane.wait(&signal);
+    let summary = dataplane.stop();
+    drop(dataplane); // closes the ports: pcap output is complete from here on
+    println!("{summary}");
+    if let Some(path) = stats_json {
+        let json = serde_json::to_string_pretty(&summary).map_err(|e| Failure { code: 1, message: e.to_string() })?;
+        std::fs::write(path, json + "\n")
+            .map_err(|e| Failure { code: 1, message: format!("cannot write {}: {e}", path.display()) })?;
+    }
+    match cause {
+        _ if summary.unaccounted != 0 => {
+            Err(Failure { code: 1, message: format!("{} packets unaccounted for", summary.unaccounted) })
+        }
+        StopCause::InputStalled => Err(Failure { code: 1, message: "pcap input stalled before its end".into() }),
+        StopCause::Signal | StopCause::InputDone => Ok(()),
+    }
+}

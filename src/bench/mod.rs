@@ -1,0 +1,169 @@
+//! The throughput harness: `switchyard bench --scenario NAME`.
+//!
+//! One run measures, on the same lcore and with the identical generator pcap
+//! (`net_pcap ... infinite_rx=1`) and sink (`net_null ... no-rx=1`): dpdk-testpmd
+//! in io and macswap modes, then switchyard. Every ratio comes from one run, so
+//! machine speed and noise cancel out as far as they can.
+
+mod scenario;
+mod testpmd;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::dataplane::Dataplane;
+pub use scenario::Scenario;
+
+/// The lcore that forwards, for testpmd and switchyard alike; lcore 0 is the main lcore.
+const FORWARDING_LCORE: u32 = 1;
+/// Mbufs in the pool, the same for testpmd and switchyard.
+const MBUFS: u32 = 8191;
+/// EAL memory (no hugepages), the same for testpmd and switchyard.
+const MEMORY_MB: u32 = 1024;
+/// Time to reach steady state before samples count.
+const WARMUP: Duration = Duration::from_secs(1);
+
+pub struct BenchOptions {
+    pub scenario: String,
+    pub seconds: u32,
+    pub testpmd: PathBuf,
+    pub json: Option<PathBuf>,
+}
+
+/// One measured forwarder.
+#[derive(Debug, Clone, Serialize)]
+pub struct Measurement {
+    pub name: String,
+    pub mpps: f64,
+    /// Median of per-second samples; `samples` has them all.
+    pub samples_mpps: Vec<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    pub scenario: &'static str,
+    pub description: &'static str,
+    pub seconds: u32,
+    pub testpmd: Vec<Measurement>,
+    pub switchyard: Measurement,
+    pub cycles_per_packet: f64,
+    /// switchyard / testpmd per mode, e.g. ("macswap", 0.91).
+    pub ratios: Vec<(String, f64)>,
+    pub reference_mode: &'static str,
+    pub target_ratio: f64,
+}
+
+pub fn run(options: &BenchOptions) -> Result<(), String> {
+    let scenario = Scenario::named(&options.scenario)?;
+    if options.seconds == 0 {
+        return Err("--seconds must be at least 1".into());
+    }
+    let dir = std::env::temp_dir().join(format!("switchyard-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let generator = dir.join(format!("{}.pcap", scenario.name()));
+    scenario.write_generator(&generator).map_err(|e| format!("cannot write {}: {e}", generator.display()))?;
+    println!(
+        "bench {}: {}; {} s per run after {} s warm-up, forwarding on lcore {FORWARDING_LCORE}",
+        scenario.name(),
+        scenario.description(),
+        options.seconds,
+        WARMUP.as_secs()
+    );
+
+    let mut testpmd = Vec::new();
+    for mode in scenario.testpmd_modes() {
+        let m = testpmd::measure(&options.testpmd, mode, &generator, options.seconds)?;
+        println!("  testpmd {mode:<10} {:>8.2} Mpps", m.mpps);
+        testpmd.push(m);
+    }
+    let (switchyard, tsc_hz) = measure_switchyard(&scenario, &generator, options.seconds)?;
+    let cycles_per_packet = tsc_hz as f64 / (switchyard.mpps * 1e6);
+    println!("  switchyard {:>15.2} Mpps  {cycles_per_packet:.1} cycles/packet", switchyard.mpps);
+    let ratios: Vec<(String, f64)> =
+        testpmd.iter().map(|t| (t.name.clone(), switchyard.mpps / t.mpps)).collect();
+    for (mode, ratio) in &ratios {
+        let target = if mode == scenario.reference_mode() {
+            let met = if *ratio >= scenario.target_ratio() { "met" } else { "NOT met" };
+            format!("  (target >= {:.2}: {met})", scenario.target_ratio())
+        } else {
+            String::new()
+        };
+        println!("  ratio switchyard/testpmd-{mode:<8} {ratio:.2}{target}");
+    }
+    let report = BenchReport {
+        scenario: scenario.name(),
+        description: scenario.description(),
+        seconds: options.seconds,
+        testpmd,
+        switchyard,
+        cycles_per_packet,
+        ratios,
+        reference_mode: scenario.reference_mode(),
+        target_ratio: scenario.target_ratio(),
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Some(path) = &options.json {
+        let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+        std::fs::write(path, json + "\n").map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn measure_switchyard(scenario: &Scenario, generator: &std::path::Path, seconds: u32) -> Result<(Measurement, u64), String> {
+    let toml = format!(
+        r#"
+[eal]
+lcores = "0-{FORWARDING_LCORE}"
+memory_mb = {MEMORY_MB}
+file_prefix = "switchyard-bench-{pid}"
+[mempool]
+mbufs = {MBUFS}
+[dataplane]
+workers = [{FORWARDING_LCORE}]
+[[port]]
+name = "generator"
+devargs = "net_pcap0,rx_pcap={generator},infinite_rx=1"
+role = "vm"
+forward_to = "sink"
+[[port]]
+name = "sink"
+devargs = "net_null0,no-rx=1"
+role = "uplink"
+"#,
+        pid = std::process::id(),
+        generator = generator.display(),
+    );
+    let config = Config::parse(&toml, "bench").map_err(|e| e.to_string())?;
+    let mut dataplane = Dataplane::start(&config, "bench", |bindings| scenario.pipeline(bindings)).map_err(|e| e.to_string())?;
+    std::thread::sleep(WARMUP);
+    let sink = 1;
+    let mut samples = Vec::new();
+    let mut last = dataplane.totals().ports[sink].tx_packets;
+    let mut at = Instant::now();
+    for _ in 0..seconds {
+        std::thread::sleep(Duration::from_secs(1));
+        let (now_packets, now) = (dataplane.totals().ports[sink].tx_packets, Instant::now());
+        samples.push((now_packets - last) as f64 / now.duration_since(at).as_secs_f64() / 1e6);
+        (last, at) = (now_packets, now);
+    }
+    let tsc_hz = dataplane.tsc_hz();
+    let summary = dataplane.stop();
+    drop(dataplane);
+    if summary.unaccounted != 0 {
+        return Err(format!("switchyard lost {} packets without counting them", summary.unaccounted));
+    }
+    Ok((Measurement { name: "switchyard".into(), mpps: median(&samples), samples_mpps: samples }, tsc_hz))
+}
+
+pub(crate) fn median(samples: &[f64]) -> f64 {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}

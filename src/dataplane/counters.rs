@@ -1,0 +1,95 @@
+//! A worker's counters, and the sum over workers the control plane reports.
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::pipeline::{DropCounters, DropReason, PortCounters};
+
+/// Everything one worker counts: per port (indexed by port id) and per drop reason.
+#[derive(Debug)]
+pub struct WorkerCounters {
+    pub ports: Vec<PortCounters>,
+    pub drops: DropCounters,
+}
+
+impl WorkerCounters {
+    pub fn new(port_slots: usize) -> Self {
+        WorkerCounters { ports: (0..port_slots).map(|_| PortCounters::default()).collect(), drops: DropCounters::default() }
+    }
+}
+
+/// Traffic on one port summed over workers.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct PortTotals {
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub rx_dropped: u64,
+    pub tx_dropped: u64,
+}
+
+/// Counters summed over all workers.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Totals {
+    /// Indexed by port id.
+    pub ports: Vec<PortTotals>,
+    /// Every drop reason, zero or not, by its stable name.
+    pub drops: BTreeMap<&'static str, u64>,
+}
+
+impl Totals {
+    pub fn sum<'a>(workers: impl IntoIterator<Item = &'a WorkerCounters>, port_slots: usize) -> Totals {
+        let mut totals = Totals {
+            ports: vec![PortTotals::default(); port_slots],
+            drops: DropReason::ALL.iter().map(|r| (r.name(), 0)).collect(),
+        };
+        for worker in workers {
+            for (total, c) in totals.ports.iter_mut().zip(&worker.ports) {
+                total.rx_packets += c.rx_packets.get();
+                total.rx_bytes += c.rx_bytes.get();
+                total.tx_packets += c.tx_packets.get();
+                total.tx_bytes += c.tx_bytes.get();
+                total.rx_dropped += c.rx_dropped.get();
+                total.tx_dropped += c.tx_dropped.get();
+            }
+            for reason in DropReason::ALL {
+                *totals.drops.entry(reason.name()).or_default() += worker.drops.get(reason);
+            }
+        }
+        totals
+    }
+
+    pub fn rx_packets(&self) -> u64 {
+        self.ports.iter().map(|p| p.rx_packets).sum()
+    }
+    pub fn tx_packets(&self) -> u64 {
+        self.ports.iter().map(|p| p.tx_packets).sum()
+    }
+    pub fn dropped(&self) -> u64 {
+        self.drops.values().sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_workers_per_port_and_reason() {
+        let a = WorkerCounters::new(2);
+        let b = WorkerCounters::new(2);
+        a.ports[0].rx_packets.add(10);
+        b.ports[0].rx_packets.add(5);
+        a.ports[1].tx_packets.add(12);
+        a.drops.add(DropReason::TruncatedEthernet, 2);
+        b.drops.add(DropReason::TruncatedEthernet, 1);
+        let totals = Totals::sum([&a, &b], 2);
+        assert_eq!(totals.ports[0].rx_packets, 15);
+        assert_eq!(totals.rx_packets(), 15);
+        assert_eq!(totals.tx_packets(), 12);
+        assert_eq!(totals.drops["truncated_ethernet"], 3);
+        assert_eq!(totals.drops["tx_queue_full"], 0, "every reason is listed");
+        assert_eq!(totals.dropped(), 3);
+    }
+}

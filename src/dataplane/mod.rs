@@ -1,0 +1,282 @@
+//! The data plane: EAL, mempool, ports and one worker per configured lcore.
+//!
+//! Each worker owns a share of the rx queues (round-robin over all ports'
+//! queues) and one tx queue on every port, so no queue is ever shared.
+
+mod counters;
+mod input;
+mod summary;
+mod worker;
+
+pub use counters::{PortTotals, Totals, WorkerCounters};
+pub use input::{count_pcap_packets, InputKind};
+pub use summary::{PortSummary, Summary};
+pub use worker::{IdlePolicy, Pipeline, Worker};
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam::utils::CachePadded;
+
+use crate::config::{Config, PortConfig};
+use crate::dpdk::{self, Eal, LcoreId, Mempool, Port, PortSetup, RxQueue, TxBuffer};
+use crate::pipeline::{PortId, QueueId};
+use crate::wire::MacAddr;
+use crate::xconnect::{CrossConnect, Route};
+
+/// Why the data plane could not start. `Config` problems exit with code 2.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("config error: {0}")]
+    Config(String),
+    #[error("{0}")]
+    Dpdk(String),
+}
+
+/// A port as the stages see it: its config index, DPDK id and MAC.
+#[derive(Debug, Clone)]
+pub struct PortBinding {
+    pub index: usize,
+    pub id: PortId,
+    pub mac: MacAddr,
+    pub config: PortConfig,
+}
+
+struct RunningPort {
+    binding: PortBinding,
+    driver: String,
+    input: InputKind,
+    port: Port,
+}
+
+/// Why `wait` returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopCause {
+    /// SIGINT or SIGTERM.
+    Signal,
+    /// Every rx port is a finite pcap and all of it was read.
+    InputDone,
+    /// Finite pcap input stopped short of its packet count (see the port's rx_nombuf).
+    InputStalled,
+}
+
+/// A running data plane. Dropping it stops workers, closes ports, then the EAL.
+pub struct Dataplane {
+    stop: Arc<AtomicBool>,
+    workers: Vec<(LcoreId, Arc<CachePadded<WorkerCounters>>)>,
+    running: bool,
+    port_slots: usize,
+    started_at: Instant,
+    // Field order is drop order: ports close before the pool is freed, the EAL goes last.
+    ports: Vec<RunningPort>,
+    pool: Arc<Mempool>,
+    eal: Eal,
+}
+
+impl Dataplane {
+    /// Starts EAL, the mempool, every port and the workers. `origin` names the
+    /// config file in error messages; `build_pipeline` makes each worker's stages.
+    pub fn start(
+        config: &Config,
+        origin: &str,
+        build_pipeline: impl Fn(&[PortBinding]) -> Pipeline,
+    ) -> Result<Dataplane, StartError> {
+        let config_error = |key: String, message: String| StartError::Config(format!("{origin}: {key}: {message}"));
+        let mut inputs = Vec::with_capacity(config.ports.len());
+        for (index, port) in config.ports.iter().enumerate() {
+            let input = InputKind::of(port)
+                .map_err(|e| config_error(format!("port[{index}].devargs"), format!("cannot read rx_pcap input: {e}")))?;
+            inputs.push(input);
+        }
+
+        let eal = Eal::init(&config.eal_args("switchyard"))
+            .map_err(|e| StartError::Dpdk(format!("EAL initialisation failed ({e}); check [eal] in {origin}")))?;
+        let pool = Mempool::create("switchyard_mbufs", config.mempool.mbufs, config.mempool.cache, config.mempool.data_room)
+            .map(Arc::new)
+            .map_err(|e| StartError::Dpdk(format!("{e}; lower mempool.mbufs or raise eal.memory_mb in {origin}")))?;
+
+        let workers = config.dataplane.workers.len();
+        let tx_queues = u16::try_from(workers).unwrap_or(u16::MAX);
+        let mut ports = Vec::with_capacity(config.ports.len());
+        for ((index, pc), input) in config.ports.iter().enumerate().zip(inputs) {
+            let key = format!("port[{index}]");
+            let id = Port::probe(&pc.devargs, pc.device_name())
+                .map_err(|e| config_error(format!("{key}.devargs"), format!("\"{}\": {e}", pc.devargs)))?;
+            let info = Port::info(id).map_err(|e| StartError::Dpdk(format!("{key} \"{}\": {e}", pc.name)))?;
+            if pc.rx_queues > info.max_rx_queues {
+                return Err(config_error(
+                    format!("{key}.rx_queues"),
+                    format!("{} asked, but {} supports at most {}", pc.rx_queues, info.driver, info.max_rx_queues),
+                ));
+            }
+            if tx_queues > info.max_tx_queues {
+                return Err(config_error(
+                    "dataplane.workers".into(),
+                    format!(
+                        "{workers} workers need {workers} tx queues on port[{index}] \"{}\", but {} supports at most {}",
+                        pc.name, info.driver, info.max_tx_queues
+                    ),
+                ));
+            }
+            let setup = PortSetup {
+                rx_queues: pc.rx_queues,
+                tx_queues,
+                rx_descriptors: pc.rx_descriptors,
+                tx_descriptors: pc.tx_descriptors,
+            };
+            let port = Port::configure(id, setup, pool.clone())
+                .map_err(|e| StartError::Dpdk(format!("{key} \"{}\": {e}", pc.name)))?;
+            log::info!("{key} \"{}\" is {} ({}, {}), mac {}", pc.name, id, info.driver, pc.role, info.mac);
+            ports.push(RunningPort {
+                binding: PortBinding { index, id, mac: info.mac, config: pc.clone() },
+                driver: info.driver,
+                input,
+                port,
+            });
+        }
+
+        let port_slots = ports.iter().map(|p| p.binding.id.index() + 1).max().unwrap_or(0);
+        let bindings: Vec<PortBinding> = ports.iter().map(|p| p.binding.clone()).collect();
+        let stop = Arc::new(AtomicBool::new(false));
+        let tsc_hz = eal.tsc_hz();
+        let mut plans: Vec<Worker> = config
+            .dataplane
+            .workers
+            .iter()
+            .enumerate()
+            .map(|(w, &lcore)| Worker {
+                lcore: LcoreId(lcore),
+                rx_queues: Vec::new(),
+                tx: (0..port_slots)
+                    .map(|slot| {
+                        bindings
+                            .iter()
+                            .any(|b| b.id.index() == slot)
+                            .then(|| TxBuffer::new(PortId(slot as u16), QueueId(w as u16)))
+                    })
+                    .collect(),
+                pipeline: build_pipeline(&bindings),
+                counters: Arc::new(CachePadded::new(WorkerCounters::new(port_slots))),
+                stop: stop.clone(),
+                idle: IdlePolicy {
+                    polls_before_sleep: config.dataplane.idle_polls_before_sleep,
+                    sleep: Duration::from_micros(u64::from(config.dataplane.idle_sleep_us)),
+                },
+                drain_cycles: tsc_hz * u64::from(config.dataplane.tx_drain_us) / 1_000_000,
+            })
+            .collect();
+        // Every (port, rx queue) pair goes to exactly one worker, round-robin.
+        let all_queues = bindings
+            .iter()
+            .flat_map(|b| (0..b.config.rx_queues).map(move |q| RxQueue { port: b.id, queue: QueueId(q) }));
+        for (k, queue) in all_queues.enumerate() {
+            plans[k % workers].rx_queues.push(queue);
+        }
+
+        for running in &mut ports {
+            running.port.start().map_err(|e| {
+                StartError::Dpdk(format!("port[{}] \"{}\": {e}", running.binding.index, running.binding.config.name))
+            })?;
+        }
+        let mut dataplane = Dataplane {
+            stop,
+            workers: Vec::new(),
+            running: true,
+            port_slots,
+            started_at: Instant::now(),
+            ports,
+            pool,
+            eal,
+        };
+        for worker in plans {
+            let (lcore, counters) = (worker.lcore, worker.counters.clone());
+            lcore.launch(move || worker.run()).map_err(|e| StartError::Dpdk(e.to_string()))?;
+            dataplane.workers.push((lcore, counters));
+        }
+        Ok(dataplane)
+    }
+
+    pub fn tsc_hz(&self) -> u64 {
+        self.eal.tsc_hz()
+    }
+
+    /// Counters summed over workers, read while they run.
+    pub fn totals(&self) -> Totals {
+        Totals::sum(self.workers.iter().map(|(_, c)| &***c), self.port_slots)
+    }
+
+    /// Blocks until a signal sets `signal`, or (pcap test mode) all input is read.
+    pub fn wait(&self, signal: &AtomicBool) -> StopCause {
+        let finite: Vec<(PortId, u64)> = self
+            .ports
+            .iter()
+            .filter_map(|p| match p.input {
+                InputKind::FinitePcap { packets } => Some((p.binding.id, packets)),
+                _ => None,
+            })
+            .collect();
+        let auto_end = !finite.is_empty() && self.ports.iter().all(|p| p.input != InputKind::Live);
+        const STALL: Duration = Duration::from_secs(2);
+        let (mut last_read, mut last_progress) = (u64::MAX, Instant::now());
+        loop {
+            if signal.load(Ordering::Relaxed) {
+                return StopCause::Signal;
+            }
+            if auto_end {
+                let (mut read, mut expected) = (0, 0);
+                for &(id, packets) in &finite {
+                    let stats = dpdk::port_stats(id).unwrap_or_default();
+                    read += stats.ipackets + stats.ierrors;
+                    expected += packets;
+                }
+                if read >= expected {
+                    return StopCause::InputDone;
+                }
+                if read != last_read {
+                    (last_read, last_progress) = (read, Instant::now());
+                } else if last_progress.elapsed() >= STALL {
+                    log::warn!("pcap input stalled: {read} of {expected} packets read in {STALL:?}");
+                    return StopCause::InputStalled;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Stops the workers (each stops rx, drains and flushes tx) and reports the
+    /// final counters. Ports close (pcap files are completed) when `self` drops.
+    pub fn stop(&mut self) -> Summary {
+        self.stop.store(true, Ordering::Relaxed);
+        if self.running {
+            for (lcore, _) in &self.workers {
+                if !lcore.wait() {
+                    log::error!("{lcore}: the worker panicked");
+                }
+            }
+            self.running = false;
+        }
+        let totals = self.totals();
+        let ports = self
+            .ports
+            .iter()
+            .map(|p| PortSummary::new(&p.binding, &p.driver, p.port.stats().unwrap_or_default(), &totals))
+            .collect();
+        Summary::new(self.started_at.elapsed(), ports, totals, self.pool.in_use())
+    }
+}
+
+impl Drop for Dataplane {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The foundation's pipeline: each port's `forward_to` as a cross-connect.
+pub fn cross_connect_pipeline(bindings: &[PortBinding]) -> Pipeline {
+    let routes = bindings.iter().filter_map(|b| {
+        let out = bindings.get(b.config.forward_to?)?;
+        Some((b.id, Route { out: out.id, src: out.mac, dst: out.config.peer_mac }))
+    });
+    vec![Box::new(CrossConnect::new(routes))]
+}

@@ -1,0 +1,107 @@
+//! The stats summary printed when a run ends (and written as JSON on request).
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::counters::{PortTotals, Totals};
+use super::PortBinding;
+use crate::dpdk::PortStats;
+
+/// One port at the end of a run: our counters and the driver's.
+#[derive(Debug, Clone, Serialize)]
+pub struct PortSummary {
+    pub index: usize,
+    pub name: String,
+    pub role: String,
+    pub device: String,
+    pub driver: String,
+    pub port_id: u16,
+    pub mac: String,
+    #[serde(flatten)]
+    pub counters: PortTotals,
+    /// The driver's own counters (imissed and rx_nombuf are drops before we see a packet).
+    pub nic: PortStats,
+}
+
+impl PortSummary {
+    pub fn new(binding: &PortBinding, driver: &str, nic: PortStats, totals: &Totals) -> Self {
+        PortSummary {
+            index: binding.index,
+            name: binding.config.name.clone(),
+            role: binding.config.role.to_string(),
+            device: binding.config.device_name().to_string(),
+            driver: driver.to_string(),
+            port_id: binding.id.0,
+            mac: binding.mac.to_string(),
+            counters: totals.ports.get(binding.id.index()).copied().unwrap_or_default(),
+            nic,
+        }
+    }
+}
+
+/// Totals of a run. `rx_packets == tx_packets + dropped` holds at the end of
+/// every run: a packet is either sent or counted under a drop reason.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub elapsed_seconds: f64,
+    pub rx_packets: u64,
+    pub tx_packets: u64,
+    pub dropped: u64,
+    /// Received packets neither sent nor counted as dropped; 0 unless something is wrong.
+    pub unaccounted: i128,
+    pub ports: Vec<PortSummary>,
+    pub drops: BTreeMap<&'static str, u64>,
+    pub mempool_in_use: u32,
+}
+
+impl Summary {
+    pub fn new(elapsed: Duration, ports: Vec<PortSummary>, totals: Totals, mempool_in_use: u32) -> Self {
+        let (rx, tx, dropped) = (totals.rx_packets(), totals.tx_packets(), totals.dropped());
+        Summary {
+            elapsed_seconds: elapsed.as_secs_f64(),
+            rx_packets: rx,
+            tx_packets: tx,
+            dropped,
+            unaccounted: i128::from(rx) - i128::from(tx) - i128::from(dropped),
+            ports,
+            drops: totals.drops,
+            mempool_in_use,
+        }
+    }
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "switchyard: ran {:.3} s", self.elapsed_seconds)?;
+        writeln!(
+            f,
+            "{:<4} {:<12} {:<7} {:>12} {:>12} {:>10} {:>10} {:>9} {:>10}",
+            "port", "name", "role", "rx_packets", "tx_packets", "rx_drop", "tx_drop", "imissed", "rx_nombuf"
+        )?;
+        for p in &self.ports {
+            writeln!(
+                f,
+                "{:<4} {:<12} {:<7} {:>12} {:>12} {:>10} {:>10} {:>9} {:>10}",
+                p.index,
+                p.name,
+                p.role,
+                p.counters.rx_packets,
+                p.counters.tx_packets,
+                p.counters.rx_dropped,
+                p.counters.tx_dropped,
+                p.nic.imissed,
+                p.nic.rx_nombuf
+            )?;
+        }
+        for (reason, count) in self.drops.iter().filter(|(_, &n)| n > 0) {
+            writeln!(f, "drop {reason:<24} {count:>12}")?;
+        }
+        write!(f, "total rx {} = tx {} + dropped {}", self.rx_packets, self.tx_packets, self.dropped)?;
+        if self.unaccounted != 0 {
+            write!(f, " (UNACCOUNTED {})", self.unaccounted)?;
+        }
+        Ok(())
+    }
+}

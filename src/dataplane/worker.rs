@@ -1,0 +1,143 @@
+//! The per-lcore run loop: rx burst -> stages -> tx buffers / bulk free.
+//!
+//! Per packet there is no allocation, lock, syscall or log line: counters are
+//! single-writer relaxed stores, drops are freed in bulk, tx is buffered per port.
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam::utils::CachePadded;
+
+use super::counters::WorkerCounters;
+use crate::dpdk::{rdtsc, LcoreId, Mbuf, MbufBatch, RxQueue, TxBuffer, TxOutcome};
+use crate::pipeline::{Burst, DropReason, PacketBuf, PortId, Stage, Verdict};
+
+/// The stages a worker runs on every burst, in order.
+pub type Pipeline = Vec<Box<dyn Stage<Mbuf> + Send>>;
+
+/// How a worker backs off when its queues are empty.
+#[derive(Debug, Clone, Copy)]
+pub struct IdlePolicy {
+    /// Empty polls in a row before sleeping.
+    pub polls_before_sleep: u32,
+    /// Sleep length; zero means busy-poll forever.
+    pub sleep: Duration,
+}
+
+/// One worker: owns its rx queues, one tx queue on every port, its counters.
+pub struct Worker {
+    pub lcore: LcoreId,
+    pub rx_queues: Vec<RxQueue>,
+    /// Indexed by port id; `None` for ids that are not ours.
+    pub tx: Vec<Option<TxBuffer>>,
+    pub pipeline: Pipeline,
+    pub counters: Arc<CachePadded<WorkerCounters>>,
+    pub stop: Arc<AtomicBool>,
+    pub idle: IdlePolicy,
+    /// Buffered tx is flushed at least this often (TSC cycles).
+    pub drain_cycles: u64,
+}
+
+impl Worker {
+    /// Polls until `stop` is set, then stops rx, flushes every tx buffer and returns.
+    pub fn run(mut self) {
+        log::info!("{}: polling {} rx queue(s)", self.lcore, self.rx_queues.len());
+        let mut burst = Burst::new(PortId(0));
+        let mut to_free = MbufBatch::default();
+        let mut last_drain = rdtsc();
+        let mut idle_polls = 0u32;
+        while !self.stop.load(Ordering::Relaxed) {
+            let mut received = 0;
+            for i in 0..self.rx_queues.len() {
+                let n = self.rx_queues[i].rx_burst(&mut burst);
+                if n > 0 {
+                    received += n;
+                    self.process(&mut burst, &mut to_free);
+                }
+            }
+            let now = rdtsc();
+            // An empty poll flushes at once: nothing more is coming to fill the bursts.
+            if received == 0 || now.wrapping_sub(last_drain) >= self.drain_cycles {
+                self.flush_tx();
+                last_drain = now;
+            }
+            if received > 0 {
+                idle_polls = 0;
+            } else {
+                idle_polls = idle_polls.saturating_add(1);
+                if !self.idle.sleep.is_zero() && idle_polls >= self.idle.polls_before_sleep {
+                    std::thread::sleep(self.idle.sleep);
+                }
+            }
+        }
+        self.flush_tx();
+        log::info!("{}: stopped", self.lcore);
+    }
+
+    fn process(&mut self, burst: &mut Burst<Mbuf>, to_free: &mut MbufBatch) {
+        let in_port = burst.in_port();
+        let counters = &**self.counters;
+        let port = &counters.ports[in_port.index()];
+        let mut bytes = 0u64;
+        for (mbuf, verdict) in burst.iter_mut() {
+            bytes += u64::from(mbuf.pkt_len());
+            if mbuf.is_multi_segment() {
+                *verdict = Verdict::Drop(DropReason::MultiSegmentMbuf);
+            }
+        }
+        port.rx_packets.add(burst.len() as u64);
+        port.rx_bytes.add(bytes);
+
+        for stage in &mut self.pipeline {
+            stage.process(burst);
+        }
+
+        let tx = &mut self.tx;
+        burst.drain(|mbuf, verdict| {
+            let reason = match verdict {
+                Verdict::Forward(out) => match tx.get_mut(out.index()).and_then(Option::as_mut) {
+                    Some(buffer) => {
+                        let outcome = buffer.push(mbuf);
+                        account_tx(counters, out, outcome);
+                        return;
+                    }
+                    None => DropReason::UnknownOutputPort,
+                },
+                Verdict::Drop(reason) => reason,
+                Verdict::Pending => DropReason::NoVerdict,
+                // The control path arrives with the switching unit (issue 3); until
+                // then such packets are counted, not lost.
+                Verdict::ToControl => DropReason::NoControlPath,
+                // Taken packets are not handed out by drain.
+                Verdict::Consumed => return,
+            };
+            counters.drops.add(reason, 1);
+            port.rx_dropped.add(1);
+            to_free.push(mbuf);
+        });
+        to_free.free_all();
+    }
+
+    fn flush_tx(&mut self) {
+        let counters = &**self.counters;
+        for buffer in self.tx.iter_mut().flatten() {
+            if !buffer.is_empty() {
+                let outcome = buffer.flush();
+                account_tx(counters, buffer.port(), outcome);
+            }
+        }
+    }
+}
+
+fn account_tx(counters: &WorkerCounters, port: PortId, outcome: TxOutcome) {
+    if outcome == TxOutcome::default() {
+        return;
+    }
+    let port_counters = &counters.ports[port.index()];
+    port_counters.tx_packets.add(outcome.sent);
+    port_counters.tx_bytes.add(outcome.sent_bytes);
+    if outcome.dropped > 0 {
+        port_counters.tx_dropped.add(outcome.dropped);
+        counters.drops.add(DropReason::TxQueueFull, outcome.dropped);
+    }
+}

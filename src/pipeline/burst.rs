@@ -1,0 +1,150 @@
+//! A burst: up to `BURST_SIZE` packets received together on one port, each with its verdict.
+use super::{PacketBuf, PortId, Verdict};
+
+/// Packets per rx/tx call, as in DPDK's examples and testpmd.
+pub const BURST_SIZE: usize = 32;
+
+/// Packets received together on one port, each with its verdict.
+///
+/// A slot's packet is `None` only after a stage took it (`Verdict::Consumed`).
+pub struct Burst<P> {
+    in_port: PortId,
+    len: usize,
+    packets: [Option<P>; BURST_SIZE],
+    verdicts: [Verdict; BURST_SIZE],
+}
+
+impl<P: PacketBuf> Burst<P> {
+    pub fn new(in_port: PortId) -> Self {
+        Burst {
+            in_port,
+            len: 0,
+            packets: [const { None }; BURST_SIZE],
+            verdicts: [Verdict::Pending; BURST_SIZE],
+        }
+    }
+
+    /// The port every packet of this burst came in on.
+    pub fn in_port(&self) -> PortId {
+        self.in_port
+    }
+
+    /// Starts a new, empty burst from `in_port`. The previous burst must have been drained.
+    pub fn reset(&mut self, in_port: PortId) {
+        debug_assert!(self.packets[..self.len].iter().all(Option::is_none), "burst not drained");
+        self.in_port = in_port;
+        self.len = 0;
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    pub fn is_full(&self) -> bool {
+        self.len == BURST_SIZE
+    }
+
+    /// Adds a packet with a pending verdict; hands it back if the burst is full.
+    pub fn push(&mut self, packet: P) -> Result<(), P> {
+        if self.is_full() {
+            return Err(packet);
+        }
+        self.packets[self.len] = Some(packet);
+        self.verdicts[self.len] = Verdict::Pending;
+        self.len += 1;
+        Ok(())
+    }
+
+    /// The packets whose verdict is not final yet, with their verdicts.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&mut P, &mut Verdict)> {
+        self.packets[..self.len]
+            .iter_mut()
+            .zip(self.verdicts[..self.len].iter_mut())
+            .filter(|(_, verdict)| !verdict.is_final())
+            .filter_map(|(packet, verdict)| Some((packet.as_mut()?, verdict)))
+    }
+
+    /// Sets the verdict of every packet not decided yet.
+    pub fn decide_all(&mut self, verdict: Verdict) {
+        for (_, v) in self.iter_mut() {
+            *v = verdict;
+        }
+    }
+
+    /// A stage takes the packet in slot `index` (to buffer it, for instance).
+    pub fn take(&mut self, index: usize) -> Option<P> {
+        let packet = self.packets.get_mut(index)?.take()?;
+        self.verdicts[index] = Verdict::Consumed;
+        Some(packet)
+    }
+
+    pub fn verdicts(&self) -> &[Verdict] {
+        &self.verdicts[..self.len]
+    }
+
+    /// Hands every packet still present to `dispatch` with its verdict, in
+    /// arrival order, and leaves the burst empty.
+    pub fn drain(&mut self, mut dispatch: impl FnMut(P, Verdict)) {
+        for (packet, verdict) in self.packets[..self.len].iter_mut().zip(&self.verdicts[..self.len]) {
+            if let Some(packet) = packet.take() {
+                dispatch(packet, *verdict);
+            }
+        }
+        self.len = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::{BytesPacket, DropReason};
+
+    fn burst_of(n: u8) -> Burst<BytesPacket> {
+        let mut burst = Burst::new(PortId(3));
+        for i in 0..n {
+            burst.push(BytesPacket::new(&[i])).unwrap();
+        }
+        burst
+    }
+
+    #[test]
+    fn push_refuses_past_burst_size() {
+        let mut burst = burst_of(BURST_SIZE as u8);
+        assert!(burst.is_full());
+        assert_eq!(burst.push(BytesPacket::new(&[0xff])).unwrap_err().data(), &[0xff]);
+    }
+
+    #[test]
+    fn iter_mut_skips_final_verdicts() {
+        let mut burst = burst_of(4);
+        let mut seen = 0;
+        for (i, (_, verdict)) in burst.iter_mut().enumerate() {
+            if i == 1 {
+                *verdict = Verdict::Drop(DropReason::TruncatedEthernet);
+            } else if i == 2 {
+                *verdict = Verdict::Forward(PortId(1));
+            }
+            seen += 1;
+        }
+        assert_eq!(seen, 4);
+        let live: Vec<u8> = burst.iter_mut().map(|(p, _)| p.data()[0]).collect();
+        assert_eq!(live, vec![0, 2, 3], "a drop is final, a forward is not");
+    }
+
+    #[test]
+    fn drain_hands_out_in_order_and_skips_taken() {
+        let mut burst = burst_of(3);
+        burst.decide_all(Verdict::Forward(PortId(0)));
+        assert_eq!(burst.take(1).unwrap().data(), &[1]);
+        assert!(burst.take(1).is_none());
+        assert_eq!(burst.verdicts()[1], Verdict::Consumed);
+        let mut out = Vec::new();
+        burst.drain(|p, v| out.push((p.data()[0], v)));
+        assert_eq!(out, vec![(0, Verdict::Forward(PortId(0))), (2, Verdict::Forward(PortId(0)))]);
+        assert!(burst.is_empty());
+        burst.reset(PortId(1));
+        assert_eq!(burst.in_port(), PortId(1));
+    }
+}

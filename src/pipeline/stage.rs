@@ -1,0 +1,35 @@
+//! The per-packet verdict and the `Stage` trait.
+use super::{Burst, DropReason, PacketBuf, PortId};
+
+/// What happens to a packet when the pipeline is done with it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Verdict {
+    /// No stage has decided yet; a packet still pending after the last stage is
+    /// dropped as `DropReason::NoVerdict`.
+    Pending,
+    /// Transmit out of this port. Later stages may still rewrite or redirect it.
+    Forward(PortId),
+    /// Drop, counted under the reason.
+    Drop(DropReason),
+    /// Hand to the control plane (ARP resolution, learning, ...).
+    ToControl,
+    /// A stage took ownership of the packet (buffered it, for instance).
+    Consumed,
+}
+
+impl Verdict {
+    /// Drop, control and consume are final: later stages skip such packets.
+    pub fn is_final(self) -> bool {
+        matches!(self, Verdict::Drop(_) | Verdict::ToControl | Verdict::Consumed)
+    }
+}
+
+/// One step of packet processing, run on a whole burst at a time.
+///
+/// A stage looks only at packets whose verdict is not final (`Burst::iter_mut`)
+/// and must not allocate, lock, make a syscall or log per packet.
+pub trait Stage<P: PacketBuf> {
+    /// Short name for logs and stats.
+    fn name(&self) -> &'static str;
+    fn process(&mut self, burst: &mut Burst<P>);
+}

@@ -1,0 +1,76 @@
+//! Shared helpers for the integration tests: run the binary, read and write pcaps, ask tshark.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use pcap_file::pcap::{PcapPacket, PcapReader, PcapWriter};
+
+/// The repository root (where conf/ lives).
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A fresh, empty directory for one test.
+pub fn scratch(test: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(test);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The switchyard binary, with quiet logs, run from the repository root.
+pub fn switchyard() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+    cmd.current_dir(repo()).env("RUST_LOG", "warn");
+    cmd
+}
+
+/// `switchyard run --config <dir>/<name>.toml` with `toml` written there first.
+pub fn run_config(dir: &Path, name: &str, toml: &str, extra: &[&str]) -> Output {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, toml).unwrap();
+    switchyard().arg("run").arg("--config").arg(&path).args(extra).output().unwrap()
+}
+
+pub fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
+    let mut reader = PcapReader::new(File::open(path).unwrap()).unwrap();
+    let mut frames = Vec::new();
+    while let Some(packet) = reader.next_packet() {
+        frames.push(packet.unwrap().data.into_owned());
+    }
+    frames
+}
+
+pub fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
+    let mut writer = PcapWriter::new(BufWriter::new(File::create(path).unwrap())).unwrap();
+    for (i, frame) in frames.iter().enumerate() {
+        let packet = PcapPacket::new(Duration::from_millis(i as u64), frame.len() as u32, frame);
+        writer.write_packet(&packet).unwrap();
+    }
+}
+
+/// Lines tshark flags in `pcap`: malformed packets and bad IPv4/UDP/TCP/ICMP checksums.
+/// Also fails the test if tshark itself cannot read the file.
+pub fn tshark_problems(pcap: &Path) -> Vec<String> {
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(pcap)
+        .args(["-o", "ip.check_checksum:TRUE", "-o", "udp.check_checksum:TRUE", "-o", "tcp.check_checksum:TRUE"])
+        .args(["-Y", "_ws.malformed or ip.checksum.status == 0 or udp.checksum.status == 0 or tcp.checksum.status == 0 or icmp.checksum.status == 0"])
+        .output()
+        .expect("tshark is installed (make deps)");
+    assert!(out.status.success(), "tshark cannot read {}: {}", pcap.display(), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+}
+
+pub fn stderr_lines(out: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stderr).lines().map(str::to_owned).collect()
+}
+
+pub fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
