@@ -5,4 +5,5 @@
 //! `unsafe` lives only in `dpdk` (and the `dpdk-ffi` crate).
 #![deny(unsafe_code)]
 
+pub mod config;
 pub mod wire;
