@@ -1,0 +1,120 @@
+//! The file as serde sees it: every key optional where a default exists,
+//! numbers as i64 (range checks happen in validation, with the key's name in
+//! the message), and spans kept so the first problem in file order wins.
+
+use core::fmt;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::PortRole;
+use crate::wire::MacAddr;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub eal: Option<Spanned<RawEal>>,
+    #[serde(default)]
+    pub mempool: Option<Spanned<RawMempool>>,
+    #[serde(default)]
+    pub dataplane: Option<Spanned<RawDataplane>>,
+    #[serde(default)]
+    pub port: Option<Spanned<Vec<Spanned<RawPort>>>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawEal {
+    #[serde(default)]
+    pub lcores: Option<Spanned<String>>,
+    #[serde(default)]
+    pub hugepages: Option<bool>,
+    #[serde(default)]
+    pub memory_mb: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub file_prefix: Option<Spanned<String>>,
+    #[serde(default)]
+    pub extra_args: Option<Spanned<Vec<String>>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawMempool {
+    #[serde(default)]
+    pub mbufs: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub cache: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub data_room: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawDataplane {
+    #[serde(default)]
+    pub workers: Option<Spanned<Vec<i64>>>,
+    #[serde(default)]
+    pub idle_sleep_us: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub idle_polls_before_sleep: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub tx_drain_us: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPort {
+    pub name: Spanned<String>,
+    pub devargs: Spanned<String>,
+    pub role: PortRole,
+    #[serde(default)]
+    pub rx_queues: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub rx_descriptors: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub tx_descriptors: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub forward_to: Option<Spanned<PortRef>>,
+    #[serde(default, deserialize_with = "peer_mac")]
+    pub peer_mac: Option<MacAddr>,
+}
+
+/// `forward_to`: a port name or a port index. Negative indices are kept so
+/// validation can name the key in its message.
+pub enum PortRef {
+    Index(i64),
+    Name(String),
+}
+
+impl<'de> Deserialize<'de> for PortRef {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct PortRefVisitor;
+        impl Visitor<'_> for PortRefVisitor {
+            type Value = PortRef;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a port name (string) or a port index (integer)")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<PortRef, E> {
+                Ok(PortRef::Index(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<PortRef, E> {
+                Ok(PortRef::Index(i64::try_from(v).unwrap_or(i64::MAX)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<PortRef, E> {
+                Ok(PortRef::Name(v.to_string()))
+            }
+        }
+        deserializer.deserialize_any(PortRefVisitor)
+    }
+}
+
+/// serde helper: a MAC address from its text form (`MacAddr: FromStr`).
+fn peer_mac<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<MacAddr>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    match text.parse::<MacAddr>() {
+        Ok(mac) => Ok(Some(mac)),
+        Err(e) => Err(de::Error::custom(format!("peer_mac {text:?} is not valid: {e}"))),
+    }
+}

@@ -1,0 +1,637 @@
+use super::*;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// A temporary file, removed on drop.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(name: &str) -> TempFile {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("switchyard-config-{}-{n}-{name}", std::process::id()));
+        std::fs::write(&path, b"not really a pcap").expect("write temp file");
+        TempFile(path)
+    }
+    fn path(&self) -> &str {
+        self.0.to_str().expect("utf-8 temp dir")
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn err(text: &str) -> String {
+    match Config::parse(text, "x.toml") {
+        Ok(config) => panic!("expected an error, got {config:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn ok(text: &str) -> Config {
+    Config::parse(text, "x.toml").unwrap_or_else(|e| panic!("{e}"))
+}
+
+const NULL_PORT: &str = "[[port]]\nname = \"p0\"\ndevargs = \"net_null0\"\nrole = \"vm\"\n";
+
+/// Two net_null ports; `extra` is appended to the first port's table.
+fn two_ports(extra: &str) -> String {
+    format!(
+        "[[port]]\nname = \"vm0\"\ndevargs = \"net_null0\"\nrole = \"vm\"\n{extra}\n\
+         [[port]]\nname = \"uplink0\"\ndevargs = \"net_null1\"\nrole = \"uplink\"\n"
+    )
+}
+
+#[test]
+fn full_example_parses_exactly() {
+    let pcap = TempFile::new("in.pcap");
+    let text = format!(
+        r#"
+[eal]
+lcores = "0-3"
+hugepages = true
+memory_mb = 1024
+file_prefix = "sy"
+extra_args = ["--log-level", "pmd.net.pcap:debug"]
+
+[mempool]
+mbufs = 16383
+cache = 128
+data_room = 4224
+
+[dataplane]
+workers = [1, 3]
+idle_sleep_us = 50
+idle_polls_before_sleep = 10
+tx_drain_us = 200
+
+[[port]]
+name = "vm0"
+devargs = "net_pcap0,rx_pcap={pcap},tx_pcap=out.pcap"
+role = "vm"
+rx_queues = 1
+rx_descriptors = 512
+tx_descriptors = 2048
+forward_to = "uplink0"
+peer_mac = "02:0A:00:00:00:01"
+
+[[port]]
+name = "uplink0"
+devargs = "01:00.1,rxq_pkt_pad_en=1"
+role = "uplink"
+rx_queues = 4
+forward_to = 0
+"#,
+        pcap = pcap.path()
+    );
+    let expected = Config {
+        eal: EalConfig {
+            lcores: "0-3".into(),
+            hugepages: true,
+            memory_mb: 1024,
+            file_prefix: Some("sy".into()),
+            extra_args: vec!["--log-level".into(), "pmd.net.pcap:debug".into()],
+        },
+        mempool: MempoolConfig { mbufs: 16383, cache: 128, data_room: 4224 },
+        dataplane: DataplaneConfig {
+            workers: vec![1, 3],
+            idle_sleep_us: 50,
+            idle_polls_before_sleep: 10,
+            tx_drain_us: 200,
+        },
+        ports: vec![
+            PortConfig {
+                name: "vm0".into(),
+                devargs: format!("net_pcap0,rx_pcap={},tx_pcap=out.pcap", pcap.path()),
+                role: PortRole::Vm,
+                rx_queues: 1,
+                rx_descriptors: 512,
+                tx_descriptors: 2048,
+                forward_to: Some(1),
+                peer_mac: MacAddr([2, 0x0a, 0, 0, 0, 1]),
+            },
+            PortConfig {
+                name: "uplink0".into(),
+                devargs: "0000:01:00.1,rxq_pkt_pad_en=1".into(),
+                role: PortRole::Uplink,
+                rx_queues: 4,
+                rx_descriptors: 1024,
+                tx_descriptors: 1024,
+                forward_to: Some(0),
+                peer_mac: MacAddr([2, 0, 0, 0, 0, 1]),
+            },
+        ],
+    };
+    let config = ok(&text);
+    assert_eq!(config, expected);
+    assert_eq!(config.main_lcore(), 0);
+    assert_eq!(config.ports[0].finite_pcap_inputs(), Some(vec![pcap.0.clone()]));
+    assert_eq!(config.ports[1].device_name(), "0000:01:00.1");
+    assert!(config.ports[1].is_pci() && !config.ports[0].is_pci());
+    assert_eq!(config.ports[1].driver(), "pci");
+    assert_eq!(config.ports[0].driver(), "net_pcap");
+    assert_eq!(config.ports[0].role.to_string(), "vm");
+    assert_eq!(config.ports[1].role.to_string(), "uplink");
+}
+
+#[test]
+fn defaults_apply() {
+    let config = ok(&format!("{NULL_PORT}[[port]]\nname = \"p1\"\ndevargs = \"net_null1\"\nrole = \"uplink\"\n"));
+    assert_eq!(config.eal.lcores, "0-1");
+    assert!(!config.eal.hugepages);
+    assert_eq!(config.eal.memory_mb, 512);
+    assert_eq!(config.eal.file_prefix, None);
+    assert!(config.eal.extra_args.is_empty());
+    assert_eq!(config.eal, EalConfig::default());
+    assert_eq!(config.mempool.mbufs, 8191);
+    assert_eq!(config.mempool.cache, 256);
+    assert_eq!(config.mempool.data_room, 2176);
+    assert_eq!(config.mempool, MempoolConfig::default());
+    assert_eq!(config.dataplane.workers, [1]);
+    assert_eq!(config.dataplane.idle_sleep_us, 0);
+    assert_eq!(config.dataplane.idle_polls_before_sleep, 100);
+    assert_eq!(config.dataplane.tx_drain_us, 100);
+    assert_eq!(config.dataplane, DataplaneConfig::default());
+    let p = &config.ports[1];
+    assert_eq!((p.rx_queues, p.rx_descriptors, p.tx_descriptors, p.forward_to), (1, 1024, 1024, None));
+    assert_eq!(config.ports[0].peer_mac.to_string(), "02:00:00:00:00:00");
+    assert_eq!(p.peer_mac.to_string(), "02:00:00:00:00:01");
+    assert_eq!(config.main_lcore(), 0);
+}
+
+#[test]
+fn main_lcore_is_the_lowest() {
+    let config = ok(&format!("[eal]\nlcores = \"5,2-3\"\n[dataplane]\nworkers = [3, 5]\n{NULL_PORT}"));
+    assert_eq!(config.main_lcore(), 2);
+    assert_eq!(config.dataplane.workers, [3, 5]);
+}
+
+#[test]
+fn load_reports_unreadable_files() {
+    assert_eq!(
+        Config::load(Path::new("conf/does-not-exist.toml")).unwrap_err().to_string(),
+        "config error: conf/does-not-exist.toml: cannot read: No such file or directory (os error 2)"
+    );
+    let file = TempFile::new("ok.toml");
+    std::fs::write(&file.0, NULL_PORT).expect("write");
+    assert_eq!(Config::load(&file.0).expect("loads").ports.len(), 1);
+}
+
+#[test]
+fn toml_errors_name_the_line() {
+    assert_eq!(err("[eal\n"), "config error: x.toml: line 1: invalid table header expected `.`, `]`");
+    assert_eq!(err("\n\nlcores = = 1\n"), "config error: x.toml: line 3: invalid string expected `\"`, `'`");
+    assert_eq!(
+        err("[eal]\nlcores = \"0-1\"\nmemory_mb = \"512\"\n"),
+        "config error: x.toml: line 3: invalid type: string \"512\", expected i64"
+    );
+    assert_eq!(
+        err("[eal]\nhugepages = 1\n"),
+        "config error: x.toml: line 2: invalid type: integer `1`, expected a boolean"
+    );
+    assert_eq!(
+        err("[bogus]\nx = 1\n"),
+        "config error: x.toml: line 1: unknown field `bogus`, expected one of `eal`, `mempool`, `dataplane`, `port`"
+    );
+    assert_eq!(
+        err("[eal]\nlcore = \"0-1\"\n"),
+        "config error: x.toml: line 2: unknown field `lcore`, expected one of `lcores`, `hugepages`, `memory_mb`, \
+         `file_prefix`, `extra_args`"
+    );
+    assert_eq!(
+        err(&format!("\n{NULL_PORT}rx_queus = 2\n")),
+        "config error: x.toml: line 6: unknown field `rx_queus`, expected one of `name`, `devargs`, `role`, \
+         `rx_queues`, `rx_descriptors`, `tx_descriptors`, `forward_to`, `peer_mac`"
+    );
+    assert_eq!(
+        err("[[port]]\nname = \"a\"\ndevargs = \"net_null0\"\n"),
+        "config error: x.toml: line 1: missing field `role`"
+    );
+    assert_eq!(
+        err("[[port]]\nname = \"a\"\ndevargs = \"net_null0\"\nrole = \"host\"\n"),
+        "config error: x.toml: line 4: unknown variant `host`, expected `vm` or `uplink`"
+    );
+    assert_eq!(
+        err(&two_ports("forward_to = true")),
+        "config error: x.toml: line 5: invalid type: boolean `true`, expected a port name (string) or a port index (integer)"
+    );
+    assert_eq!(
+        err(&two_ports("peer_mac = \"02:00:00:00:00\"")),
+        "config error: x.toml: line 5: peer_mac \"02:00:00:00:00\" is not valid: expected a MAC address of six hex octets \
+         such as 02:00:00:00:00:01"
+    );
+    assert_eq!(err("[port]\nname = \"a\"\n"), "config error: x.toml: line 1: invalid type: map, expected a sequence");
+    assert_eq!(
+        err("[dataplane]\nworkers = 1\n"),
+        "config error: x.toml: line 2: invalid type: integer `1`, expected a sequence"
+    );
+    assert_eq!(
+        err("[eal]\nmemory_mb = 99999999999999999999\n"),
+        "config error: x.toml: line 2: number too large to fit in target type"
+    );
+}
+
+#[test]
+fn eal_errors() {
+    let e = |eal: &str| err(&format!("[eal]\n{eal}\n{NULL_PORT}"));
+    assert_eq!(e("lcores = \"\""), "config error: x.toml: eal.lcores: empty");
+    assert_eq!(
+        e("lcores = \"0-a\""),
+        "config error: x.toml: eal.lcores: \"0-a\" is not an lcore list such as \"0-3\", \"0,2,4\" or \"1-2,5\""
+    );
+    assert_eq!(
+        e("lcores = \"(0,1)@2\""),
+        "config error: x.toml: eal.lcores: \"(0,1)@2\" uses the lcore group syntax \"(a,b)@c\", which is not supported \
+         here; list lcore ids such as \"0-3\" or \"0,2,4\""
+    );
+    assert_eq!(e("lcores = \"2-1\""), "config error: x.toml: eal.lcores: \"2-1\": the range \"2-1\" runs backwards");
+    assert_eq!(e("lcores = \"0-1,1\""), "config error: x.toml: eal.lcores: \"0-1,1\": lcore 1 is listed twice");
+    assert_eq!(
+        e("lcores = \"0,200\""),
+        "config error: x.toml: eal.lcores: lcore 200 is out of range 0..=127 (RTE_MAX_LCORE is 128)"
+    );
+    assert_eq!(e("memory_mb = 16"), "config error: x.toml: eal.memory_mb: 16 is out of range 64..=1048576");
+    assert_eq!(
+        e("file_prefix = \"../x\""),
+        "config error: x.toml: eal.file_prefix: \"../x\" must be 1 to 64 characters of A-Z a-z 0-9 _ - . and not start \
+         with '.'"
+    );
+    assert_eq!(
+        e("extra_args = [\"-v\", \"a\\u0000b\"]"),
+        "config error: x.toml: eal.extra_args[1]: \"a\\0b\" contains a NUL character"
+    );
+}
+
+#[test]
+fn mempool_errors() {
+    let e = |mempool: &str| err(&format!("[mempool]\n{mempool}\n{NULL_PORT}"));
+    assert_eq!(e("mbufs = 100"), "config error: x.toml: mempool.mbufs: 100 is out of range 1023..=16777215");
+    assert_eq!(
+        e("cache = 600"),
+        "config error: x.toml: mempool.cache: 600 is out of range 0..=512 (RTE_MEMPOOL_CACHE_MAX_SIZE)"
+    );
+    assert_eq!(
+        e("cache = -1"),
+        "config error: x.toml: mempool.cache: -1 is out of range 0..=512 (RTE_MEMPOOL_CACHE_MAX_SIZE)"
+    );
+    assert_eq!(
+        e("data_room = 128"),
+        "config error: x.toml: mempool.data_room: 128 is out of range 192..=65535 (128 bytes of headroom plus at least \
+         64 bytes of frame)"
+    );
+    assert_eq!(
+        e("mbufs = 1000000"),
+        "config error: x.toml: mempool.mbufs: 1000000 mbufs of 2176 bytes need at least 2259 MB, more than \
+         eal.memory_mb = 512"
+    );
+    assert_eq!(
+        err(&format!("[mempool]\nmbufs = 2047\n{NULL_PORT}rx_queues = 2\n")),
+        "config error: x.toml: mempool.mbufs: 2047 is too few: the receive rings and lcore caches hold up to 2560 mbufs \
+         (2048 for rx_queues x rx_descriptors over all ports + 2 lcores x cache 256)"
+    );
+    assert_eq!(
+        ok(&format!("[mempool]\nmbufs = 1023\ncache = 0\n{NULL_PORT}rx_descriptors = 512\n")).mempool.mbufs,
+        1023
+    );
+}
+
+#[test]
+fn dataplane_errors() {
+    let e = |eal: &str, dataplane: &str| err(&format!("[eal]\n{eal}\n[dataplane]\n{dataplane}\n{NULL_PORT}"));
+    assert_eq!(
+        e("lcores = \"0-1\"", "workers = [3]"),
+        "config error: x.toml: dataplane.workers: lcore 3 is not in eal.lcores \"0-1\""
+    );
+    assert_eq!(
+        e("lcores = \"0-1\"", "workers = [1, 0]"),
+        "config error: x.toml: dataplane.workers: lcore 0 is the main lcore, which runs the control plane"
+    );
+    assert_eq!(
+        e("lcores = \"0-1\"", "workers = []"),
+        "config error: x.toml: dataplane.workers: empty: at least one worker lcore is required"
+    );
+    assert_eq!(
+        e("lcores = \"0-3\"", "workers = [1, 2, 1]"),
+        "config error: x.toml: dataplane.workers: lcore 1 is listed twice"
+    );
+    assert_eq!(
+        e("lcores = \"0-3\"", "workers = [-1]"),
+        "config error: x.toml: dataplane.workers: -1 is not an lcore id"
+    );
+    assert_eq!(
+        e("lcores = \"0-3\"", "idle_sleep_us = 2000000"),
+        "config error: x.toml: dataplane.idle_sleep_us: 2000000 is out of range 0..=1000000"
+    );
+    assert_eq!(
+        e("lcores = \"0-3\"", "idle_polls_before_sleep = 0"),
+        "config error: x.toml: dataplane.idle_polls_before_sleep: 0 is out of range 1..=4294967295"
+    );
+    assert_eq!(
+        e("lcores = \"0-3\"", "tx_drain_us = 0"),
+        "config error: x.toml: dataplane.tx_drain_us: 0 is out of range 1..=100000"
+    );
+    // The default workers = [1] checked against a one-lcore list.
+    assert_eq!(
+        err(&format!("[eal]\nlcores = \"0\"\n{NULL_PORT}")),
+        "config error: x.toml: dataplane.workers: lcore 1 is not in eal.lcores \"0\""
+    );
+}
+
+#[test]
+fn port_errors() {
+    assert_eq!(err(""), "config error: x.toml: port: at least one [[port]] is required");
+    assert_eq!(err("port = []\n"), "config error: x.toml: port: at least one [[port]] is required");
+    assert_eq!(
+        err(&two_ports("forward_to = 5")),
+        "config error: x.toml: port[0].forward_to: port index 5 is out of range (2 ports configured)"
+    );
+    assert_eq!(
+        err(&two_ports("forward_to = -1")),
+        "config error: x.toml: port[0].forward_to: -1 is not a port index (indices start at 0)"
+    );
+    assert_eq!(
+        err(&two_ports("forward_to = \"uplnk\"")),
+        "config error: x.toml: port[0].forward_to: no port named \"uplnk\""
+    );
+    assert_eq!(
+        err(&two_ports("forward_to = \"vm0\"")),
+        "config error: x.toml: port[0].forward_to: a port cannot forward to itself"
+    );
+    assert_eq!(
+        err(&two_ports("forward_to = 0")),
+        "config error: x.toml: port[0].forward_to: a port cannot forward to itself"
+    );
+    assert_eq!(
+        err(&format!("{}[[port]]\nname = \"vm0\"\ndevargs = \"net_null2\"\nrole = \"vm\"\n", two_ports(""))),
+        "config error: x.toml: port[2].name: duplicate port name \"vm0\""
+    );
+    assert_eq!(
+        err("[[port]]\nname = \"vm 0\"\ndevargs = \"net_null0\"\nrole = \"vm\"\n"),
+        "config error: x.toml: port[0].name: \"vm 0\" is not a valid port name: use 1 to 32 characters of A-Z a-z 0-9 _ -"
+    );
+    assert_eq!(
+        err("[[port]]\nname = \"vm0\"\ndevargs = \"\"\nrole = \"vm\"\n"),
+        "config error: x.toml: port[0].devargs: empty"
+    );
+    assert_eq!(
+        err("[[port]]\nname = \"vm0\"\ndevargs = \"net_pcap0,rx_pcap\"\nrole = \"vm\"\n"),
+        "config error: x.toml: port[0].devargs: \"net_pcap0,rx_pcap\" is not key=value"
+    );
+    assert_eq!(
+        err("[[port]]\nname = \"vm0\"\ndevargs = \"net_pcap0,rx_pcap=/nonexistent/in.pcap\"\nrole = \"vm\"\n"),
+        "config error: x.toml: port[0].devargs: rx_pcap file \"/nonexistent/in.pcap\" not found"
+    );
+    let dir = std::env::temp_dir();
+    let dir = dir.to_str().expect("utf-8 temp dir");
+    assert_eq!(
+        err(&format!("[[port]]\nname = \"vm0\"\ndevargs = \"net_pcap0,rx_pcap={dir}\"\nrole = \"vm\"\n")),
+        format!("config error: x.toml: port[0].devargs: rx_pcap file \"{dir}\" is a directory")
+    );
+    assert_eq!(
+        err("[[port]]\nname = \"vm0\"\ndevargs = \"net_pcap0,rx_pcap=a.pcap,infinite_rx=yes\"\nrole = \"vm\"\n"),
+        "config error: x.toml: port[0].devargs: infinite_rx must be 0 or 1, not \"yes\""
+    );
+    assert_eq!(
+        err("[[port]]\nname = \"vm0\"\ndevargs = \"net_pcap0,rx_pacp=a.pcap\"\nrole = \"vm\"\n"),
+        "config error: x.toml: port[0].devargs: unknown net_pcap key \"rx_pacp\" (expected one of rx_pcap, rx_iface, \
+         rx_iface_in, tx_pcap, tx_iface, iface, phy_mac, infinite_rx)"
+    );
+    assert_eq!(
+        err("[[port]]\nname = \"vm0\"\ndevargs = \"net_pcap,rx_pcap=a\"\nrole = \"vm\"\n"),
+        "config error: x.toml: port[0].devargs: device \"net_pcap\" is neither a vdev name such as \"net_pcap0\" nor a \
+         PCI address such as \"0000:01:00.0\""
+    );
+    assert_eq!(
+        err("[[port]]\nname = \"vm0\"\ndevargs = \"0000:01:00\"\nrole = \"vm\"\n"),
+        "config error: x.toml: port[0].devargs: device \"0000:01:00\" is neither a vdev name such as \"net_pcap0\" nor a \
+         PCI address such as \"0000:01:00.0\""
+    );
+    assert_eq!(
+        err("[[port]]\nname = \"a\"\ndevargs = \"net_pcap0\"\nrole = \"vm\"\n\
+             [[port]]\nname = \"b\"\ndevargs = \"net_pcap0,tx_pcap=b.pcap\"\nrole = \"vm\"\n"),
+        "config error: x.toml: port[1].devargs: device \"net_pcap0\" is already used by port[0]"
+    );
+    // A short PCI address is the same device as its long form.
+    assert_eq!(
+        err("[[port]]\nname = \"a\"\ndevargs = \"0000:01:00.0\"\nrole = \"vm\"\n\
+             [[port]]\nname = \"b\"\ndevargs = \"01:00.0\"\nrole = \"vm\"\n"),
+        "config error: x.toml: port[1].devargs: device \"0000:01:00.0\" is already used by port[0]"
+    );
+    assert_eq!(
+        err(&two_ports("rx_descriptors = 1000")),
+        "config error: x.toml: port[0].rx_descriptors: 1000 is not a power of two in 64..=32768"
+    );
+    assert_eq!(
+        err(&two_ports("tx_descriptors = 65536")),
+        "config error: x.toml: port[0].tx_descriptors: 65536 is not a power of two in 64..=32768"
+    );
+    assert_eq!(err(&two_ports("rx_queues = 0")), "config error: x.toml: port[0].rx_queues: 0 is out of range 1..=64");
+    assert_eq!(
+        err(&two_ports("rx_queues = 70000")),
+        "config error: x.toml: port[0].rx_queues: 70000 is out of range 1..=64"
+    );
+    let pcap = TempFile::new("q.pcap");
+    assert_eq!(
+        err(&format!(
+            "[[port]]\nname = \"vm0\"\ndevargs = \"net_pcap0,rx_pcap={}\"\nrole = \"vm\"\nrx_queues = 2\n",
+            pcap.path()
+        )),
+        "config error: x.toml: port[0].rx_queues: 2 is more than the 1 receive queue(s) net_pcap creates from the \
+         devargs (one per rx_pcap, rx_iface, rx_iface_in or iface)"
+    );
+    let ports = |n: usize| -> String {
+        (0..n)
+            .map(|i| {
+                format!("[[port]]\nname = \"p{i}\"\ndevargs = \"net_null{i}\"\nrole = \"vm\"\nrx_descriptors = 64\n")
+            })
+            .collect()
+    };
+    let many = ports(33);
+    assert_eq!(
+        err(&many),
+        "config error: x.toml: port: 33 ports configured; DPDK supports at most 32 (RTE_MAX_ETHPORTS)"
+    );
+    assert_eq!(ok(&ports(32)).ports.len(), 32);
+}
+
+#[test]
+fn first_problem_in_file_order_wins() {
+    // Ports before [eal]: the port's problem comes first in the file.
+    let text = format!("{}[eal]\nmemory_mb = 1\n", two_ports("forward_to = 9"));
+    assert_eq!(
+        err(&text),
+        "config error: x.toml: port[0].forward_to: port index 9 is out of range (2 ports configured)"
+    );
+    // Within a port, key order decides.
+    assert_eq!(
+        err(&two_ports("tx_descriptors = 3\nrx_queues = 0")),
+        "config error: x.toml: port[0].tx_descriptors: 3 is not a power of two in 64..=32768"
+    );
+    // A defaulted key is located at its table: [dataplane] before [eal].
+    assert_eq!(
+        err(&format!("[dataplane]\ntx_drain_us = 5\n[eal]\nlcores = \"0\"\nmemory_mb = 1\n{NULL_PORT}")),
+        "config error: x.toml: dataplane.workers: lcore 1 is not in eal.lcores \"0\""
+    );
+    // An unparsable lcore list stops the workers checks instead of cascading.
+    assert_eq!(
+        err(&format!("[dataplane]\nworkers = [7]\n[eal]\nlcores = \"x\"\n{NULL_PORT}")),
+        "config error: x.toml: eal.lcores: \"x\" is not an lcore list such as \"0-3\", \"0,2,4\" or \"1-2,5\""
+    );
+    // An invalid port value does not trigger the mbufs cross-check.
+    assert_eq!(
+        err(&format!("[mempool]\nmbufs = 1023\n{NULL_PORT}rx_descriptors = 100000\n")),
+        "config error: x.toml: port[0].rx_descriptors: 100000 is not a power of two in 64..=32768"
+    );
+}
+
+#[test]
+fn errors_are_one_line() {
+    assert_eq!(
+        Config::parse("[eal\n", "a\nb.toml").unwrap_err().to_string(),
+        "config error: a b.toml: line 1: invalid table header expected `.`, `]`"
+    );
+    let e = err("[[port]]\nname = \"a\\nb\"\ndevargs = \"net_null0\"\nrole = \"vm\"\n");
+    assert_eq!(
+        e,
+        "config error: x.toml: port[0].name: \"a\\nb\" is not a valid port name: use 1 to 32 characters of A-Z a-z 0-9 _ -"
+    );
+}
+
+#[test]
+fn never_panics_on_odd_input() {
+    let inputs = [
+        "\u{feff}",
+        "port = [1]",
+        "port = [[]]",
+        "[[port]]\nname = \"é\"\ndevargs = \"é,é\"\nrole = \"vm\"\nforward_to = 9223372036854775807\n",
+        "[[port]]\nname = \"a\"\ndevargs = \",\"\nrole = \"vm\"\n",
+        "[[port]]\nname = \"a\"\ndevargs = \"net_null0,[=]\"\nrole = \"vm\"\n",
+        "[eal]\nlcores = \"-\"\n",
+        "[eal]\nlcores = \"0-18446744073709551616\"\n",
+        "[dataplane]\nworkers = [9223372036854775807, -9223372036854775808]\n",
+        "[mempool]\nmbufs = 16777215\ndata_room = 65535\n[eal]\nmemory_mb = 1048576\n",
+        "[[port]]\n[[port]]\n",
+        "x = 1\u{0}",
+    ];
+    for input in inputs {
+        let _ = Config::parse(input, "x.toml").map(|c| c.eal_args("sy"));
+    }
+    // Deep nesting hits toml's recursion limit instead of the stack.
+    let deep = format!("port = {}{}", "[".repeat(100_000), "]".repeat(100_000));
+    assert!(err(&deep).starts_with("config error: x.toml: line 1: "));
+    let deep = format!("[[port]]\nname = \"a\"\ndevargs = \"net_null0,a={}\"\nrole = \"vm\"\n", "[".repeat(100_000));
+    assert!(err(&deep).ends_with("has unbalanced brackets"));
+}
+
+#[test]
+fn eal_args_for_pcap_ports() {
+    let pcap = TempFile::new("eal.pcap");
+    let text = format!(
+        "[eal]\nlcores = \"2-3\"\nmemory_mb = 256\nfile_prefix = \"sy\"\n[dataplane]\nworkers = [3]\n\
+         [[port]]\nname = \"vm0\"\ndevargs = \"net_pcap0,rx_pcap={}\"\nrole = \"vm\"\n\
+         [[port]]\nname = \"up0\"\ndevargs = \"net_pcap1,tx_pcap=out.pcap\"\nrole = \"uplink\"\n",
+        pcap.path()
+    );
+    let config = ok(&text);
+    assert_eq!(
+        config.eal_args("switchyard"),
+        [
+            "switchyard",
+            "-l",
+            "2-3",
+            "--main-lcore",
+            "2",
+            "-m",
+            "256",
+            "--no-huge",
+            "--no-shconf",
+            "--file-prefix",
+            "sy",
+            "--no-pci",
+            "--no-telemetry"
+        ]
+    );
+    let config = ok(NULL_PORT);
+    let args = config.eal_args("sy");
+    assert_eq!(args[9..11], ["--file-prefix".to_string(), format!("switchyard-{}", std::process::id())]);
+}
+
+#[test]
+fn eal_args_for_pci_ports() {
+    let text = "[eal]\nhugepages = true\nextra_args = [\"--log-level\", \"8\"]\n\
+                [[port]]\nname = \"a\"\ndevargs = \"0000:01:00.0\"\nrole = \"uplink\"\n\
+                [[port]]\nname = \"b\"\ndevargs = \"net_null0\"\nrole = \"vm\"\n\
+                [[port]]\nname = \"c\"\ndevargs = \"02:00.1,rxq_pkt_pad_en=1\"\nrole = \"vm\"\n";
+    let mut config = ok(text);
+    config.eal.file_prefix = Some("p".into());
+    assert_eq!(
+        config.eal_args("/usr/bin/switchyard"),
+        [
+            "/usr/bin/switchyard",
+            "-l",
+            "0-1",
+            "--main-lcore",
+            "0",
+            "-m",
+            "512",
+            "--in-memory",
+            "--file-prefix",
+            "p",
+            "-a",
+            "0000:01:00.0",
+            "-a",
+            "0000:02:00.1,rxq_pkt_pad_en=1",
+            "--no-telemetry",
+            "--log-level",
+            "8"
+        ]
+    );
+}
+
+fn port(devargs: &str) -> PortConfig {
+    PortConfig {
+        name: "p".into(),
+        devargs: devargs.into(),
+        role: PortRole::Vm,
+        rx_queues: 1,
+        rx_descriptors: 1024,
+        tx_descriptors: 1024,
+        forward_to: None,
+        peer_mac: PortConfig::default_peer_mac(0),
+    }
+}
+
+#[test]
+fn finite_pcap_inputs() {
+    let paths = |v: &[&str]| Some(v.iter().map(PathBuf::from).collect::<Vec<_>>());
+    assert_eq!(port("net_pcap0,rx_pcap=in.pcap").finite_pcap_inputs(), paths(&["in.pcap"]));
+    assert_eq!(
+        port("net_pcap0,rx_pcap=in.pcap,tx_pcap=o.pcap,infinite_rx=0").finite_pcap_inputs(),
+        paths(&["in.pcap"])
+    );
+    assert_eq!(port("net_pcap0,rx_pcap=in.pcap,infinite_rx=1").finite_pcap_inputs(), None);
+    assert_eq!(port("net_pcap0,tx_pcap=out.pcap").finite_pcap_inputs(), None);
+    assert_eq!(port("net_pcap0,rx_iface=eth0").finite_pcap_inputs(), None);
+    assert_eq!(port("net_pcap0,rx_pcap=a.pcap,rx_iface_in=eth0").finite_pcap_inputs(), None);
+    assert_eq!(port("net_pcap0,iface=eth0").finite_pcap_inputs(), None);
+    assert_eq!(port("net_null0").finite_pcap_inputs(), None);
+    assert_eq!(port("net_null0,rx_pcap=a.pcap").finite_pcap_inputs(), None);
+    assert_eq!(port("net_pcap0,rx_pcap=a.pcap,rx_pcap=b.pcap").finite_pcap_inputs(), paths(&["a.pcap", "b.pcap"]));
+    assert_eq!(port("eth_pcap0,rx_pcap=a.pcap").finite_pcap_inputs(), paths(&["a.pcap"]));
+}
+
+#[test]
+fn devargs_accessors() {
+    let p = port("net_pcap0,rx_pcap=a.pcap,tx_pcap=b.pcap,rx_pcap=c.pcap");
+    assert_eq!(p.device_name(), "net_pcap0");
+    assert_eq!(p.driver(), "net_pcap");
+    assert!(!p.is_pci());
+    let pairs: Vec<_> = p.devargs_pairs().collect();
+    assert_eq!(pairs, [("rx_pcap", "a.pcap"), ("tx_pcap", "b.pcap"), ("rx_pcap", "c.pcap")]);
+    let p = port("01:00.0,a=b");
+    assert!(p.is_pci());
+    assert_eq!((p.device_name(), p.driver()), ("01:00.0", "pci"));
+    assert_eq!(p.devargs_pairs().collect::<Vec<_>>(), [("a", "b")]);
+}
