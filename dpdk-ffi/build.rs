@@ -25,7 +25,7 @@ fn main() {
         Ok(lib) => lib,
         Err(err) => missing(
             "DPDK 22.11 (package libdpdk-dev)",
-            &err.to_string().lines().next().unwrap_or("pkg-config libdpdk failed").to_string(),
+            err.to_string().lines().next().unwrap_or("pkg-config libdpdk failed"),
         ),
     };
     let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));

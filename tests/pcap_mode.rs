@@ -24,7 +24,7 @@ fn pcap_config(input: &Path, output: &Path, extra_port_keys: &str) -> String {
 lcores = "0-1"
 memory_mb = 256
 [mempool]
-mbufs = 2047
+mbufs = 4095
 [dataplane]
 workers = [1]
 idle_sleep_us = 100

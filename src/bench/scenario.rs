@@ -9,7 +9,8 @@ use std::time::Duration;
 use pcap_file::pcap::{PcapPacket, PcapWriter};
 
 use crate::dataplane::{cross_connect_pipeline, Pipeline, PortBinding};
-use crate::wire::{ethertype, ipv4, EthernetFrame, Ipv4Packet, MacAddr, UdpDatagram};
+use crate::wire::ethernet::ethertype;
+use crate::wire::{ipv4, EthernetFrame, Ipv4Packet, MacAddr, UdpDatagram};
 
 /// Distinct flows in a generator pcap.
 const FLOWS: u16 = 1024;

@@ -10,7 +10,7 @@ use crossbeam::utils::CachePadded;
 
 use super::counters::WorkerCounters;
 use crate::dpdk::{rdtsc, LcoreId, Mbuf, MbufBatch, RxQueue, TxBuffer, TxOutcome};
-use crate::pipeline::{Burst, DropReason, PacketBuf, PortId, Stage, Verdict};
+use crate::pipeline::{Burst, DropReason, PortId, Stage, Verdict};
 
 /// The stages a worker runs on every burst, in order.
 pub type Pipeline = Vec<Box<dyn Stage<Mbuf> + Send>>;
