@@ -5,7 +5,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use switchyard::bench::{self, BenchOptions};
+use switchyard::bench::{self, BenchOptions, Scenario};
 use switchyard::config::Config;
 use switchyard::dataplane::{cross_connect_pipeline, Dataplane, StartError, StopCause};
 
@@ -33,7 +33,7 @@ enum Command {
         #[arg(long)]
         scenario: String,
         /// Measuring time per run.
-        #[arg(long, default_value_t = 5)]
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=3600))]
         seconds: u32,
         #[arg(long, value_name = "PATH", default_value = "dpdk-testpmd")]
         testpmd: PathBuf,
@@ -61,9 +61,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run { config, stats_json } => run(&config, stats_json.as_deref()),
-        Command::Bench { scenario, seconds, testpmd, json } => {
-            bench::run(&BenchOptions { scenario, seconds, testpmd, json }).map_err(|message| Failure { code: 1, message })
-        }
+        Command::Bench { scenario, seconds, testpmd, json } => match Scenario::named(&scenario) {
+            Ok(scenario) => bench::run(&BenchOptions { scenario, seconds, testpmd, json })
+                .map_err(|message| Failure { code: 1, message }),
+            Err(message) => Err(Failure { code: 2, message }),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

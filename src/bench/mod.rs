@@ -8,7 +8,7 @@
 mod scenario;
 mod testpmd;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -27,7 +27,7 @@ const MEMORY_MB: u32 = 1024;
 const WARMUP: Duration = Duration::from_secs(1);
 
 pub struct BenchOptions {
-    pub scenario: String,
+    pub scenario: Scenario,
     pub seconds: u32,
     pub testpmd: PathBuf,
     pub json: Option<PathBuf>,
@@ -57,12 +57,21 @@ pub struct BenchReport {
 }
 
 pub fn run(options: &BenchOptions) -> Result<(), String> {
-    let scenario = Scenario::named(&options.scenario)?;
-    if options.seconds == 0 {
-        return Err("--seconds must be at least 1".into());
-    }
     let dir = std::env::temp_dir().join(format!("switchyard-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let result = measure_all(options, &dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    let report = result?;
+    if let Some(path) = &options.json {
+        let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+        std::fs::write(path, json + "\n").map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Writes the generator into `dir`, measures testpmd and switchyard, prints the report.
+fn measure_all(options: &BenchOptions, dir: &Path) -> Result<BenchReport, String> {
+    let scenario = options.scenario;
     let generator = dir.join(format!("{}.pcap", scenario.name()));
     scenario.write_generator(&generator).map_err(|e| format!("cannot write {}: {e}", generator.display()))?;
     println!(
@@ -93,7 +102,7 @@ pub fn run(options: &BenchOptions) -> Result<(), String> {
         };
         println!("  ratio switchyard/testpmd-{mode:<8} {ratio:.2}{target}");
     }
-    let report = BenchReport {
+    Ok(BenchReport {
         scenario: scenario.name(),
         description: scenario.description(),
         seconds: options.seconds,
@@ -103,16 +112,10 @@ pub fn run(options: &BenchOptions) -> Result<(), String> {
         ratios,
         reference_mode: scenario.reference_mode(),
         target_ratio: scenario.target_ratio(),
-    };
-    let _ = std::fs::remove_dir_all(&dir);
-    if let Some(path) = &options.json {
-        let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
-        std::fs::write(path, json + "\n").map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    }
-    Ok(())
+    })
 }
 
-fn measure_switchyard(scenario: &Scenario, generator: &std::path::Path, seconds: u32) -> Result<(Measurement, u64), String> {
+fn measure_switchyard(scenario: &Scenario, generator: &Path, seconds: u32) -> Result<(Measurement, u64), String> {
     let toml = format!(
         r#"
 [eal]

@@ -275,6 +275,9 @@ impl Config {
             args.extend(["-a".into(), port.devargs.clone()]);
         }
         args.push("--no-telemetry".into());
+        // EAL and drivers report start-up details at INFO; keep warnings and errors.
+        // A later --log-level in extra_args overrides this.
+        args.push("--log-level=*:warning".into());
         args.extend(self.eal.extra_args.iter().cloned());
         args
     }
@@ -551,7 +554,10 @@ fn validate(raw: RawConfig) -> Result<Config, String> {
                 PortRef::Index(i) if *i < 0 => Err(format!("{i} is not a port index (indices start at 0)")),
                 PortRef::Index(i) => match usize::try_from(*i) {
                     Ok(i) if i < raw_ports.len() => Ok(i),
-                    _ => Err(format!("port index {i} is out of range ({} ports configured)", raw_ports.len())),
+                    _ => Err(format!(
+                        "port index {i} is out of range ({} configured)",
+                        plural(raw_ports.len(), "port")
+                    )),
                 },
                 PortRef::Name(n) => names.iter().position(|m| m == n).ok_or(format!("no port named {n:?}")),
             };
@@ -621,4 +627,13 @@ fn validate(raw: RawConfig) -> Result<Config, String> {
         },
         ports,
     })
+}
+
+/// "1 port", "2 ports".
+fn plural(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }

@@ -550,7 +550,8 @@ fn eal_args_for_pcap_ports() {
             "--file-prefix",
             "sy",
             "--no-pci",
-            "--no-telemetry"
+            "--no-telemetry",
+            "--log-level=*:warning"
         ]
     );
     let config = ok(NULL_PORT);
@@ -584,6 +585,7 @@ fn eal_args_for_pci_ports() {
             "-a",
             "0000:02:00.1,rxq_pkt_pad_en=1",
             "--no-telemetry",
+            "--log-level=*:warning",
             "--log-level",
             "8"
         ]

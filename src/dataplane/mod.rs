@@ -102,7 +102,7 @@ impl Dataplane {
         for ((index, pc), input) in config.ports.iter().enumerate().zip(inputs) {
             let key = format!("port[{index}]");
             let id = Port::probe(&pc.devargs, pc.device_name())
-                .map_err(|e| config_error(format!("{key}.devargs"), format!("\"{}\": {e}", pc.devargs)))?;
+                .map_err(|e| config_error(format!("{key}.devargs"), probe_failure(pc, &e)))?;
             let info = Port::info(id).map_err(|e| StartError::Dpdk(format!("{key} \"{}\": {e}", pc.name)))?;
             if pc.rx_queues > info.max_rx_queues {
                 return Err(config_error(
@@ -269,6 +269,22 @@ impl Dataplane {
 impl Drop for Dataplane {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Says what a failed `rte_dev_probe` means for the operator: DPDK's errno alone
+/// ("Bad address") does not.
+fn probe_failure(port: &PortConfig, err: &dpdk::DpdkError) -> String {
+    const EFAULT: i32 = 14; // rte_devargs_parse: no bus knows the device name
+    if err.errno == EFAULT {
+        format!("\"{}\": DPDK knows no device or driver named \"{}\"", port.devargs, port.device_name())
+    } else {
+        format!(
+            "\"{}\": the {} driver refused these devargs ({}; see the EAL message above)",
+            port.devargs,
+            port.driver(),
+            err.text
+        )
     }
 }
 
