@@ -89,7 +89,7 @@ mod tests {
         assert_eq!(totals.rx_packets(), 15);
         assert_eq!(totals.tx_packets(), 12);
         assert_eq!(totals.drops["truncated_ethernet"], 3);
-        assert_eq!(totals.drops["tx_queue_full"], 0, "every reason is listed");
+        assert_eq!(totals.drops["tx_refused"], 0, "every reason is listed");
         assert_eq!(totals.dropped(), 3);
     }
 }

@@ -175,9 +175,10 @@ impl Dataplane {
         }
 
         for running in &mut ports {
-            running.port.start().map_err(|e| {
-                StartError::Dpdk(format!("port[{}] \"{}\": {e}", running.binding.index, running.binding.config.name))
-            })?;
+            let (index, name) = (running.binding.index, &running.binding.config.name);
+            running.port.start().map_err(|e| StartError::Dpdk(format!("port[{index}] \"{name}\": {e}")))?;
+            let link = running.port.link();
+            log::info!("port[{index}] \"{name}\": link {}", if link.up { "up" } else { "down" });
         }
         let mut dataplane = Dataplane {
             stop,
@@ -260,7 +261,7 @@ impl Dataplane {
         let ports = self
             .ports
             .iter()
-            .map(|p| PortSummary::new(&p.binding, &p.driver, p.port.stats().unwrap_or_default(), &totals))
+            .map(|p| PortSummary::new(&p.binding, &p.driver, p.port.stats().unwrap_or_default(), p.port.link(), &totals))
             .collect();
         Summary::new(self.started_at.elapsed(), ports, totals, self.pool.in_use())
     }

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::counters::{PortTotals, Totals};
 use super::PortBinding;
-use crate::dpdk::PortStats;
+use crate::dpdk::{Link, PortStats};
 
 /// One port at the end of a run: our counters and the driver's.
 #[derive(Debug, Clone, Serialize)]
@@ -19,6 +19,7 @@ pub struct PortSummary {
     pub driver: String,
     pub port_id: u16,
     pub mac: String,
+    pub link: Link,
     #[serde(flatten)]
     pub counters: PortTotals,
     /// The driver's own counters (imissed and rx_nombuf are drops before we see a packet).
@@ -26,7 +27,7 @@ pub struct PortSummary {
 }
 
 impl PortSummary {
-    pub fn new(binding: &PortBinding, driver: &str, nic: PortStats, totals: &Totals) -> Self {
+    pub fn new(binding: &PortBinding, driver: &str, nic: PortStats, link: Link, totals: &Totals) -> Self {
         PortSummary {
             index: binding.index,
             name: binding.config.name.clone(),
@@ -35,6 +36,7 @@ impl PortSummary {
             driver: driver.to_string(),
             port_id: binding.id.0,
             mac: binding.mac.to_string(),
+            link,
             counters: totals.ports.get(binding.id.index()).copied().unwrap_or_default(),
             nic,
         }

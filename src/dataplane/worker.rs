@@ -138,6 +138,6 @@ fn account_tx(counters: &WorkerCounters, port: PortId, outcome: TxOutcome) {
     port_counters.tx_bytes.add(outcome.sent_bytes);
     if outcome.dropped > 0 {
         port_counters.tx_dropped.add(outcome.dropped);
-        counters.drops.add(DropReason::TxQueueFull, outcome.dropped);
+        counters.drops.add(DropReason::TxRefused, outcome.dropped);
     }
 }

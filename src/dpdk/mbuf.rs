@@ -4,7 +4,7 @@ use std::slice;
 
 use dpdk_ffi as ffi;
 
-use crate::pipeline::{PacketBuf, PortId, BURST_SIZE};
+use crate::pipeline::{PacketBuf, BURST_SIZE};
 
 /// An owned `rte_mbuf`, returned to its pool on drop.
 ///
@@ -48,11 +48,6 @@ impl Mbuf {
     #[inline]
     pub fn is_multi_segment(&self) -> bool {
         self.raw().nb_segs > 1
-    }
-
-    /// The port the mbuf was received on.
-    pub fn port(&self) -> PortId {
-        PortId(self.raw().port)
     }
 
     /// Length of the whole packet, all segments.

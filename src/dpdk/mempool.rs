@@ -35,12 +35,6 @@ impl Mempool {
         // SAFETY: the pool is valid while self lives.
         unsafe { ffi::rte_mempool_in_use_count(self.0.as_ptr()) }
     }
-
-    /// Buffers free in the pool, per-lcore caches included.
-    pub fn available(&self) -> u32 {
-        // SAFETY: the pool is valid while self lives.
-        unsafe { ffi::rte_mempool_avail_count(self.0.as_ptr()) }
-    }
 }
 
 impl Drop for Mempool {

@@ -139,10 +139,6 @@ impl Port {
         Ok(port)
     }
 
-    pub fn id(&self) -> PortId {
-        self.id
-    }
-
     pub fn start(&mut self) -> Result<(), DpdkError> {
         // SAFETY: the port is configured with all queues set up.
         unsafe { ffi::rte_eth_dev_start(self.id.0) }.to_result("rte_eth_dev_start")?;

@@ -50,7 +50,7 @@ pub struct PortCounters {
     pub rx_bytes: Counter,
     pub tx_packets: Counter,
     pub tx_bytes: Counter,
-    /// Received here and dropped by a stage (any reason but `TxQueueFull`).
+    /// Received here and dropped by a stage (any reason but `TxRefused`).
     pub rx_dropped: Counter,
     /// Meant for transmission here and not accepted by the queue.
     pub tx_dropped: Counter,
@@ -63,10 +63,10 @@ mod tests {
     #[test]
     fn counters_add_per_reason() {
         let drops = DropCounters::default();
-        drops.add(DropReason::TxQueueFull, 3);
-        drops.add(DropReason::TxQueueFull, 2);
+        drops.add(DropReason::TxRefused, 3);
+        drops.add(DropReason::TxRefused, 2);
         drops.add(DropReason::NoVerdict, 1);
-        assert_eq!(drops.get(DropReason::TxQueueFull), 5);
+        assert_eq!(drops.get(DropReason::TxRefused), 5);
         assert_eq!(drops.get(DropReason::NoVerdict), 1);
         assert_eq!(drops.get(DropReason::MultiSegmentMbuf), 0);
     }

@@ -17,8 +17,9 @@ pub enum DropReason {
     NoVerdict,
     /// The packet was meant for the control plane, which has no handler for it yet.
     NoControlPath,
-    /// The transmit queue did not accept the packet (the unsent tail of a partial burst).
-    TxQueueFull,
+    /// The transmit queue did not take the packet: its ring was full or the driver
+    /// failed to send (the unsent tail of a partial tx burst).
+    TxRefused,
 }
 
 impl DropReason {
@@ -30,7 +31,7 @@ impl DropReason {
         DropReason::UnknownOutputPort,
         DropReason::NoVerdict,
         DropReason::NoControlPath,
-        DropReason::TxQueueFull,
+        DropReason::TxRefused,
     ];
 
     pub fn name(self) -> &'static str {
@@ -41,7 +42,7 @@ impl DropReason {
             DropReason::UnknownOutputPort => "unknown_output_port",
             DropReason::NoVerdict => "no_verdict",
             DropReason::NoControlPath => "no_control_path",
-            DropReason::TxQueueFull => "tx_queue_full",
+            DropReason::TxRefused => "tx_refused",
         }
     }
 
