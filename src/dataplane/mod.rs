@@ -166,12 +166,9 @@ impl Dataplane {
                 drain_cycles: tsc_hz * u64::from(config.dataplane.tx_drain_us) / 1_000_000,
             })
             .collect();
-        // Every (port, rx queue) pair goes to exactly one worker, round-robin.
-        let all_queues = bindings
-            .iter()
-            .flat_map(|b| (0..b.config.rx_queues).map(move |q| RxQueue { port: b.id, queue: QueueId(q) }));
-        for (k, queue) in all_queues.enumerate() {
-            plans[k % workers].rx_queues.push(queue);
+        let queues = bindings.iter().map(|b| (b.id, b.config.rx_queues));
+        for (plan, rx_queues) in plans.iter_mut().zip(assign_rx_queues(queues, workers)) {
+            plan.rx_queues = rx_queues;
         }
 
         for running in &mut ports {
@@ -273,6 +270,17 @@ impl Drop for Dataplane {
     }
 }
 
+/// Deals every (port, rx queue) pair to exactly one of `workers`, round-robin in
+/// port order, so queue 0 of consecutive ports lands on different workers.
+fn assign_rx_queues(ports: impl Iterator<Item = (PortId, u16)>, workers: usize) -> Vec<Vec<RxQueue>> {
+    let mut assigned = vec![Vec::new(); workers];
+    let all = ports.flat_map(|(port, queues)| (0..queues).map(move |q| RxQueue { port, queue: QueueId(q) }));
+    for (k, queue) in all.enumerate() {
+        assigned[k % workers].push(queue);
+    }
+    assigned
+}
+
 /// Says what a failed `rte_dev_probe` means for the operator: DPDK's errno alone
 /// ("Bad address") does not.
 fn probe_failure(port: &PortConfig, err: &dpdk::DpdkError) -> String {
@@ -296,4 +304,25 @@ pub fn cross_connect_pipeline(bindings: &[PortBinding]) -> Pipeline {
         Some((b.id, Route { out: out.id, src: out.mac, dst: out.config.peer_mac }))
     });
     vec![Box::new(CrossConnect::new(routes))]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(queues: &[RxQueue]) -> Vec<(u16, u16)> {
+        queues.iter().map(|q| (q.port.0, q.queue.0)).collect()
+    }
+
+    #[test]
+    fn rx_queues_are_dealt_round_robin_each_to_one_worker() {
+        let ports = [(PortId(0), 3), (PortId(1), 1), (PortId(4), 2)];
+        let assigned = assign_rx_queues(ports.into_iter(), 2);
+        assert_eq!(names(&assigned[0]), [(0, 0), (0, 2), (4, 0)]);
+        assert_eq!(names(&assigned[1]), [(0, 1), (1, 0), (4, 1)]);
+        let one = assign_rx_queues(ports.into_iter(), 1);
+        assert_eq!(one[0].len(), 6, "a single worker polls every queue");
+        let many = assign_rx_queues([(PortId(0), 1)].into_iter(), 3);
+        assert_eq!(many.iter().map(Vec::len).collect::<Vec<_>>(), [1, 0, 0], "spare workers poll nothing");
+    }
 }
