@@ -48,16 +48,7 @@ fn the_unsent_tail_of_a_partial_tx_is_counted_and_freed() {
     let stats = dir.join("stats.json");
     let sample = repo().join("conf/samples/default-in.pcap");
     let toml = format!(
-        r#"
-[eal]
-lcores = "0-1"
-memory_mb = 256
-[mempool]
-mbufs = 4095
-[dataplane]
-workers = [1]
-idle_sleep_us = 100
-[[port]]
+        r#"{ONE_WORKER}[[port]]
 name = "in"
 devargs = "net_pcap0,rx_pcap={}"
 role = "vm"

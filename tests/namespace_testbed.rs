@@ -93,16 +93,7 @@ fn kernel_hosts_ping_and_talk_tcp_through_the_switch() {
     std::fs::write(
         &config,
         format!(
-            r#"
-[eal]
-lcores = "0-1"
-memory_mb = 256
-[mempool]
-mbufs = 4095
-[dataplane]
-workers = [1]
-idle_sleep_us = 100
-[[port]]
+            r#"{ONE_WORKER}[[port]]
 name = "a"
 devargs = "net_af_packet0,iface={}"
 role = "vm"

@@ -19,16 +19,7 @@ fn sample() -> std::path::PathBuf {
 /// Two pcap ports cross-connected in one direction, one worker.
 fn pcap_config(input: &Path, output: &Path, extra_port_keys: &str) -> String {
     format!(
-        r#"
-[eal]
-lcores = "0-1"
-memory_mb = 256
-[mempool]
-mbufs = 4095
-[dataplane]
-workers = [1]
-idle_sleep_us = 100
-[[port]]
+        r#"{ONE_WORKER}[[port]]
 name = "vm0"
 devargs = "net_pcap0,rx_pcap={input}"
 role = "vm"

@@ -142,7 +142,7 @@ role = "uplink"
     let config = Config::parse(&toml, "bench").map_err(|e| e.to_string())?;
     let mut dataplane = Dataplane::start(&config, "bench", |bindings| scenario.pipeline(bindings)).map_err(|e| e.to_string())?;
     std::thread::sleep(WARMUP);
-    let sink = 1;
+    let sink = dataplane.port_id("sink").ok_or("the bench config has no sink port")?.index();
     let mut samples = Vec::new();
     let mut last = dataplane.totals().ports[sink].tx_packets;
     let mut at = Instant::now();

@@ -195,6 +195,11 @@ impl Dataplane {
         Ok(dataplane)
     }
 
+    /// The DPDK port id of the configured port `name`.
+    pub fn port_id(&self, name: &str) -> Option<PortId> {
+        self.ports.iter().map(|p| &p.binding).find(|b| b.config.name == name).map(|b| b.id)
+    }
+
     pub fn tsc_hz(&self) -> u64 {
         self.eal.tsc_hz()
     }
@@ -245,15 +250,7 @@ impl Dataplane {
     /// Stops the workers (each stops rx, drains and flushes tx) and reports the
     /// final counters. Ports close (pcap files are completed) when `self` drops.
     pub fn stop(&mut self) -> Summary {
-        self.stop.store(true, Ordering::Relaxed);
-        if self.running {
-            for (lcore, _) in &self.workers {
-                if !lcore.wait() {
-                    log::error!("{lcore}: the worker panicked");
-                }
-            }
-            self.running = false;
-        }
+        self.stop_workers();
         let totals = self.totals();
         let ports = self
             .ports
@@ -264,9 +261,23 @@ impl Dataplane {
     }
 }
 
+impl Dataplane {
+    fn stop_workers(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if self.running {
+            for (lcore, _) in &self.workers {
+                if !lcore.wait() {
+                    log::error!("{lcore}: the worker panicked");
+                }
+            }
+            self.running = false;
+        }
+    }
+}
+
 impl Drop for Dataplane {
     fn drop(&mut self) {
-        self.stop();
+        self.stop_workers();
     }
 }
 

@@ -9,6 +9,11 @@ use std::time::Duration;
 
 use pcap_file::pcap::{PcapPacket, PcapReader, PcapWriter};
 
+/// The tables every test config starts with: one worker on lcore 1 that backs
+/// off when idle, so tests running in parallel share the two cores.
+pub const ONE_WORKER: &str = "[eal]\nlcores = \"0-1\"\nmemory_mb = 256\n[mempool]\nmbufs = 4095\n\
+                              [dataplane]\nworkers = [1]\nidle_sleep_us = 100\n";
+
 /// The repository root (where conf/ lives).
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
