@@ -9,6 +9,9 @@ use std::path::Path;
 /// DPDK's `RTE_DEV_NAME_MAX_LEN` (64) includes the terminating NUL.
 const MAX_DEVICE_NAME: usize = 63;
 
+/// pcap PMD keys that receive from a live interface (as opposed to `rx_pcap` files).
+pub const PCAP_RX_SOURCES: [&str; 3] = ["rx_iface", "rx_iface_in", "iface"];
+
 /// Keys the DPDK 22.11 pcap PMD (`net_pcap`, alias `eth_pcap`) accepts.
 pub const PCAP_KEYS: [&str; 8] =
     ["rx_pcap", "rx_iface", "rx_iface_in", "tx_pcap", "tx_iface", "iface", "phy_mac", "infinite_rx"];

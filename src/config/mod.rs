@@ -207,12 +207,23 @@ impl PortConfig {
         for (key, value) in self.devargs_pairs() {
             match key {
                 "rx_pcap" => files.push(PathBuf::from(value)),
-                "rx_iface" | "rx_iface_in" | "iface" => return None,
+                key if devargs::PCAP_RX_SOURCES.contains(&key) => return None,
                 "infinite_rx" if value != "0" => return None,
                 _ => {}
             }
         }
         (!files.is_empty()).then_some(files)
+    }
+
+    /// True when the port can never receive: a net_pcap port without any receive
+    /// source (tx only), or a `net_null` sink with `no-rx=1`.
+    pub fn never_receives(&self) -> bool {
+        let mut pairs = self.devargs_pairs();
+        if devargs::is_pcap_driver(self.driver()) {
+            pairs.all(|(key, _)| key != "rx_pcap" && !devargs::PCAP_RX_SOURCES.contains(&key))
+        } else {
+            self.driver() == "net_null" && pairs.any(|pair| pair == ("no-rx", "1"))
+        }
     }
 }
 

@@ -625,6 +625,24 @@ fn finite_pcap_inputs() {
 }
 
 #[test]
+fn never_receives() {
+    for silent in ["net_pcap0,tx_pcap=out.pcap", "eth_pcap0,tx_iface=eth0", "net_null0,no-rx=1"] {
+        assert!(port(silent).never_receives(), "{silent}");
+    }
+    for live in [
+        "net_pcap0,rx_pcap=in.pcap",
+        "eth_pcap0,iface=eth0",
+        "net_pcap0,tx_pcap=o.pcap,rx_iface_in=eth0",
+        "net_null0",
+        "net_null0,no-rx=0",
+        "net_tap0",
+        "0000:01:00.0",
+    ] {
+        assert!(!port(live).never_receives(), "{live}");
+    }
+}
+
+#[test]
 fn devargs_accessors() {
     let p = port("net_pcap0,rx_pcap=a.pcap,tx_pcap=b.pcap,rx_pcap=c.pcap");
     assert_eq!(p.device_name(), "net_pcap0");

@@ -1,6 +1,6 @@
 //! What a port receives from, so that pcap test mode knows when all input is in.
 use std::fs::File;
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufRead, BufReader};
 use std::path::Path;
 
 use crate::config::PortConfig;
@@ -26,25 +26,18 @@ impl InputKind {
             }
             return Ok(InputKind::FinitePcap { packets });
         }
-        let has_key = |key: &str| port.devargs_pairs().any(|(k, _)| k == key);
-        let silent = match port.driver() {
-            "net_pcap" => !["rx_pcap", "rx_iface", "rx_iface_in", "iface"].iter().any(|k| has_key(k)),
-            "net_null" => port.devargs_pairs().any(|(k, v)| k == "no-rx" && v == "1"),
-            _ => false,
-        };
-        Ok(if silent { InputKind::Silent } else { InputKind::Live })
+        Ok(if port.never_receives() { InputKind::Silent } else { InputKind::Live })
     }
 }
 
 /// Packets in a pcap or pcapng file (libpcap, under net_pcap, reads both).
 pub fn count_pcap_packets(path: &Path) -> io::Result<u64> {
     let mut file = BufReader::new(File::open(path)?);
-    let mut magic = [0u8; 4];
-    file.read_exact(&mut magic)?;
-    let file = BufReader::new(File::open(path)?);
+    // Peek at the magic without consuming it: the readers parse the header themselves.
+    let is_pcapng = file.fill_buf()?.starts_with(&[0x0a, 0x0d, 0x0d, 0x0a]);
     let invalid = |e: pcap_file::PcapError| io::Error::new(io::ErrorKind::InvalidData, e.to_string());
     let mut count = 0;
-    if magic == [0x0a, 0x0d, 0x0d, 0x0a] {
+    if is_pcapng {
         let mut reader = pcap_file::pcapng::PcapNgReader::new(file).map_err(invalid)?;
         while let Some(block) = reader.next_block() {
             if matches!(
