@@ -94,11 +94,11 @@ fn run(config_path: &Path, stats_json: Option<&Path>) -> Result<(), Failure> {
         std::fs::write(path, json + "\n")
             .map_err(|e| Failure { code: 1, message: format!("cannot write {}: {e}", path.display()) })?;
     }
-    match cause {
-        _ if summary.unaccounted != 0 => {
-            Err(Failure { code: 1, message: format!("{} packets unaccounted for", summary.unaccounted) })
-        }
-        StopCause::InputStalled => Err(Failure { code: 1, message: "pcap input stalled before its end".into() }),
-        StopCause::Signal | StopCause::InputDone => Ok(()),
+    if summary.unaccounted != 0 {
+        return Err(Failure { code: 1, message: format!("{} packets unaccounted for", summary.unaccounted) });
     }
+    if cause == StopCause::InputStalled {
+        return Err(Failure { code: 1, message: "pcap input stalled before its end".into() });
+    }
+    Ok(())
 }

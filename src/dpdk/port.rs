@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::error::{DpdkError, ToResult};
 use super::mbuf::Mbuf;
 use super::mempool::Mempool;
-use crate::pipeline::{Burst, PacketBuf, PortId, QueueId, BURST_SIZE};
+use crate::pipeline::{Burst, PortId, QueueId, BURST_SIZE};
 use crate::wire::MacAddr;
 
 /// What the driver reports about a port.
@@ -276,7 +276,7 @@ impl TxBuffer {
     /// Queues `mbuf`; flushes when the burst is full.
     #[inline]
     pub fn push(&mut self, mbuf: Mbuf) -> TxOutcome {
-        self.bytes += mbuf.data().len() as u64;
+        self.bytes += u64::from(mbuf.pkt_len());
         self.pending[self.len] = mbuf.into_raw();
         self.len += 1;
         if self.len == BURST_SIZE {
@@ -301,7 +301,7 @@ impl TxBuffer {
             let tail = &mut self.pending[sent..len];
             for &ptr in tail.iter() {
                 // SAFETY: unsent mbufs are still ours and valid.
-                outcome.sent_bytes -= u64::from(unsafe { (*ptr).data_len });
+                outcome.sent_bytes -= u64::from(unsafe { (*ptr).pkt_len });
             }
             outcome.dropped = (len - sent) as u64;
             // SAFETY: the unsent tail is still owned by us; freed exactly once here.
