@@ -1,7 +1,7 @@
 //! Switchyard: a DPDK poll-mode virtual switch for bare-metal NFV hosts.
 //!
 //! Floors, bottom up (a module never imports one above it):
-//! `wire`; `pipeline`; `dpdk`, `config`; feature datapaths (`xconnect`); `dataplane`;
+//! `wire`; `pipeline`, `dpdk`, `config`, `store`; feature datapaths (`xconnect`); `dataplane`;
 //! `bench`; `main.rs`.
 //! Raw pointers and FFI live only in `dpdk` (and the `dpdk-ffi` crate): the Rust
 //! lint against them is denied crate-wide in Cargo.toml and allowed there alone.
@@ -11,5 +11,6 @@ pub mod config;
 pub mod dataplane;
 pub mod dpdk;
 pub mod pipeline;
+pub mod store;
 pub mod wire;
 pub mod xconnect;

@@ -1,0 +1,65 @@
+//! The configuration records an operator manages: virtual networks, VM endpoints,
+//! remote endpoints and VM-port bindings. The config database stores exactly these,
+//! the REST API reads and writes them, and the switching unit builds its tables
+//! from a `ConfigSnapshot` of them.
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::wire::MacAddr;
+
+/// A VXLAN network identifier: 24 bits (RFC 7348 section 5), 0 is not used.
+pub type Vni = u32;
+pub const VNI_MAX: Vni = (1 << 24) - 1;
+
+/// A virtual network (an L2 domain carried over VXLAN).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Network {
+    pub vni: Vni,
+    pub name: String,
+    /// Remote VTEPs that get a copy of broadcast, unknown-unicast and multicast
+    /// frames (head-end replication, RFC 7348 section 4.2 without multicast).
+    #[serde(default)]
+    pub flood_vteps: Vec<Ipv4Addr>,
+}
+
+/// A VM interface attached to a VM-role port of this switch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmEndpoint {
+    pub vni: Vni,
+    pub mac: MacAddr,
+    /// Answered locally for ARP requests when set.
+    #[serde(default)]
+    pub ip: Option<Ipv4Addr>,
+    /// The name of the VM-role port (from the TOML `[[port]]` list).
+    pub port: String,
+}
+
+/// A VM reached through a remote VTEP.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteEndpoint {
+    pub vni: Vni,
+    pub mac: MacAddr,
+    #[serde(default)]
+    pub ip: Option<Ipv4Addr>,
+    pub vtep: Ipv4Addr,
+}
+
+/// Which network a VM-role port belongs to: frames from an unknown source MAC on
+/// the port are switched (and learned) in this VNI.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortNetwork {
+    pub port: String,
+    pub vni: Vni,
+}
+
+/// Everything the database holds, as one consistent version.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigSnapshot {
+    /// Bumped by every committed change; 0 for an empty database.
+    pub generation: u64,
+    pub networks: Vec<Network>,
+    pub endpoints: Vec<VmEndpoint>,
+    pub remotes: Vec<RemoteEndpoint>,
+    pub ports: Vec<PortNetwork>,
+}
