@@ -3,18 +3,28 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::pipeline::{DropCounters, DropReason, PortCounters};
+use crate::pipeline::{Counter, DropCounters, DropReason, PortCounters};
 
 /// Everything one worker counts: per port (indexed by port id) and per drop reason.
 #[derive(Debug)]
 pub struct WorkerCounters {
     pub ports: Vec<PortCounters>,
     pub drops: DropCounters,
+    /// Packets stages made (flood copies, replicas, ARP requests), including
+    /// those they could not make (counted as `copy_not_made` drops too).
+    pub made: Counter,
+    /// Packets addressed to the switch itself and handled there.
+    pub absorbed: Counter,
 }
 
 impl WorkerCounters {
     pub fn new(port_slots: usize) -> Self {
-        WorkerCounters { ports: (0..port_slots).map(|_| PortCounters::default()).collect(), drops: DropCounters::default() }
+        WorkerCounters {
+            ports: (0..port_slots).map(|_| PortCounters::default()).collect(),
+            drops: DropCounters::default(),
+            made: Counter::default(),
+            absorbed: Counter::default(),
+        }
     }
 }
 
@@ -36,6 +46,8 @@ pub struct Totals {
     pub ports: Vec<PortTotals>,
     /// Every drop reason, zero or not, by its stable name.
     pub drops: BTreeMap<&'static str, u64>,
+    pub made: u64,
+    pub absorbed: u64,
 }
 
 impl Totals {
@@ -43,6 +55,7 @@ impl Totals {
         let mut totals = Totals {
             ports: vec![PortTotals::default(); port_slots],
             drops: DropReason::ALL.iter().map(|r| (r.name(), 0)).collect(),
+            ..Totals::default()
         };
         for worker in workers {
             for (total, c) in totals.ports.iter_mut().zip(&worker.ports) {
@@ -53,9 +66,11 @@ impl Totals {
                 total.rx_dropped += c.rx_dropped.get();
                 total.tx_dropped += c.tx_dropped.get();
             }
-            for reason in DropReason::ALL {
+            for &reason in DropReason::ALL {
                 *totals.drops.entry(reason.name()).or_default() += worker.drops.get(reason);
             }
+            totals.made += worker.made.get();
+            totals.absorbed += worker.absorbed.get();
         }
         totals
     }

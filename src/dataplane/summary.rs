@@ -43,15 +43,20 @@ impl PortSummary {
     }
 }
 
-/// Totals of a run. `rx_packets == tx_packets + dropped` holds at the end of
-/// every run: a packet is either sent or counted under a drop reason.
+/// Totals of a run. `rx_packets + made == tx_packets + dropped + absorbed` holds
+/// at the end of every run: a packet received or made by a stage is sent,
+/// counted under a drop reason, or absorbed by the switch itself.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
     pub elapsed_seconds: f64,
     pub rx_packets: u64,
     pub tx_packets: u64,
     pub dropped: u64,
-    /// Received packets neither sent nor counted as dropped; 0 unless something is wrong.
+    /// Packets stages made (flood copies, head-end replicas, ARP requests).
+    pub made: u64,
+    /// Packets addressed to the switch and handled there (ARP replies to the VTEP).
+    pub absorbed: u64,
+    /// Packets neither sent, dropped nor absorbed; 0 unless something is wrong.
     pub unaccounted: i128,
     pub ports: Vec<PortSummary>,
     pub drops: BTreeMap<&'static str, u64>,
@@ -66,7 +71,12 @@ impl Summary {
             rx_packets: rx,
             tx_packets: tx,
             dropped,
-            unaccounted: i128::from(rx) - i128::from(tx) - i128::from(dropped),
+            made: totals.made,
+            absorbed: totals.absorbed,
+            unaccounted: i128::from(rx) + i128::from(totals.made)
+                - i128::from(tx)
+                - i128::from(dropped)
+                - i128::from(totals.absorbed),
             ports,
             drops: totals.drops,
             mempool_in_use,
@@ -100,7 +110,14 @@ impl fmt::Display for Summary {
         for (reason, count) in self.drops.iter().filter(|(_, &n)| n > 0) {
             writeln!(f, "drop {reason:<24} {count:>12}")?;
         }
-        write!(f, "total rx {} = tx {} + dropped {}", self.rx_packets, self.tx_packets, self.dropped)?;
+        write!(f, "total rx {}", self.rx_packets)?;
+        if self.made > 0 {
+            write!(f, " + made {}", self.made)?;
+        }
+        write!(f, " = tx {} + dropped {}", self.tx_packets, self.dropped)?;
+        if self.absorbed > 0 {
+            write!(f, " + absorbed {}", self.absorbed)?;
+        }
         if self.unaccounted != 0 {
             write!(f, " (UNACCOUNTED {})", self.unaccounted)?;
         }

@@ -47,6 +47,9 @@ impl Worker {
         let mut last_drain = rdtsc();
         let mut idle_polls = 0u32;
         while !self.stop.load(Ordering::Relaxed) {
+            for stage in &mut self.pipeline {
+                stage.quiescent();
+            }
             let mut received = 0;
             for i in 0..self.rx_queues.len() {
                 let n = self.rx_queues[i].rx_burst(&mut burst);
@@ -91,6 +94,12 @@ impl Worker {
         for stage in &mut self.pipeline {
             stage.process(burst);
         }
+        let unmade = u64::from(burst.unmade());
+        let made = burst.made().len() as u64 + unmade;
+        if made > 0 {
+            counters.made.add(made);
+            counters.drops.add(DropReason::CopyNotMade, unmade);
+        }
 
         let tx = &mut self.tx;
         burst.drain(|mbuf, verdict| {
@@ -110,6 +119,11 @@ impl Worker {
                 Verdict::ToControl => DropReason::NoControlPath,
                 // Taken packets are not handed out by drain.
                 Verdict::Consumed => return,
+                Verdict::Absorbed => {
+                    counters.absorbed.add(1);
+                    to_free.push(mbuf);
+                    return;
+                }
             };
             counters.drops.add(reason, 1);
             port.rx_dropped.add(1);

@@ -119,6 +119,46 @@ impl PacketBuf for Mbuf {
         m.pkt_len -= u32::from(len16);
         true
     }
+
+    /// `rte_pktmbuf_append`, single-segment only.
+    fn append(&mut self, len: usize) -> Option<&mut [u8]> {
+        if self.is_multi_segment() {
+            return None;
+        }
+        let len16 = u16::try_from(len).ok()?;
+        let m = self.raw_mut();
+        let tailroom = m.buf_len - m.data_off - m.data_len;
+        if len16 > tailroom {
+            return None;
+        }
+        let old = usize::from(m.data_len);
+        m.data_len += len16;
+        m.pkt_len += u32::from(len16);
+        Some(&mut self.data_mut()[old..])
+    }
+
+    /// A new mbuf from the same pool holding a copy of this one's data at the
+    /// same offset (one `rte_pktmbuf_alloc` and a memcpy; single-segment only).
+    fn duplicate(&self) -> Option<Mbuf> {
+        if self.is_multi_segment() {
+            return None;
+        }
+        let m = self.raw();
+        // SAFETY: m.pool is the valid pool this mbuf came from; a null return means empty.
+        let copy = NonNull::new(unsafe { ffi::rte_pktmbuf_alloc(m.pool) })?;
+        // SAFETY: rte_pktmbuf_alloc returned a fresh mbuf that nobody else owns.
+        let mut copy = unsafe { Mbuf::from_raw(copy) };
+        let c = copy.raw_mut();
+        if c.buf_len < m.data_off + m.data_len {
+            return None;
+        }
+        c.data_off = m.data_off;
+        c.data_len = m.data_len;
+        c.pkt_len = u32::from(m.data_len);
+        c.port = m.port;
+        copy.data_mut().copy_from_slice(self.data());
+        Some(copy)
+    }
 }
 
 impl Drop for Mbuf {

@@ -4,6 +4,10 @@ use super::{PacketBuf, PortId, Verdict};
 /// Packets per rx/tx call, as in DPDK's examples and testpmd.
 pub const BURST_SIZE: usize = 32;
 
+/// Packets stages may make per burst (flood copies, head-end replicas, ARP
+/// requests): room for every packet of a burst to be copied to 16 places.
+pub const MADE_PER_BURST: usize = 16 * BURST_SIZE;
+
 /// Packets received together on one port, each with its verdict.
 ///
 /// A slot's packet is `None` only after a stage took it (`Verdict::Consumed`).
@@ -12,6 +16,11 @@ pub struct Burst<P> {
     len: usize,
     packets: [Option<P>; BURST_SIZE],
     verdicts: [Verdict; BURST_SIZE],
+    /// Packets stages made, sent after the received ones; never grows past its
+    /// initial capacity, so making a packet allocates nothing but an mbuf.
+    made: Vec<(P, Verdict)>,
+    /// Packets stages meant to make but could not (pool empty or `made` full).
+    unmade: u32,
 }
 
 impl<P: PacketBuf> Burst<P> {
@@ -21,6 +30,8 @@ impl<P: PacketBuf> Burst<P> {
             len: 0,
             packets: [const { None }; BURST_SIZE],
             verdicts: [Verdict::Pending; BURST_SIZE],
+            made: Vec::with_capacity(MADE_PER_BURST),
+            unmade: 0,
         }
     }
 
@@ -32,8 +43,10 @@ impl<P: PacketBuf> Burst<P> {
     /// Starts a new, empty burst from `in_port`. The previous burst must have been drained.
     pub fn reset(&mut self, in_port: PortId) {
         debug_assert!(self.packets[..self.len].iter().all(Option::is_none), "burst not drained");
+        debug_assert!(self.made.is_empty(), "burst not drained");
         self.in_port = in_port;
         self.len = 0;
+        self.unmade = 0;
     }
 
     pub fn len(&self) -> usize {
@@ -84,8 +97,38 @@ impl<P: PacketBuf> Burst<P> {
         &self.verdicts[..self.len]
     }
 
+    /// Adds a packet a stage made (a flood copy, an ARP request) with its final
+    /// verdict. Past `MADE_PER_BURST` the packet is freed and counted as unmade.
+    pub fn add_made(&mut self, packet: P, verdict: Verdict) {
+        if self.made.len() < MADE_PER_BURST {
+            self.made.push((packet, verdict));
+        } else {
+            self.unmade += 1;
+        }
+    }
+
+    /// A stage could not make a packet it meant to (no mbuf for a copy).
+    pub fn add_unmade(&mut self) {
+        self.unmade += 1;
+    }
+
+    /// Whether `n` more packets can be made in this burst.
+    pub fn has_room_to_make(&self, n: usize) -> bool {
+        self.made.len() + n <= MADE_PER_BURST
+    }
+
+    /// The packets stages made so far, with their verdicts.
+    pub fn made(&self) -> &[(P, Verdict)] {
+        &self.made
+    }
+
+    /// Packets stages meant to make but could not.
+    pub fn unmade(&self) -> u32 {
+        self.unmade
+    }
+
     /// Hands every packet still present to `dispatch` with its verdict, in
-    /// arrival order, and leaves the burst empty.
+    /// arrival order, then the packets stages made, and leaves the burst empty.
     pub fn drain(&mut self, mut dispatch: impl FnMut(P, Verdict)) {
         for (packet, verdict) in self.packets[..self.len].iter_mut().zip(&self.verdicts[..self.len]) {
             if let Some(packet) = packet.take() {
@@ -93,6 +136,9 @@ impl<P: PacketBuf> Burst<P> {
             }
         }
         self.len = 0;
+        for (packet, verdict) in self.made.drain(..) {
+            dispatch(packet, verdict);
+        }
     }
 }
 
@@ -146,5 +192,26 @@ mod tests {
         assert!(burst.is_empty());
         burst.reset(PortId(1));
         assert_eq!(burst.in_port(), PortId(1));
+    }
+
+    #[test]
+    fn made_packets_drain_after_received_ones_and_are_bounded() {
+        let mut burst = burst_of(1);
+        burst.decide_all(Verdict::Forward(PortId(0)));
+        for i in 0..MADE_PER_BURST + 2 {
+            burst.add_made(BytesPacket::new(&[i as u8]), Verdict::Forward(PortId(1)));
+        }
+        burst.add_unmade();
+        assert_eq!(burst.made().len(), MADE_PER_BURST);
+        assert_eq!(burst.unmade(), 3, "two past the limit, one reported");
+        assert!(!burst.has_room_to_make(1));
+        let mut out = Vec::new();
+        burst.drain(|p, v| out.push((p.data()[0], v)));
+        assert_eq!(out.len(), 1 + MADE_PER_BURST);
+        assert_eq!(out[0], (0, Verdict::Forward(PortId(0))), "received packets first");
+        assert_eq!(out[1], (0, Verdict::Forward(PortId(1))));
+        assert!(burst.made().is_empty());
+        burst.reset(PortId(0));
+        assert_eq!(burst.unmade(), 0);
     }
 }

@@ -1,51 +1,101 @@
 //! Every packet the switch does not deliver ends under one of these names,
 //! each with its own counter (grout-style named drop nodes).
 
-/// Why a packet was dropped. The `name()` is the stable key used in stats output.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-#[repr(u8)]
-pub enum DropReason {
+macro_rules! drop_reasons {
+    ($($(#[doc = $doc:literal])+ $variant:ident => $name:literal,)+) => {
+        /// Why a packet was dropped. The `name()` is the stable key used in stats output.
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+        #[repr(u8)]
+        pub enum DropReason {
+            $($(#[doc = $doc])+ $variant,)+
+        }
+
+        impl DropReason {
+            pub const ALL: &'static [DropReason] = &[$(DropReason::$variant,)+];
+            pub const COUNT: usize = Self::ALL.len();
+
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(DropReason::$variant => $name,)+
+                }
+            }
+
+            /// The doc line, for the README and the metrics' HELP text.
+            pub fn description(self) -> &'static str {
+                match self {
+                    $(DropReason::$variant => concat!($($doc),+).trim_ascii(),)+
+                }
+            }
+        }
+    };
+}
+
+drop_reasons! {
     /// The mbuf chains several segments; stages work on one contiguous buffer.
-    MultiSegmentMbuf,
+    MultiSegmentMbuf => "multi_segment_mbuf",
     /// Shorter than an Ethernet header (a runt).
-    TruncatedEthernet,
+    TruncatedEthernet => "truncated_ethernet",
     /// The receiving port has no forwarding rule (no `forward_to`, no unit decision).
-    NoForwardingRule,
+    NoForwardingRule => "no_forwarding_rule",
     /// A stage chose an output port that does not exist.
-    UnknownOutputPort,
+    UnknownOutputPort => "unknown_output_port",
     /// No stage gave the packet a verdict.
-    NoVerdict,
-    /// The packet was meant for the control plane, which has no handler for it yet.
-    NoControlPath,
+    NoVerdict => "no_verdict",
+    /// The packet was meant for the control plane, which has no handler for it.
+    NoControlPath => "no_control_path",
     /// The transmit queue did not take the packet: its ring was full or the driver
     /// failed to send (the unsent tail of a partial tx burst).
-    TxRefused,
+    TxRefused => "tx_refused",
+    /// A flood copy or head-end replica could not be made: the mempool was empty
+    /// or the burst already made its maximum of copies.
+    CopyNotMade => "copy_not_made",
+    /// A VM port is bound to no virtual network, so its frames have nowhere to go.
+    PortNotInNetwork => "port_not_in_network",
+    /// The source MAC is a group (multicast/broadcast) address: no valid frame has one.
+    InvalidSourceMac => "invalid_source_mac",
+    /// The destination is on the port the frame came from (no hairpin forwarding).
+    SamePort => "same_port",
+    /// A broadcast/unknown frame has no port or VTEP to flood to in its network.
+    FloodNoMembers => "flood_no_members",
+    /// The destination MAC is behind a remote VTEP, but no uplink carries the overlay.
+    NoUplink => "no_uplink",
+    /// Encapsulated, the frame would exceed the uplink MTU; VTEPs must not
+    /// fragment (RFC 7348 section 4.3).
+    ExceedsUplinkMtu => "exceeds_uplink_mtu",
+    /// The next hop towards the remote VTEP has no resolved MAC yet (an ARP request was sent).
+    NextHopUnresolved => "next_hop_unresolved",
+    /// The packet lacks headroom for the outer headers.
+    NoHeadroom => "no_headroom",
+    /// Neither ARP nor IPv4: the uplink carries only the overlay.
+    UplinkNotOverlay => "uplink_not_overlay",
+    /// ARP on the uplink that is not for the local VTEP address.
+    ArpNotForUs => "arp_not_for_us",
+    /// An ARP packet too short, or not Ethernet/IPv4 ARP.
+    MalformedArp => "malformed_arp",
+    /// The outer IPv4 header is truncated, has IHL < 5, or a total length beyond the frame.
+    MalformedOuterIpv4 => "malformed_outer_ipv4",
+    /// The outer IPv4 header checksum is wrong.
+    BadOuterIpv4Checksum => "bad_outer_ipv4_checksum",
+    /// The outer IPv4 destination is not the local VTEP address.
+    VxlanWrongDestination => "vxlan_wrong_destination",
+    /// IPv4 to the VTEP that is not UDP to port 4789.
+    NotVxlan => "not_vxlan",
+    /// An outer IPv4 fragment: VTEPs do not reassemble (RFC 7348 section 4.3).
+    OuterFragment => "outer_fragment",
+    /// The outer UDP or VXLAN header is cut short, or the UDP length disagrees with IPv4's.
+    TruncatedVxlan => "truncated_vxlan",
+    /// The VXLAN I flag is clear: the VNI is not valid (RFC 7348 section 5).
+    VxlanFlagNotSet => "vxlan_flag_not_set",
+    /// The VNI names no network configured here.
+    UnknownVni => "unknown_vni",
+    /// The encapsulated frame is shorter than an Ethernet header.
+    TruncatedInnerEthernet => "truncated_inner_ethernet",
+    /// A decapsulated frame for a MAC behind another VTEP: VTEPs do not relay
+    /// between tunnels (split horizon).
+    RemoteToRemote => "remote_to_remote",
 }
 
 impl DropReason {
-    pub const COUNT: usize = 7;
-    pub const ALL: [DropReason; Self::COUNT] = [
-        DropReason::MultiSegmentMbuf,
-        DropReason::TruncatedEthernet,
-        DropReason::NoForwardingRule,
-        DropReason::UnknownOutputPort,
-        DropReason::NoVerdict,
-        DropReason::NoControlPath,
-        DropReason::TxRefused,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            DropReason::MultiSegmentMbuf => "multi_segment_mbuf",
-            DropReason::TruncatedEthernet => "truncated_ethernet",
-            DropReason::NoForwardingRule => "no_forwarding_rule",
-            DropReason::UnknownOutputPort => "unknown_output_port",
-            DropReason::NoVerdict => "no_verdict",
-            DropReason::NoControlPath => "no_control_path",
-            DropReason::TxRefused => "tx_refused",
-        }
-    }
-
     pub fn index(self) -> usize {
         self as usize
     }
@@ -59,6 +109,7 @@ mod tests {
     fn all_lists_every_reason_once_in_index_order() {
         for (i, reason) in DropReason::ALL.iter().enumerate() {
             assert_eq!(reason.index(), i);
+            assert!(!reason.description().is_empty());
         }
         let mut names: Vec<_> = DropReason::ALL.iter().map(|r| r.name()).collect();
         names.sort_unstable();

@@ -8,7 +8,7 @@ mod drop_reason;
 mod packet;
 mod stage;
 
-pub use burst::{Burst, BURST_SIZE};
+pub use burst::{Burst, BURST_SIZE, MADE_PER_BURST};
 pub use counters::{Counter, DropCounters, PortCounters};
 pub use drop_reason::DropReason;
 pub use packet::{BytesPacket, PacketBuf};

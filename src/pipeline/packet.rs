@@ -13,6 +13,14 @@ pub trait PacketBuf {
     fn adj(&mut self, len: usize) -> bool;
     /// Removes `len` bytes from the end; false without change if the packet is shorter.
     fn trim(&mut self, len: usize) -> bool;
+    /// Grows the packet at the end by `len` bytes and returns them, or `None`
+    /// without change if the tailroom is too small.
+    fn append(&mut self, len: usize) -> Option<&mut [u8]>;
+    /// A copy in a new buffer from the same pool, with the same headroom (for
+    /// flooding and head-end replication), or `None` if the pool is empty.
+    fn duplicate(&self) -> Option<Self>
+    where
+        Self: Sized;
 
     fn len(&self) -> usize {
         self.data().len()
@@ -34,10 +42,13 @@ pub struct BytesPacket {
 impl BytesPacket {
     /// Same headroom as a DPDK mbuf (RTE_PKTMBUF_HEADROOM).
     pub const HEADROOM: usize = 128;
+    /// Total buffer size, like the default mbuf data room.
+    pub const BUFFER_LEN: usize = 2048 + Self::HEADROOM;
 
+    /// Panics if `bytes` does not fit the buffer after the headroom.
     pub fn new(bytes: &[u8]) -> Self {
-        let mut buf = vec![0; Self::HEADROOM + bytes.len()];
-        buf[Self::HEADROOM..].copy_from_slice(bytes);
+        let mut buf = vec![0; Self::BUFFER_LEN.max(Self::HEADROOM + bytes.len())];
+        buf[Self::HEADROOM..Self::HEADROOM + bytes.len()].copy_from_slice(bytes);
         BytesPacket { buf, start: Self::HEADROOM, end: Self::HEADROOM + bytes.len() }
     }
 
@@ -72,6 +83,14 @@ impl PacketBuf for BytesPacket {
         self.end -= len;
         true
     }
+    fn append(&mut self, len: usize) -> Option<&mut [u8]> {
+        let end = self.end.checked_add(len).filter(|&end| end <= self.buf.len())?;
+        let old = std::mem::replace(&mut self.end, end);
+        Some(&mut self.buf[old..end])
+    }
+    fn duplicate(&self) -> Option<Self> {
+        Some(self.clone())
+    }
 }
 
 #[cfg(test)]
@@ -93,5 +112,9 @@ mod tests {
         assert_eq!(p.data(), &[2, 3]);
         assert!(!p.trim(3));
         assert!(p.trim(2) && p.is_empty());
+        p.append(2).unwrap().copy_from_slice(&[7, 8]);
+        assert_eq!(p.data(), &[7, 8]);
+        assert!(p.append(BytesPacket::BUFFER_LEN).is_none());
+        assert_eq!(p.duplicate().unwrap(), p);
     }
 }

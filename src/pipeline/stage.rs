@@ -15,12 +15,15 @@ pub enum Verdict {
     ToControl,
     /// A stage took ownership of the packet (buffered it, for instance).
     Consumed,
+    /// Addressed to the switch itself and handled there (an ARP reply for the
+    /// VTEP, say): freed and counted as absorbed, not as a drop.
+    Absorbed,
 }
 
 impl Verdict {
-    /// Drop, control and consume are final: later stages skip such packets.
+    /// Drop, control, consume and absorb are final: later stages skip such packets.
     pub fn is_final(self) -> bool {
-        matches!(self, Verdict::Drop(_) | Verdict::ToControl | Verdict::Consumed)
+        matches!(self, Verdict::Drop(_) | Verdict::ToControl | Verdict::Consumed | Verdict::Absorbed)
     }
 }
 
@@ -32,4 +35,7 @@ pub trait Stage<P: PacketBuf> {
     /// Short name for logs and stats.
     fn name(&self) -> &'static str;
     fn process(&mut self, burst: &mut Burst<P>);
+    /// Called once per run-loop iteration, outside any burst: the stage holds no
+    /// reference into shared tables from before this point (a quiescent state).
+    fn quiescent(&mut self) {}
 }
