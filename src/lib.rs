@@ -12,5 +12,6 @@ pub mod dataplane;
 pub mod dpdk;
 pub mod pipeline;
 pub mod store;
+pub mod unit;
 pub mod wire;
 pub mod xconnect;

@@ -47,8 +47,9 @@ impl Worker {
         let mut last_drain = rdtsc();
         let mut idle_polls = 0u32;
         while !self.stop.load(Ordering::Relaxed) {
+            let now = rdtsc();
             for stage in &mut self.pipeline {
-                stage.quiescent();
+                stage.quiescent(now);
             }
             let mut received = 0;
             for i in 0..self.rx_queues.len() {
@@ -58,7 +59,6 @@ impl Worker {
                     self.process(&mut burst, &mut to_free);
                 }
             }
-            let now = rdtsc();
             // An empty poll flushes at once: nothing more is coming to fill the bursts.
             if received == 0 || now.wrapping_sub(last_drain) >= self.drain_cycles {
                 self.flush_tx();

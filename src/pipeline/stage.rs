@@ -35,7 +35,8 @@ pub trait Stage<P: PacketBuf> {
     /// Short name for logs and stats.
     fn name(&self) -> &'static str;
     fn process(&mut self, burst: &mut Burst<P>);
-    /// Called once per run-loop iteration, outside any burst: the stage holds no
-    /// reference into shared tables from before this point (a quiescent state).
-    fn quiescent(&mut self) {}
+    /// Called once per run-loop iteration, outside any burst, with the TSC: the
+    /// stage holds no reference into shared tables from before this point (a
+    /// quiescent state).
+    fn quiescent(&mut self, _now: u64) {}
 }

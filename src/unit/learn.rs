@@ -1,0 +1,167 @@
+//! What workers learn from traffic (MAC locations, underlay neighbours) goes to
+//! the control plane through a bounded lock-free queue; the control plane folds
+//! it into the next table version, so every worker sees it and published units
+//! stay immutable.
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use crossbeam::queue::ArrayQueue;
+
+use crate::pipeline::{Counter, PortId};
+use crate::store::Vni;
+use crate::wire::MacAddr;
+
+/// Where a MAC address lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Location {
+    /// Behind a VM-role port of this switch.
+    Port(PortId),
+    /// Behind a remote VTEP.
+    Vtep(Ipv4Addr),
+}
+
+/// One observation a worker reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LearnEvent {
+    /// Source MAC `mac` in network `vni` was seen at `at`.
+    Mac { vni: Vni, mac: MacAddr, at: Location },
+    /// An underlay host answered ARP (or asked us): `ip` is at `mac`.
+    Neighbor { ip: Ipv4Addr, mac: MacAddr },
+}
+
+/// The queue workers push to and the control plane drains.
+pub type LearnQueue = Arc<ArrayQueue<LearnEvent>>;
+
+const FILTER_SLOTS: usize = 1024;
+
+/// Per-worker state a unit may use (never shared between workers): published
+/// units are immutable, so what a worker learns or rate-limits lives here.
+pub struct WorkerLocal {
+    /// TSC at the start of the current burst.
+    pub now: u64,
+    pub tsc_hz: u64,
+    queue: LearnQueue,
+    /// Re-report an unchanged observation after this many TSC cycles, so the
+    /// control plane can age out what is no longer seen.
+    refresh_cycles: u64,
+    /// Direct-mapped memory of recent reports: (observation hash, TSC). Keeps a
+    /// busy flow from pushing one event per packet.
+    reported: Box<[(u64, u64); FILTER_SLOTS]>,
+    /// Events lost because the queue was full (the control plane is behind).
+    pub lost_reports: Counter,
+    /// Last ARP request sent per target slot: at most one per target per `arp_interval`.
+    arp_sent: Box<[(u32, u64); FILTER_SLOTS]>,
+    arp_interval: u64,
+}
+
+impl WorkerLocal {
+    pub fn new(queue: LearnQueue, tsc_hz: u64, refresh_seconds: u64) -> Self {
+        WorkerLocal {
+            now: 0,
+            tsc_hz,
+            queue,
+            refresh_cycles: tsc_hz.saturating_mul(refresh_seconds),
+            reported: Box::new([(0, 0); FILTER_SLOTS]),
+            lost_reports: Counter::default(),
+            arp_sent: Box::new([(0, 0); FILTER_SLOTS]),
+            arp_interval: tsc_hz / 10,
+        }
+    }
+
+    /// Reports an observation unless the same one was reported recently.
+    #[inline]
+    pub fn report(&mut self, event: LearnEvent) {
+        let hash = event_hash(&event);
+        let slot = &mut self.reported[(hash as usize) % FILTER_SLOTS];
+        if slot.0 == hash && self.now.wrapping_sub(slot.1) < self.refresh_cycles {
+            return;
+        }
+        if self.queue.push(event).is_ok() {
+            *slot = (hash, self.now);
+        } else {
+            self.lost_reports.add(1);
+        }
+    }
+
+    /// Whether an ARP request for `target` may go out now (at most one per
+    /// target every 100 ms); records it if so.
+    pub fn may_send_arp(&mut self, target: Ipv4Addr) -> bool {
+        let key = u32::from(target);
+        let slot = &mut self.arp_sent[(mix(u64::from(key)) as usize) % FILTER_SLOTS];
+        if slot.0 == key && slot.1 != 0 && self.now.wrapping_sub(slot.1) < self.arp_interval {
+            return false;
+        }
+        *slot = (key, self.now.max(1));
+        true
+    }
+}
+
+fn event_hash(event: &LearnEvent) -> u64 {
+    let mac = |m: &MacAddr| m.0.iter().fold(0u64, |h, &b| (h << 8) | u64::from(b));
+    match *event {
+        LearnEvent::Mac { vni, mac: m, at } => {
+            let at = match at {
+                Location::Port(p) => u64::from(p.0),
+                Location::Vtep(ip) => (1 << 32) | u64::from(u32::from(ip)),
+            };
+            mix(mac(&m) ^ (u64::from(vni) << 48)) ^ mix(at.wrapping_add(0x9e37_79b9))
+        }
+        LearnEvent::Neighbor { ip, mac: m } => mix(mac(&m) ^ (u64::from(u32::from(ip)) << 16) ^ (1 << 63)),
+    }
+}
+
+/// A 64-bit finaliser (splitmix64): cheap and well mixed.
+pub fn mix(mut x: u64) -> u64 {
+    x ^= x >> 30;
+    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x ^= x >> 27;
+    x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn local(capacity: usize) -> (WorkerLocal, LearnQueue) {
+        let queue = Arc::new(ArrayQueue::new(capacity));
+        (WorkerLocal::new(queue.clone(), 1000, 10), queue)
+    }
+
+    #[test]
+    fn repeated_observations_are_reported_once_per_refresh() {
+        let (mut local, queue) = local(8);
+        let event = LearnEvent::Mac { vni: 7, mac: MacAddr([2, 0, 0, 0, 0, 1]), at: Location::Port(PortId(1)) };
+        local.now = 5;
+        local.report(event);
+        local.report(event);
+        assert_eq!(queue.len(), 1);
+        let moved = LearnEvent::Mac { vni: 7, mac: MacAddr([2, 0, 0, 0, 0, 1]), at: Location::Port(PortId(2)) };
+        local.report(moved);
+        assert_eq!(queue.len(), 2, "a move is reported at once");
+        local.now = 5 + 10_000;
+        local.report(moved);
+        assert_eq!(queue.len(), 3, "refreshed after refresh_seconds");
+    }
+
+    #[test]
+    fn a_full_queue_is_counted_not_blocking() {
+        let (mut local, queue) = local(1);
+        local.report(LearnEvent::Neighbor { ip: Ipv4Addr::new(10, 0, 0, 1), mac: MacAddr([2, 0, 0, 0, 0, 1]) });
+        local.report(LearnEvent::Neighbor { ip: Ipv4Addr::new(10, 0, 0, 2), mac: MacAddr([2, 0, 0, 0, 0, 2]) });
+        assert_eq!(queue.len(), 1);
+        assert_eq!(local.lost_reports.get(), 1);
+    }
+
+    #[test]
+    fn arp_requests_are_rate_limited_per_target() {
+        let (mut local, _) = local(1);
+        let target = Ipv4Addr::new(192, 0, 2, 1);
+        local.now = 1;
+        assert!(local.may_send_arp(target));
+        assert!(!local.may_send_arp(target));
+        assert!(local.may_send_arp(Ipv4Addr::new(192, 0, 2, 2)));
+        local.now = 1 + 100;
+        assert!(local.may_send_arp(target), "again after 100 ms");
+    }
+}
