@@ -10,6 +10,7 @@ pub mod bench;
 pub mod config;
 pub mod dataplane;
 pub mod dpdk;
+pub mod overlay;
 pub mod pipeline;
 pub mod store;
 pub mod unit;

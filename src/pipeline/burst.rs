@@ -79,6 +79,16 @@ impl<P: PacketBuf> Burst<P> {
             .filter_map(|(packet, verdict)| Some((packet.as_mut()?, verdict)))
     }
 
+    /// The packet in slot `index` with its verdict, if present and not final.
+    /// For stages that make packets while deciding (iter_mut would hold the burst).
+    #[inline]
+    pub fn get_mut(&mut self, index: usize) -> Option<(&mut P, &mut Verdict)> {
+        if index >= self.len || self.verdicts[index].is_final() {
+            return None;
+        }
+        Some((self.packets[index].as_mut()?, &mut self.verdicts[index]))
+    }
+
     /// Sets the verdict of every packet not decided yet.
     pub fn decide_all(&mut self, verdict: Verdict) {
         for (_, v) in self.iter_mut() {

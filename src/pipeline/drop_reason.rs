@@ -59,6 +59,8 @@ drop_reasons! {
     FloodNoMembers => "flood_no_members",
     /// The destination MAC is behind a remote VTEP, but no uplink carries the overlay.
     NoUplink => "no_uplink",
+    /// The remote VTEP is off the uplink subnet and no gateway is configured.
+    NoRouteToVtep => "no_route_to_vtep",
     /// Encapsulated, the frame would exceed the uplink MTU; VTEPs must not
     /// fragment (RFC 7348 section 4.3).
     ExceedsUplinkMtu => "exceeds_uplink_mtu",

@@ -50,7 +50,8 @@ pub struct WorkerLocal {
     /// Events lost because the queue was full (the control plane is behind).
     pub lost_reports: Counter,
     /// Last ARP request sent per target slot: at most one per target per `arp_interval`.
-    arp_sent: Box<[(u32, u64); FILTER_SLOTS]>,
+    /// (target + 1, TSC); 0 marks an empty slot.
+    arp_sent: Box<[(u64, u64); FILTER_SLOTS]>,
     arp_interval: u64,
 }
 
@@ -86,12 +87,12 @@ impl WorkerLocal {
     /// Whether an ARP request for `target` may go out now (at most one per
     /// target every 100 ms); records it if so.
     pub fn may_send_arp(&mut self, target: Ipv4Addr) -> bool {
-        let key = u32::from(target);
-        let slot = &mut self.arp_sent[(mix(u64::from(key)) as usize) % FILTER_SLOTS];
-        if slot.0 == key && slot.1 != 0 && self.now.wrapping_sub(slot.1) < self.arp_interval {
+        let key = u64::from(u32::from(target)) + 1;
+        let slot = &mut self.arp_sent[(mix(key) as usize) % FILTER_SLOTS];
+        if slot.0 == key && self.now.wrapping_sub(slot.1) < self.arp_interval {
             return false;
         }
-        *slot = (key, self.now.max(1));
+        *slot = (key, self.now);
         true
     }
 }
@@ -157,11 +158,10 @@ mod tests {
     fn arp_requests_are_rate_limited_per_target() {
         let (mut local, _) = local(1);
         let target = Ipv4Addr::new(192, 0, 2, 1);
-        local.now = 1;
         assert!(local.may_send_arp(target));
         assert!(!local.may_send_arp(target));
         assert!(local.may_send_arp(Ipv4Addr::new(192, 0, 2, 2)));
-        local.now = 1 + 100;
+        local.now = 100;
         assert!(local.may_send_arp(target), "again after 100 ms");
     }
 }

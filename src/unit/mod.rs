@@ -4,7 +4,7 @@
 mod learn;
 mod table;
 
-pub use learn::{LearnEvent, LearnQueue, Location, WorkerLocal};
+pub use learn::{mix, LearnEvent, LearnQueue, Location, WorkerLocal};
 pub use table::{UnitStage, UnitTable};
 
 use crate::pipeline::{Burst, PacketBuf};

@@ -1,0 +1,208 @@
+//! The vRouter's lookup tables: one immutable version per configuration
+//! generation (copy-on-write), built on the control side from the config
+//! database snapshot plus what workers learned.
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+use rustc_hash::FxHashMap;
+
+use crate::pipeline::PortId;
+use crate::store::{ConfigSnapshot, Vni};
+use crate::unit::Location;
+use crate::wire::MacAddr;
+
+/// The underlay side of the uplink port: the local VTEP.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Underlay {
+    pub port: PortId,
+    /// The uplink port's own MAC: the outer source of encapsulated frames.
+    pub mac: MacAddr,
+    /// The local VTEP address: outer source, and the only outer destination accepted.
+    pub address: Ipv4Addr,
+    pub prefix_len: u8,
+    /// Next hop for VTEPs outside the uplink subnet.
+    pub gateway: Option<Ipv4Addr>,
+    /// Fixed next-hop MAC; when unset, next hops are resolved by ARP on the uplink.
+    pub next_hop_mac: Option<MacAddr>,
+    /// Largest outer IPv4 packet the uplink carries.
+    pub mtu: u16,
+}
+
+impl Underlay {
+    /// The underlay host a frame to `vtep` is sent to: the VTEP itself when it
+    /// is on the uplink subnet, otherwise the gateway.
+    pub fn next_hop(&self, vtep: Ipv4Addr) -> Option<Ipv4Addr> {
+        let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix_len)).unwrap_or(0);
+        if u32::from(vtep) & mask == u32::from(self.address) & mask {
+            Some(vtep)
+        } else {
+            self.gateway
+        }
+    }
+}
+
+/// A VM-role port as the tables see it.
+#[derive(Clone, Debug)]
+pub struct VmPort {
+    pub name: String,
+    pub id: PortId,
+}
+
+/// One virtual network.
+#[derive(Clone, Debug, Default)]
+pub struct NetworkTable {
+    /// VM ports in this network: broadcast and unknown unicast are flooded to them.
+    pub ports: Vec<PortId>,
+    /// Remote VTEPs for head-end replication.
+    pub flood_vteps: Vec<Ipv4Addr>,
+}
+
+/// Learned state carried from one table version to the next.
+#[derive(Clone, Debug, Default)]
+pub struct Learned {
+    pub macs: HashMap<(Vni, MacAddr), Location>,
+    pub neighbors: HashMap<Ipv4Addr, MacAddr>,
+}
+
+/// Everything the vRouter looks up per packet.
+#[derive(Debug, Default)]
+pub struct VRouterTables {
+    pub generation: u64,
+    /// By port id: the network of a VM port.
+    pub port_vni: Vec<Option<Vni>>,
+    pub networks: FxHashMap<Vni, NetworkTable>,
+    macs: FxHashMap<u128, Location>,
+    /// (VNI, IP) -> MAC, answered locally for ARP requests from VMs.
+    arp: FxHashMap<u64, MacAddr>,
+    pub neighbors: FxHashMap<Ipv4Addr, MacAddr>,
+    pub underlay: Option<Underlay>,
+    /// Configured MAC entries (endpoints and remotes); the rest were learned.
+    pub configured_macs: usize,
+}
+
+fn mac_key(vni: Vni, mac: MacAddr) -> u128 {
+    let m = mac.0.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
+    (u128::from(vni) << 64) | u128::from(m)
+}
+
+fn ip_key(vni: Vni, ip: Ipv4Addr) -> u64 {
+    (u64::from(vni) << 32) | u64::from(u32::from(ip))
+}
+
+impl VRouterTables {
+    /// Builds a table version. Configured entries win over learned ones, and a
+    /// learned location in a network that no longer exists is left out.
+    pub fn build(config: &ConfigSnapshot, learned: &Learned, vm_ports: &[VmPort], underlay: Option<Underlay>) -> Self {
+        let port_id = |name: &str| vm_ports.iter().find(|p| p.name == name).map(|p| p.id);
+        let slots = vm_ports.iter().map(|p| p.id.index() + 1).max().unwrap_or(0);
+        let mut tables = VRouterTables { generation: config.generation, port_vni: vec![None; slots], underlay, ..Default::default() };
+        for network in &config.networks {
+            tables.networks.insert(network.vni, NetworkTable { ports: Vec::new(), flood_vteps: network.flood_vteps.clone() });
+        }
+        // A port's network: its binding, else the network of its first endpoint.
+        let bindings = config.ports.iter().map(|b| (b.port.as_str(), b.vni));
+        let endpoint_ports = config.endpoints.iter().map(|e| (e.port.as_str(), e.vni));
+        for (name, vni) in bindings.chain(endpoint_ports) {
+            if let (Some(id), Some(network)) = (port_id(name), tables.networks.get_mut(&vni)) {
+                if tables.port_vni[id.index()].is_none() {
+                    tables.port_vni[id.index()] = Some(vni);
+                    network.ports.push(id);
+                }
+            }
+        }
+        for ((vni, mac), &at) in &learned.macs {
+            if tables.networks.contains_key(vni) {
+                tables.macs.insert(mac_key(*vni, *mac), at);
+            }
+        }
+        tables.neighbors.extend(learned.neighbors.iter().map(|(&ip, &mac)| (ip, mac)));
+        for endpoint in &config.endpoints {
+            if let Some(id) = port_id(&endpoint.port) {
+                tables.macs.insert(mac_key(endpoint.vni, endpoint.mac), Location::Port(id));
+                if let Some(ip) = endpoint.ip {
+                    tables.arp.insert(ip_key(endpoint.vni, ip), endpoint.mac);
+                }
+            }
+        }
+        for remote in &config.remotes {
+            tables.macs.insert(mac_key(remote.vni, remote.mac), Location::Vtep(remote.vtep));
+            if let Some(ip) = remote.ip {
+                tables.arp.insert(ip_key(remote.vni, ip), remote.mac);
+            }
+        }
+        tables.configured_macs = config.endpoints.len() + config.remotes.len();
+        tables
+    }
+
+    #[inline]
+    pub fn mac_location(&self, vni: Vni, mac: MacAddr) -> Option<Location> {
+        self.macs.get(&mac_key(vni, mac)).copied()
+    }
+
+    #[inline]
+    pub fn arp_answer(&self, vni: Vni, ip: Ipv4Addr) -> Option<MacAddr> {
+        self.arp.get(&ip_key(vni, ip)).copied()
+    }
+
+    pub fn mac_entries(&self) -> usize {
+        self.macs.len()
+    }
+
+    pub fn arp_entries(&self) -> usize {
+        self.arp.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Network, PortNetwork, RemoteEndpoint, VmEndpoint};
+
+    fn mac(last: u8) -> MacAddr {
+        MacAddr([2, 0, 0, 0, 0, last])
+    }
+
+    #[test]
+    fn next_hop_is_the_vtep_on_link_and_the_gateway_otherwise() {
+        let underlay = Underlay {
+            port: PortId(0),
+            mac: mac(1),
+            address: Ipv4Addr::new(192, 0, 2, 1),
+            prefix_len: 24,
+            gateway: Some(Ipv4Addr::new(192, 0, 2, 254)),
+            next_hop_mac: None,
+            mtu: 1500,
+        };
+        assert_eq!(underlay.next_hop(Ipv4Addr::new(192, 0, 2, 9)), Some(Ipv4Addr::new(192, 0, 2, 9)));
+        assert_eq!(underlay.next_hop(Ipv4Addr::new(198, 51, 100, 9)), underlay.gateway);
+        let no_gateway = Underlay { gateway: None, prefix_len: 0, ..underlay };
+        assert_eq!(no_gateway.next_hop(Ipv4Addr::new(198, 51, 100, 9)), Some(Ipv4Addr::new(198, 51, 100, 9)), "/0: all on link");
+    }
+
+    #[test]
+    fn configured_entries_win_and_ports_join_their_network() {
+        let config = ConfigSnapshot {
+            generation: 4,
+            networks: vec![Network { vni: 100, name: "blue".into(), flood_vteps: vec![Ipv4Addr::new(192, 0, 2, 2)] }],
+            endpoints: vec![VmEndpoint { vni: 100, mac: mac(10), ip: Some(Ipv4Addr::new(10, 0, 0, 10)), port: "vm0".into() }],
+            remotes: vec![RemoteEndpoint { vni: 100, mac: mac(20), ip: None, vtep: Ipv4Addr::new(192, 0, 2, 2) }],
+            ports: vec![PortNetwork { port: "vm1".into(), vni: 100 }, PortNetwork { port: "gone".into(), vni: 100 }],
+        };
+        let vm_ports = [VmPort { name: "vm0".into(), id: PortId(0) }, VmPort { name: "vm1".into(), id: PortId(2) }];
+        let mut learned = Learned::default();
+        learned.macs.insert((100, mac(10)), Location::Port(PortId(2)));
+        learned.macs.insert((100, mac(30)), Location::Vtep(Ipv4Addr::new(192, 0, 2, 3)));
+        learned.macs.insert((999, mac(31)), Location::Port(PortId(0)));
+        let tables = VRouterTables::build(&config, &learned, &vm_ports, None);
+        assert_eq!(tables.generation, 4);
+        assert_eq!(tables.port_vni, vec![Some(100), None, Some(100)]);
+        assert_eq!(tables.networks[&100].ports, vec![PortId(2), PortId(0)]);
+        assert_eq!(tables.mac_location(100, mac(10)), Some(Location::Port(PortId(0))), "configured beats learned");
+        assert_eq!(tables.mac_location(100, mac(20)), Some(Location::Vtep(Ipv4Addr::new(192, 0, 2, 2))));
+        assert_eq!(tables.mac_location(100, mac(30)), Some(Location::Vtep(Ipv4Addr::new(192, 0, 2, 3))));
+        assert_eq!(tables.mac_location(999, mac(31)), None, "learned in a deleted network");
+        assert_eq!(tables.arp_answer(100, Ipv4Addr::new(10, 0, 0, 10)), Some(mac(10)));
+        assert_eq!(tables.arp_answer(101, Ipv4Addr::new(10, 0, 0, 10)), None);
+        assert_eq!(tables.mac_entries(), 3);
+    }
+}

@@ -1,0 +1,345 @@
+//! The vRouter on byte arrays, without EAL.
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use crossbeam::queue::ArrayQueue;
+
+use super::*;
+use crate::pipeline::{Burst, BytesPacket, DropReason, PacketBuf, PortId, Verdict};
+use crate::store::{ConfigSnapshot, Network, PortNetwork, RemoteEndpoint, VmEndpoint};
+use crate::unit::{LearnEvent, Location, Side, SwitchingUnit, WorkerLocal};
+use crate::wire::{ipv4, udp, vxlan, MacAddr};
+
+const VNI: u32 = 100;
+const VM0: PortId = PortId(0);
+const VM1: PortId = PortId(1);
+const UPLINK: PortId = PortId(2);
+const LOCAL_VTEP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+const REMOTE_VTEP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
+const FLOOD_VTEP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 3);
+const UPLINK_MAC: MacAddr = MacAddr([2, 0xee, 0, 0, 0, 1]);
+const ROUTER_MAC: MacAddr = MacAddr([2, 0xee, 0, 0, 0, 2]);
+
+fn mac(last: u8) -> MacAddr {
+    MacAddr([2, 0, 0, 0, 0, last])
+}
+
+fn underlay(next_hop_mac: Option<MacAddr>) -> Underlay {
+    Underlay {
+        port: UPLINK,
+        mac: UPLINK_MAC,
+        address: LOCAL_VTEP,
+        prefix_len: 24,
+        gateway: None,
+        next_hop_mac,
+        mtu: 1500,
+    }
+}
+
+/// VM ports vm0 (endpoint mac 10 / 10.0.0.10) and vm1 (bound), a remote MAC 20
+/// at REMOTE_VTEP, flood list [FLOOD_VTEP].
+fn config() -> ConfigSnapshot {
+    ConfigSnapshot {
+        generation: 1,
+        networks: vec![Network { vni: VNI, name: "blue".into(), flood_vteps: vec![FLOOD_VTEP] }],
+        endpoints: vec![VmEndpoint { vni: VNI, mac: mac(10), ip: Some(Ipv4Addr::new(10, 0, 0, 10)), port: "vm0".into() }],
+        remotes: vec![RemoteEndpoint { vni: VNI, mac: mac(20), ip: Some(Ipv4Addr::new(10, 0, 0, 20)), vtep: REMOTE_VTEP }],
+        ports: vec![PortNetwork { port: "vm1".into(), vni: VNI }],
+    }
+}
+
+fn vm_ports() -> Vec<VmPort> {
+    vec![VmPort { name: "vm0".into(), id: VM0 }, VmPort { name: "vm1".into(), id: VM1 }]
+}
+
+fn vrouter(next_hop_mac: Option<MacAddr>) -> VRouter {
+    VRouter::new(VRouterTables::build(&config(), &Learned::default(), &vm_ports(), Some(underlay(next_hop_mac))))
+}
+
+fn local() -> (WorkerLocal, Arc<ArrayQueue<LearnEvent>>) {
+    let queue = Arc::new(ArrayQueue::new(64));
+    (WorkerLocal::new(queue.clone(), 1_000_000, 10), queue)
+}
+
+/// An untagged IPv4/UDP frame of `payload` bytes.
+fn udp_frame(dst: MacAddr, src: MacAddr, payload: usize, sport: u16) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&dst.0);
+    f.extend_from_slice(&src.0);
+    f.extend_from_slice(&[0x08, 0x00]);
+    let total = 28 + payload;
+    f.extend_from_slice(&[0x45, 0, (total >> 8) as u8, total as u8, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 10, 10, 0, 0, 20]);
+    f.extend_from_slice(&sport.to_be_bytes());
+    f.extend_from_slice(&[0x13, 0x88, ((8 + payload) >> 8) as u8, (8 + payload) as u8, 0, 0]);
+    f.extend(std::iter::repeat_n(0xab, payload));
+    f
+}
+
+fn arp_request_frame(sender: MacAddr, sender_ip: Ipv4Addr, target_ip: Ipv4Addr) -> Vec<u8> {
+    let mut f = vec![0u8; 42];
+    super::arp::write_request(&mut f, sender, sender_ip, target_ip);
+    f
+}
+
+/// Runs one burst through `unit` and returns (verdict, bytes) of every packet, received then made.
+fn run(unit: &VRouter, side: Side, in_port: PortId, frames: &[Vec<u8>], local: &mut WorkerLocal) -> Vec<(Verdict, Vec<u8>)> {
+    let mut burst = Burst::new(in_port);
+    for f in frames {
+        burst.push(BytesPacket::new(f)).unwrap();
+    }
+    SwitchingUnit::<BytesPacket>::process(unit, side, &mut burst, local);
+    let mut out = Vec::new();
+    burst.drain(|p, v| out.push((v, p.data().to_vec())));
+    out
+}
+
+/// Wraps `inner` as VXLAN from REMOTE_VTEP to `dst` with `flags` and `vni`.
+fn vxlan_frame(inner: &[u8], dst: Ipv4Addr, flags: u8, vni: u32) -> Vec<u8> {
+    let mut p = BytesPacket::new(inner);
+    let tunnel = Tunnel { vni, src_mac: ROUTER_MAC, dst_mac: UPLINK_MAC, src_ip: REMOTE_VTEP, dst_ip: dst, mtu: 9000 };
+    encapsulate(&mut p, &tunnel).unwrap();
+    let mut f = p.data().to_vec();
+    f[42] = flags;
+    f
+}
+
+fn assert_outer(frame: &[u8], vni: u32, dst_ip: Ipv4Addr, dst_mac: MacAddr, inner: &[u8]) {
+    assert_eq!(&frame[0..6], &dst_mac.0);
+    assert_eq!(&frame[6..12], &UPLINK_MAC.0);
+    let ip = ipv4::Ipv4Packet::new_checked(&frame[14..]).unwrap();
+    assert!(ip.verify_checksum(), "outer IPv4 checksum");
+    assert!(ip.dont_frag(), "DF set");
+    assert_eq!((ip.src_addr(), ip.dst_addr(), ip.protocol(), ip.ttl()), (LOCAL_VTEP, dst_ip, 17, 64));
+    assert_eq!(usize::from(ip.total_len()), frame.len() - 14);
+    let datagram = udp::UdpDatagram::new_checked(ip.payload()).unwrap();
+    assert_eq!(datagram.dst_port(), 4789);
+    assert!(datagram.src_port() >= 49152, "source port in the dynamic range");
+    assert_eq!(datagram.checksum(), 0);
+    let header = vxlan::VxlanHeader::new_checked(datagram.payload()).unwrap();
+    assert!(header.has_vni() && header.reserved_bits_clear());
+    assert_eq!(header.vni(), vni);
+    assert_eq!(header.payload(), inner);
+}
+
+#[test]
+fn vm_to_known_local_mac_is_switched_and_its_source_learned() {
+    let (mut local, queue) = local();
+    let frame = udp_frame(mac(10), mac(11), 20, 1000);
+    let out = run(&vrouter(None), Side::Vm, VM1, std::slice::from_ref(&frame), &mut local);
+    assert_eq!(out, vec![(Verdict::Forward(VM0), frame)]);
+    assert_eq!(queue.pop(), Some(LearnEvent::Mac { vni: VNI, mac: mac(11), at: Location::Port(VM1) }));
+}
+
+#[test]
+fn vm_to_remote_mac_is_encapsulated_with_a_flow_hashed_source_port() {
+    let (mut local, _) = local();
+    let unit = vrouter(Some(ROUTER_MAC));
+    let a = udp_frame(mac(20), mac(10), 20, 1000);
+    let b = udp_frame(mac(20), mac(10), 20, 1001);
+    let out = run(&unit, Side::Vm, VM0, &[a.clone(), a.clone(), b.clone()], &mut local);
+    for (i, inner) in [&a, &a, &b].into_iter().enumerate() {
+        assert_eq!(out[i].0, Verdict::Forward(UPLINK));
+        assert_outer(&out[i].1, VNI, REMOTE_VTEP, ROUTER_MAC, inner);
+    }
+    let sport = |f: &[u8]| u16::from_be_bytes([f[34], f[35]]);
+    assert_eq!(sport(&out[0].1), sport(&out[1].1), "one flow, one source port");
+    assert_ne!(sport(&out[0].1), sport(&out[2].1), "another flow, (here) another port");
+}
+
+#[test]
+fn too_big_for_the_uplink_mtu_is_dropped_and_the_largest_fitting_frame_passes() {
+    let (mut local, _) = local();
+    let unit = vrouter(Some(ROUTER_MAC));
+    // The MTU counts the outer IPv4 packet: 20 + 8 + 8 bytes of headers, then
+    // the inner frame, so inner frames of up to 1464 bytes fit a 1500 MTU.
+    let fits = udp_frame(mac(20), mac(10), 1464 - 42, 1);
+    let too_big = udp_frame(mac(20), mac(10), 1465 - 42, 1);
+    let out = run(&unit, Side::Vm, VM0, &[fits, too_big.clone()], &mut local);
+    assert_eq!(out[0].0, Verdict::Forward(UPLINK));
+    assert_eq!(out[0].1.len(), 1464 + 50);
+    assert_eq!(out[1].0, Verdict::Drop(DropReason::ExceedsUplinkMtu));
+    assert!(out[1].1 == too_big, "dropped unchanged");
+}
+
+#[test]
+fn an_unresolved_next_hop_drops_and_sends_one_arp_request() {
+    let (mut local, _) = local();
+    let unit = vrouter(None);
+    let frame = udp_frame(mac(20), mac(10), 20, 1);
+    let out = run(&unit, Side::Vm, VM0, &[frame.clone(), frame.clone()], &mut local);
+    assert_eq!(out[0].0, Verdict::Drop(DropReason::NextHopUnresolved));
+    assert_eq!(out[1].0, Verdict::Drop(DropReason::NextHopUnresolved));
+    assert_eq!(out.len(), 3, "one request for two packets");
+    assert_eq!(out[2].0, Verdict::Forward(UPLINK));
+    let request = super::arp::parse(&out[2].1).unwrap();
+    assert_eq!((request.sender_mac, request.sender_ip, request.target_ip), (UPLINK_MAC, LOCAL_VTEP, REMOTE_VTEP));
+    assert_eq!(&out[2].1[0..6], &MacAddr::BROADCAST.0);
+}
+
+#[test]
+fn broadcast_from_a_vm_floods_to_other_ports_and_replicates_to_the_flood_list() {
+    let (mut local, _) = local();
+    let unit = vrouter(Some(ROUTER_MAC));
+    let frame = udp_frame(MacAddr::BROADCAST, mac(10), 20, 1);
+    let out = run(&unit, Side::Vm, VM0, std::slice::from_ref(&frame), &mut local);
+    assert_eq!(out.len(), 2, "vm1 and one VTEP: {out:?}");
+    assert_eq!(out[0].0, Verdict::Forward(UPLINK), "the received packet goes to the last target");
+    assert_outer(&out[0].1, VNI, FLOOD_VTEP, ROUTER_MAC, &frame);
+    assert_eq!(out[1], (Verdict::Forward(VM1), frame.clone()));
+    let unknown = udp_frame(mac(99), mac(10), 20, 1);
+    assert_eq!(run(&unit, Side::Vm, VM0, &[unknown], &mut local).len(), 2, "unknown unicast floods too");
+}
+
+#[test]
+fn arp_for_a_known_endpoint_is_answered_locally() {
+    let (mut local, _) = local();
+    let unit = vrouter(Some(ROUTER_MAC));
+    let request = arp_request_frame(mac(11), Ipv4Addr::new(10, 0, 0, 11), Ipv4Addr::new(10, 0, 0, 20));
+    let out = run(&unit, Side::Vm, VM1, &[request], &mut local);
+    assert_eq!(out.len(), 1, "not flooded");
+    assert_eq!(out[0].0, Verdict::Forward(VM1));
+    let reply = super::arp::parse(&out[0].1).unwrap();
+    assert_eq!((reply.sender_mac, reply.sender_ip), (mac(20), Ipv4Addr::new(10, 0, 0, 20)), "remote endpoints answered too");
+    let unknown = arp_request_frame(mac(11), Ipv4Addr::new(10, 0, 0, 11), Ipv4Addr::new(10, 0, 0, 99));
+    assert_eq!(run(&unit, Side::Vm, VM1, &[unknown], &mut local).len(), 2, "unknown target: flooded");
+    let own = arp_request_frame(mac(10), Ipv4Addr::new(10, 0, 0, 10), Ipv4Addr::new(10, 0, 0, 10));
+    assert_eq!(run(&unit, Side::Vm, VM0, &[own], &mut local).len(), 2, "a VM asking for itself is not answered");
+}
+
+#[test]
+fn vxlan_from_the_uplink_is_decapsulated_learned_and_delivered() {
+    let (mut local, queue) = local();
+    let unit = vrouter(None);
+    let inner = udp_frame(mac(10), mac(30), 20, 1);
+    let mut padded = vxlan_frame(&inner, LOCAL_VTEP, vxlan::FLAG_I, VNI);
+    padded.extend_from_slice(&[0; 6]);
+    let out = run(&unit, Side::Uplink, UPLINK, &[padded], &mut local);
+    assert_eq!(out, vec![(Verdict::Forward(VM0), inner.clone())], "outer headers and padding stripped");
+    assert_eq!(queue.pop(), Some(LearnEvent::Mac { vni: VNI, mac: mac(30), at: Location::Vtep(REMOTE_VTEP) }));
+    let broadcast = udp_frame(MacAddr::BROADCAST, mac(30), 20, 1);
+    let out = run(&unit, Side::Uplink, UPLINK, &[vxlan_frame(&broadcast, LOCAL_VTEP, vxlan::FLAG_I, VNI)], &mut local);
+    let mut ports: Vec<_> = out.iter().map(|(v, _)| *v).collect();
+    ports.sort_by_key(|v| format!("{v:?}"));
+    assert_eq!(ports, vec![Verdict::Forward(VM0), Verdict::Forward(VM1)], "flooded to VM ports only (split horizon)");
+}
+
+#[test]
+fn every_bad_vxlan_packet_has_its_own_drop_reason() {
+    let (mut local, _) = local();
+    let unit = vrouter(None);
+    let inner = udp_frame(mac(10), mac(30), 20, 1);
+    let good = vxlan_frame(&inner, LOCAL_VTEP, vxlan::FLAG_I, VNI);
+    let mut bad_checksum = good.clone();
+    bad_checksum[24] ^= 1;
+    let mut fragment = vxlan_frame(&inner, LOCAL_VTEP, vxlan::FLAG_I, VNI);
+    fragment[20] = 0x20; // MF set, DF clear
+    refill_checksum(&mut fragment);
+    let mut not_4789 = good.clone();
+    not_4789[36..38].copy_from_slice(&4790u16.to_be_bytes());
+    let mut tcp = good.clone();
+    tcp[23] = 6;
+    refill_checksum(&mut tcp);
+    let mut ihl4 = good.clone();
+    ihl4[14] = 0x44;
+    let to_remote = vxlan_frame(&udp_frame(mac(20), mac(30), 20, 1), LOCAL_VTEP, vxlan::FLAG_I, VNI);
+    let cases: Vec<(Vec<u8>, DropReason)> = vec![
+        (vxlan_frame(&inner, LOCAL_VTEP, 0, VNI), DropReason::VxlanFlagNotSet),
+        (vxlan_frame(&inner, LOCAL_VTEP, vxlan::FLAG_I, 4242), DropReason::UnknownVni),
+        (vxlan_frame(&inner, Ipv4Addr::new(192, 0, 2, 9), vxlan::FLAG_I, VNI), DropReason::VxlanWrongDestination),
+        (good[..14 + 19].to_vec(), DropReason::MalformedOuterIpv4),
+        (ihl4, DropReason::MalformedOuterIpv4),
+        (bad_checksum, DropReason::BadOuterIpv4Checksum),
+        (fragment, DropReason::OuterFragment),
+        (tcp, DropReason::NotVxlan),
+        (not_4789, DropReason::NotVxlan),
+        (truncate_ip(&good, 14 + 20 + 8 + 4), DropReason::TruncatedVxlan),
+        (truncate_ip(&good, 14 + 20 + 8 + 8 + 13), DropReason::TruncatedInnerEthernet),
+        (to_remote, DropReason::RemoteToRemote),
+        (good[..10].to_vec(), DropReason::TruncatedEthernet),
+        (ipv6_frame(), DropReason::UplinkNotOverlay),
+    ];
+    for (frame, reason) in cases {
+        let out = run(&unit, Side::Uplink, UPLINK, &[frame], &mut local);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].0, Verdict::Drop(reason), "{reason:?}");
+    }
+}
+
+fn ipv6_frame() -> Vec<u8> {
+    let mut f = udp_frame(UPLINK_MAC, ROUTER_MAC, 20, 1);
+    f[12..14].copy_from_slice(&[0x86, 0xdd]);
+    f
+}
+
+/// The frame cut so that the outer IPv4 and UDP lengths end at `len` (consistently).
+fn truncate_ip(frame: &[u8], len: usize) -> Vec<u8> {
+    let mut f = frame[..len].to_vec();
+    let ip_len = (len - 14) as u16;
+    f[16..18].copy_from_slice(&ip_len.to_be_bytes());
+    f[38..40].copy_from_slice(&(ip_len - 20).to_be_bytes());
+    refill_checksum(&mut f);
+    f
+}
+
+fn refill_checksum(frame: &mut [u8]) {
+    let mut ip = ipv4::Ipv4Packet::new_unchecked(&mut frame[14..34]);
+    ip.fill_checksum();
+}
+
+#[test]
+fn uplink_arp_for_the_vtep_is_answered_and_replies_teach_neighbours() {
+    let (mut local, queue) = local();
+    let unit = vrouter(None);
+    let request = arp_request_frame(ROUTER_MAC, REMOTE_VTEP, LOCAL_VTEP);
+    let out = run(&unit, Side::Uplink, UPLINK, &[request], &mut local);
+    assert_eq!(out[0].0, Verdict::Forward(UPLINK));
+    let reply = super::arp::parse(&out[0].1).unwrap();
+    assert_eq!((reply.sender_mac, reply.sender_ip, reply.target_ip), (UPLINK_MAC, LOCAL_VTEP, REMOTE_VTEP));
+    assert_eq!(queue.pop(), Some(LearnEvent::Neighbor { ip: REMOTE_VTEP, mac: ROUTER_MAC }));
+    let mut their_reply = out[0].1.clone();
+    let parsed = super::arp::parse(&their_reply).unwrap();
+    super::arp::reply_in_place(&mut their_reply, &parsed, mac(77));
+    let out = run(&unit, Side::Uplink, UPLINK, &[their_reply], &mut local);
+    assert_eq!(out[0].0, Verdict::Absorbed);
+    let other = arp_request_frame(ROUTER_MAC, REMOTE_VTEP, Ipv4Addr::new(192, 0, 2, 77));
+    assert_eq!(run(&unit, Side::Uplink, UPLINK, &[other], &mut local)[0].0, Verdict::Drop(DropReason::ArpNotForUs));
+    let short = arp_request_frame(ROUTER_MAC, REMOTE_VTEP, LOCAL_VTEP)[..40].to_vec();
+    assert_eq!(run(&unit, Side::Uplink, UPLINK, &[short], &mut local)[0].0, Verdict::Drop(DropReason::MalformedArp));
+}
+
+#[test]
+fn vm_side_drops_have_names() {
+    let (mut local, _) = local();
+    let unit = vrouter(Some(ROUTER_MAC));
+    let cases = [
+        (VM0, udp_frame(mac(10), mac(11), 4, 1), DropReason::SamePort),
+        (VM0, udp_frame(mac(11), MacAddr([3, 0, 0, 0, 0, 1]), 4, 1), DropReason::InvalidSourceMac),
+        (VM0, vec![0; 13], DropReason::TruncatedEthernet),
+        (PortId(5), udp_frame(mac(11), mac(12), 4, 1), DropReason::PortNotInNetwork),
+    ];
+    for (port, frame, reason) in cases {
+        let out = run(&unit, Side::Vm, port, &[frame], &mut local);
+        assert_eq!(out[0].0, Verdict::Drop(reason), "{reason:?}");
+    }
+    let no_uplink = VRouter::new(VRouterTables::build(&config(), &Learned::default(), &vm_ports(), None));
+    let out = run(&no_uplink, Side::Vm, VM0, &[udp_frame(mac(20), mac(10), 4, 1)], &mut local);
+    assert_eq!(out[0].0, Verdict::Drop(DropReason::NoUplink));
+}
+
+#[test]
+fn learned_entries_reach_the_tables_and_age_out() {
+    use std::time::{Duration, Instant};
+    let control: OverlayControl<BytesPacket> = OverlayControl::new(config(), vm_ports(), Some(underlay(None)), Duration::from_secs(300));
+    let queue = control.learn_queue();
+    queue.push(LearnEvent::Mac { vni: VNI, mac: mac(30), at: Location::Vtep(FLOOD_VTEP) }).unwrap();
+    queue.push(LearnEvent::Neighbor { ip: REMOTE_VTEP, mac: ROUTER_MAC }).unwrap();
+    let start = Instant::now();
+    control.tick(start);
+    let tables = control.current();
+    assert_eq!(tables.tables().mac_location(VNI, mac(30)), Some(Location::Vtep(FLOOD_VTEP)));
+    assert_eq!(tables.tables().neighbors.get(&REMOTE_VTEP), Some(&ROUTER_MAC));
+    assert_eq!(control.table().active(Side::Uplink).generation(), 1);
+    control.tick(start + Duration::from_secs(301));
+    assert_eq!(control.current().tables().mac_location(VNI, mac(30)), None, "aged out");
+    assert!(control.learned().neighbors.is_empty());
+}

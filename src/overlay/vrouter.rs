@@ -1,0 +1,278 @@
+//! The default switching unit: a vRouter switching L2 inside each virtual
+//! network (VNI) between VM ports and, over VXLAN, remote VTEPs.
+use std::net::Ipv4Addr;
+
+use super::arp::{self, Arp};
+use super::tables::{NetworkTable, Underlay, VRouterTables};
+use super::vxlan::{self, Tunnel};
+use crate::pipeline::{Burst, DropReason, PacketBuf, PortId, Verdict};
+use crate::store::Vni;
+use crate::unit::{LearnEvent, Location, Side, SwitchingUnit, WorkerLocal};
+use crate::wire::arp::ArpOperation;
+use crate::wire::{ethernet, MacAddr};
+
+/// One immutable version of the vRouter: its tables.
+pub struct VRouter {
+    tables: VRouterTables,
+}
+
+impl VRouter {
+    pub const ID: &'static str = "vrouter";
+    pub const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+
+    pub fn new(tables: VRouterTables) -> Self {
+        VRouter { tables }
+    }
+
+    pub fn tables(&self) -> &VRouterTables {
+        &self.tables
+    }
+}
+
+impl<P: PacketBuf> SwitchingUnit<P> for VRouter {
+    fn id(&self) -> &str {
+        Self::ID
+    }
+    fn version(&self) -> &str {
+        Self::VERSION
+    }
+    fn generation(&self) -> u64 {
+        self.tables.generation
+    }
+
+    fn process(&self, side: Side, burst: &mut Burst<P>, local: &mut WorkerLocal) {
+        match side {
+            Side::Vm => self.switch_vm_burst(burst, local),
+            Side::Uplink => self.switch_uplink_burst(burst, local),
+        }
+    }
+}
+
+/// Where one received frame goes, decided while the burst is borrowed.
+enum Decision {
+    Verdict(Verdict),
+    Tunnel(Vni, Ipv4Addr),
+    Flood { vni: Vni, to_vteps: bool },
+}
+
+impl VRouter {
+    fn switch_vm_burst<P: PacketBuf>(&self, burst: &mut Burst<P>, local: &mut WorkerLocal) {
+        let in_port = burst.in_port();
+        let port_vni = self.tables.port_vni.get(in_port.index()).copied().flatten();
+        for i in 0..burst.len() {
+            let Some((packet, verdict)) = burst.get_mut(i) else { continue };
+            let Some(vni) = port_vni else {
+                *verdict = Verdict::Drop(DropReason::PortNotInNetwork);
+                continue;
+            };
+            let decision = self.switch_from_vm(packet, vni, in_port, local);
+            self.carry_out(burst, i, decision, Some(in_port), local);
+        }
+    }
+
+    fn switch_from_vm<P: PacketBuf>(&self, packet: &mut P, vni: Vni, in_port: PortId, local: &mut WorkerLocal) -> Decision {
+        let frame = packet.data_mut();
+        if frame.len() < ethernet::HEADER_LEN {
+            return Decision::Verdict(Verdict::Drop(DropReason::TruncatedEthernet));
+        }
+        let (dst, src) = (MacAddr::from_bytes(&frame[0..6]), MacAddr::from_bytes(&frame[6..12]));
+        if src.is_multicast() {
+            return Decision::Verdict(Verdict::Drop(DropReason::InvalidSourceMac));
+        }
+        local.report(LearnEvent::Mac { vni, mac: src, at: Location::Port(in_port) });
+        if frame[12..14] == ethernet::ethertype::ARP.to_be_bytes() {
+            if let Some(request) = arp::parse(frame).filter(|a| a.operation == ArpOperation::Request) {
+                // Answered here for known endpoints, never for the asker itself.
+                if let Some(answer) = self.tables.arp_answer(vni, request.target_ip).filter(|&m| m != request.sender_mac) {
+                    arp::reply_in_place(frame, &request, answer);
+                    return Decision::Verdict(Verdict::Forward(in_port));
+                }
+            }
+        }
+        if dst.is_multicast() {
+            return Decision::Flood { vni, to_vteps: true };
+        }
+        match self.tables.mac_location(vni, dst) {
+            Some(Location::Port(out)) if out == in_port => Decision::Verdict(Verdict::Drop(DropReason::SamePort)),
+            Some(Location::Port(out)) => Decision::Verdict(Verdict::Forward(out)),
+            Some(Location::Vtep(vtep)) => Decision::Tunnel(vni, vtep),
+            None => Decision::Flood { vni, to_vteps: true },
+        }
+    }
+
+    fn switch_uplink_burst<P: PacketBuf>(&self, burst: &mut Burst<P>, local: &mut WorkerLocal) {
+        let Some(underlay) = &self.tables.underlay else {
+            burst.decide_all(Verdict::Drop(DropReason::NoUplink));
+            return;
+        };
+        for i in 0..burst.len() {
+            let Some((packet, verdict)) = burst.get_mut(i) else { continue };
+            let decision = match self.switch_from_uplink(packet, underlay, local) {
+                Ok(decision) => decision,
+                Err(reason) => Decision::Verdict(Verdict::Drop(reason)),
+            };
+            if let Decision::Verdict(v) = decision {
+                *verdict = v;
+            } else {
+                self.carry_out(burst, i, decision, None, local);
+            }
+        }
+    }
+
+    fn switch_from_uplink<P: PacketBuf>(&self, packet: &mut P, underlay: &Underlay, local: &mut WorkerLocal) -> Result<Decision, DropReason> {
+        let frame = packet.data_mut();
+        if frame.len() < ethernet::HEADER_LEN {
+            return Err(DropReason::TruncatedEthernet);
+        }
+        let ethertype = u16::from_be_bytes([frame[12], frame[13]]);
+        if ethertype == ethernet::ethertype::ARP {
+            return self.uplink_arp(frame, underlay, local).map(Decision::Verdict);
+        }
+        if ethertype != ethernet::ethertype::IPV4 {
+            return Err(DropReason::UplinkNotOverlay);
+        }
+        let tunnel = vxlan::decapsulate(packet, underlay.address)?;
+        if !self.tables.networks.contains_key(&tunnel.vni) {
+            return Err(DropReason::UnknownVni);
+        }
+        let inner = packet.data();
+        let (dst, src) = (MacAddr::from_bytes(&inner[0..6]), MacAddr::from_bytes(&inner[6..12]));
+        if src.is_multicast() {
+            return Err(DropReason::InvalidSourceMac);
+        }
+        local.report(LearnEvent::Mac { vni: tunnel.vni, mac: src, at: Location::Vtep(tunnel.remote_vtep) });
+        if dst.is_multicast() {
+            return Ok(Decision::Flood { vni: tunnel.vni, to_vteps: false });
+        }
+        match self.tables.mac_location(tunnel.vni, dst) {
+            Some(Location::Port(out)) => Ok(Decision::Verdict(Verdict::Forward(out))),
+            Some(Location::Vtep(_)) => Err(DropReason::RemoteToRemote),
+            // Split horizon: what came from a tunnel is flooded to VM ports only.
+            None => Ok(Decision::Flood { vni: tunnel.vni, to_vteps: false }),
+        }
+    }
+
+    /// ARP on the uplink: requests for the VTEP address are answered, replies to
+    /// it absorbed; both teach the sender's MAC as an underlay neighbour.
+    fn uplink_arp(&self, frame: &mut [u8], underlay: &Underlay, local: &mut WorkerLocal) -> Result<Verdict, DropReason> {
+        let arp: Arp = arp::parse(frame).ok_or(DropReason::MalformedArp)?;
+        if arp.target_ip != underlay.address {
+            return Err(DropReason::ArpNotForUs);
+        }
+        if !arp.sender_ip.is_unspecified() && arp.sender_mac.is_unicast() {
+            local.report(LearnEvent::Neighbor { ip: arp.sender_ip, mac: arp.sender_mac });
+        }
+        match arp.operation {
+            ArpOperation::Request => {
+                arp::reply_in_place(frame, &arp, underlay.mac);
+                Ok(Verdict::Forward(underlay.port))
+            }
+            ArpOperation::Reply => Ok(Verdict::Absorbed),
+            ArpOperation::Unknown(_) => Err(DropReason::MalformedArp),
+        }
+    }
+
+    /// Applies a tunnel or flood decision to packet `i` of the burst, making
+    /// copies and ARP requests as needed.
+    fn carry_out<P: PacketBuf>(&self, burst: &mut Burst<P>, i: usize, decision: Decision, in_port: Option<PortId>, local: &mut WorkerLocal) {
+        match decision {
+            Decision::Verdict(v) => {
+                if let Some((_, verdict)) = burst.get_mut(i) {
+                    *verdict = v;
+                }
+            }
+            Decision::Tunnel(vni, vtep) => {
+                let Some((packet, verdict)) = burst.get_mut(i) else { return };
+                let (v, arp_request) = self.tunnel_to(packet, vni, vtep, local);
+                *verdict = v;
+                if let Some((request, out)) = arp_request {
+                    burst.add_made(request, Verdict::Forward(out));
+                }
+            }
+            Decision::Flood { vni, to_vteps } => match self.tables.networks.get(&vni) {
+                Some(network) => self.flood(burst, i, vni, network, in_port, to_vteps, local),
+                None => self.carry_out(burst, i, Decision::Verdict(Verdict::Drop(DropReason::UnknownVni)), in_port, local),
+            },
+        }
+    }
+
+    /// Broadcast, multicast and unknown unicast: a copy to every other VM port
+    /// of the network and, from a VM, one to each VTEP of its flood list
+    /// (head-end replication). The received packet itself goes to the last target.
+    #[allow(clippy::too_many_arguments)]
+    fn flood<P: PacketBuf>(
+        &self,
+        burst: &mut Burst<P>,
+        i: usize,
+        vni: Vni,
+        network: &NetworkTable,
+        in_port: Option<PortId>,
+        to_vteps: bool,
+        local: &mut WorkerLocal,
+    ) {
+        let ports = || network.ports.iter().copied().filter(move |&p| Some(p) != in_port);
+        let vteps: &[Ipv4Addr] = if to_vteps { &network.flood_vteps } else { &[] };
+        let mut remaining = ports().count() + vteps.len();
+        if remaining == 0 {
+            self.carry_out(burst, i, Decision::Verdict(Verdict::Drop(DropReason::FloodNoMembers)), in_port, local);
+            return;
+        }
+        for out in ports() {
+            remaining -= 1;
+            if remaining == 0 {
+                self.carry_out(burst, i, Decision::Verdict(Verdict::Forward(out)), in_port, local);
+                return;
+            }
+            match burst.get_mut(i).and_then(|(packet, _)| packet.duplicate()) {
+                Some(copy) => burst.add_made(copy, Verdict::Forward(out)),
+                None => burst.add_unmade(),
+            }
+        }
+        for &vtep in vteps {
+            remaining -= 1;
+            if remaining == 0 {
+                self.carry_out(burst, i, Decision::Tunnel(vni, vtep), in_port, local);
+                return;
+            }
+            let Some(mut copy) = burst.get_mut(i).and_then(|(packet, _)| packet.duplicate()) else {
+                burst.add_unmade();
+                continue;
+            };
+            let (verdict, arp_request) = self.tunnel_to(&mut copy, vni, vtep, local);
+            burst.add_made(copy, verdict);
+            if let Some((request, out)) = arp_request {
+                burst.add_made(request, Verdict::Forward(out));
+            }
+        }
+    }
+
+    /// Encapsulates `packet` towards `vtep`. With the next hop unresolved the
+    /// packet is dropped and, at most every 100 ms per next hop, an ARP request
+    /// for it is returned to send on the uplink.
+    fn tunnel_to<P: PacketBuf>(&self, packet: &mut P, vni: Vni, vtep: Ipv4Addr, local: &mut WorkerLocal) -> (Verdict, Option<(P, PortId)>) {
+        let Some(underlay) = &self.tables.underlay else {
+            return (Verdict::Drop(DropReason::NoUplink), None);
+        };
+        let Some(next_hop) = underlay.next_hop(vtep) else {
+            return (Verdict::Drop(DropReason::NoRouteToVtep), None);
+        };
+        let Some(dst_mac) = underlay.next_hop_mac.or_else(|| self.tables.neighbors.get(&next_hop).copied()) else {
+            let request = local.may_send_arp(next_hop).then(|| arp_request(packet, underlay, next_hop)).flatten();
+            return (Verdict::Drop(DropReason::NextHopUnresolved), request.map(|r| (r, underlay.port)));
+        };
+        let tunnel = Tunnel { vni, src_mac: underlay.mac, dst_mac, src_ip: underlay.address, dst_ip: vtep, mtu: underlay.mtu };
+        match vxlan::encapsulate(packet, &tunnel) {
+            Ok(()) => (Verdict::Forward(underlay.port), None),
+            Err(reason) => (Verdict::Drop(reason), None),
+        }
+    }
+}
+
+/// An ARP request for `target` from the VTEP, in a buffer from `like`'s pool.
+fn arp_request<P: PacketBuf>(like: &P, underlay: &Underlay, target: Ipv4Addr) -> Option<P> {
+    let mut request = like.duplicate()?;
+    let len = request.len();
+    request.trim(len);
+    arp::write_request(request.append(arp::FRAME_LEN)?, underlay.mac, underlay.address, target);
+    Some(request)
+}
