@@ -46,6 +46,7 @@ mod tests;
 
 use core::fmt;
 use core::ops::RangeInclusive;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize, Serializer};
@@ -162,6 +163,21 @@ pub struct PortConfig {
     /// Destination MAC written on frames transmitted out of this port.
     #[serde(serialize_with = "serialize_mac")]
     pub peer_mac: MacAddr,
+    /// The local VTEP on this uplink port, if the overlay runs over it.
+    pub vtep: Option<VtepConfig>,
+}
+
+/// The underlay addressing of the uplink that carries VXLAN.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VtepConfig {
+    pub address: Ipv4Addr,
+    pub prefix_len: u8,
+    /// Next hop towards VTEPs outside the subnet.
+    pub gateway: Option<Ipv4Addr>,
+    /// Fixed next-hop MAC (no ARP), for pcap tests and static underlays.
+    pub next_hop_mac: Option<MacAddr>,
+    /// Largest outer IPv4 packet, headers included.
+    pub mtu: u16,
 }
 
 fn serialize_mac<S: Serializer>(mac: &MacAddr, serializer: S) -> Result<S::Ok, S::Error> {
@@ -341,6 +357,82 @@ impl Problems {
     }
 }
 
+impl Problems {
+    /// The VTEP keys of port `index` (`address`, `gateway`, `next_hop_mac`, `mtu`):
+    /// only on an uplink, at most one such port, the others need `address`.
+    fn vtep(&mut self, port: &RawPort, index: usize, vtep_port: &mut Option<usize>) -> Option<VtepConfig> {
+        let at = |key: &str| format!("port[{index}].{key}");
+        let Some(address) = &port.address else {
+            for (key, span) in [
+                ("gateway", port.gateway.as_ref().map(Spanned::span)),
+                ("next_hop_mac", port.next_hop_mac.as_ref().map(Spanned::span)),
+                ("mtu", port.mtu.as_ref().map(Spanned::span)),
+            ] {
+                if let Some(span) = span {
+                    self.at(span.start, at(key), "needs `address` (the local VTEP address) on the same port");
+                }
+            }
+            return None;
+        };
+        let pos = address.span().start;
+        if port.role != PortRole::Uplink {
+            self.at(pos, at("address"), "only an uplink port carries the VTEP address");
+            return None;
+        }
+        if let Some(other) = vtep_port.replace(index) {
+            self.at(pos, at("address"), format!("port[{other}] already has the VTEP address; one uplink carries the overlay"));
+            return None;
+        }
+        let Some((ip, prefix_len)) = parse_prefix(address.get_ref()) else {
+            self.at(pos, at("address"), format!("{:?} is not an IPv4 address with prefix length such as \"192.0.2.1/24\"", address.get_ref()));
+            return None;
+        };
+        if ip.is_unspecified() || ip.is_multicast() || ip.is_broadcast() || ip.is_loopback() {
+            self.at(pos, at("address"), format!("{ip} cannot be a VTEP address (unspecified, multicast, broadcast or loopback)"));
+            return None;
+        }
+        let mask = u32::MAX.checked_shl(32 - u32::from(prefix_len)).unwrap_or(0);
+        let gateway = match &port.gateway {
+            None => None,
+            Some(g) => match g.get_ref().parse::<Ipv4Addr>() {
+                Ok(gw) if gw != ip && u32::from(gw) & mask == u32::from(ip) & mask => Some(gw),
+                Ok(gw) => {
+                    self.at(g.span().start, at("gateway"), format!("{gw} is not another address on {ip}/{prefix_len}"));
+                    return None;
+                }
+                Err(_) => {
+                    self.at(g.span().start, at("gateway"), format!("{:?} is not an IPv4 address", g.get_ref()));
+                    return None;
+                }
+            },
+        };
+        let next_hop_mac = match &port.next_hop_mac {
+            None => None,
+            Some(m) => match m.get_ref().parse::<MacAddr>() {
+                Ok(mac) if mac.is_unicast() && mac != MacAddr::ZERO => Some(mac),
+                Ok(mac) => {
+                    self.at(m.span().start, at("next_hop_mac"), format!("{mac} is not a unicast MAC address"));
+                    return None;
+                }
+                Err(e) => {
+                    self.at(m.span().start, at("next_hop_mac"), format!("{:?}: {e}", m.get_ref()));
+                    return None;
+                }
+            },
+        };
+        // 68 is the IPv4 minimum (RFC 791); 9216 covers jumbo underlays.
+        let mtu = self.int(&port.mtu, &at("mtu"), 1500u16, 68..=9216, "")?;
+        Some(VtepConfig { address: ip, prefix_len, gateway, next_hop_mac, mtu })
+    }
+}
+
+/// "192.0.2.1/24" -> (address, 24).
+fn parse_prefix(text: &str) -> Option<(Ipv4Addr, u8)> {
+    let (ip, len) = text.split_once('/')?;
+    let len: u8 = len.parse().ok().filter(|&l| l <= 32)?;
+    Some((ip.parse().ok()?, len))
+}
+
 /// Where a key is in the file: its own span, else `fallback` (its table).
 fn pos<T>(field: &Option<Spanned<T>>, fallback: usize) -> usize {
     field.as_ref().map_or(fallback, |f| f.span().start)
@@ -493,6 +585,7 @@ fn validate(raw: RawConfig) -> Result<Config, String> {
     let mut ports = Vec::new();
     let mut devices: Vec<String> = Vec::new();
     let mut rx_total: Option<u64> = Some(0);
+    let mut vtep_port: Option<usize> = None;
     for (index, port) in raw_ports.iter().enumerate() {
         let port = port.get_ref();
         let at = |key: &str| format!("port[{index}].{key}");
@@ -585,6 +678,8 @@ fn validate(raw: RawConfig) -> Result<Config, String> {
             }
         });
 
+        let vtep = p.vtep(port, index, &mut vtep_port);
+
         ports.push(PortConfig {
             name: name.clone(),
             devargs,
@@ -594,6 +689,7 @@ fn validate(raw: RawConfig) -> Result<Config, String> {
             tx_descriptors: tx_descriptors.unwrap_or(1024),
             forward_to,
             peer_mac: port.peer_mac.unwrap_or_else(|| PortConfig::default_peer_mac(index)),
+            vtep,
         });
     }
 

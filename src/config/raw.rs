@@ -79,6 +79,14 @@ pub struct RawPort {
     pub forward_to: Option<Spanned<PortRef>>,
     #[serde(default, deserialize_with = "peer_mac")]
     pub peer_mac: Option<MacAddr>,
+    #[serde(default)]
+    pub address: Option<Spanned<String>>,
+    #[serde(default)]
+    pub gateway: Option<Spanned<String>>,
+    #[serde(default)]
+    pub next_hop_mac: Option<Spanned<String>>,
+    #[serde(default)]
+    pub mtu: Option<Spanned<i64>>,
 }
 
 /// `forward_to`: a port name or a port index. Negative indices are kept so

@@ -111,6 +111,7 @@ forward_to = 0
                 tx_descriptors: 2048,
                 forward_to: Some(1),
                 peer_mac: MacAddr([2, 0x0a, 0, 0, 0, 1]),
+                vtep: None,
             },
             PortConfig {
                 name: "uplink0".into(),
@@ -121,6 +122,7 @@ forward_to = 0
                 tx_descriptors: 1024,
                 forward_to: Some(0),
                 peer_mac: MacAddr([2, 0, 0, 0, 0, 1]),
+                vtep: None,
             },
         ],
     };
@@ -200,10 +202,12 @@ fn toml_errors_name_the_line() {
         "config error: x.toml: line 2: unknown field `lcore`, expected one of `lcores`, `hugepages`, `memory_mb`, \
          `file_prefix`, `extra_args`"
     );
-    assert_eq!(
-        err(&format!("\n{NULL_PORT}rx_queus = 2\n")),
-        "config error: x.toml: line 6: unknown field `rx_queus`, expected one of `name`, `devargs`, `role`, \
-         `rx_queues`, `rx_descriptors`, `tx_descriptors`, `forward_to`, `peer_mac`"
+    let unknown_port_key = err(&format!("\n{NULL_PORT}rx_queus = 2\n"));
+    assert!(
+        unknown_port_key.starts_with(
+            "config error: x.toml: line 6: unknown field `rx_queus`, expected one of `name`, `devargs`, `role`, `rx_queues`,"
+        ),
+        "{unknown_port_key}"
     );
     assert_eq!(
         err("[[port]]\nname = \"a\"\ndevargs = \"net_null0\"\n"),
@@ -602,6 +606,7 @@ fn port(devargs: &str) -> PortConfig {
         tx_descriptors: 1024,
         forward_to: None,
         peer_mac: PortConfig::default_peer_mac(0),
+        vtep: None,
     }
 }
 
@@ -654,4 +659,48 @@ fn devargs_accessors() {
     assert!(p.is_pci());
     assert_eq!((p.device_name(), p.driver()), ("01:00.0", "pci"));
     assert_eq!(p.devargs_pairs().collect::<Vec<_>>(), [("a", "b")]);
+}
+
+const UPLINK: &str = "[[port]]\nname = \"up\"\ndevargs = \"net_null1\"\nrole = \"uplink\"\n";
+
+#[test]
+fn vtep_keys_on_the_uplink() {
+    let config = ok(&format!("{NULL_PORT}{UPLINK}address = \"192.0.2.1/24\"\ngateway = \"192.0.2.254\"\nmtu = 9000\n"));
+    let vtep = config.ports[1].vtep.as_ref().unwrap();
+    assert_eq!((vtep.address, vtep.prefix_len, vtep.gateway, vtep.mtu), ("192.0.2.1".parse().unwrap(), 24, Some("192.0.2.254".parse().unwrap()), 9000));
+    assert_eq!(vtep.next_hop_mac, None);
+    assert_eq!(ok(&format!("{NULL_PORT}{UPLINK}address = \"192.0.2.1/24\"\n")).ports[1].vtep.as_ref().unwrap().mtu, 1500);
+    assert!(config.ports[0].vtep.is_none());
+}
+
+#[test]
+fn vtep_errors() {
+    let uplink = |extra: &str| err(&format!("{NULL_PORT}{UPLINK}{extra}"));
+    assert_eq!(
+        err(&format!("{NULL_PORT}address = \"192.0.2.1/24\"\n")),
+        "config error: x.toml: port[0].address: only an uplink port carries the VTEP address"
+    );
+    assert_eq!(
+        uplink("address = \"192.0.2.1\"\n"),
+        "config error: x.toml: port[1].address: \"192.0.2.1\" is not an IPv4 address with prefix length such as \"192.0.2.1/24\""
+    );
+    assert_eq!(
+        uplink("address = \"224.0.0.1/24\"\n"),
+        "config error: x.toml: port[1].address: 224.0.0.1 cannot be a VTEP address (unspecified, multicast, broadcast or loopback)"
+    );
+    assert_eq!(
+        uplink("address = \"192.0.2.1/24\"\ngateway = \"198.51.100.1\"\n"),
+        "config error: x.toml: port[1].gateway: 198.51.100.1 is not another address on 192.0.2.1/24"
+    );
+    assert_eq!(uplink("gateway = \"192.0.2.254\"\n"), "config error: x.toml: port[1].gateway: needs `address` (the local VTEP address) on the same port");
+    assert_eq!(
+        uplink("address = \"192.0.2.1/24\"\nnext_hop_mac = \"01:00:5e:00:00:01\"\n"),
+        "config error: x.toml: port[1].next_hop_mac: 01:00:5e:00:00:01 is not a unicast MAC address"
+    );
+    assert_eq!(uplink("address = \"192.0.2.1/24\"\nmtu = 40\n"), "config error: x.toml: port[1].mtu: 40 is out of range 68..=9216");
+    let two = format!("{UPLINK}address = \"192.0.2.1/24\"\n[[port]]\nname = \"up2\"\ndevargs = \"net_null2\"\nrole = \"uplink\"\naddress = \"192.0.2.2/24\"\n");
+    assert_eq!(
+        err(&two),
+        "config error: x.toml: port[1].address: port[0] already has the VTEP address; one uplink carries the overlay"
+    );
 }
