@@ -7,7 +7,8 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use switchyard::bench::{self, BenchOptions, Scenario};
 use switchyard::config::Config;
-use switchyard::dataplane::{cross_connect_pipeline, Dataplane, StartError, StopCause};
+use switchyard::dataplane::{Dataplane, Forwarding, StartError, StopCause};
+use switchyard::store::ConfigSnapshot;
 
 #[derive(Parser)]
 #[command(name = "switchyard", version, about = "DPDK poll-mode virtual switch")]
@@ -84,7 +85,7 @@ fn run(config_path: &Path, stats_json: Option<&Path>) -> Result<(), Failure> {
             .map_err(|e| Failure { code: 1, message: format!("cannot install signal handler: {e}") })?;
     }
     let origin = config_path.display().to_string();
-    let mut dataplane = Dataplane::start(&config, &origin, cross_connect_pipeline)?;
+    let mut dataplane = Dataplane::start(&config, &origin, Forwarding::for_config(&config, ConfigSnapshot::default()))?;
     let cause = dataplane.wait(&signal);
     let summary = dataplane.stop();
     drop(dataplane); // closes the ports: pcap output is complete from here on

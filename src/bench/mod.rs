@@ -126,21 +126,12 @@ file_prefix = "switchyard-bench-{pid}"
 mbufs = {MBUFS}
 [dataplane]
 workers = [{FORWARDING_LCORE}]
-[[port]]
-name = "generator"
-devargs = "net_pcap0,rx_pcap={generator},infinite_rx=1"
-role = "vm"
-forward_to = "sink"
-[[port]]
-name = "sink"
-devargs = "net_null0,no-rx=1"
-role = "uplink"
-"#,
+{ports}"#,
         pid = std::process::id(),
-        generator = generator.display(),
+        ports = scenario.ports_toml(generator),
     );
     let config = Config::parse(&toml, "bench").map_err(|e| e.to_string())?;
-    let mut dataplane = Dataplane::start(&config, "bench", |bindings| scenario.pipeline(bindings)).map_err(|e| e.to_string())?;
+    let mut dataplane = Dataplane::start(&config, "bench", scenario.forwarding()).map_err(|e| e.to_string())?;
     std::thread::sleep(WARMUP);
     let sink = dataplane.port_id("sink").ok_or("the bench config has no sink port")?.index();
     let mut samples = Vec::new();

@@ -8,12 +8,22 @@ use std::time::Duration;
 
 use pcap_file::pcap::{PcapPacket, PcapWriter};
 
-use crate::dataplane::{cross_connect_pipeline, Pipeline, PortBinding};
+use crate::dataplane::{Forwarding, DEFAULT_MAC_AGEING};
+use crate::overlay::{encapsulate, Tunnel};
+use crate::pipeline::{BytesPacket, PacketBuf};
+use crate::store::{ConfigSnapshot, Network, PortNetwork, RemoteEndpoint, VmEndpoint};
 use crate::wire::ethernet::ethertype;
 use crate::wire::{ipv4, EthernetFrame, Ipv4Packet, MacAddr, UdpDatagram};
 
 /// Distinct flows in a generator pcap.
-const FLOWS: u16 = 1024;
+const FLOWS: u16 = 1000;
+const VNI: u32 = 100;
+/// The generator's inner frames go from SRC_MAC to DST_MAC.
+const DST_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
+const SRC_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 2]);
+const LOCAL_VTEP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+const REMOTE_VTEP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
+const NEXT_HOP_MAC: &str = "02:00:00:00:00:fe";
 /// Frame length on the wire without the FCS (a 64-byte Ethernet frame).
 const FRAME_LEN: usize = 60;
 
@@ -21,10 +31,16 @@ const FRAME_LEN: usize = 60;
 pub enum Scenario {
     /// Port to port, rewriting the Ethernet header (the cross-connect).
     Forward,
+    /// The vRouter switching between two VM ports of one network.
+    L2Switch,
+    /// The vRouter encapsulating VM frames to a remote VTEP.
+    VxlanEncap,
+    /// The vRouter decapsulating VXLAN from the uplink to a VM port.
+    VxlanDecap,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 1] = [Scenario::Forward];
+    pub const ALL: [Scenario; 4] = [Scenario::Forward, Scenario::L2Switch, Scenario::VxlanEncap, Scenario::VxlanDecap];
 
     pub fn named(name: &str) -> Result<Scenario, String> {
         Self::ALL.into_iter().find(|s| s.name() == name).ok_or_else(|| {
@@ -36,12 +52,18 @@ impl Scenario {
     pub fn name(self) -> &'static str {
         match self {
             Scenario::Forward => "forward",
+            Scenario::L2Switch => "l2-switch",
+            Scenario::VxlanEncap => "vxlan-encap",
+            Scenario::VxlanDecap => "vxlan-decap",
         }
     }
 
     pub fn description(self) -> &'static str {
         match self {
-            Scenario::Forward => "64-byte IPv4/UDP frames, 1024 flows, port to port with Ethernet rewrite",
+            Scenario::Forward => "64-byte IPv4/UDP frames, 1000 flows, port to port with Ethernet rewrite",
+            Scenario::L2Switch => "64-byte IPv4/UDP frames, 1000 flows, vRouter L2 switching VM port to VM port in one VNI",
+            Scenario::VxlanEncap => "64-byte IPv4/UDP frames, 1000 flows, vRouter VM port to uplink, VXLAN-encapsulated (114 bytes out)",
+            Scenario::VxlanDecap => "114-byte VXLAN frames carrying 64-byte IPv4/UDP, 1000 flows, vRouter uplink to VM port",
         }
     }
 
@@ -54,20 +76,67 @@ impl Scenario {
         "macswap"
     }
     pub fn target_ratio(self) -> f64 {
-        0.8
+        match self {
+            Scenario::Forward => 0.8,
+            Scenario::L2Switch => 0.5,
+            Scenario::VxlanEncap | Scenario::VxlanDecap => 0.4,
+        }
     }
 
-    pub fn pipeline(self, bindings: &[PortBinding]) -> Pipeline {
+    /// The `[[port]]` tables: `generator` replays `generator_pcap`, `sink` frees.
+    pub fn ports_toml(self, generator_pcap: &Path) -> String {
+        let generator = format!("name = \"generator\"\ndevargs = \"net_pcap0,rx_pcap={},infinite_rx=1\"", generator_pcap.display());
+        let sink = "name = \"sink\"\ndevargs = \"net_null0,no-rx=1\"";
+        let vtep = format!("address = \"{LOCAL_VTEP}/24\"\nnext_hop_mac = \"{NEXT_HOP_MAC}\"");
         match self {
-            Scenario::Forward => cross_connect_pipeline(bindings),
+            Scenario::Forward => format!("[[port]]\n{generator}\nrole = \"vm\"\nforward_to = \"sink\"\n[[port]]\n{sink}\nrole = \"uplink\"\n"),
+            Scenario::L2Switch => format!("[[port]]\n{generator}\nrole = \"vm\"\n[[port]]\n{sink}\nrole = \"vm\"\n"),
+            Scenario::VxlanEncap => format!("[[port]]\n{generator}\nrole = \"vm\"\n[[port]]\n{sink}\nrole = \"uplink\"\n{vtep}\n"),
+            Scenario::VxlanDecap => format!("[[port]]\n{generator}\nrole = \"uplink\"\n{vtep}\n[[port]]\n{sink}\nrole = \"vm\"\n"),
         }
+    }
+
+    pub fn forwarding(self) -> Forwarding {
+        if self == Scenario::Forward {
+            return Forwarding::CrossConnect;
+        }
+        Forwarding::Overlay { config: self.overlay_config(), ageing: DEFAULT_MAC_AGEING }
+    }
+
+    /// One network; DST_MAC lives on the sink (a VM port) or, for encap, behind REMOTE_VTEP.
+    pub fn overlay_config(self) -> ConfigSnapshot {
+        let mut config = ConfigSnapshot {
+            generation: 1,
+            networks: vec![Network { vni: VNI, name: "bench".into(), flood_vteps: Vec::new() }],
+            ..ConfigSnapshot::default()
+        };
+        let port = |name: &str| PortNetwork { port: name.into(), vni: VNI };
+        match self {
+            Scenario::Forward => {}
+            Scenario::L2Switch => {
+                config.ports = vec![port("generator"), port("sink")];
+                config.endpoints = vec![VmEndpoint { vni: VNI, mac: DST_MAC, ip: None, port: "sink".into() }];
+            }
+            Scenario::VxlanEncap => {
+                config.ports = vec![port("generator")];
+                config.remotes = vec![RemoteEndpoint { vni: VNI, mac: DST_MAC, ip: None, vtep: REMOTE_VTEP }];
+            }
+            Scenario::VxlanDecap => {
+                config.ports = vec![port("sink")];
+                config.endpoints = vec![VmEndpoint { vni: VNI, mac: DST_MAC, ip: None, port: "sink".into() }];
+            }
+        }
+        config
     }
 
     /// Writes the generator pcap that net_pcap replays with infinite_rx=1.
     pub fn write_generator(self, path: &Path) -> io::Result<()> {
         let mut writer = PcapWriter::new(BufWriter::new(File::create(path)?)).map_err(io::Error::other)?;
         for flow in 0..FLOWS {
-            let frame = udp_frame(flow);
+            let mut frame = udp_frame(flow);
+            if self == Scenario::VxlanDecap {
+                frame = vxlan_frame(&frame);
+            }
             let packet = PcapPacket::new(Duration::ZERO, frame.len() as u32, &frame);
             writer.write_packet(&packet).map_err(io::Error::other)?;
         }
@@ -82,8 +151,8 @@ fn udp_frame(flow: u16) -> Vec<u8> {
     let (src, dst) = (Ipv4Addr::new(10, 0, hi, lo), Ipv4Addr::new(10, 1, 0, 1));
     {
         let mut eth = EthernetFrame::new_unchecked(&mut frame[..]);
-        eth.set_dst(MacAddr([2, 0, 0, 0, 0, 1]));
-        eth.set_src(MacAddr([2, 0, 0, 0, 0, 2]));
+        eth.set_dst(DST_MAC);
+        eth.set_src(SRC_MAC);
         eth.set_ethertype(ethertype::IPV4);
     }
     let ip_len = FRAME_LEN - 14;
@@ -102,6 +171,22 @@ fn udp_frame(flow: u16) -> Vec<u8> {
     udp.set_len((ip_len - 20) as u16);
     udp.fill_checksum(src, dst);
     frame
+}
+
+/// `inner` as VXLAN from REMOTE_VTEP to LOCAL_VTEP, as a remote vRouter sends it.
+fn vxlan_frame(inner: &[u8]) -> Vec<u8> {
+    let mut packet = BytesPacket::new(inner);
+    let tunnel = Tunnel {
+        vni: VNI,
+        src_mac: MacAddr([2, 0, 0, 0, 0, 0xfe]),
+        dst_mac: MacAddr([2, 0, 0, 0, 0, 0xfd]),
+        src_ip: REMOTE_VTEP,
+        dst_ip: LOCAL_VTEP,
+        mtu: 1500,
+    };
+    // Cannot fail: a 60-byte frame fits any MTU and the headroom.
+    let _ = encapsulate(&mut packet, &tunnel);
+    packet.data().to_vec()
 }
 
 #[cfg(test)]
@@ -126,6 +211,9 @@ mod tests {
     #[test]
     fn unknown_scenario_names_the_known_ones() {
         assert_eq!(Scenario::named("forward"), Ok(Scenario::Forward));
-        assert_eq!(Scenario::named("fwd").unwrap_err(), "unknown bench scenario \"fwd\" (known: forward)");
+        assert_eq!(
+            Scenario::named("fwd").unwrap_err(),
+            "unknown bench scenario \"fwd\" (known: forward, l2-switch, vxlan-encap, vxlan-decap)"
+        );
     }
 }

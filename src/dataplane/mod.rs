@@ -19,11 +19,39 @@ use std::time::{Duration, Instant};
 
 use crossbeam::utils::CachePadded;
 
-use crate::config::{Config, PortConfig};
-use crate::dpdk::{self, Eal, LcoreId, Mempool, Port, PortSetup, RxQueue, TxBuffer};
+use crate::config::{Config, PortConfig, PortRole};
+use crate::dpdk::{self, Eal, LcoreId, Mbuf, Mempool, Port, PortSetup, RxQueue, TxBuffer};
+use crate::overlay::{OverlayControl, Underlay, VmPort};
 use crate::pipeline::{PortId, QueueId};
+use crate::store::ConfigSnapshot;
+use crate::unit::{Side, WorkerLocal};
 use crate::wire::MacAddr;
 use crate::xconnect::{CrossConnect, Route};
+
+/// What the workers run.
+#[derive(Debug, Clone)]
+pub enum Forwarding {
+    /// The foundation's static patch panel: each port's `forward_to`.
+    CrossConnect,
+    /// The vRouter switching unit, built from this configuration.
+    Overlay { config: ConfigSnapshot, ageing: Duration },
+}
+
+impl Forwarding {
+    /// Cross-connect when any port has `forward_to`, otherwise the vRouter.
+    pub fn for_config(config: &Config, overlay: ConfigSnapshot) -> Forwarding {
+        if config.ports.iter().any(|p| p.forward_to.is_some()) {
+            Forwarding::CrossConnect
+        } else {
+            Forwarding::Overlay { config: overlay, ageing: DEFAULT_MAC_AGEING }
+        }
+    }
+}
+
+/// Learned MACs and neighbours not seen for this long are forgotten.
+pub const DEFAULT_MAC_AGEING: Duration = Duration::from_secs(300);
+/// How often the control side folds in learned entries and frees old units.
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(10);
 
 /// Why the data plane could not start. `Config` problems exit with code 2.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +92,8 @@ pub enum StopCause {
 /// A running data plane. Dropping it stops workers, closes ports, then the EAL.
 pub struct Dataplane {
     stop: Arc<AtomicBool>,
+    overlay: Option<Arc<OverlayControl<Mbuf>>>,
+    housekeeping: Option<std::thread::JoinHandle<()>>,
     workers: Vec<(LcoreId, Arc<CachePadded<WorkerCounters>>)>,
     running: bool,
     port_slots: usize,
@@ -77,11 +107,7 @@ pub struct Dataplane {
 impl Dataplane {
     /// Starts EAL, the mempool, every port and the workers. `origin` names the
     /// config file in error messages; `build_pipeline` makes each worker's stages.
-    pub fn start(
-        config: &Config,
-        origin: &str,
-        build_pipeline: impl Fn(&[PortBinding]) -> Pipeline,
-    ) -> Result<Dataplane, StartError> {
+    pub fn start(config: &Config, origin: &str, forwarding: Forwarding) -> Result<Dataplane, StartError> {
         let config_error = |key: String, message: String| StartError::Config(format!("{origin}: {key}: {message}"));
         let mut inputs = Vec::with_capacity(config.ports.len());
         for (index, port) in config.ports.iter().enumerate() {
@@ -140,6 +166,14 @@ impl Dataplane {
         let bindings: Vec<PortBinding> = ports.iter().map(|p| p.binding.clone()).collect();
         let stop = Arc::new(AtomicBool::new(false));
         let tsc_hz = eal.tsc_hz();
+        let overlay = match forwarding {
+            Forwarding::CrossConnect => None,
+            Forwarding::Overlay { config, ageing } => Some(Arc::new(overlay_control(&bindings, config, ageing))),
+        };
+        let build_pipeline = |bindings: &[PortBinding]| match &overlay {
+            None => cross_connect_pipeline(bindings),
+            Some(control) => unit_pipeline(control, bindings, tsc_hz),
+        };
         let mut plans: Vec<Worker> = config
             .dataplane
             .workers
@@ -177,8 +211,22 @@ impl Dataplane {
             let link = running.port.link();
             log::info!("port[{index}] \"{name}\": link {}", if link.up { "up" } else { "down" });
         }
+        let housekeeping = overlay.clone().map(|control| {
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("housekeeping".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        control.tick(Instant::now());
+                        std::thread::sleep(HOUSEKEEPING_INTERVAL);
+                    }
+                })
+                .expect("spawn the housekeeping thread")
+        });
         let mut dataplane = Dataplane {
             stop,
+            overlay,
+            housekeeping,
             workers: Vec::new(),
             running: true,
             port_slots,
@@ -193,6 +241,11 @@ impl Dataplane {
             dataplane.workers.push((lcore, counters));
         }
         Ok(dataplane)
+    }
+
+    /// The vRouter's control side, when the vRouter forwards.
+    pub fn overlay(&self) -> Option<&Arc<OverlayControl<Mbuf>>> {
+        self.overlay.as_ref()
     }
 
     /// The DPDK port id of the configured port `name`.
@@ -272,6 +325,9 @@ impl Dataplane {
             }
             self.running = false;
         }
+        if let Some(thread) = self.housekeeping.take() {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -306,6 +362,43 @@ fn probe_failure(port: &PortConfig, err: &dpdk::DpdkError) -> String {
             err.text
         )
     }
+}
+
+/// The vRouter's control side for these ports: VM-role ports by name, the
+/// uplink with a VTEP address as the underlay.
+fn overlay_control(bindings: &[PortBinding], config: ConfigSnapshot, ageing: Duration) -> OverlayControl<Mbuf> {
+    let vm_ports = bindings
+        .iter()
+        .filter(|b| b.config.role == PortRole::Vm)
+        .map(|b| VmPort { name: b.config.name.clone(), id: b.id })
+        .collect();
+    let underlay = bindings.iter().find_map(|b| {
+        let vtep = b.config.vtep.as_ref()?;
+        Some(Underlay {
+            port: b.id,
+            mac: b.mac,
+            address: vtep.address,
+            prefix_len: vtep.prefix_len,
+            gateway: vtep.gateway,
+            next_hop_mac: vtep.next_hop_mac,
+            mtu: vtep.mtu,
+        })
+    });
+    OverlayControl::new(config, vm_ports, underlay, ageing)
+}
+
+/// A worker's stages with the switching unit: uplink ports use the uplink
+/// binding, every other port the VM-side one.
+fn unit_pipeline(control: &OverlayControl<Mbuf>, bindings: &[PortBinding], tsc_hz: u64) -> Pipeline {
+    let slots = bindings.iter().map(|b| b.id.index() + 1).max().unwrap_or(0);
+    let mut sides = vec![Side::Vm; slots];
+    for b in bindings.iter().filter(|b| b.config.role == PortRole::Uplink) {
+        sides[b.id.index()] = Side::Uplink;
+    }
+    // Unchanged observations are re-reported a third of the ageing time apart.
+    let refresh = (control.ageing().as_secs() / 3).max(1);
+    let local = WorkerLocal::new(control.learn_queue(), tsc_hz, refresh);
+    vec![Box::new(control.table().stage(sides, local))]
 }
 
 /// The foundation's pipeline: each port's `forward_to` as a cross-connect.
