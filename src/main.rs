@@ -30,7 +30,7 @@ enum Command {
     },
     /// Measure forwarding against dpdk-testpmd (io, macswap) in the same run.
     Bench {
-        /// One of: forward.
+        /// One of: forward, l2-switch, vxlan-encap, vxlan-decap.
         #[arg(long)]
         scenario: String,
         /// Measuring time per run.
@@ -41,6 +41,9 @@ enum Command {
         /// Also write the report as JSON.
         #[arg(long, value_name = "FILE")]
         json: Option<PathBuf>,
+        /// Measure again while the switching table changes this many times a second.
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100_000))]
+        churn: u32,
     },
 }
 
@@ -62,8 +65,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run { config, stats_json } => run(&config, stats_json.as_deref()),
-        Command::Bench { scenario, seconds, testpmd, json } => match Scenario::named(&scenario) {
-            Ok(scenario) => bench::run(&BenchOptions { scenario, seconds, testpmd, json })
+        Command::Bench { scenario, seconds, testpmd, json, churn } => match Scenario::named(&scenario) {
+            Ok(scenario) => bench::run(&BenchOptions { scenario, seconds, testpmd, json, churn })
                 .map_err(|message| Failure { code: 1, message }),
             Err(message) => Err(Failure { code: 2, message }),
         },

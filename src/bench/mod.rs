@@ -5,10 +5,12 @@
 //! in io and macswap modes, then switchyard. Every ratio comes from one run, so
 //! machine speed and noise cancel out as far as they can.
 
+mod churn;
 mod scenario;
 mod testpmd;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -31,6 +33,8 @@ pub struct BenchOptions {
     pub seconds: u32,
     pub testpmd: PathBuf,
     pub json: Option<PathBuf>,
+    /// Table updates per second applied during a second measuring period (0: none).
+    pub churn: u32,
 }
 
 /// One measured forwarder.
@@ -54,6 +58,17 @@ pub struct BenchReport {
     pub ratios: Vec<(String, f64)>,
     pub reference_mode: &'static str,
     pub target_ratio: f64,
+    /// The same run measured again while the table changed `churn` times a second.
+    pub under_churn: Option<ChurnMeasurement>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ChurnMeasurement {
+    pub updates_per_second: u32,
+    pub updates_applied: u64,
+    pub switchyard: Measurement,
+    /// Throughput under churn / without, in the same run.
+    pub relative: f64,
 }
 
 pub fn run(options: &BenchOptions) -> Result<(), String> {
@@ -88,9 +103,18 @@ fn measure_all(options: &BenchOptions, dir: &Path) -> Result<BenchReport, String
         println!("  testpmd {mode:<10} {:>8.2} Mpps", m.mpps);
         testpmd.push(m);
     }
-    let (switchyard, tsc_hz) = measure_switchyard(&scenario, &generator, options.seconds)?;
+    let (switchyard, tsc_hz, under_churn) = measure_switchyard(&scenario, &generator, options.seconds, options.churn)?;
     let cycles_per_packet = tsc_hz as f64 / (switchyard.mpps * 1e6);
     println!("  switchyard {:>15.2} Mpps  {cycles_per_packet:.1} cycles/packet", switchyard.mpps);
+    if let Some(churned) = &under_churn {
+        println!(
+            "  switchyard, {} table updates/s {:>6.2} Mpps  ({:.1}% of the rate without; {} updates applied)",
+            churned.updates_per_second,
+            churned.switchyard.mpps,
+            churned.relative * 100.0,
+            churned.updates_applied
+        );
+    }
     let ratios: Vec<(String, f64)> =
         testpmd.iter().map(|t| (t.name.clone(), switchyard.mpps / t.mpps)).collect();
     for (mode, ratio) in &ratios {
@@ -112,10 +136,16 @@ fn measure_all(options: &BenchOptions, dir: &Path) -> Result<BenchReport, String
         ratios,
         reference_mode: scenario.reference_mode(),
         target_ratio: scenario.target_ratio(),
+        under_churn,
     })
 }
 
-fn measure_switchyard(scenario: &Scenario, generator: &Path, seconds: u32) -> Result<(Measurement, u64), String> {
+fn measure_switchyard(
+    scenario: &Scenario,
+    generator: &Path,
+    seconds: u32,
+    churn: u32,
+) -> Result<(Measurement, u64, Option<ChurnMeasurement>), String> {
     let toml = format!(
         r#"
 [eal]
@@ -134,14 +164,33 @@ workers = [{FORWARDING_LCORE}]
     let mut dataplane = Dataplane::start(&config, "bench", scenario.forwarding()).map_err(|e| e.to_string())?;
     std::thread::sleep(WARMUP);
     let sink = dataplane.port_id("sink").ok_or("the bench config has no sink port")?.index();
-    let mut samples = Vec::new();
-    let mut last = dataplane.totals().ports[sink].tx_packets;
-    let mut at = Instant::now();
-    for _ in 0..seconds {
-        std::thread::sleep(Duration::from_secs(1));
-        let (now_packets, now) = (dataplane.totals().ports[sink].tx_packets, Instant::now());
-        samples.push((now_packets - last) as f64 / now.duration_since(at).as_secs_f64() / 1e6);
-        (last, at) = (now_packets, now);
+    let sample = |dataplane: &Dataplane| {
+        let mut samples = Vec::new();
+        let mut last = dataplane.totals().ports[sink].tx_packets;
+        let mut at = Instant::now();
+        for _ in 0..seconds {
+            std::thread::sleep(Duration::from_secs(1));
+            let (now_packets, now) = (dataplane.totals().ports[sink].tx_packets, Instant::now());
+            samples.push((now_packets - last) as f64 / now.duration_since(at).as_secs_f64() / 1e6);
+            (last, at) = (now_packets, now);
+        }
+        Measurement { name: "switchyard".into(), mpps: median(&samples), samples_mpps: samples }
+    };
+    let measurement = sample(&dataplane);
+    let mut under_churn = None;
+    if let (true, Some(overlay)) = (churn > 0, dataplane.overlay()) {
+        let stop = AtomicBool::new(false);
+        let base = scenario.overlay_config();
+        let (churned, applied) = std::thread::scope(|scope| {
+            let updater = scope.spawn(|| churn::run(overlay, &base, churn, &stop));
+            std::thread::sleep(WARMUP);
+            let m = sample(&dataplane);
+            stop.store(true, Ordering::Relaxed);
+            (m, updater.join().unwrap_or(0))
+        });
+        let relative = churned.mpps / measurement.mpps;
+        under_churn = Some(ChurnMeasurement { updates_per_second: churn, updates_applied: applied, switchyard: churned, relative });
+        overlay.apply(&base);
     }
     let tsc_hz = dataplane.tsc_hz();
     let summary = dataplane.stop();
@@ -149,7 +198,7 @@ workers = [{FORWARDING_LCORE}]
     if summary.unaccounted != 0 {
         return Err(format!("switchyard lost {} packets without counting them", summary.unaccounted));
     }
-    Ok((Measurement { name: "switchyard".into(), mpps: median(&samples), samples_mpps: samples }, tsc_hz))
+    Ok((measurement, tsc_hz, under_churn))
 }
 
 pub(crate) fn median(samples: &[f64]) -> f64 {

@@ -1,0 +1,46 @@
+//! Table updates at a steady rate while the data plane forwards: each update
+//! adds or removes one remote endpoint in a table of 1000, through the same
+//! copy-on-write path the control API uses.
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::dpdk::Mbuf;
+use crate::overlay::OverlayControl;
+use crate::store::{ConfigSnapshot, RemoteEndpoint};
+use crate::wire::MacAddr;
+
+/// Remote endpoints in the table while it churns.
+const TABLE_ENTRIES: u32 = 1000;
+
+/// Applies `per_second` updates a second until `stop`; returns how many.
+pub fn run(overlay: &OverlayControl<Mbuf>, base: &ConfigSnapshot, per_second: u32, stop: &AtomicBool) -> u64 {
+    let mut config = base.clone();
+    let vni = config.networks.first().map_or(1, |n| n.vni);
+    let remote = |i: u32| RemoteEndpoint {
+        vni,
+        mac: MacAddr([0x02, 0xcc, (i >> 16) as u8, (i >> 8) as u8, i as u8, 0]),
+        ip: None,
+        vtep: Ipv4Addr::new(198, 51, 100, 1 + (i % 200) as u8),
+    };
+    config.remotes.extend((0..TABLE_ENTRIES).map(remote));
+    let interval = Duration::from_secs(1) / per_second;
+    let start = Instant::now();
+    let mut applied = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        // Toggle one extra entry: odd updates add it, even ones remove it.
+        if applied % 2 == 0 {
+            config.remotes.push(remote(TABLE_ENTRIES));
+        } else {
+            config.remotes.pop();
+        }
+        config.generation += 1;
+        overlay.apply(&config);
+        applied += 1;
+        let next = start + interval * u32::try_from(applied).unwrap_or(u32::MAX);
+        if let Some(wait) = next.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+    }
+    applied
+}
