@@ -41,7 +41,7 @@ fn unknown_key() {
         lines,
         [format!(
             "switchyard: config error: {path}: line 9: unknown field `rx_queus`, expected one of `name`, `devargs`, \
-             `role`, `rx_queues`, `rx_descriptors`, `tx_descriptors`, `forward_to`, `peer_mac`"
+             `role`, `rx_queues`, `rx_descriptors`, `tx_descriptors`, `forward_to`, `peer_mac`, `vni`"
         )]
     );
 }

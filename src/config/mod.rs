@@ -28,6 +28,30 @@
 //! tx_descriptors = 1024
 //! forward_to = "uplink0" # a port name or index
 //! peer_mac = "02:00:00:00:00:01"  # default 02:00:00:00:00:<index>
+//! vni = 100              # vm-role ports only: the network the port joins (bootstrap)
+//!
+//! [control]
+//! socket = "/run/switchyard/sy.sock"      # default /run/switchyard/<file_prefix or switchyard>.sock
+//! listen = "127.0.0.1:8080"               # optional; loopback addresses only
+//! database = "/var/lib/switchyard/sy.redb" # default /var/lib/switchyard/<file_prefix or switchyard>.redb
+//!
+//! # Bootstrap records: they seed the config database on first start only.
+//! [[network]]
+//! vni = 100              # 1..=16777215
+//! name = "blue"          # 1 to 64 of A-Z a-z 0-9 . _ -
+//! flood_vteps = ["192.0.2.2"]
+//!
+//! [[endpoint]]           # a VM interface behind a vm-role port
+//! vni = 100
+//! mac = "02:00:00:00:01:01"
+//! ip = "10.1.0.1"        # optional
+//! port = "vm0"
+//!
+//! [[remote]]             # a VM behind a remote VTEP
+//! vni = 100
+//! mac = "02:00:00:00:02:01"
+//! ip = "10.1.0.2"        # optional
+//! vtep = "192.0.2.2"
 //! ```
 //!
 //! Every problem is reported as one line, `config error: <origin>:
@@ -38,6 +62,8 @@
 //! `rx_pcap=` paths in devargs are checked for readability here; relative
 //! paths are relative to the process's working directory, as DPDK opens them.
 
+mod bootstrap;
+mod control;
 mod devargs;
 mod lcores;
 mod raw;
@@ -52,7 +78,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize, Serializer};
 use toml::Spanned;
 
+use crate::store::ConfigSnapshot;
 use crate::wire::MacAddr;
+pub use control::{is_loopback, ControlConfig, SOCKET_PATH_MAX};
 use raw::{PortRef, RawConfig, RawPort};
 
 /// DPDK's `RTE_MAX_ETHPORTS` in the Debian bookworm build.
@@ -86,6 +114,10 @@ pub struct Config {
     pub mempool: MempoolConfig,
     pub dataplane: DataplaneConfig,
     pub ports: Vec<PortConfig>,
+    pub control: ControlConfig,
+    /// `[[network]]`, `[[endpoint]]`, `[[remote]]` and `port.vni`: seeds the config
+    /// database on first start (generation 0 here).
+    pub bootstrap: ConfigSnapshot,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -266,6 +298,11 @@ impl Config {
             ConfigError::line(format!("config error: {origin}: {location}{}", e.message().trim()))
         })?;
         validate(raw).map_err(|problem| ConfigError::line(format!("config error: {origin}: {problem}")))
+    }
+
+    /// The records that seed an empty config database (`Store::bootstrap_if_empty`).
+    pub fn bootstrap_snapshot(&self) -> ConfigSnapshot {
+        self.bootstrap.clone()
     }
 
     /// The main (control) lcore: the lowest lcore in `eal.lcores`.
@@ -709,6 +746,10 @@ fn validate(raw: RawConfig) -> Result<Config, String> {
         }
     }
 
+    let control = control::validate(&mut p, raw.control, file_prefix.as_deref());
+    let records = bootstrap::RawRecords { networks: raw.network, endpoints: raw.endpoint, remotes: raw.remote };
+    let bootstrap = bootstrap::validate(&mut p, records, &raw_ports);
+
     if let Some((_, problem)) = p.first {
         return Err(problem);
     }
@@ -733,6 +774,8 @@ fn validate(raw: RawConfig) -> Result<Config, String> {
             tx_drain_us: tx_drain_us.unwrap_or(defaults.2.tx_drain_us),
         },
         ports,
+        control,
+        bootstrap,
     })
 }
 

@@ -22,6 +22,55 @@ pub struct RawConfig {
     pub dataplane: Option<Spanned<RawDataplane>>,
     #[serde(default)]
     pub port: Option<Spanned<Vec<Spanned<RawPort>>>>,
+    #[serde(default)]
+    pub control: Option<Spanned<RawControl>>,
+    #[serde(default)]
+    pub network: Option<Spanned<Vec<Spanned<RawNetwork>>>>,
+    #[serde(default)]
+    pub endpoint: Option<Spanned<Vec<Spanned<RawEndpoint>>>>,
+    #[serde(default)]
+    pub remote: Option<Spanned<Vec<Spanned<RawRemote>>>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawControl {
+    #[serde(default)]
+    pub socket: Option<Spanned<String>>,
+    #[serde(default)]
+    pub listen: Option<Spanned<String>>,
+    #[serde(default)]
+    pub database: Option<Spanned<String>>,
+}
+
+/// Addresses are kept as text so that validation names the key in its message.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNetwork {
+    pub vni: Spanned<i64>,
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub flood_vteps: Option<Spanned<Vec<String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEndpoint {
+    pub vni: Spanned<i64>,
+    pub mac: Spanned<String>,
+    #[serde(default)]
+    pub ip: Option<Spanned<String>>,
+    pub port: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRemote {
+    pub vni: Spanned<i64>,
+    pub mac: Spanned<String>,
+    #[serde(default)]
+    pub ip: Option<Spanned<String>>,
+    pub vtep: Spanned<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -87,6 +136,9 @@ pub struct RawPort {
     pub next_hop_mac: Option<Spanned<String>>,
     #[serde(default)]
     pub mtu: Option<Spanned<i64>>,
+    /// VM-role ports only: the network the port joins (bootstraps a PortNetwork).
+    #[serde(default)]
+    pub vni: Option<Spanned<i64>>,
 }
 
 /// `forward_to`: a port name or a port index. Negative indices are kept so

@@ -1,4 +1,6 @@
 use super::*;
+use crate::store::{Network, PortNetwork, RemoteEndpoint, VmEndpoint};
+use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A temporary file, removed on drop.
@@ -76,6 +78,7 @@ rx_descriptors = 512
 tx_descriptors = 2048
 forward_to = "uplink0"
 peer_mac = "02:0A:00:00:00:01"
+vni = 100
 
 [[port]]
 name = "uplink0"
@@ -83,6 +86,31 @@ devargs = "01:00.1,rxq_pkt_pad_en=1"
 role = "uplink"
 rx_queues = 4
 forward_to = 0
+
+[control]
+socket = "/tmp/sy.sock"
+listen = "127.0.0.1:8080"
+database = "db/config.redb"
+
+[[network]]
+vni = 200
+name = "red"
+
+[[network]]
+vni = 100
+name = "blue"
+flood_vteps = ["192.0.2.2", "192.0.2.3"]
+
+[[endpoint]]
+vni = 100
+mac = "02:00:00:00:01:01"
+ip = "10.1.0.1"
+port = "vm0"
+
+[[remote]]
+vni = 200
+mac = "02:00:00:00:02:01"
+vtep = "192.0.2.2"
 "#,
         pcap = pcap.path()
     );
@@ -125,9 +153,39 @@ forward_to = 0
                 vtep: None,
             },
         ],
+        control: ControlConfig {
+            socket: "/tmp/sy.sock".into(),
+            listen: Some("127.0.0.1:8080".parse().unwrap()),
+            database: "db/config.redb".into(),
+        },
+        bootstrap: ConfigSnapshot {
+            generation: 0,
+            networks: vec![
+                Network {
+                    vni: 100,
+                    name: "blue".into(),
+                    flood_vteps: vec![Ipv4Addr::new(192, 0, 2, 2), Ipv4Addr::new(192, 0, 2, 3)],
+                },
+                Network { vni: 200, name: "red".into(), flood_vteps: vec![] },
+            ],
+            endpoints: vec![VmEndpoint {
+                vni: 100,
+                mac: MacAddr([2, 0, 0, 0, 1, 1]),
+                ip: Some(Ipv4Addr::new(10, 1, 0, 1)),
+                port: "vm0".into(),
+            }],
+            remotes: vec![RemoteEndpoint {
+                vni: 200,
+                mac: MacAddr([2, 0, 0, 0, 2, 1]),
+                ip: None,
+                vtep: Ipv4Addr::new(192, 0, 2, 2),
+            }],
+            ports: vec![PortNetwork { port: "vm0".into(), vni: 100 }],
+        },
     };
     let config = ok(&text);
     assert_eq!(config, expected);
+    assert_eq!(config.bootstrap_snapshot(), expected.bootstrap);
     assert_eq!(config.main_lcore(), 0);
     assert_eq!(config.ports[0].finite_pcap_inputs(), Some(vec![pcap.0.clone()]));
     assert_eq!(config.ports[1].device_name(), "0000:01:00.1");
@@ -195,7 +253,7 @@ fn toml_errors_name_the_line() {
     );
     assert_eq!(
         err("[bogus]\nx = 1\n"),
-        "config error: x.toml: line 1: unknown field `bogus`, expected one of `eal`, `mempool`, `dataplane`, `port`"
+        "config error: x.toml: line 1: unknown field `bogus`, expected one of `eal`, `mempool`, `dataplane`, `port`, `control`, `network`, `endpoint`, `remote`"
     );
     assert_eq!(
         err("[eal]\nlcore = \"0-1\"\n"),
@@ -702,5 +760,181 @@ fn vtep_errors() {
     assert_eq!(
         err(&two),
         "config error: x.toml: port[1].address: port[0] already has the VTEP address; one uplink carries the overlay"
+    );
+}
+
+#[test]
+fn control_defaults_follow_the_file_prefix() {
+    let config = ok(NULL_PORT);
+    assert_eq!(config.control, ControlConfig::defaults(None));
+    assert_eq!(config.control.socket, Path::new("/run/switchyard/switchyard.sock"));
+    assert_eq!(config.control.database, Path::new("/var/lib/switchyard/switchyard.redb"));
+    assert_eq!(config.control.listen, None);
+    assert_eq!(config.bootstrap_snapshot(), ConfigSnapshot::default());
+    let config = ok(&format!("[eal]\nfile_prefix = \"sy2\"\n{NULL_PORT}"));
+    assert_eq!(config.control.socket, Path::new("/run/switchyard/sy2.sock"));
+    assert_eq!(config.control.database, Path::new("/var/lib/switchyard/sy2.redb"));
+    let config = ok(&format!("[control]\nlisten = \"[::1]:9000\"\n{NULL_PORT}"));
+    assert_eq!(config.control.listen, Some("[::1]:9000".parse().unwrap()));
+}
+
+#[test]
+fn control_errors() {
+    let e = |control: &str| err(&format!("[control]\n{control}\n{NULL_PORT}"));
+    assert_eq!(
+        e("listen = \"0.0.0.0:8080\""),
+        "config error: x.toml: control.listen: 0.0.0.0:8080 is not a loopback address; the control API has no \
+         authentication, so it listens only on 127.0.0.1 or ::1"
+    );
+    assert_eq!(
+        e("listen = \"192.0.2.1:80\""),
+        "config error: x.toml: control.listen: 192.0.2.1:80 is not a loopback address; the control API has no \
+         authentication, so it listens only on 127.0.0.1 or ::1"
+    );
+    assert_eq!(
+        e("listen = \"localhost:80\""),
+        "config error: x.toml: control.listen: \"localhost:80\" is not an address and port such as \"127.0.0.1:8080\""
+    );
+    assert_eq!(
+        e("listen = \"127.0.0.1\""),
+        "config error: x.toml: control.listen: \"127.0.0.1\" is not an address and port such as \"127.0.0.1:8080\""
+    );
+    assert_eq!(e("socket = \"\""), "config error: x.toml: control.socket: is empty");
+    let long = format!("/tmp/{}", "s".repeat(103));
+    assert_eq!(
+        e(&format!("socket = \"{long}\"")),
+        format!("config error: x.toml: control.socket: \"{long}\" is 108 bytes; a unix socket path has at most 107")
+    );
+    assert_eq!(e("database = \"\""), "config error: x.toml: control.database: is empty");
+    assert_eq!(e("sockett = \"/a\""), "config error: x.toml: line 2: unknown field `sockett`, expected one of `socket`, `listen`, `database`");
+}
+
+/// vm0 (vm) and uplink0 (uplink), then `records`.
+fn with_records(port_extra: &str, records: &str) -> String {
+    format!("{}\n{records}", two_ports(port_extra))
+}
+
+const BLUE: &str = "[[network]]\nvni = 100\nname = \"blue\"\n";
+
+#[test]
+fn bootstrap_records_are_sorted_like_the_database() {
+    let config = ok(&with_records(
+        "vni = 100",
+        &format!(
+            "[[network]]\nvni = 7\nname = \"seven\"\n{BLUE}\
+             [[endpoint]]\nvni = 100\nmac = \"02:00:00:00:00:09\"\nport = \"vm0\"\n\
+             [[endpoint]]\nvni = 7\nmac = \"02:00:00:00:00:0a\"\nport = \"vm0\"\n\
+             [[remote]]\nvni = 100\nmac = \"02:00:00:00:00:02\"\nip = \"10.0.0.2\"\nvtep = \"192.0.2.9\"\n"
+        ),
+    ));
+    let seed = config.bootstrap_snapshot();
+    assert_eq!(seed.networks.iter().map(|n| n.vni).collect::<Vec<_>>(), [7, 100]);
+    assert_eq!(seed.endpoints.iter().map(|e| e.vni).collect::<Vec<_>>(), [7, 100]);
+    assert_eq!(seed.endpoints[0].ip, None);
+    assert_eq!(seed.remotes[0].ip, Some(Ipv4Addr::new(10, 0, 0, 2)));
+    assert_eq!(seed.ports, [PortNetwork { port: "vm0".into(), vni: 100 }]);
+}
+
+#[test]
+fn bootstrap_errors() {
+    let e = |port_extra: &str, records: &str| err(&with_records(port_extra, records));
+    let prefix = "config error: x.toml: ";
+    let cases: &[(&str, &str, &str)] = &[
+        ("", "[[network]]\nvni = 0\nname = \"a\"\n", "network[0].vni: 0 is out of range 1..=16777215"),
+        ("", "[[network]]\nvni = 16777216\nname = \"a\"\n", "network[0].vni: 16777216 is out of range 1..=16777215"),
+        (
+            "",
+            "[[network]]\nvni = 1\nname = \"a b\"\n",
+            "network[0].name: \"a b\" is not a valid network name: use 1 to 64 characters of A-Z a-z 0-9 . _ -",
+        ),
+        ("", &format!("{BLUE}[[network]]\nvni = 100\nname = \"red\"\n"), "network[1].vni: VNI 100 is already network[0]"),
+        (
+            "",
+            &format!("{BLUE}[[network]]\nvni = 200\nname = \"blue\"\n"),
+            "network[1].name: \"blue\" is already the name of network[0]",
+        ),
+        (
+            "",
+            "[[network]]\nvni = 1\nname = \"a\"\nflood_vteps = [\"192.0.2.1\", \"224.0.0.5\"]\n",
+            "network[0].flood_vteps[1]: 224.0.0.5 is a multicast address, not a unicast IPv4 address",
+        ),
+        (
+            "",
+            "[[network]]\nvni = 1\nname = \"a\"\nflood_vteps = [\"192.0.2.1\", \"192.0.2.1\"]\n",
+            "network[0].flood_vteps[1]: 192.0.2.1 is listed twice",
+        ),
+        (
+            "",
+            "[[network]]\nvni = 1\nname = \"a\"\nflood_vteps = [\"192.0.2\"]\n",
+            "network[0].flood_vteps[0]: \"192.0.2\" is not an IPv4 address such as 192.0.2.1",
+        ),
+        (
+            "",
+            "[[endpoint]]\nvni = 5\nmac = \"02:00:00:00:00:01\"\nport = \"vm0\"\n",
+            "endpoint[0].vni: no [[network]] has VNI 5",
+        ),
+        (
+            "",
+            &format!("{BLUE}[[endpoint]]\nvni = 100\nmac = \"01:00:00:00:00:01\"\nport = \"vm0\"\n"),
+            "endpoint[0].mac: 01:00:00:00:00:01 is a multicast address, not a unicast MAC address",
+        ),
+        (
+            "",
+            &format!("{BLUE}[[endpoint]]\nvni = 100\nmac = \"02:00:00:00:01\"\nport = \"vm0\"\n"),
+            "endpoint[0].mac: \"02:00:00:00:01\" is not valid: expected a MAC address of six hex octets such as 02:00:00:00:00:01",
+        ),
+        (
+            "",
+            &format!("{BLUE}[[endpoint]]\nvni = 100\nmac = \"02:00:00:00:00:01\"\nport = \"vm9\"\n"),
+            "endpoint[0].port: no port named \"vm9\"",
+        ),
+        (
+            "",
+            &format!("{BLUE}[[endpoint]]\nvni = 100\nmac = \"02:00:00:00:00:01\"\nport = \"uplink0\"\n"),
+            "endpoint[0].port: port \"uplink0\" has role uplink; VM endpoints attach to vm-role ports",
+        ),
+        (
+            "",
+            &format!("{BLUE}[[endpoint]]\nvni = 100\nmac = \"02:00:00:00:00:01\"\nip = \"0.0.0.0\"\nport = \"vm0\"\n"),
+            "endpoint[0].ip: 0.0.0.0 is the unspecified address, not a unicast IPv4 address",
+        ),
+        (
+            "",
+            &format!(
+                "{BLUE}[[endpoint]]\nvni = 100\nmac = \"02:00:00:00:00:01\"\nport = \"vm0\"\n\
+                 [[remote]]\nvni = 100\nmac = \"02:00:00:00:00:01\"\nvtep = \"192.0.2.2\"\n"
+            ),
+            "remote[0].mac: MAC 02:00:00:00:00:01 in VNI 100 is already endpoint[0]",
+        ),
+        (
+            "",
+            &format!("{BLUE}[[remote]]\nvni = 100\nmac = \"02:00:00:00:00:01\"\nvtep = \"127.0.0.1\"\n"),
+            "remote[0].vtep: 127.0.0.1 is a loopback address, not a unicast IPv4 address",
+        ),
+        (
+            "",
+            &format!("{BLUE}[[remote]]\nvni = 100\nmac = \"02:00:00:00:00:01\"\nvtep = \"255.255.255.255\"\n"),
+            "remote[0].vtep: 255.255.255.255 is the broadcast address, not a unicast IPv4 address",
+        ),
+        ("vni = 5", BLUE, "port[0].vni: no [[network]] has VNI 5"),
+        ("vni = 0", BLUE, "port[0].vni: 0 is out of range 1..=16777215"),
+    ];
+    for (port_extra, records, expected) in cases {
+        assert_eq!(e(port_extra, records), format!("{prefix}{expected}"), "{records}");
+    }
+    // vni on an uplink port.
+    let text = format!(
+        "[[port]]\nname = \"vm0\"\ndevargs = \"net_null0\"\nrole = \"vm\"\n\
+         [[port]]\nname = \"uplink0\"\ndevargs = \"net_null1\"\nrole = \"uplink\"\nvni = 100\n{BLUE}"
+    );
+    assert_eq!(err(&text), format!("{prefix}port[1].vni: only vm-role ports join a network; this port has role uplink"));
+    // Missing keys and unknown keys are TOML-level errors with a line.
+    assert_eq!(
+        err(&with_records("", "[[network]]\nvni = 1\n")),
+        format!("{prefix}line 11: missing field `name`")
+    );
+    assert_eq!(
+        err(&with_records("", "[[remote]]\nvni = 1\nmac = \"02:00:00:00:00:01\"\nvtep = \"192.0.2.1\"\nport = \"vm0\"\n")),
+        format!("{prefix}line 15: unknown field `port`, expected one of `vni`, `mac`, `ip`, `vtep`")
     );
 }

@@ -1,4 +1,16 @@
 //! The config database: the record of configuration. Imports only `wire`.
+//!
+//! One redb file (pure Rust, copy-on-write B-trees, checksummed commits fsync'd
+//! before `commit` returns). The TOML config seeds it on first start
+//! (`bootstrap_if_empty`); afterwards it is the record, changed only by `commit`.
+mod change;
+mod db;
 mod model;
+pub mod rules;
+pub mod stress;
+#[cfg(test)]
+mod tests;
 
+pub use change::Change;
+pub use db::{Store, StoreError, SCHEMA_VERSION};
 pub use model::{ConfigSnapshot, Network, PortNetwork, RemoteEndpoint, Vni, VmEndpoint, VNI_MAX};

@@ -1,0 +1,66 @@
+//! One edit of the configuration, and how a snapshot takes it.
+use serde::{Deserialize, Serialize};
+
+use super::model::{ConfigSnapshot, Network, PortNetwork, RemoteEndpoint, VmEndpoint, Vni};
+use crate::wire::MacAddr;
+
+/// One edit. `Store::commit` applies a list of them in one transaction.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Change {
+    /// Creates or replaces the network with this VNI.
+    PutNetwork(Network),
+    DeleteNetwork {
+        vni: Vni,
+    },
+    /// Creates or replaces the VM endpoint (vni, mac).
+    PutEndpoint(VmEndpoint),
+    DeleteEndpoint {
+        vni: Vni,
+        mac: MacAddr,
+    },
+    /// Creates or replaces the remote endpoint (vni, mac).
+    PutRemote(RemoteEndpoint),
+    DeleteRemote {
+        vni: Vni,
+        mac: MacAddr,
+    },
+    /// Binds (or rebinds) a VM-role port to a network.
+    PutPortNetwork(PortNetwork),
+    DeletePortNetwork {
+        port: String,
+    },
+}
+
+impl ConfigSnapshot {
+    /// Applies `changes` in memory, keeping every list in the database's key order
+    /// (networks by VNI, endpoints and remotes by VNI then MAC, ports by name), so the
+    /// result equals what `Store::snapshot` reads back after the same commit.
+    /// Deleting a record that is absent does nothing; the generation is not touched.
+    pub fn apply(&mut self, changes: &[Change]) {
+        for change in changes {
+            match change {
+                Change::PutNetwork(n) => put(&mut self.networks, n.clone(), |r| r.vni),
+                Change::DeleteNetwork { vni } => delete(&mut self.networks, vni, |r| r.vni),
+                Change::PutEndpoint(e) => put(&mut self.endpoints, e.clone(), |r| (r.vni, r.mac)),
+                Change::DeleteEndpoint { vni, mac } => delete(&mut self.endpoints, &(*vni, *mac), |r| (r.vni, r.mac)),
+                Change::PutRemote(r) => put(&mut self.remotes, r.clone(), |r| (r.vni, r.mac)),
+                Change::DeleteRemote { vni, mac } => delete(&mut self.remotes, &(*vni, *mac), |r| (r.vni, r.mac)),
+                Change::PutPortNetwork(p) => put(&mut self.ports, p.clone(), |r| r.port.clone()),
+                Change::DeletePortNetwork { port } => delete(&mut self.ports, port, |r| r.port.clone()),
+            }
+        }
+    }
+}
+
+fn put<T, K: Ord>(list: &mut Vec<T>, record: T, key: impl Fn(&T) -> K) {
+    match list.binary_search_by_key(&key(&record), &key) {
+        Ok(i) => list[i] = record,
+        Err(i) => list.insert(i, record),
+    }
+}
+
+fn delete<T, K: Ord>(list: &mut Vec<T>, wanted: &K, key: impl Fn(&T) -> K) {
+    if let Ok(i) = list.binary_search_by(|r| key(r).cmp(wanted)) {
+        list.remove(i);
+    }
+}

@@ -1,0 +1,314 @@
+//! The config database on disk: one redb file, one table per record kind, values
+//! as JSON text under stable keys, and a generation counter bumped in the same
+//! write transaction as the records it counts.
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::change::Change;
+use super::model::{ConfigSnapshot, Vni};
+use crate::wire::MacAddr;
+
+/// The layout this code reads and writes. A file with another version is refused.
+pub const SCHEMA_VERSION: u64 = 1;
+
+/// `schema_version` and `generation`.
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Key: the VNI as 8 decimal digits ("00000100"), so text order is numeric order.
+const NETWORKS: TableDefinition<&str, &str> = TableDefinition::new("networks");
+/// Key: "<vni as 8 digits>/<mac>" ("00000100/02:00:00:00:00:01").
+const ENDPOINTS: TableDefinition<&str, &str> = TableDefinition::new("endpoints");
+/// Key: as for endpoints.
+const REMOTES: TableDefinition<&str, &str> = TableDefinition::new("remotes");
+/// Key: the port name.
+const PORTS: TableDefinition<&str, &str> = TableDefinition::new("port_networks");
+
+const SCHEMA_KEY: &str = "schema_version";
+const GENERATION_KEY: &str = "generation";
+
+fn network_key(vni: Vni) -> String {
+    format!("{vni:08}")
+}
+
+fn mac_key(vni: Vni, mac: MacAddr) -> String {
+    format!("{vni:08}/{mac}")
+}
+
+/// Every error names the database file.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("config database {}: cannot create its directory: {source}", path.display())]
+    CreateDir { path: PathBuf, source: std::io::Error },
+    #[error("config database {}: {message}", path.display())]
+    Database { path: PathBuf, message: String },
+    #[error(
+        "config database {}: schema version {found} is not supported (this switchyard reads version {SCHEMA_VERSION}); \
+         use the switchyard that wrote it, or move the file away to bootstrap again from the TOML config",
+        path.display()
+    )]
+    Schema { path: PathBuf, found: u64 },
+    #[error("config database {}: not a switchyard config database (it has tables {tables} but no schema version)", path.display())]
+    Foreign { path: PathBuf, tables: String },
+    #[error("config database {}: table {table}, key {key:?}: cannot decode the record: {message}", path.display())]
+    Corrupt { path: PathBuf, table: String, key: String, message: String },
+    #[error("config database {}: cannot delete {what}: there is no such record", path.display())]
+    Missing { path: PathBuf, what: String },
+}
+
+/// The config database. Cheap to share behind an `Arc`: redb serialises writers and
+/// lets readers run alongside them.
+pub struct Store {
+    db: Database,
+    path: PathBuf,
+    #[cfg(test)]
+    fail_next_commit: std::sync::atomic::AtomicBool,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+impl Store {
+    /// Opens the database at `path`, creating its directory and an empty database
+    /// (generation 0) when absent. Only one process (and one `Store`) can hold it.
+    pub fn open(path: impl AsRef<Path>) -> Result<Store, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir { path: path.clone(), source })?;
+        }
+        let db = Database::create(&path).map_err(|e| {
+            let message = match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => {
+                    "is already open (another switchyard process is using it)".to_string()
+                }
+                redb::DatabaseError::Storage(redb::StorageError::Io(io))
+                    if io.kind() == std::io::ErrorKind::InvalidData =>
+                {
+                    "cannot open: it is not a redb database file, or it is damaged".to_string()
+                }
+                other => format!("cannot open: {other}"),
+            };
+            StoreError::Database { path: path.clone(), message }
+        })?;
+        let store = Store {
+            db,
+            path,
+            #[cfg(test)]
+            fail_next_commit: std::sync::atomic::AtomicBool::new(false),
+        };
+        store.initialise()?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Checks the schema version, or writes the empty layout into a new file.
+    fn initialise(&self) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(|e| self.db_error(e))?;
+        let tables: Vec<String> =
+            txn.list_tables().map_err(|e| self.db_error(e))?.map(|t| t.name().to_string()).collect();
+        if tables.iter().any(|t| t == META.name()) {
+            let found = {
+                let meta = txn.open_table(META).map_err(|e| self.db_error(e))?;
+                let version = meta.get(SCHEMA_KEY).map_err(|e| self.db_error(e))?;
+                version.map(|v| v.value())
+            };
+            return match found {
+                Some(SCHEMA_VERSION) => {
+                    txn.abort().map_err(|e| self.db_error(e))?;
+                    Ok(())
+                }
+                Some(found) => Err(StoreError::Schema { path: self.path.clone(), found }),
+                None => Err(StoreError::Foreign { path: self.path.clone(), tables: tables.join(", ") }),
+            };
+        }
+        if !tables.is_empty() {
+            return Err(StoreError::Foreign { path: self.path.clone(), tables: tables.join(", ") });
+        }
+        {
+            let mut meta = txn.open_table(META).map_err(|e| self.db_error(e))?;
+            meta.insert(SCHEMA_KEY, SCHEMA_VERSION).map_err(|e| self.db_error(e))?;
+            meta.insert(GENERATION_KEY, 0).map_err(|e| self.db_error(e))?;
+            for table in [NETWORKS, ENDPOINTS, REMOTES, PORTS] {
+                txn.open_table(table).map_err(|e| self.db_error(e))?;
+            }
+        }
+        self.commit_durably(txn)
+    }
+
+    /// Everything, as of one read transaction.
+    pub fn snapshot(&self) -> Result<ConfigSnapshot, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.db_error(e))?;
+        let meta = txn.open_table(META).map_err(|e| self.db_error(e))?;
+        let generation = meta.get(GENERATION_KEY).map_err(|e| self.db_error(e))?.map_or(0, |v| v.value());
+        Ok(ConfigSnapshot {
+            generation,
+            networks: self.read_all(&txn, NETWORKS)?,
+            endpoints: self.read_all(&txn, ENDPOINTS)?,
+            remotes: self.read_all(&txn, REMOTES)?,
+            ports: self.read_all(&txn, PORTS)?,
+        })
+    }
+
+    fn read_all<T: DeserializeOwned>(
+        &self,
+        txn: &redb::ReadTransaction,
+        definition: TableDefinition<&str, &str>,
+    ) -> Result<Vec<T>, StoreError> {
+        let table = txn.open_table(definition).map_err(|e| self.db_error(e))?;
+        let mut records = Vec::with_capacity(usize::try_from(table.len().unwrap_or(0)).unwrap_or(0));
+        for entry in table.iter().map_err(|e| self.db_error(e))? {
+            let (key, value) = entry.map_err(|e| self.db_error(e))?;
+            let record = serde_json::from_str(value.value()).map_err(|e| StoreError::Corrupt {
+                path: self.path.clone(),
+                table: definition.name().to_string(),
+                key: key.value().to_string(),
+                message: e.to_string(),
+            })?;
+            records.push(record);
+        }
+        Ok(records)
+    }
+
+    /// The generation of the last commit (0 when nothing was ever committed).
+    pub fn generation(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.db_error(e))?;
+        let meta = txn.open_table(META).map_err(|e| self.db_error(e))?;
+        let generation = meta.get(GENERATION_KEY).map_err(|e| self.db_error(e))?.map_or(0, |v| v.value());
+        Ok(generation)
+    }
+
+    /// Applies every change in one write transaction together with the generation
+    /// bump, and returns once it is on disk (fsync'd, `Durability::Immediate`). On any
+    /// error nothing is applied. Deleting an absent record is an error
+    /// (`StoreError::Missing`), so a caller's stale view cannot go unnoticed.
+    /// An empty list commits nothing and returns the current generation.
+    pub fn commit(&self, changes: &[Change]) -> Result<u64, StoreError> {
+        if changes.is_empty() {
+            return self.generation();
+        }
+        let txn = self.db.begin_write().map_err(|e| self.db_error(e))?;
+        let generation = {
+            let mut networks = txn.open_table(NETWORKS).map_err(|e| self.db_error(e))?;
+            let mut endpoints = txn.open_table(ENDPOINTS).map_err(|e| self.db_error(e))?;
+            let mut remotes = txn.open_table(REMOTES).map_err(|e| self.db_error(e))?;
+            let mut ports = txn.open_table(PORTS).map_err(|e| self.db_error(e))?;
+            for change in changes {
+                match change {
+                    Change::PutNetwork(n) => self.put(&mut networks, &network_key(n.vni), n)?,
+                    Change::DeleteNetwork { vni } => {
+                        self.delete(&mut networks, &network_key(*vni), || format!("network {vni}"))?
+                    }
+                    Change::PutEndpoint(e) => self.put(&mut endpoints, &mac_key(e.vni, e.mac), e)?,
+                    Change::DeleteEndpoint { vni, mac } => {
+                        self.delete(&mut endpoints, &mac_key(*vni, *mac), || format!("VM endpoint {mac} in VNI {vni}"))?
+                    }
+                    Change::PutRemote(r) => self.put(&mut remotes, &mac_key(r.vni, r.mac), r)?,
+                    Change::DeleteRemote { vni, mac } => self
+                        .delete(&mut remotes, &mac_key(*vni, *mac), || format!("remote endpoint {mac} in VNI {vni}"))?,
+                    Change::PutPortNetwork(p) => self.put(&mut ports, &p.port, p)?,
+                    Change::DeletePortNetwork { port } => {
+                        self.delete(&mut ports, port, || format!("the network binding of port {port}"))?
+                    }
+                }
+            }
+            let mut meta = txn.open_table(META).map_err(|e| self.db_error(e))?;
+            let generation = meta.get(GENERATION_KEY).map_err(|e| self.db_error(e))?.map_or(0, |v| v.value()) + 1;
+            meta.insert(GENERATION_KEY, generation).map_err(|e| self.db_error(e))?;
+            generation
+        };
+        #[cfg(test)]
+        if self.fail_next_commit.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            // Dropping an uncommitted write transaction aborts it.
+            drop(txn);
+            return Err(StoreError::Database { path: self.path.clone(), message: "injected commit failure".into() });
+        }
+        self.commit_durably(txn)?;
+        Ok(generation)
+    }
+
+    /// On first start (generation 0) writes `seed` as generation 1 and returns true;
+    /// otherwise leaves the database alone and returns false: after the first start
+    /// the database, not the TOML file, is the record. An empty seed writes nothing.
+    pub fn bootstrap_if_empty(&self, seed: &ConfigSnapshot) -> Result<bool, StoreError> {
+        let empty = seed.networks.is_empty() && seed.endpoints.is_empty() && seed.remotes.is_empty();
+        if empty && seed.ports.is_empty() {
+            return Ok(false);
+        }
+        // The generation check and the writes share one transaction: two starts
+        // racing on one file cannot both seed (redb also locks the file).
+        let txn = self.db.begin_write().map_err(|e| self.db_error(e))?;
+        {
+            let mut meta = txn.open_table(META).map_err(|e| self.db_error(e))?;
+            let generation = meta.get(GENERATION_KEY).map_err(|e| self.db_error(e))?.map_or(0, |v| v.value());
+            if generation != 0 {
+                drop(meta);
+                txn.abort().map_err(|e| self.db_error(e))?;
+                return Ok(false);
+            }
+            meta.insert(GENERATION_KEY, 1).map_err(|e| self.db_error(e))?;
+            let mut networks = txn.open_table(NETWORKS).map_err(|e| self.db_error(e))?;
+            for n in &seed.networks {
+                self.put(&mut networks, &network_key(n.vni), n)?;
+            }
+            let mut endpoints = txn.open_table(ENDPOINTS).map_err(|e| self.db_error(e))?;
+            for e in &seed.endpoints {
+                self.put(&mut endpoints, &mac_key(e.vni, e.mac), e)?;
+            }
+            let mut remotes = txn.open_table(REMOTES).map_err(|e| self.db_error(e))?;
+            for r in &seed.remotes {
+                self.put(&mut remotes, &mac_key(r.vni, r.mac), r)?;
+            }
+            let mut ports = txn.open_table(PORTS).map_err(|e| self.db_error(e))?;
+            for p in &seed.ports {
+                self.put(&mut ports, &p.port, p)?;
+            }
+        }
+        self.commit_durably(txn)?;
+        Ok(true)
+    }
+
+    fn put<T: Serialize>(&self, table: &mut redb::Table<&str, &str>, key: &str, record: &T) -> Result<(), StoreError> {
+        let json = serde_json::to_string(record).map_err(|e| StoreError::Database {
+            path: self.path.clone(),
+            message: format!("cannot encode {key}: {e}"),
+        })?;
+        table.insert(key, json.as_str()).map_err(|e| self.db_error(e))?;
+        Ok(())
+    }
+
+    fn delete(
+        &self,
+        table: &mut redb::Table<&str, &str>,
+        key: &str,
+        what: impl FnOnce() -> String,
+    ) -> Result<(), StoreError> {
+        match table.remove(key).map_err(|e| self.db_error(e))? {
+            Some(_) => Ok(()),
+            None => Err(StoreError::Missing { path: self.path.clone(), what: what() }),
+        }
+    }
+
+    fn commit_durably(&self, mut txn: redb::WriteTransaction) -> Result<(), StoreError> {
+        // Immediate: commit() returns only after the data and the new root are fsync'd.
+        txn.set_durability(Durability::Immediate);
+        txn.commit().map_err(|e| self.db_error(e))
+    }
+
+    fn db_error(&self, e: impl Into<redb::Error>) -> StoreError {
+        StoreError::Database { path: self.path.clone(), message: e.into().to_string() }
+    }
+
+    /// Makes the next `commit` fail after staging its changes (tests of all-or-nothing).
+    #[cfg(test)]
+    pub(crate) fn fail_next_commit(&self) {
+        self.fail_next_commit.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
