@@ -7,8 +7,8 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use switchyard::bench::{self, BenchOptions, Scenario};
 use switchyard::config::Config;
-use switchyard::dataplane::{Dataplane, Forwarding, StartError, StopCause};
-use switchyard::store::ConfigSnapshot;
+use switchyard::dataplane::{Dataplane, Forwarding, StartError, StopCause, DEFAULT_MAC_AGEING};
+use switchyard::store::{ConfigSnapshot, Store, StoreError};
 
 #[derive(Parser)]
 #[command(name = "switchyard", version, about = "DPDK poll-mode virtual switch")]
@@ -80,6 +80,17 @@ fn main() -> ExitCode {
     }
 }
 
+/// The records the vRouter starts from. The database is the record of
+/// configuration; the TOML records only seed an empty one.
+fn load_records(config: &Config, origin: &str) -> Result<ConfigSnapshot, Failure> {
+    let store_failure = |e: StoreError| Failure { code: 1, message: e.to_string() };
+    let store = Store::open(&config.control.database).map_err(store_failure)?;
+    if store.bootstrap_if_empty(&config.bootstrap_snapshot()).map_err(store_failure)? {
+        log::info!("config database {} seeded from {origin}", config.control.database.display());
+    }
+    store.snapshot().map_err(store_failure)
+}
+
 fn run(config_path: &Path, stats_json: Option<&Path>) -> Result<(), Failure> {
     let config = Config::load(config_path).map_err(|e| Failure { code: 2, message: e.to_string() })?;
     let signal = Arc::new(AtomicBool::new(false));
@@ -88,7 +99,12 @@ fn run(config_path: &Path, stats_json: Option<&Path>) -> Result<(), Failure> {
             .map_err(|e| Failure { code: 1, message: format!("cannot install signal handler: {e}") })?;
     }
     let origin = config_path.display().to_string();
-    let mut dataplane = Dataplane::start(&config, &origin, Forwarding::for_config(&config, ConfigSnapshot::default()))?;
+    let forwarding = if config.ports.iter().any(|p| p.forward_to.is_some()) {
+        Forwarding::CrossConnect
+    } else {
+        Forwarding::Overlay { config: load_records(&config, &origin)?, ageing: DEFAULT_MAC_AGEING }
+    };
+    let mut dataplane = Dataplane::start(&config, &origin, forwarding)?;
     let cause = dataplane.wait(&signal);
     let summary = dataplane.stop();
     drop(dataplane); // closes the ports: pcap output is complete from here on

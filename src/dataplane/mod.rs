@@ -37,17 +37,6 @@ pub enum Forwarding {
     Overlay { config: ConfigSnapshot, ageing: Duration },
 }
 
-impl Forwarding {
-    /// Cross-connect when any port has `forward_to`, otherwise the vRouter.
-    pub fn for_config(config: &Config, overlay: ConfigSnapshot) -> Forwarding {
-        if config.ports.iter().any(|p| p.forward_to.is_some()) {
-            Forwarding::CrossConnect
-        } else {
-            Forwarding::Overlay { config: overlay, ageing: DEFAULT_MAC_AGEING }
-        }
-    }
-}
-
 /// Learned MACs and neighbours not seen for this long are forgotten.
 pub const DEFAULT_MAC_AGEING: Duration = Duration::from_secs(300);
 /// How often the control side folds in learned entries and frees old units.
