@@ -180,14 +180,17 @@ fn vm_frames_to_a_remote_endpoint_leave_vxlan_encapsulated() {
 fn broadcast_floods_locally_and_to_the_flood_list_and_known_arp_is_answered() {
     let unknown_arp = arp_request(VM_A, [10, 0, 0, 10], [10, 0, 0, 99]);
     let known_arp = arp_request(VM_A, [10, 0, 0, 10], [10, 0, 0, 20]);
-    let out = run_vrouter("broadcast_floods", Inputs { vm0: &[unknown_arp.clone(), known_arp], vm1: &[], uplink: &[] }, 1500);
+    let b_to_a = udp_frame(VM_A, VM_B, 30, 9);
+    let vm1_input = [b_to_a.clone()];
+    let out = run_vrouter("broadcast_floods", Inputs { vm0: &[unknown_arp.clone(), known_arp], vm1: &vm1_input, uplink: &[] }, 1500);
     assert_eq!(out.vm1, vec![unknown_arp.clone()], "flooded to the other VM port only once");
     assert_eq!(out.uplink.len(), 1, "one head-end replica");
     assert_eq!(&out.uplink[0][50..], &unknown_arp[..]);
     assert_eq!(tshark_vxlan(&out.uplink_pcap), vec![format!("100,{LOCAL_VTEP},{FLOOD_VTEP},{NEXT_HOP},ff:ff:ff:ff:ff:ff")]);
     assert_eq!(tshark_problems(&out.uplink_pcap), Vec::<String>::new());
-    assert_eq!(out.vm0.len(), 1, "the known target is answered on the asking port");
-    let reply = &out.vm0[0];
+    assert_eq!(out.vm0.len(), 2, "the ARP reply and vm1's frame");
+    assert!(out.vm0.contains(&b_to_a), "switched from vm1 to the endpoint's port");
+    let reply = out.vm0.iter().find(|f| f[12..14] == [0x08, 0x06]).expect("the known target is answered on the asking port");
     assert_eq!(&reply[0..6], &VM_A.0);
     assert_eq!(&reply[20..22], &[0, 2], "an ARP reply");
     assert_eq!(&reply[22..28], &REMOTE_VM.0, "REMOTE_VM is at 10.0.0.20");
