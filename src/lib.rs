@@ -13,6 +13,7 @@ pub mod dpdk;
 pub mod overlay;
 pub mod pipeline;
 pub mod store;
+pub mod telemetry;
 pub mod unit;
 pub mod wire;
 pub mod xconnect;

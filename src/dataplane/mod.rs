@@ -5,11 +5,13 @@
 
 mod counters;
 mod input;
+mod monitor;
 mod summary;
 mod worker;
 
 pub use counters::{PortTotals, Totals, WorkerCounters};
 pub use input::{count_pcap_packets, InputKind};
+pub use monitor::Monitor;
 pub use summary::{PortSummary, Summary};
 pub use worker::{IdlePolicy, Pipeline, Worker};
 
@@ -235,6 +237,18 @@ impl Dataplane {
     /// The vRouter's control side, when the vRouter forwards.
     pub fn overlay(&self) -> Option<&Arc<OverlayControl<Mbuf>>> {
         self.overlay.as_ref()
+    }
+
+    /// A read-only view for the control plane; drop it before the data plane.
+    pub fn monitor(&self) -> Monitor {
+        Monitor {
+            workers: self.workers.clone(),
+            ports: self.ports.iter().map(|p| (p.binding.clone(), p.driver.clone())).collect(),
+            port_slots: self.port_slots,
+            pool: self.pool.clone(),
+            started_at: self.started_at,
+            overlay: self.overlay.clone(),
+        }
     }
 
     /// The DPDK port id of the configured port `name`.

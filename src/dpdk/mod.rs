@@ -15,4 +15,4 @@ pub use error::DpdkError;
 pub use lcore::LcoreId;
 pub use mbuf::{Mbuf, MbufBatch};
 pub use mempool::Mempool;
-pub use port::{stats as port_stats, Link, Port, PortInfo, PortSetup, PortStats, RxQueue, TxBuffer, TxOutcome};
+pub use port::{link as port_link, stats as port_stats, Link, Port, PortInfo, PortSetup, PortStats, RxQueue, TxBuffer, TxOutcome};

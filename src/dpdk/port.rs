@@ -161,14 +161,19 @@ impl Port {
     }
 
     pub fn link(&self) -> Link {
-        let mut link = ffi::rte_eth_link::default();
-        // SAFETY: link is writable memory of the right type.
-        let ok = unsafe { ffi::rte_eth_link_get_nowait(self.id.0, &mut link) } == 0;
-        Link {
-            up: ok && link.link_status() != 0,
-            speed_mbps: if ok { link.link_speed } else { 0 },
-            full_duplex: ok && link.link_duplex() != 0,
-        }
+        link(self.id)
+    }
+}
+
+/// Link state of any port, also while workers run.
+pub fn link(id: PortId) -> Link {
+    let mut link = ffi::rte_eth_link::default();
+    // SAFETY: link is writable memory of the right type.
+    let ok = unsafe { ffi::rte_eth_link_get_nowait(id.0, &mut link) } == 0;
+    Link {
+        up: ok && link.link_status() != 0,
+        speed_mbps: if ok { link.link_speed } else { 0 },
+        full_duplex: ok && link.link_duplex() != 0,
     }
 }
 

@@ -1,0 +1,56 @@
+//! A read-only view of a running data plane for the control plane: live
+//! counters, ports and the switching unit, without touching any worker.
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam::utils::CachePadded;
+
+use super::{PortBinding, PortSummary, Summary, Totals, WorkerCounters};
+use crate::dpdk::{self, LcoreId, Mbuf, Mempool};
+use crate::overlay::OverlayControl;
+
+/// Cloneable and shareable across threads. Drop every clone before the
+/// `Dataplane` (it holds the mempool, which must go before the EAL).
+#[derive(Clone)]
+pub struct Monitor {
+    pub(super) workers: Vec<(LcoreId, Arc<CachePadded<WorkerCounters>>)>,
+    pub(super) ports: Vec<(PortBinding, String)>,
+    pub(super) port_slots: usize,
+    pub(super) pool: Arc<Mempool>,
+    pub(super) started_at: Instant,
+    pub(super) overlay: Option<Arc<OverlayControl<Mbuf>>>,
+}
+
+impl Monitor {
+    /// The same summary a run prints at its end, read live.
+    pub fn summary(&self) -> Summary {
+        let totals = self.totals();
+        let ports = self
+            .ports
+            .iter()
+            .map(|(binding, driver)| {
+                let nic = dpdk::port_stats(binding.id).unwrap_or_default();
+                PortSummary::new(binding, driver, nic, dpdk::port_link(binding.id), &totals)
+            })
+            .collect();
+        Summary::new(self.started_at.elapsed(), ports, totals, self.pool.in_use())
+    }
+
+    pub fn totals(&self) -> Totals {
+        Totals::sum(self.workers.iter().map(|(_, c)| &***c), self.port_slots)
+    }
+
+    /// Each worker's own counters, by lcore.
+    pub fn per_worker(&self) -> Vec<(u32, Totals)> {
+        self.workers.iter().map(|(lcore, c)| (lcore.0, Totals::sum([&***c], self.port_slots))).collect()
+    }
+
+    pub fn ports(&self) -> impl Iterator<Item = (&PortBinding, &str)> {
+        self.ports.iter().map(|(b, d)| (b, d.as_str()))
+    }
+
+    /// The vRouter's control side, when the vRouter forwards.
+    pub fn overlay(&self) -> Option<&Arc<OverlayControl<Mbuf>>> {
+        self.overlay.as_ref()
+    }
+}

@@ -1,0 +1,116 @@
+//! Prometheus text exposition (format 0.0.4) of a running switch: per port,
+//! per worker, per drop reason, the active switching units and table sizes.
+use std::fmt::Write;
+
+use crate::dataplane::Monitor;
+use crate::unit::Side;
+
+/// The whole `/metrics` page.
+pub fn prometheus(monitor: &Monitor) -> String {
+    let summary = monitor.summary();
+    let mut out = Page::default();
+
+    out.family("switchyard_port_packets_total", "counter", "Packets by port and direction (rx received, tx sent).");
+    for p in &summary.ports {
+        out.sample("switchyard_port_packets_total", &[("port", &p.name), ("role", &p.role), ("direction", "rx")], p.counters.rx_packets);
+        out.sample("switchyard_port_packets_total", &[("port", &p.name), ("role", &p.role), ("direction", "tx")], p.counters.tx_packets);
+    }
+    out.family("switchyard_port_bytes_total", "counter", "Bytes by port and direction.");
+    for p in &summary.ports {
+        out.sample("switchyard_port_bytes_total", &[("port", &p.name), ("direction", "rx")], p.counters.rx_bytes);
+        out.sample("switchyard_port_bytes_total", &[("port", &p.name), ("direction", "tx")], p.counters.tx_bytes);
+    }
+    out.family("switchyard_port_dropped_total", "counter", "Packets dropped: rx = received here and dropped by a stage, tx = refused by this port's queue.");
+    for p in &summary.ports {
+        out.sample("switchyard_port_dropped_total", &[("port", &p.name), ("direction", "rx")], p.counters.rx_dropped);
+        out.sample("switchyard_port_dropped_total", &[("port", &p.name), ("direction", "tx")], p.counters.tx_dropped);
+    }
+    out.family("switchyard_port_nic_missed_total", "counter", "Packets the NIC dropped before a worker saw them (imissed + rx_nombuf).");
+    for p in &summary.ports {
+        out.sample("switchyard_port_nic_missed_total", &[("port", &p.name)], p.nic.imissed + p.nic.rx_nombuf);
+    }
+    out.family("switchyard_port_link_up", "gauge", "1 if the port's link is up.");
+    for p in &summary.ports {
+        out.sample("switchyard_port_link_up", &[("port", &p.name)], u64::from(p.link.up));
+    }
+
+    out.family("switchyard_drops_total", "counter", "Packets dropped, by named reason (see the README's drop reason table).");
+    for (reason, count) in &summary.drops {
+        out.sample("switchyard_drops_total", &[("reason", reason)], *count);
+    }
+    out.family("switchyard_packets_made_total", "counter", "Packets stages made: flood copies, head-end replicas, ARP requests.");
+    out.sample("switchyard_packets_made_total", &[], summary.made);
+    out.family("switchyard_packets_absorbed_total", "counter", "Packets addressed to the switch and handled there.");
+    out.sample("switchyard_packets_absorbed_total", &[], summary.absorbed);
+    out.family("switchyard_mempool_in_use", "gauge", "Mbufs out of the pool.");
+    out.sample("switchyard_mempool_in_use", &[], u64::from(summary.mempool_in_use));
+
+    out.family("switchyard_worker_packets_total", "counter", "Packets by worker lcore and direction.");
+    for (lcore, totals) in monitor.per_worker() {
+        let lcore = lcore.to_string();
+        out.sample("switchyard_worker_packets_total", &[("lcore", &lcore), ("direction", "rx")], totals.rx_packets());
+        out.sample("switchyard_worker_packets_total", &[("lcore", &lcore), ("direction", "tx")], totals.tx_packets());
+        out.sample("switchyard_worker_packets_total", &[("lcore", &lcore), ("direction", "dropped")], totals.dropped());
+    }
+
+    if let Some(overlay) = monitor.overlay() {
+        out.family("switchyard_unit_info", "gauge", "The switching unit bound to each side (VM ports, uplink ports).");
+        out.family("switchyard_unit_generation", "gauge", "The configuration generation of the unit bound to each side.");
+        for (side, name) in [(Side::Vm, "vm"), (Side::Uplink, "uplink")] {
+            let unit = overlay.table().active(side);
+            out.sample("switchyard_unit_info", &[("side", name), ("id", unit.id()), ("version", unit.version())], 1);
+            out.sample("switchyard_unit_generation", &[("side", name)], unit.generation());
+        }
+        let current = overlay.current();
+        let tables = current.tables();
+        out.family("switchyard_table_entries", "gauge", "Entries in the vRouter's tables.");
+        let sizes = [
+            ("networks", tables.networks.len()),
+            ("macs", tables.mac_entries()),
+            ("macs_configured", tables.configured_macs),
+            ("arp", tables.arp_entries()),
+            ("neighbors", tables.neighbors.len()),
+        ];
+        for (table, size) in sizes {
+            out.sample("switchyard_table_entries", &[("table", table)], size as u64);
+        }
+    }
+    out.0
+}
+
+#[derive(Default)]
+struct Page(String);
+
+impl Page {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: u64) {
+        self.0.push_str(name);
+        if !labels.is_empty() {
+            let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{}\"", escape(v))).collect();
+            let _ = write!(self.0, "{{{}}}", labels.join(","));
+        }
+        let _ = writeln!(self.0, " {value}");
+    }
+}
+
+/// Label values escape backslash, double quote and newline.
+fn escape(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_follow_the_text_format() {
+        let mut page = Page::default();
+        page.family("x_total", "counter", "Things.");
+        page.sample("x_total", &[("port", "a\"b"), ("role", "vm")], 3);
+        page.sample("x_total", &[], 4);
+        assert_eq!(page.0, "# HELP x_total Things.\n# TYPE x_total counter\nx_total{port=\"a\\\"b\",role=\"vm\"} 3\nx_total 4\n");
+    }
+}
