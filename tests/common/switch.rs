@@ -98,14 +98,25 @@ impl RunningSwitch {
     /// Waits until the log has a line containing `needle`; panics with the log
     /// if the switch exits or `timeout` passes first.
     pub fn wait_for_log(&mut self, needle: &str, timeout: Duration) {
+        self.wait_for_log_lines(needle, 1, timeout);
+    }
+
+    /// Waits until `count` lines of the log contain `needle` (e.g. the second
+    /// "link up" of a port); panics with the log if the switch exits or
+    /// `timeout` passes first.
+    pub fn wait_for_log_lines(&mut self, needle: &str, count: usize, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         loop {
-            if self.log().lines().any(|line| line.contains(needle)) {
+            if self.log().lines().filter(|line| line.contains(needle)).count() >= count {
                 return;
             }
             let exited = self.child.as_mut().unwrap().try_wait().unwrap();
             assert!(exited.is_none(), "the switch exited ({exited:?}) before logging {needle:?}:\n{}", self.log());
-            assert!(Instant::now() < deadline, "no {needle:?} in the switch log within {timeout:?}:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "not {count} lines with {needle:?} in the switch log within {timeout:?}:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }

@@ -34,6 +34,17 @@ impl Testpmd {
     /// backend can map (hugepages would need `--single-file-segments`: with one file
     /// per page, virtio-user exceeds vhost-user's 8 memory regions).
     pub fn on_vhost_sockets(sockets: &[&Path], forward_mode: &str) -> Testpmd {
+        Testpmd::start(sockets, "", forward_mode)
+    }
+
+    /// Like `on_vhost_sockets`, but testpmd creates and listens on the sockets
+    /// (virtio-user `server=1`, as QEMU with `server=on`) and the switch's
+    /// `net_vhost ... client=1` ports connect to it. Returns once they have.
+    pub fn serving_vhost_sockets(sockets: &[&Path], forward_mode: &str) -> Testpmd {
+        Testpmd::start(sockets, ",server=1", forward_mode)
+    }
+
+    fn start(sockets: &[&Path], extra_devargs: &str, forward_mode: &str) -> Testpmd {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let prefix = format!("switchyard-test-testpmd-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
         // stdbuf: testpmd prints answers with stdio, which a pipe would hold back until exit.
@@ -41,7 +52,7 @@ impl Testpmd {
         cmd.args(["-o0", "dpdk-testpmd", "-l", "0,1", "--main-lcore", "1", "--no-huge", "--no-shconf", "-m", "128"]);
         cmd.args(["--no-pci", "--file-prefix", &prefix, "--log-level=*:warning"]);
         for (i, socket) in sockets.iter().enumerate() {
-            cmd.arg("--vdev").arg(format!("net_virtio_user{i},path={},queues=1", socket.display()));
+            cmd.arg("--vdev").arg(format!("net_virtio_user{i},path={},queues=1{extra_devargs}", socket.display()));
         }
         cmd.args(["--", "-i", &format!("--forward-mode={forward_mode}"), "--nb-cores=1"]);
         cmd.args(["--total-num-mbufs=2048", "--no-mlockall"]);
