@@ -704,3 +704,13 @@ fn vm_port_errors() {
     assert_eq!((config.ports[1].vhost_socket(), config.ports[1].tap_iface()), (None, Some("sy-vm0")));
     assert!(config.ports[1].creates_kernel_interface() && !config.ports[0].creates_kernel_interface());
 }
+
+#[test]
+fn example_configs_parse() {
+    for entry in std::fs::read_dir("conf").expect("tests run in the package root") {
+        let path = entry.expect("conf/ entry").path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+}
