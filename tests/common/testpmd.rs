@@ -2,7 +2,7 @@
 //! socket, driven interactively (commands on stdin, answers up to the next prompt).
 
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,6 +24,8 @@ pub struct Testpmd {
     stdin: ChildStdin,
     output: Arc<Mutex<String>>,
     readers: Vec<JoinHandle<()>>,
+    /// EAL's runtime directory for `--file-prefix`, which EAL leaves behind (empty).
+    runtime_dir: PathBuf,
 }
 
 impl Testpmd {
@@ -76,7 +78,11 @@ impl Testpmd {
             }));
         }
         let stdin = child.stdin.take().unwrap();
-        let mut testpmd = Testpmd { child, stdin, output, readers };
+        let runtime_dir = match std::env::var_os("XDG_RUNTIME_DIR") {
+            Some(dir) if !nix::unistd::geteuid().is_root() => PathBuf::from(dir).join("dpdk").join(&prefix),
+            _ => PathBuf::from("/var/run/dpdk").join(&prefix),
+        };
+        let mut testpmd = Testpmd { child, stdin, output, readers, runtime_dir };
         testpmd.wait_for_prompt(0, Duration::from_secs(20));
         testpmd
     }
@@ -130,6 +136,7 @@ impl Drop for Testpmd {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir(&self.runtime_dir); // only if empty
     }
 }
 
