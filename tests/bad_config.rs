@@ -1,7 +1,8 @@
 //! A bad config ends with one clear line naming the key or value, exit code 2,
 //! no panic and no backtrace. Errors found before DPDK starts are the only
 //! line on stderr; for devargs that DPDK itself refuses, EAL's own lines come
-//! first and ours is the last.
+//! first and ours is the last. What the host lacks for a port (a privilege, a
+//! free socket path) is one line too, with exit code 1.
 mod common;
 
 use common::*;
@@ -101,4 +102,88 @@ fn bad_command_line_is_exit_code_2() {
     let out = switchyard().args(["bench", "--scenario", "nope", "--seconds", "1"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(stderr_lines(&out), ["switchyard: unknown bench scenario \"nope\" (known: forward)"]);
+}
+
+#[test]
+fn vhost_port_without_a_socket_path() {
+    let (lines, path) = refused("vhost_port_without_a_socket_path", &port("net_vhost0,queues=1", ""));
+    assert_eq!(
+        lines,
+        [format!(
+            "switchyard: config error: {path}: port[0].devargs: net_vhost needs iface=<path of the vhost-user \
+             socket>, e.g. net_vhost0,iface=/run/switchyard/vm0.sock"
+        )]
+    );
+}
+
+#[test]
+fn vhost_socket_in_a_missing_directory() {
+    let (lines, path) =
+        refused("vhost_socket_in_a_missing_directory", &port("net_vhost0,iface=/nonexistent/vm0.sock", ""));
+    assert_eq!(
+        lines,
+        [format!(
+            "switchyard: config error: {path}: port[0].devargs: directory \"/nonexistent\" for vhost-user socket \
+             \"/nonexistent/vm0.sock\" does not exist (create it first)"
+        )]
+    );
+}
+
+/// Another process (another switchyard, OVS) serves the socket: refused before
+/// DPDK starts. A socket nobody serves any more is removed and taken over.
+#[test]
+fn vhost_socket_served_by_another_process() {
+    let dir = scratch("vhost_socket_served_by_another_process");
+    let socket = std::env::temp_dir().join(format!("sy-busy-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&socket);
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let out = run_config(&dir, "busy", &port(&format!("net_vhost0,iface={}", socket.display()), ""), &[]);
+    drop(listener);
+    let _ = std::fs::remove_file(&socket);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr_lines(&out),
+        [format!(
+            "switchyard: port[0] \"a\": vhost-user socket \"{}\" is served by another process; pick another path \
+             or stop that process",
+            socket.display()
+        )]
+    );
+}
+
+#[test]
+fn tap_port_on_an_interface_that_is_not_a_tap() {
+    let (lines, path) = refused("tap_port_on_an_interface_that_is_not_a_tap", &port("net_tap0,iface=lo", ""));
+    assert_eq!(
+        lines,
+        [format!(
+            "switchyard: config error: {path}: port[0].devargs: net_tap iface \"lo\" is an existing interface that \
+             is not a TAP device"
+        )]
+    );
+}
+
+/// Creating a TAP interface needs CAP_NET_ADMIN: without it the run stops
+/// before DPDK starts, with one line saying so (exit code 1: the config is fine,
+/// the process lacks a privilege). As root the test drops to user nobody.
+#[test]
+fn tap_port_without_root() {
+    let dir = scratch("tap_port_without_root");
+    let config = dir.join("tap.toml");
+    std::fs::write(&config, port("net_tap0,iface=sy-noroot0", "")).unwrap();
+    let bin = env!("CARGO_BIN_EXE_switchyard");
+    let mut cmd = if nix::unistd::geteuid().is_root() {
+        let mut cmd = std::process::Command::new("setpriv");
+        cmd.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--inh-caps=-all", bin]);
+        cmd
+    } else {
+        std::process::Command::new(bin)
+    };
+    let out = cmd.current_dir("/").env("RUST_LOG", "warn").arg("run").arg("--config").arg(&config).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        stderr_lines(&out),
+        ["switchyard: port[0] \"a\": net_tap cannot create TAP interface \"sy-noroot0\": that needs CAP_NET_ADMIN \
+          (run switchyard as root)"]
+    );
 }

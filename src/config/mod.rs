@@ -61,6 +61,8 @@
 //!
 //! `rx_pcap=` paths in devargs are checked for readability here; relative
 //! paths are relative to the process's working directory, as DPDK opens them.
+//! `net_vhost` and `net_tap` devargs (keys, socket directory, interface name)
+//! are checked too, see [`vm_ports`].
 
 mod bootstrap;
 mod control;
@@ -69,6 +71,7 @@ mod lcores;
 mod raw;
 #[cfg(test)]
 mod tests;
+pub mod vm_ports;
 
 use core::fmt;
 use core::ops::RangeInclusive;
@@ -82,6 +85,7 @@ use crate::store::ConfigSnapshot;
 use crate::wire::MacAddr;
 pub use control::{is_loopback, ControlConfig, SOCKET_PATH_MAX};
 use raw::{PortRef, RawConfig, RawPort};
+use vm_ports::VhostSocket;
 
 /// DPDK's `RTE_MAX_ETHPORTS` in the Debian bookworm build.
 pub const MAX_PORTS: usize = 32;
@@ -261,6 +265,28 @@ impl PortConfig {
             }
         }
         (!files.is_empty()).then_some(files)
+    }
+
+    /// The vhost-user socket of a `net_vhost` port.
+    pub fn vhost_socket(&self) -> Option<VhostSocket> {
+        if !vm_ports::is_vhost_driver(self.driver()) {
+            return None;
+        }
+        vm_ports::vhost_socket(self.devargs_pairs())
+    }
+
+    /// True for the TAP driver (`net_tap`, `eth_tap`) and its TUN sibling
+    /// `net_tun`: both create a kernel interface, which needs CAP_NET_ADMIN.
+    pub fn creates_kernel_interface(&self) -> bool {
+        vm_ports::is_tap_driver(self.driver()) || self.driver() == "net_tun"
+    }
+
+    /// The kernel interface a `net_tap`/`net_tun` port creates, when `iface=` names it.
+    pub fn tap_iface(&self) -> Option<&str> {
+        if !self.creates_kernel_interface() {
+            return None;
+        }
+        self.devargs_pairs().find(|(key, _)| *key == "iface").map(|(_, value)| value)
     }
 
     /// True when the port can never receive: a net_pcap port without any receive
@@ -621,6 +647,7 @@ fn validate(raw: RawConfig) -> Result<Config, String> {
     let names: Vec<&str> = raw_ports.iter().map(|r| r.get_ref().name.get_ref().as_str()).collect();
     let mut ports = Vec::new();
     let mut devices: Vec<String> = Vec::new();
+    let mut endpoints: Vec<Option<String>> = Vec::new();
     let mut rx_total: Option<u64> = Some(0);
     let mut vtep_port: Option<usize> = None;
     for (index, port) in raw_ports.iter().enumerate() {
@@ -661,6 +688,32 @@ fn validate(raw: RawConfig) -> Result<Config, String> {
                 }
             }
         }
+        // VM ports: what the driver creates (a socket, an interface) must be valid and
+        // not shared with another port.
+        let mut endpoint = None;
+        let mut queue_pairs = None;
+        if !devargs.is_empty() && vm_ports::is_vhost_driver(devargs::driver(&device)) {
+            match vm_ports::check_vhost(devargs::pairs(&devargs)) {
+                Ok(socket) => {
+                    queue_pairs = Some(socket.queues);
+                    endpoint = Some(format!("vhost-user socket {:?}", socket.path));
+                }
+                Err(problem) => p.at(devargs_pos, at("devargs"), problem),
+            }
+        } else if !devargs.is_empty() && vm_ports::is_tap_driver(devargs::driver(&device)) {
+            match vm_ports::check_tap(devargs::pairs(&devargs)) {
+                Ok(iface) => endpoint = iface.map(|name| format!("TAP interface {name:?}")),
+                Err(problem) => p.at(devargs_pos, at("devargs"), problem),
+            }
+        }
+        if let Some(endpoint) = endpoint {
+            if let Some(other) = endpoints.iter().position(|e| e.as_ref() == Some(&endpoint)) {
+                p.at(devargs_pos, at("devargs"), format!("{endpoint} is already used by port[{other}]"));
+            }
+            endpoints.push(Some(endpoint));
+        } else {
+            endpoints.push(None);
+        }
         if !devargs.is_empty() {
             if let Some(other) = devices.iter().position(|d| *d == device) {
                 p.at(devargs_pos, at("devargs"), format!("device {device:?} is already used by port[{other}]"));
@@ -678,6 +731,18 @@ fn validate(raw: RawConfig) -> Result<Config, String> {
                         "{queues} is more than the {rx_sources} receive queue(s) {} creates from the devargs \
                          (one per rx_pcap, rx_iface, rx_iface_in or iface)",
                         devargs::driver(&device)
+                    ),
+                );
+            }
+        }
+        if let (Some(queues), Some(pairs)) = (rx_queues, queue_pairs) {
+            if queues > pairs {
+                p.at(
+                    pos(&port.rx_queues, usize::MAX),
+                    at("rx_queues"),
+                    format!(
+                        "{queues} is more than the {pairs} queue pair(s) of the vhost-user port \
+                         (queues={pairs} in the devargs)"
                     ),
                 );
             }

@@ -938,3 +938,62 @@ fn bootstrap_errors() {
         format!("{prefix}line 15: unknown field `port`, expected one of `vni`, `mac`, `ip`, `vtep`")
     );
 }
+
+/// One port with `devargs` and `extra` keys.
+fn one_port(devargs: &str, extra: &str) -> String {
+    format!("[[port]]\nname = \"vm0\"\ndevargs = \"{devargs}\"\nrole = \"vm\"\n{extra}")
+}
+
+#[test]
+fn vm_port_errors() {
+    assert_eq!(
+        err(&one_port("net_vhost0,queues=1", "")),
+        "config error: x.toml: port[0].devargs: net_vhost needs iface=<path of the vhost-user socket>, \
+         e.g. net_vhost0,iface=/run/switchyard/vm0.sock"
+    );
+    assert_eq!(
+        err(&one_port("net_vhost0,iface=/nonexistent/vm0.sock", "")),
+        "config error: x.toml: port[0].devargs: directory \"/nonexistent\" for vhost-user socket \
+         \"/nonexistent/vm0.sock\" does not exist (create it first)"
+    );
+    assert_eq!(
+        err(&one_port("net_vhost0,iface=vm0.sock,queues=1", "rx_queues = 2\n")),
+        "config error: x.toml: port[0].rx_queues: 2 is more than the 1 queue pair(s) of the vhost-user port \
+         (queues=1 in the devargs)"
+    );
+    assert_eq!(
+        err(&one_port("net_tap0,iface=lo", "")),
+        "config error: x.toml: port[0].devargs: net_tap iface \"lo\" is an existing interface that is not a TAP device"
+    );
+    let two = |a: &str, b: &str| {
+        format!(
+            "[[port]]\nname = \"a\"\ndevargs = \"{a}\"\nrole = \"vm\"\n\
+             [[port]]\nname = \"b\"\ndevargs = \"{b}\"\nrole = \"vm\"\n"
+        )
+    };
+    assert_eq!(
+        err(&two("net_vhost0,iface=vm.sock", "net_vhost1,iface=vm.sock,client=1")),
+        "config error: x.toml: port[1].devargs: vhost-user socket \"vm.sock\" is already used by port[0]"
+    );
+    assert_eq!(
+        err(&two("net_tap0,iface=sy-vm0", "net_tap1,iface=sy-vm0")),
+        "config error: x.toml: port[1].devargs: TAP interface \"sy-vm0\" is already used by port[0]"
+    );
+    let config = ok(&two("net_vhost0,iface=vm0.sock,queues=2", "net_tap0,iface=sy-vm0"));
+    assert_eq!(
+        config.ports[0].vhost_socket(),
+        Some(vm_ports::VhostSocket { path: "vm0.sock".into(), client: false, queues: 2 })
+    );
+    assert_eq!((config.ports[1].vhost_socket(), config.ports[1].tap_iface()), (None, Some("sy-vm0")));
+    assert!(config.ports[1].creates_kernel_interface() && !config.ports[0].creates_kernel_interface());
+}
+
+#[test]
+fn example_configs_parse() {
+    for entry in std::fs::read_dir("conf").expect("tests run in the package root") {
+        let path = entry.expect("conf/ entry").path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+}

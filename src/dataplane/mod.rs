@@ -7,6 +7,7 @@ mod counters;
 mod input;
 mod monitor;
 mod summary;
+mod vm_ports;
 mod worker;
 
 pub use counters::{PortTotals, Totals, WorkerCounters};
@@ -51,6 +52,9 @@ pub enum StartError {
     Config(String),
     #[error("{0}")]
     Dpdk(String),
+    /// The host lacks something a port needs (a capability, a device, a free socket path).
+    #[error("{0}")]
+    Host(String),
 }
 
 /// A port as the stages see it: its config index, DPDK id and MAC.
@@ -105,6 +109,7 @@ impl Dataplane {
             let input = InputKind::of(port)
                 .map_err(|e| config_error(format!("port[{index}].devargs"), format!("cannot read rx_pcap input: {e}")))?;
             inputs.push(input);
+            vm_ports::prepare(port).map_err(|e| StartError::Host(format!("port[{index}] \"{}\": {e}", port.name)))?;
         }
 
         let eal = Eal::init(&config.eal_args("switchyard"))
@@ -142,8 +147,14 @@ impl Dataplane {
                 rx_descriptors: pc.rx_descriptors,
                 tx_descriptors: pc.tx_descriptors,
             };
-            let port = Port::configure(id, setup, pool.clone())
-                .map_err(|e| StartError::Dpdk(format!("{key} \"{}\": {e}", pc.name)))?;
+            let port = Port::configure(id, setup, pool.clone()).map_err(|e| match pc.vhost_socket() {
+                // The vhost PMD binds or connects its socket when the port is configured.
+                Some(socket) => StartError::Dpdk(format!(
+                    "{key} \"{}\": cannot set up vhost-user socket {:?} ({e}; see the VHOST_CONFIG line above)",
+                    pc.name, socket.path
+                )),
+                None => StartError::Dpdk(format!("{key} \"{}\": {e}", pc.name)),
+            })?;
             log::info!("{key} \"{}\" is {} ({}, {}), mac {}", pc.name, id, info.driver, pc.role, info.mac);
             ports.push(RunningPort {
                 binding: PortBinding { index, id, mac: info.mac, config: pc.clone() },
@@ -200,7 +211,12 @@ impl Dataplane {
             let (index, name) = (running.binding.index, &running.binding.config.name);
             running.port.start().map_err(|e| StartError::Dpdk(format!("port[{index}] \"{name}\": {e}")))?;
             let link = running.port.link();
-            log::info!("port[{index}] \"{name}\": link {}", if link.up { "up" } else { "down" });
+            let waiting = match running.binding.config.vhost_socket() {
+                Some(socket) if !link.up && socket.client => format!(" (connecting to the VM at {:?})", socket.path),
+                Some(socket) if !link.up => format!(" (until a VM connects to {:?})", socket.path),
+                _ => String::new(),
+            };
+            log::info!("port[{index}] \"{name}\": link {}{waiting}", if link.up { "up" } else { "down" });
         }
         let housekeeping = overlay.clone().map(|control| {
             let stop = stop.clone();
@@ -277,10 +293,17 @@ impl Dataplane {
             .collect();
         let auto_end = !finite.is_empty() && self.ports.iter().all(|p| p.input != InputKind::Live);
         const STALL: Duration = Duration::from_secs(2);
+        const LINK_POLL: Duration = Duration::from_millis(100);
         let (mut last_read, mut last_progress) = (u64::MAX, Instant::now());
+        let mut links: Vec<bool> = self.ports.iter().map(|p| p.port.link().up).collect();
+        let mut last_link_poll = Instant::now();
         loop {
             if signal.load(Ordering::Relaxed) {
                 return StopCause::Signal;
+            }
+            if last_link_poll.elapsed() >= LINK_POLL {
+                last_link_poll = Instant::now();
+                self.log_link_changes(&mut links);
             }
             if auto_end {
                 let (mut read, mut expected) = (0, 0);
@@ -318,6 +341,24 @@ impl Dataplane {
 }
 
 impl Dataplane {
+    /// Logs each port whose link went up or down since `links` (a VM connecting
+    /// to or leaving a vhost-user port, a kernel interface going down). Traffic
+    /// towards a port whose link is down is counted as `tx_refused`.
+    fn log_link_changes(&self, links: &mut [bool]) {
+        for (running, was_up) in self.ports.iter().zip(links.iter_mut()) {
+            let link = running.port.link();
+            if link.up != *was_up {
+                *was_up = link.up;
+                let (index, name) = (running.binding.index, &running.binding.config.name);
+                if link.up {
+                    log::info!("port[{index}] \"{name}\": link up, {} Mbps", link.speed_mbps);
+                } else {
+                    log::info!("port[{index}] \"{name}\": link down");
+                }
+            }
+        }
+    }
+
     fn stop_workers(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if self.running {

@@ -1,10 +1,14 @@
 //! Shared helpers for the integration tests: run the binary, read and write pcaps, ask tshark.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod netns;
+pub mod switch;
+pub mod testpmd;
+
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output};
 use std::time::Duration;
 
 use pcap_file::pcap::{PcapPacket, PcapReader, PcapWriter};
@@ -78,4 +82,26 @@ pub fn stderr_lines(out: &Output) -> Vec<String> {
 
 pub fn json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Kills a child process when dropped (a failed assertion must not leave it running).
+pub struct Running(pub Option<Child>);
+
+impl Running {
+    /// SIGTERM, then its output.
+    pub fn stop(mut self) -> Output {
+        let child = self.0.take().unwrap();
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        child.wait_with_output().unwrap()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }

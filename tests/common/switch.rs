@@ -1,0 +1,165 @@
+//! The switch under test, for testbeds that put real peers (namespaces, testpmd)
+//! on switchyard ports: its config and its running process.
+//!
+//! The forwarding part of the config is one function, `cross_connect`: the
+//! switching unit replaces it without touching the testbeds.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::{json, switchyard, ONE_WORKER};
+
+/// A switchyard port as a testbed sees it: where it is plugged and who is behind it.
+#[derive(Debug, Clone)]
+pub struct SwitchPort {
+    pub name: String,
+    pub devargs: String,
+    pub role: &'static str,
+    /// The MAC of the machine behind the port, when it matters (kernel stacks
+    /// drop frames not addressed to them; testpmd takes anything).
+    pub peer_mac: Option<String>,
+}
+
+/// The forwarding between two ports: today the foundation's cross-connect
+/// (`forward_to` both ways, Ethernet addresses rewritten towards `peer_mac`).
+pub fn cross_connect(a: &SwitchPort, b: &SwitchPort) -> String {
+    let table = |port: &SwitchPort, to: &SwitchPort| {
+        let mut t = format!(
+            "[[port]]\nname = \"{}\"\ndevargs = \"{}\"\nrole = \"{}\"\nforward_to = \"{}\"\n",
+            port.name, port.devargs, port.role, to.name
+        );
+        if let Some(mac) = &port.peer_mac {
+            t += &format!("peer_mac = \"{mac}\"\n");
+        }
+        t
+    };
+    table(a, b) + &table(b, a)
+}
+
+/// The whole config of a two-port testbed: one worker that sleeps when idle
+/// (so peers on the other core are not starved), and the forwarding.
+pub fn two_port_switch(a: &SwitchPort, b: &SwitchPort) -> String {
+    format!("{ONE_WORKER}{}", cross_connect(a, b))
+}
+
+/// A running `switchyard run`, killed on drop (a failed assertion must not
+/// leave it running). Its log (stderr, at info level) is collected as it comes.
+pub struct RunningSwitch {
+    child: Option<Child>,
+    log: Arc<Mutex<String>>,
+    reader: Option<JoinHandle<()>>,
+    stats: PathBuf,
+}
+
+/// How a switch run ended.
+pub struct SwitchExit {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub log: String,
+    /// The `--stats-json` summary.
+    pub stats: serde_json::Value,
+}
+
+impl RunningSwitch {
+    /// Writes `toml` to `dir/switch.toml` and starts the switch on it.
+    pub fn start(dir: &Path, toml: &str) -> RunningSwitch {
+        let config = dir.join("switch.toml");
+        std::fs::write(&config, toml).unwrap();
+        let stats = dir.join("stats.json");
+        let _ = std::fs::remove_file(&stats);
+        let mut child = switchyard()
+            .env("RUST_LOG", "info")
+            .args(["run", "--config", config.to_str().unwrap(), "--stats-json", stats.to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let sink = log.clone();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut log = sink.lock().unwrap_or_else(|e| e.into_inner());
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        RunningSwitch { child: Some(child), log, reader: Some(reader), stats }
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Waits until the log has a line containing `needle`; panics with the log
+    /// if the switch exits or `timeout` passes first.
+    pub fn wait_for_log(&mut self, needle: &str, timeout: Duration) {
+        self.wait_for_log_lines(needle, 1, timeout);
+    }
+
+    /// Waits until `count` lines of the log contain `needle` (e.g. the second
+    /// "link up" of a port); panics with the log if the switch exits or
+    /// `timeout` passes first.
+    pub fn wait_for_log_lines(&mut self, needle: &str, count: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.log().lines().filter(|line| line.contains(needle)).count() >= count {
+                return;
+            }
+            let exited = self.child.as_mut().unwrap().try_wait().unwrap();
+            assert!(exited.is_none(), "the switch exited ({exited:?}) before logging {needle:?}:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "not {count} lines with {needle:?} in the switch log within {timeout:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until the workers poll: every port is started.
+    pub fn wait_until_running(&mut self) {
+        self.wait_for_log("polling", Duration::from_secs(15));
+    }
+
+    /// SIGTERM, then the exit status, output and stats summary.
+    pub fn stop(mut self) -> SwitchExit {
+        let mut child = self.child.take().unwrap();
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the switch did not stop within 10 s of SIGTERM:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stdout = String::new();
+        child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        let log = self.log();
+        assert!(status.success(), "switch failed ({status}):\n{log}\n{stdout}");
+        let stats = json(&self.stats);
+        SwitchExit { status, stdout, log, stats }
+    }
+}
+
+impl Drop for RunningSwitch {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
