@@ -8,7 +8,7 @@
 mod common;
 
 use common::netns::{http_transfer, mebibyte, unique_name, Netns};
-use common::switch::{two_port_switch, RunningSwitch, SwitchPort};
+use common::switch::{vrouter_switch, RunningSwitch, SwitchPort};
 use common::*;
 
 /// A VM stand-in: a namespace that will hold the TAP interface `iface`.
@@ -67,7 +67,8 @@ fn namespaces_on_tap_ports_ping_and_talk_tcp_through_the_switch() {
     let a = TapVm::new("ta", "02:00:00:0a:00:01", "10.10.0.1/24");
     let b = TapVm::new("tb", "02:00:00:0a:00:02", "10.10.0.2/24");
     let dir = scratch("namespaces_on_tap_ports_ping_and_talk_tcp_through_the_switch");
-    let mut switch = RunningSwitch::start(&dir, &two_port_switch(&a.switch_port("a", 0), &b.switch_port("b", 1)));
+    let config = vrouter_switch(&dir, &[&a.switch_port("a", 0), &b.switch_port("b", 1)]);
+    let mut switch = RunningSwitch::start(&dir, &config);
     // net_tap brings the interface up when the port starts, in switchyard's own
     // namespace: move it only after that.
     switch.wait_until_running();

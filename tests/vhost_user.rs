@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use common::switch::{two_port_switch, RunningSwitch, SwitchPort};
+use common::switch::{vrouter_switch, RunningSwitch, SwitchPort};
 use common::testpmd::Testpmd;
 use common::*;
 
@@ -62,7 +62,7 @@ fn port_stat(stats: &serde_json::Value, port: usize, key: &str) -> u64 {
 const LINK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A VM forwarding between its two virtio NICs (testpmd `io`) on two vhost-user
-/// ports that the switch cross-connects: the 64 frames testpmd starts with
+/// ports of one virtual network on the vRouter: the 64 frames testpmd starts with
 /// circle through VM and switch for two seconds. Every frame the VM sent the
 /// switch received, and nothing is dropped: with 64 frames in flight no ring ever fills.
 #[test]
@@ -71,7 +71,7 @@ fn a_vm_forwarding_between_two_vhost_user_ports_loops_frames_through_the_switch(
     let sockets = SocketDir::new("vhost-loop");
     let (s0, s1) = (sockets.socket("vm0.sock"), sockets.socket("vm1.sock"));
     let dir = scratch("a_vm_forwarding_between_two_vhost_user_ports_loops_frames_through_the_switch");
-    let config = two_port_switch(&vhost_port("v0", 0, &s0, ""), &vhost_port("v1", 1, &s1, ""));
+    let config = vrouter_switch(&dir, &[&vhost_port("v0", 0, &s0, ""), &vhost_port("v1", 1, &s1, "")]);
     let mut switch = RunningSwitch::start(&dir, &config);
     switch.wait_until_running();
 
@@ -113,7 +113,7 @@ fn frames_for_a_vhost_user_port_without_a_vm_are_counted_and_the_switch_carries_
     let sockets = SocketDir::new("vhost-novm");
     let (s0, s1) = (sockets.socket("vm0.sock"), sockets.socket("vm1.sock"));
     let dir = scratch("frames_for_a_vhost_user_port_without_a_vm_are_counted_and_the_switch_carries_on");
-    let config = two_port_switch(&vhost_port("v0", 0, &s0, ""), &vhost_port("with_no_vm", 1, &s1, ""));
+    let config = vrouter_switch(&dir, &[&vhost_port("v0", 0, &s0, ""), &vhost_port("with_no_vm", 1, &s1, "")]);
     let mut switch = RunningSwitch::start(&dir, &config);
     switch.wait_until_running();
 
@@ -151,7 +151,7 @@ fn vhost_user_ports_in_client_mode_connect_to_a_vm_that_serves_the_sockets() {
     let sockets = SocketDir::new("vhost-client");
     let (s0, s1) = (sockets.socket("vm0.sock"), sockets.socket("vm1.sock"));
     let dir = scratch("vhost_user_ports_in_client_mode_connect_to_a_vm_that_serves_the_sockets");
-    let config = two_port_switch(&vhost_port("v0", 0, &s0, ",client=1"), &vhost_port("v1", 1, &s1, ",client=1"));
+    let config = vrouter_switch(&dir, &[&vhost_port("v0", 0, &s0, ",client=1"), &vhost_port("v1", 1, &s1, ",client=1")]);
     let mut switch = RunningSwitch::start(&dir, &config);
     switch.wait_until_running();
 

@@ -1,12 +1,13 @@
 //! The switch under test, for testbeds that put real peers (namespaces, testpmd)
 //! on switchyard ports: its config and its running process.
 //!
-//! The forwarding part of the config is one function, `cross_connect`: the
-//! switching unit replaces it without touching the testbeds.
+//! The forwarding part of the config is one function: `cross_connect` (the
+//! foundation's patch panel) or `vrouter_switch` (the switching unit).
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -44,6 +45,23 @@ pub fn cross_connect(a: &SwitchPort, b: &SwitchPort) -> String {
 /// (so peers on the other core are not starved), and the forwarding.
 pub fn two_port_switch(a: &SwitchPort, b: &SwitchPort) -> String {
     format!("{ONE_WORKER}{}", cross_connect(a, b))
+}
+
+/// The vRouter with VM-role `ports` all in network 100 (learning, flooding),
+/// its config database in `dir` and its control socket in /tmp (unix socket
+/// paths are short).
+pub fn vrouter_switch(dir: &Path, ports: &[&SwitchPort]) -> String {
+    static SWITCHES: AtomicU32 = AtomicU32::new(0);
+    let socket = std::env::temp_dir().join(format!("sy{}-{}.sock", std::process::id(), SWITCHES.fetch_add(1, Ordering::Relaxed)));
+    let mut toml = format!(
+        "{ONE_WORKER}[control]\nsocket = \"{}\"\ndatabase = \"{}/config.redb\"\n",
+        socket.display(),
+        dir.display()
+    );
+    for port in ports {
+        toml += &format!("[[port]]\nname = \"{}\"\ndevargs = \"{}\"\nrole = \"vm\"\nvni = 100\n", port.name, port.devargs);
+    }
+    toml + "[[network]]\nvni = 100\nname = \"testbed\"\n"
 }
 
 /// A running `switchyard run`, killed on drop (a failed assertion must not
