@@ -5,6 +5,8 @@
 //! free socket path) is one line too, with exit code 1.
 mod common;
 
+use std::sync::atomic::{AtomicU32, Ordering};
+
 use common::*;
 
 const HEAD: &str = "[eal]\nlcores = \"0-1\"\n[dataplane]\nworkers = [1]\n";
@@ -21,8 +23,15 @@ fn refused(test: &str, toml: &str) -> (Vec<String>, String) {
     (lines, path)
 }
 
+/// One VM port; a config that gets past validation opens its own config database.
 fn port(devargs: &str, more: &str) -> String {
-    format!("{HEAD}[[port]]\nname = \"a\"\ndevargs = \"{devargs}\"\nrole = \"vm\"\n{more}")
+    static CONFIGS: AtomicU32 = AtomicU32::new(0);
+    let database = format!("{}/bad-config-{}.redb", env!("CARGO_TARGET_TMPDIR"), CONFIGS.fetch_add(1, Ordering::Relaxed));
+    port_with_database(devargs, more, &database)
+}
+
+fn port_with_database(devargs: &str, more: &str, database: &str) -> String {
+    format!("{HEAD}[control]\ndatabase = \"{database}\"\n[[port]]\nname = \"a\"\ndevargs = \"{devargs}\"\nrole = \"vm\"\n{more}")
 }
 
 #[test]
@@ -41,8 +50,9 @@ fn unknown_key() {
     assert_eq!(
         lines,
         [format!(
-            "switchyard: config error: {path}: line 9: unknown field `rx_queus`, expected one of `name`, `devargs`, \
-             `role`, `rx_queues`, `rx_descriptors`, `tx_descriptors`, `forward_to`, `peer_mac`, `vni`"
+            "switchyard: config error: {path}: line 11: unknown field `rx_queus`, expected one of `name`, `devargs`, \
+             `role`, `rx_queues`, `rx_descriptors`, `tx_descriptors`, `forward_to`, `peer_mac`, `address`, `gateway`, \
+             `next_hop_mac`, `mtu`, `vni`"
         )]
     );
 }
@@ -101,7 +111,7 @@ fn bad_command_line_is_exit_code_2() {
     assert_eq!(out.status.code(), Some(2));
     let out = switchyard().args(["bench", "--scenario", "nope", "--seconds", "1"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert_eq!(stderr_lines(&out), ["switchyard: unknown bench scenario \"nope\" (known: forward)"]);
+    assert_eq!(stderr_lines(&out), ["switchyard: unknown bench scenario \"nope\" (known: forward, l2-switch, vxlan-encap, vxlan-decap)"]);
 }
 
 #[test]
@@ -170,7 +180,9 @@ fn tap_port_on_an_interface_that_is_not_a_tap() {
 fn tap_port_without_root() {
     let dir = scratch("tap_port_without_root");
     let config = dir.join("tap.toml");
-    std::fs::write(&config, port("net_tap0,iface=sy-noroot0", "")).unwrap();
+    // User nobody may write only in /tmp.
+    let database = format!("/tmp/sy-noroot-{}.redb", std::process::id());
+    std::fs::write(&config, port_with_database("net_tap0,iface=sy-noroot0", "", &database)).unwrap();
     let bin = env!("CARGO_BIN_EXE_switchyard");
     let mut cmd = if nix::unistd::geteuid().is_root() {
         let mut cmd = std::process::Command::new("setpriv");
@@ -180,6 +192,7 @@ fn tap_port_without_root() {
         std::process::Command::new(bin)
     };
     let out = cmd.current_dir("/").env("RUST_LOG", "warn").arg("run").arg("--config").arg(&config).output().unwrap();
+    let _ = std::fs::remove_file(&database);
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(
         stderr_lines(&out),

@@ -84,15 +84,18 @@ fn sample_is_cross_connected_frame_by_frame() {
     assert!(text.contains("drop truncated_ethernet"), "{text}");
 }
 
+/// Without `forward_to` the vRouter forwards; a VM port in no network has
+/// nowhere to send anything.
 #[test]
-fn port_without_forwarding_rule_drops_by_name() {
-    let dir = scratch("port_without_forwarding_rule_drops_by_name");
+fn vm_port_in_no_network_drops_by_name() {
+    let dir = scratch("vm_port_in_no_network_drops_by_name");
     let (output, stats) = (dir.join("out.pcap"), dir.join("stats.json"));
-    let out = run_config(&dir, "run", &pcap_config(&sample(), &output, ""), &["--stats-json", stats.to_str().unwrap()]);
+    let control = format!("[control]\ndatabase = \"{}\"\n", dir.join("config.redb").display());
+    let out = run_config(&dir, "run", &(pcap_config(&sample(), &output, "") + &control), &["--stats-json", stats.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stats = json(&stats);
     let frames = read_pcap(&sample()).len() as u64;
-    assert_eq!(stats["drops"]["no_forwarding_rule"], frames);
+    assert_eq!(stats["drops"]["port_not_in_network"], frames);
     assert_eq!(stats["tx_packets"], 0);
     assert_eq!(read_pcap(&output).len(), 0, "the output pcap exists and is empty");
 }
