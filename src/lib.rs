@@ -8,6 +8,7 @@
 
 pub mod bench;
 pub mod config;
+pub mod control;
 pub mod dataplane;
 pub mod dpdk;
 pub mod pipeline;
