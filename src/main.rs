@@ -7,6 +7,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use switchyard::bench::{self, BenchOptions, Scenario};
 use switchyard::config::Config;
+use switchyard::control::cli::CtlArgs;
 use switchyard::dataplane::{cross_connect_pipeline, Dataplane, StartError, StopCause};
 
 #[derive(Parser)]
@@ -41,6 +42,18 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         json: Option<PathBuf>,
     },
+    /// Talk to a running switch's control API (networks, endpoints, ports, stats).
+    Ctl(CtlArgs),
+    /// Crash-test workload: commits numbered batches to a config database, printing
+    /// each acknowledged generation.
+    #[command(hide = true)]
+    StoreStress {
+        #[arg(long, value_name = "FILE")]
+        database: PathBuf,
+        /// Stop after this many batches (default: run until killed).
+        #[arg(long)]
+        batches: Option<u64>,
+    },
 }
 
 /// An error for the user: one line, and the exit code (2 for configuration).
@@ -60,6 +73,8 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Ctl(args) => return switchyard::control::cli::main(args),
+        Command::StoreStress { database, batches } => store_stress(&database, batches),
         Command::Run { config, stats_json } => run(&config, stats_json.as_deref()),
         Command::Bench { scenario, seconds, testpmd, json } => match Scenario::named(&scenario) {
             Ok(scenario) => bench::run(&BenchOptions { scenario, seconds, testpmd, json })
@@ -74,6 +89,13 @@ fn main() -> ExitCode {
             ExitCode::from(failure.code)
         }
     }
+}
+
+fn store_stress(database: &Path, batches: Option<u64>) -> Result<(), Failure> {
+    let store = switchyard::store::Store::open(database).map_err(|e| Failure { code: 1, message: e.to_string() })?;
+    let stdout = std::io::stdout();
+    switchyard::store::stress::stress(&store, batches, &mut stdout.lock())
+        .map_err(|message| Failure { code: 1, message })
 }
 
 fn run(config_path: &Path, stats_json: Option<&Path>) -> Result<(), Failure> {

@@ -12,6 +12,8 @@
 //! let handle = control::spawn(&config.control, store, runtime)?; // applies the database once, serves
 //! // ... drop(handle) stops the server and removes the socket
 //! ```
+pub mod cli;
+pub mod client;
 mod core;
 mod error;
 pub mod http;
