@@ -19,7 +19,7 @@ pub struct CtlArgs {
     #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET, global = true)]
     pub socket: PathBuf,
     /// Use the loopback TCP listener instead (`control.listen`), e.g. http://127.0.0.1:8080.
-    #[arg(long, value_name = "URL", global = true)]
+    #[arg(long, value_name = "URL", global = true, conflicts_with = "socket")]
     pub url: Option<String>,
     /// Print the API's JSON instead of tables.
     #[arg(long, global = true)]
@@ -56,13 +56,16 @@ pub enum CtlCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum NetworkCommand {
+    /// All networks.
     List,
-    Show {
-        vni: String,
-    },
+    /// One network.
+    Show { vni: String },
+    /// Create a network.
     Create {
+        /// 1..=16777215.
         #[arg(long)]
         vni: i64,
+        /// 1 to 64 characters of A-Z a-z 0-9 . _ -
         #[arg(long)]
         name: String,
         /// Flood list: comma-separated remote VTEP addresses.
@@ -77,18 +80,17 @@ pub enum NetworkCommand {
         #[arg(long, value_name = "IP,IP,...")]
         flood: Option<String>,
     },
-    Delete {
-        vni: String,
-    },
+    /// Delete a network no endpoint, remote or port uses.
+    Delete { vni: String },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum EndpointCommand {
+    /// All VM endpoints.
     List,
-    Show {
-        vni: String,
-        mac: String,
-    },
+    /// One VM endpoint.
+    Show { vni: String, mac: String },
+    /// Add a VM endpoint on a vm-role port.
     Add {
         #[arg(long)]
         vni: i64,
@@ -100,19 +102,17 @@ pub enum EndpointCommand {
         #[arg(long)]
         port: String,
     },
-    Delete {
-        vni: String,
-        mac: String,
-    },
+    /// Delete a VM endpoint.
+    Delete { vni: String, mac: String },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum RemoteCommand {
+    /// All remote endpoints.
     List,
-    Show {
-        vni: String,
-        mac: String,
-    },
+    /// One remote endpoint.
+    Show { vni: String, mac: String },
+    /// Add an endpoint behind a remote VTEP.
     Add {
         #[arg(long)]
         vni: i64,
@@ -120,30 +120,28 @@ pub enum RemoteCommand {
         mac: String,
         #[arg(long)]
         ip: Option<String>,
+        /// The VTEP (unicast IPv4) the endpoint is behind.
         #[arg(long)]
         vtep: String,
     },
-    Delete {
-        vni: String,
-        mac: String,
-    },
+    /// Delete a remote endpoint.
+    Delete { vni: String, mac: String },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum PortCommand {
+    /// All ports with role, driver, MAC, network and counters.
     List,
-    Show {
-        name: String,
-    },
+    /// One port.
+    Show { name: String },
     /// Put a vm-role port into a network.
     Bind {
         name: String,
         #[arg(long)]
         vni: i64,
     },
-    Unbind {
-        name: String,
-    },
+    /// Take a port out of its network.
+    Unbind { name: String },
 }
 
 /// Runs the command and prints `switchyard ctl: <error> (field: x)` on failure.
