@@ -68,8 +68,12 @@ pub struct PortBind {
 pub struct Control {
     store: Store,
     runtime: Arc<dyn Runtime>,
-    /// The committed configuration, as last applied. The lock also serialises
-    /// writers, so validation sees exactly what the commit will change.
+    /// Held for a whole change (validate, commit, apply): writers take turns, so
+    /// validation sees exactly what the commit will change, and the runtime gets
+    /// versions in generation order.
+    writer: Mutex<()>,
+    /// The committed configuration. Locked only to read or swap the `Arc`, so reads
+    /// never wait for a commit's fsync or for the runtime.
     current: Mutex<Arc<ConfigSnapshot>>,
 }
 
@@ -79,7 +83,7 @@ impl Control {
     pub fn new(store: Store, runtime: Arc<dyn Runtime>) -> Result<Control, StoreError> {
         let snapshot = Arc::new(store.snapshot()?);
         runtime.apply(&snapshot);
-        Ok(Control { store, runtime, current: Mutex::new(snapshot) })
+        Ok(Control { store, runtime, writer: Mutex::new(()), current: Mutex::new(snapshot) })
     }
 
     pub fn snapshot(&self) -> Arc<ConfigSnapshot> {
@@ -101,7 +105,8 @@ impl Control {
         &self,
         plan: impl FnOnce(&ConfigSnapshot) -> Result<(Vec<Change>, R), ApiError>,
     ) -> Result<R, ApiError> {
-        let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        let _turn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let current = self.snapshot();
         let (changes, reply) = plan(&current)?;
         if changes.is_empty() {
             return Ok(reply);
@@ -114,8 +119,7 @@ impl Control {
         next.apply(&changes);
         next.generation = generation;
         let next = Arc::new(next);
-        *current = next.clone();
-        // Still under the lock: the runtime sees versions in generation order.
+        *self.current.lock().unwrap_or_else(PoisonError::into_inner) = next.clone();
         self.runtime.apply(&next);
         log::info!("control: generation {generation}: {}", describe(&changes));
         Ok(reply)

@@ -461,3 +461,25 @@ fn json_bodies_name_the_field_at_fault() {
     let ok: NetworkCreate = parse_json(b"{\"vni\": 1, \"name\": \"a\"}").unwrap();
     assert!(ok.flood_vteps.is_empty());
 }
+
+#[test]
+fn concurrent_writers_take_turns() {
+    let s = Setup::empty();
+    std::thread::scope(|scope| {
+        for t in 0..4i64 {
+            let control = &s.control;
+            scope.spawn(move || {
+                for i in 0..10 {
+                    let vni = 1000 + t * 100 + i;
+                    control.create_network(network(vni, &format!("n{vni}"), &[])).unwrap();
+                    assert_eq!(control.network(&vni.to_string()).unwrap().vni as i64, vni);
+                }
+            });
+        }
+    });
+    assert_eq!(s.control.snapshot().generation, 40);
+    assert_eq!(s.control.snapshot().networks.len(), 40);
+    let generations: Vec<u64> = s.applied().iter().map(|a| a.generation).collect();
+    assert_eq!(generations, (0..=40).collect::<Vec<_>>(), "applied once per commit, in order");
+    assert_eq!(s.control.store().snapshot().unwrap(), *s.control.snapshot());
+}
