@@ -7,7 +7,7 @@
 //! the data plane through the `Runtime` trait, which the data plane implements.
 //!
 //! Wiring, in `run`:
-//! ```ignore
+//! ```text
 //! let store = control::open_database(&config)?;        // opens, seeds from the TOML on first start
 //! let handle = control::spawn(&config.control, store, runtime)?; // applies the database once, serves
 //! // ... drop(handle) stops the server and removes the socket
