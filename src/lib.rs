@@ -1,13 +1,14 @@
 //! Switchyard: a DPDK poll-mode virtual switch for bare-metal NFV hosts.
 //!
 //! Floors, bottom up (a module never imports one above it):
-//! `wire`; `pipeline`, `dpdk`, `config`, `store`; feature datapaths (`xconnect`); `dataplane`;
-//! `bench`; `main.rs`.
+//! `wire`; `pipeline`, `dpdk`, `store`, `config` (builds `store` records from the TOML);
+//! feature datapaths (`xconnect`); `dataplane`; `bench`, `control`; `main.rs`.
 //! Raw pointers and FFI live only in `dpdk` (and the `dpdk-ffi` crate): the Rust
 //! lint against them is denied crate-wide in Cargo.toml and allowed there alone.
 
 pub mod bench;
 pub mod config;
+pub mod control;
 pub mod dataplane;
 pub mod dpdk;
 pub mod overlay;

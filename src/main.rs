@@ -7,8 +7,9 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use switchyard::bench::{self, BenchOptions, Scenario};
 use switchyard::config::Config;
+use switchyard::control::cli::CtlArgs;
+use switchyard::control::{self, MonitorRuntime};
 use switchyard::dataplane::{Dataplane, Forwarding, StartError, StopCause, DEFAULT_MAC_AGEING};
-use switchyard::store::{ConfigSnapshot, Store, StoreError};
 
 #[derive(Parser)]
 #[command(name = "switchyard", version, about = "DPDK poll-mode virtual switch")]
@@ -45,6 +46,18 @@ enum Command {
         #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100_000))]
         churn: u32,
     },
+    /// Talk to a running switch's control API (networks, endpoints, ports, stats).
+    Ctl(CtlArgs),
+    /// Crash-test workload: commits numbered batches to a config database, printing
+    /// each acknowledged generation.
+    #[command(hide = true)]
+    StoreStress {
+        #[arg(long, value_name = "FILE")]
+        database: PathBuf,
+        /// Stop after this many batches (default: run until killed).
+        #[arg(long)]
+        batches: Option<u64>,
+    },
 }
 
 /// An error for the user: one line, and the exit code (2 for configuration).
@@ -64,6 +77,8 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Ctl(args) => return switchyard::control::cli::main(args),
+        Command::StoreStress { database, batches } => store_stress(&database, batches),
         Command::Run { config, stats_json } => run(&config, stats_json.as_deref()),
         Command::Bench { scenario, seconds, testpmd, json, churn } => match Scenario::named(&scenario) {
             Ok(scenario) => bench::run(&BenchOptions { scenario, seconds, testpmd, json, churn })
@@ -80,15 +95,11 @@ fn main() -> ExitCode {
     }
 }
 
-/// The records the vRouter starts from. The database is the record of
-/// configuration; the TOML records only seed an empty one.
-fn load_records(config: &Config, origin: &str) -> Result<ConfigSnapshot, Failure> {
-    let store_failure = |e: StoreError| Failure { code: 1, message: e.to_string() };
-    let store = Store::open(&config.control.database).map_err(store_failure)?;
-    if store.bootstrap_if_empty(&config.bootstrap_snapshot()).map_err(store_failure)? {
-        log::info!("config database {} seeded from {origin}", config.control.database.display());
-    }
-    store.snapshot().map_err(store_failure)
+fn store_stress(database: &Path, batches: Option<u64>) -> Result<(), Failure> {
+    let store = switchyard::store::Store::open(database).map_err(|e| Failure { code: 1, message: e.to_string() })?;
+    let stdout = std::io::stdout();
+    switchyard::store::stress::stress(&store, batches, &mut stdout.lock())
+        .map_err(|message| Failure { code: 1, message })
 }
 
 fn run(config_path: &Path, stats_json: Option<&Path>) -> Result<(), Failure> {
@@ -99,13 +110,34 @@ fn run(config_path: &Path, stats_json: Option<&Path>) -> Result<(), Failure> {
             .map_err(|e| Failure { code: 1, message: format!("cannot install signal handler: {e}") })?;
     }
     let origin = config_path.display().to_string();
-    let forwarding = if config.ports.iter().any(|p| p.forward_to.is_some()) {
-        Forwarding::CrossConnect
+    let failure = |message: String| Failure { code: 1, message };
+    // The cross-connect has no records; the vRouter starts from the config
+    // database (seeded from the TOML when empty) and serves the control API.
+    let store = if config.ports.iter().any(|p| p.forward_to.is_some()) {
+        None
     } else {
-        Forwarding::Overlay { config: load_records(&config, &origin)?, ageing: DEFAULT_MAC_AGEING }
+        Some(control::open_database(&config).map_err(|e| failure(e.to_string()))?)
+    };
+    let forwarding = match &store {
+        None => Forwarding::CrossConnect,
+        Some(store) => {
+            let records = store.snapshot().map_err(|e| failure(e.to_string()))?;
+            Forwarding::Overlay { config: records, ageing: DEFAULT_MAC_AGEING }
+        }
     };
     let mut dataplane = Dataplane::start(&config, &origin, forwarding)?;
+    let api = match store {
+        None => None,
+        Some(store) => {
+            let runtime = Arc::new(MonitorRuntime::new(dataplane.monitor()));
+            Some(control::spawn(&config.control, store, runtime).map_err(|e| failure(e.to_string()))?)
+        }
+    };
     let cause = dataplane.wait(&signal);
+    // The API holds a view of the data plane: it goes first.
+    if let Some(api) = api {
+        api.shutdown();
+    }
     let summary = dataplane.stop();
     drop(dataplane); // closes the ports: pcap output is complete from here on
     println!("{summary}");

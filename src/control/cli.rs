@@ -1,0 +1,455 @@
+//! `switchyard ctl`: the command-line client of the control API. Aligned tables
+//! by default, the API's JSON with `--json`.
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use hyper::Method;
+use serde_json::{json, Value};
+
+use super::client::{Client, ClientError};
+
+/// The socket of an instance without `eal.file_prefix` or `control.socket`.
+pub const DEFAULT_SOCKET: &str = "/run/switchyard/switchyard.sock";
+
+#[derive(Args, Debug)]
+pub struct CtlArgs {
+    /// The API's unix socket (`control.socket` in the config).
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET, global = true)]
+    pub socket: PathBuf,
+    /// Use the loopback TCP listener instead (`control.listen`), e.g. http://127.0.0.1:8080.
+    #[arg(long, value_name = "URL", global = true, conflicts_with = "socket")]
+    pub url: Option<String>,
+    /// Print the API's JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: CtlCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CtlCommand {
+    /// Virtual networks (VNIs).
+    #[command(subcommand)]
+    Network(NetworkCommand),
+    /// VM endpoints on this switch's vm-role ports.
+    #[command(subcommand)]
+    Endpoint(EndpointCommand),
+    /// Endpoints behind remote VTEPs.
+    #[command(subcommand)]
+    Remote(RemoteCommand),
+    /// Ports and their network binding.
+    #[command(subcommand)]
+    Port(PortCommand),
+    /// The whole configuration with its generation.
+    Config,
+    /// Active switching unit(s).
+    Unit,
+    /// Counters per port, worker and drop reason.
+    Stats,
+    /// Learned MAC entries and resolved neighbours.
+    Learned,
+    /// Prometheus metrics text.
+    Metrics,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NetworkCommand {
+    /// All networks.
+    List,
+    /// One network.
+    Show { vni: String },
+    /// Create a network.
+    Create {
+        /// 1..=16777215.
+        #[arg(long)]
+        vni: i64,
+        /// 1 to 64 characters of A-Z a-z 0-9 . _ -
+        #[arg(long)]
+        name: String,
+        /// Flood list: comma-separated remote VTEP addresses.
+        #[arg(long, value_name = "IP,IP,...")]
+        flood: Option<String>,
+    },
+    /// Change a network's name and/or flood list (`--flood ""` empties it).
+    Set {
+        vni: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, value_name = "IP,IP,...")]
+        flood: Option<String>,
+    },
+    /// Delete a network no endpoint, remote or port uses.
+    Delete { vni: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EndpointCommand {
+    /// All VM endpoints.
+    List,
+    /// One VM endpoint.
+    Show { vni: String, mac: String },
+    /// Add a VM endpoint on a vm-role port.
+    Add {
+        #[arg(long)]
+        vni: i64,
+        #[arg(long)]
+        mac: String,
+        #[arg(long)]
+        ip: Option<String>,
+        /// A vm-role port.
+        #[arg(long)]
+        port: String,
+    },
+    /// Delete a VM endpoint.
+    Delete { vni: String, mac: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RemoteCommand {
+    /// All remote endpoints.
+    List,
+    /// One remote endpoint.
+    Show { vni: String, mac: String },
+    /// Add an endpoint behind a remote VTEP.
+    Add {
+        #[arg(long)]
+        vni: i64,
+        #[arg(long)]
+        mac: String,
+        #[arg(long)]
+        ip: Option<String>,
+        /// The VTEP (unicast IPv4) the endpoint is behind.
+        #[arg(long)]
+        vtep: String,
+    },
+    /// Delete a remote endpoint.
+    Delete { vni: String, mac: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PortCommand {
+    /// All ports with role, driver, MAC, network and counters.
+    List,
+    /// One port.
+    Show { name: String },
+    /// Put a vm-role port into a network.
+    Bind {
+        name: String,
+        #[arg(long)]
+        vni: i64,
+    },
+    /// Take a port out of its network.
+    Unbind { name: String },
+}
+
+/// Runs the command and prints `switchyard ctl: <error> (field: x)` on failure.
+pub fn main(args: CtlArgs) -> ExitCode {
+    let stdout = std::io::stdout();
+    match run(&args, &mut stdout.lock()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("switchyard ctl: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+pub fn client_for(args: &CtlArgs) -> Result<Client, ClientError> {
+    match &args.url {
+        Some(url) => Client::url(url),
+        None => Ok(Client::unix(&args.socket)),
+    }
+}
+
+/// Runs one command against the API, writing its output to `out`.
+pub fn run(args: &CtlArgs, out: &mut dyn Write) -> Result<(), ClientError> {
+    let client = client_for(args)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .map_err(|e| ClientError::Http { target: client.target().clone(), message: e.to_string() })?;
+    runtime.block_on(execute(&client, &args.command, args.json, out))
+}
+
+/// The path segment for a user-given id, percent-encoding anything unusual.
+fn segment(text: &str) -> String {
+    let mut encoded = String::new();
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b':') {
+            encoded.push(char::from(b));
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    encoded
+}
+
+fn flood_list(text: &str) -> Vec<String> {
+    text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
+}
+
+async fn execute(client: &Client, command: &CtlCommand, raw: bool, out: &mut dyn Write) -> Result<(), ClientError> {
+    let (value, view) = match command {
+        CtlCommand::Network(c) => network(client, c).await?,
+        CtlCommand::Endpoint(c) => endpoint(client, c).await?,
+        CtlCommand::Remote(c) => remote(client, c).await?,
+        CtlCommand::Port(c) => port(client, c).await?,
+        CtlCommand::Config => (client.get("/v1/config").await?, View::Config),
+        CtlCommand::Unit => (client.get("/v1/unit").await?, View::Generic),
+        CtlCommand::Stats => (client.get("/v1/stats").await?, View::Generic),
+        CtlCommand::Learned => (client.get("/v1/learned").await?, View::Generic),
+        CtlCommand::Metrics => (Value::String(client.text("/metrics").await?), View::Text),
+    };
+    let text = if raw {
+        match (&view, &value) {
+            (View::Done(_), Value::Null) => String::new(),
+            (View::Text, Value::String(text)) => text.clone(),
+            _ => serde_json::to_string_pretty(&value).unwrap_or_default() + "\n",
+        }
+    } else {
+        render(&view, &value)
+    };
+    out.write_all(text.as_bytes()).map_err(|e| ClientError::Http {
+        target: client.target().clone(),
+        message: format!("cannot write the output: {e}"),
+    })
+}
+
+/// How to print a reply.
+enum View {
+    /// A list (or one record) as a table with these columns.
+    Table(&'static [&'static str]),
+    Config,
+    Generic,
+    Text,
+    /// A change without a reply body: this line.
+    Done(String),
+}
+
+const NETWORK_COLUMNS: &[&str] = &["vni", "name", "flood_vteps"];
+const ENDPOINT_COLUMNS: &[&str] = &["vni", "mac", "ip", "port"];
+const REMOTE_COLUMNS: &[&str] = &["vni", "mac", "ip", "vtep"];
+const PORT_COLUMNS: &[&str] =
+    &["name", "role", "driver", "mac", "vni", "rx_packets", "tx_packets", "rx_dropped", "tx_dropped"];
+const BINDING_COLUMNS: &[&str] = &["port", "vni"];
+
+async fn network(client: &Client, command: &NetworkCommand) -> Result<(Value, View), ClientError> {
+    let table = View::Table(NETWORK_COLUMNS);
+    Ok(match command {
+        NetworkCommand::List => (client.get("/v1/networks").await?, table),
+        NetworkCommand::Show { vni } => (client.get(&format!("/v1/networks/{}", segment(vni))).await?, table),
+        NetworkCommand::Create { vni, name, flood } => {
+            let body =
+                json!({"vni": vni, "name": name, "flood_vteps": flood.as_deref().map(flood_list).unwrap_or_default()});
+            (client.call(Method::POST, "/v1/networks", Some(&body)).await?, table)
+        }
+        NetworkCommand::Set { vni, name, flood } => {
+            let path = format!("/v1/networks/{}", segment(vni));
+            let mut body = client.get(&path).await?;
+            if let Some(name) = name {
+                body["name"] = json!(name);
+            }
+            if let Some(flood) = flood {
+                body["flood_vteps"] = json!(flood_list(flood));
+            }
+            (client.call(Method::PUT, &path, Some(&body)).await?, table)
+        }
+        NetworkCommand::Delete { vni } => {
+            client.call(Method::DELETE, &format!("/v1/networks/{}", segment(vni)), None).await?;
+            (Value::Null, View::Done(format!("deleted network {vni}")))
+        }
+    })
+}
+
+async fn endpoint(client: &Client, command: &EndpointCommand) -> Result<(Value, View), ClientError> {
+    let table = View::Table(ENDPOINT_COLUMNS);
+    Ok(match command {
+        EndpointCommand::List => (client.get("/v1/endpoints").await?, table),
+        EndpointCommand::Show { vni, mac } => {
+            (client.get(&format!("/v1/endpoints/{}/{}", segment(vni), segment(mac))).await?, table)
+        }
+        EndpointCommand::Add { vni, mac, ip, port } => {
+            let body = json!({"vni": vni, "mac": mac, "ip": ip, "port": port});
+            (client.call(Method::POST, "/v1/endpoints", Some(&body)).await?, table)
+        }
+        EndpointCommand::Delete { vni, mac } => {
+            let path = format!("/v1/endpoints/{}/{}", segment(vni), segment(mac));
+            client.call(Method::DELETE, &path, None).await?;
+            (Value::Null, View::Done(format!("deleted VM endpoint {mac} in network {vni}")))
+        }
+    })
+}
+
+async fn remote(client: &Client, command: &RemoteCommand) -> Result<(Value, View), ClientError> {
+    let table = View::Table(REMOTE_COLUMNS);
+    Ok(match command {
+        RemoteCommand::List => (client.get("/v1/remotes").await?, table),
+        RemoteCommand::Show { vni, mac } => {
+            (client.get(&format!("/v1/remotes/{}/{}", segment(vni), segment(mac))).await?, table)
+        }
+        RemoteCommand::Add { vni, mac, ip, vtep } => {
+            let body = json!({"vni": vni, "mac": mac, "ip": ip, "vtep": vtep});
+            (client.call(Method::POST, "/v1/remotes", Some(&body)).await?, table)
+        }
+        RemoteCommand::Delete { vni, mac } => {
+            let path = format!("/v1/remotes/{}/{}", segment(vni), segment(mac));
+            client.call(Method::DELETE, &path, None).await?;
+            (Value::Null, View::Done(format!("deleted remote endpoint {mac} in network {vni}")))
+        }
+    })
+}
+
+async fn port(client: &Client, command: &PortCommand) -> Result<(Value, View), ClientError> {
+    Ok(match command {
+        PortCommand::List => (client.get("/v1/ports").await?, View::Table(PORT_COLUMNS)),
+        PortCommand::Show { name } => {
+            (client.get(&format!("/v1/ports/{}", segment(name))).await?, View::Table(PORT_COLUMNS))
+        }
+        PortCommand::Bind { name, vni } => {
+            let body = json!({"vni": vni});
+            let path = format!("/v1/ports/{}/network", segment(name));
+            (client.call(Method::PUT, &path, Some(&body)).await?, View::Table(BINDING_COLUMNS))
+        }
+        PortCommand::Unbind { name } => {
+            client.call(Method::DELETE, &format!("/v1/ports/{}/network", segment(name)), None).await?;
+            (Value::Null, View::Done(format!("port {name} left its network")))
+        }
+    })
+}
+
+fn render(view: &View, value: &Value) -> String {
+    match view {
+        View::Table(columns) => match value {
+            Value::Array(rows) => table(columns, rows),
+            one => table(columns, std::slice::from_ref(one)),
+        },
+        View::Config => {
+            let mut text = format!("generation {}\n", cell(&value["generation"]));
+            for (title, key, columns) in [
+                ("networks", "networks", NETWORK_COLUMNS),
+                ("VM endpoints", "endpoints", ENDPOINT_COLUMNS),
+                ("remote endpoints", "remotes", REMOTE_COLUMNS),
+                ("port bindings", "ports", BINDING_COLUMNS),
+            ] {
+                let rows = value[key].as_array().cloned().unwrap_or_default();
+                text.push_str(&format!("\n{title}\n{}", table(columns, &rows)));
+            }
+            text
+        }
+        View::Generic => generic(value),
+        View::Text => value.as_str().unwrap_or_default().to_string(),
+        View::Done(line) => format!("{line}\n"),
+    }
+}
+
+/// A table: upper-case headers, columns padded to their widest cell, two spaces apart.
+pub fn table(columns: &[&str], rows: &[Value]) -> String {
+    let mut lines: Vec<Vec<String>> = vec![columns.iter().map(|c| c.to_uppercase()).collect()];
+    lines.extend(rows.iter().map(|row| columns.iter().map(|c| cell(&row[*c])).collect()));
+    let widths: Vec<usize> =
+        (0..columns.len()).map(|i| lines.iter().map(|l| l[i].chars().count()).max().unwrap_or(0)).collect();
+    let mut text = String::new();
+    for line in &lines {
+        let cells: Vec<String> = line.iter().zip(&widths).map(|(cell, width)| format!("{cell:<width$}")).collect();
+        text.push_str(cells.join("  ").trim_end());
+        text.push('\n');
+    }
+    text
+}
+
+/// One value as a table cell: "-" for null or empty, lists joined with commas.
+fn cell(value: &Value) -> String {
+    match value {
+        Value::Null => "-".into(),
+        Value::String(s) if s.is_empty() => "-".into(),
+        Value::String(s) => s.clone(),
+        Value::Array(items) if items.is_empty() => "-".into(),
+        Value::Array(items) => items.iter().map(cell).collect::<Vec<_>>().join(","),
+        other => other.to_string(),
+    }
+}
+
+/// Free-form JSON (unit, stats, learned): scalars as aligned `dotted.key  value`
+/// lines, lists of objects as tables under their key.
+fn generic(value: &Value) -> String {
+    let mut pairs = Vec::new();
+    let mut tables = Vec::new();
+    flatten("", value, &mut pairs, &mut tables);
+    let width = pairs.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0);
+    let mut text: String = pairs.iter().map(|(k, v)| format!("{k:<width$}  {v}\n")).collect();
+    for (key, rows) in tables {
+        let mut columns: Vec<&str> = Vec::new();
+        for row in &rows {
+            for k in row.as_object().into_iter().flat_map(|o| o.keys()) {
+                if !columns.contains(&k.as_str()) {
+                    columns.push(k);
+                }
+            }
+        }
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        text.push_str(&format!("{key}\n{}", table(&columns, &rows)));
+    }
+    text
+}
+
+fn flatten(prefix: &str, value: &Value, pairs: &mut Vec<(String, String)>, tables: &mut Vec<(String, Vec<Value>)>) {
+    let key = |k: &str| if prefix.is_empty() { k.to_string() } else { format!("{prefix}.{k}") };
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                flatten(&key(k), v, pairs, tables);
+            }
+        }
+        Value::Array(items) if !items.is_empty() && items.iter().all(Value::is_object) => {
+            tables.push((prefix.to_string(), items.clone()));
+        }
+        other => pairs.push((if prefix.is_empty() { "value".into() } else { prefix.to_string() }, cell(other))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_columns() {
+        let rows = vec![
+            json!({"vni": 100, "name": "blue", "flood_vteps": ["192.0.2.2", "192.0.2.3"]}),
+            json!({"vni": 7, "name": "a-much-longer-name", "flood_vteps": []}),
+        ];
+        assert_eq!(
+            table(NETWORK_COLUMNS, &rows),
+            "VNI  NAME                FLOOD_VTEPS\n\
+             100  blue                192.0.2.2,192.0.2.3\n\
+             7    a-much-longer-name  -\n"
+        );
+        assert_eq!(table(NETWORK_COLUMNS, &[]), "VNI  NAME  FLOOD_VTEPS\n");
+    }
+
+    #[test]
+    fn generic_json_as_lines_and_tables() {
+        let value = json!({
+            "vm": {"id": "l2", "version": 3},
+            "uplink": {"id": "l2", "version": 2},
+            "macs": [{"vni": 1, "mac": "02:00:00:00:00:01"}, {"vni": 2, "mac": "02:00:00:00:00:02", "port": "vm0"}],
+        });
+        // serde_json keeps object keys sorted.
+        assert_eq!(
+            generic(&value),
+            "uplink.id       l2\nuplink.version  2\nvm.id           l2\nvm.version      3\n\n\
+             macs\nMAC                VNI  PORT\n02:00:00:00:00:01  1    -\n02:00:00:00:00:02  2    vm0\n"
+        );
+    }
+
+    #[test]
+    fn ids_are_percent_encoded_in_paths() {
+        assert_eq!(segment("02:00:00:00:00:01"), "02:00:00:00:00:01");
+        assert_eq!(segment("a b/c"), "a%20b%2Fc");
+        assert_eq!(flood_list("10.0.0.2, 10.0.0.3,"), ["10.0.0.2", "10.0.0.3"]);
+        assert!(flood_list("").is_empty());
+    }
+}

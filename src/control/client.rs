@@ -1,0 +1,185 @@
+//! HTTP/1.1 client of the control API (hyper), over the unix socket or loopback TCP.
+//! One connection per request: the CLI makes one or two.
+use std::path::PathBuf;
+
+use axum::body::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{header, Method, Request};
+use hyper_util::rt::TokioIo;
+
+use super::error::ErrorBody;
+
+/// Where the API is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    Unix(PathBuf),
+    /// `host:port` from an `http://host:port` URL.
+    Tcp(String),
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Unix(path) => write!(f, "{}", path.display()),
+            Target::Tcp(authority) => write!(f, "http://{authority}"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot connect to {target}: {source}; is switchyard running with this control socket?")]
+    Connect { target: Target, source: std::io::Error },
+    #[error("{0:?} is not a URL of the form http://127.0.0.1:PORT")]
+    BadUrl(String),
+    #[error("the request to {target} failed: {message}")]
+    Http { target: Target, message: String },
+    /// The API refused the request; `Display` is `<error> (field: <field>)`.
+    #[error("{}{}", body.error, body.field.as_ref().map(|f| format!(" (field: {f})")).unwrap_or_default())]
+    Api { status: u16, body: ErrorBody },
+    #[error("unexpected reply from {target}: status {status}: {message}")]
+    BadReply { target: Target, status: u16, message: String },
+}
+
+/// A reply as received.
+#[derive(Clone, Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json(&self) -> Result<serde_json::Value, serde_json::Error> {
+        serde_json::from_slice(&self.body)
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Client {
+    target: Target,
+}
+
+impl Client {
+    pub fn unix(path: impl Into<PathBuf>) -> Client {
+        Client { target: Target::Unix(path.into()) }
+    }
+
+    /// `http://HOST:PORT` (a trailing `/` is allowed; nothing else).
+    pub fn url(url: &str) -> Result<Client, ClientError> {
+        let bad = || ClientError::BadUrl(url.to_string());
+        let rest = url.strip_prefix("http://").ok_or_else(bad)?;
+        let authority = rest.strip_suffix('/').unwrap_or(rest);
+        let uri: hyper::Uri = format!("http://{authority}/").parse().map_err(|_| bad())?;
+        if authority.is_empty() || authority.contains('/') || uri.port_u16().is_none() {
+            return Err(bad());
+        }
+        Ok(Client { target: Target::Tcp(authority.to_string()) })
+    }
+
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// Sends one request and returns the reply whatever its status.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: impl Into<Bytes>,
+    ) -> Result<Reply, ClientError> {
+        let http_error =
+            |e: &dyn std::fmt::Display| ClientError::Http { target: self.target.clone(), message: e.to_string() };
+        let host = match &self.target {
+            Target::Unix(_) => "localhost",
+            Target::Tcp(authority) => authority,
+        };
+        let mut request = Request::builder().method(method).uri(path).header(header::HOST, host);
+        if let Some(content_type) = content_type {
+            request = request.header(header::CONTENT_TYPE, content_type);
+        }
+        let request = request.body(Full::new(body.into())).map_err(|e| http_error(&e))?;
+        let connect_error = |source| ClientError::Connect { target: self.target.clone(), source };
+        let response = match &self.target {
+            Target::Unix(path) => {
+                let stream = tokio::net::UnixStream::connect(path).await.map_err(connect_error)?;
+                exchange(TokioIo::new(stream), request).await
+            }
+            Target::Tcp(authority) => {
+                let stream = tokio::net::TcpStream::connect(authority.as_str()).await.map_err(connect_error)?;
+                exchange(TokioIo::new(stream), request).await
+            }
+        };
+        response.map_err(|e| http_error(&e))
+    }
+
+    /// A JSON request; a 2xx reply's JSON body (Null for 204), or the API's error.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<serde_json::Value, ClientError> {
+        let reply = match body {
+            Some(body) => {
+                let bytes = serde_json::to_vec(body).unwrap_or_default();
+                self.send(method, path, Some("application/json"), bytes).await?
+            }
+            None => self.send(method, path, None, Bytes::new()).await?,
+        };
+        self.check(&reply)?;
+        if reply.body.is_empty() {
+            return Ok(serde_json::Value::Null);
+        }
+        reply.json().map_err(|e| self.bad_reply(&reply, format!("the body is not JSON: {e}")))
+    }
+
+    /// A text GET (`/metrics`).
+    pub async fn text(&self, path: &str) -> Result<String, ClientError> {
+        let reply = self.send(Method::GET, path, None, Bytes::new()).await?;
+        self.check(&reply)?;
+        Ok(reply.text())
+    }
+
+    pub async fn get(&self, path: &str) -> Result<serde_json::Value, ClientError> {
+        self.call(Method::GET, path, None).await
+    }
+
+    /// Ok for 2xx; the API's `{"error", "field"}` as `ClientError::Api` otherwise.
+    fn check(&self, reply: &Reply) -> Result<(), ClientError> {
+        if (200..300).contains(&reply.status) {
+            return Ok(());
+        }
+        match serde_json::from_slice::<ErrorBody>(&reply.body) {
+            Ok(body) => Err(ClientError::Api { status: reply.status, body }),
+            Err(_) => Err(self.bad_reply(reply, reply.text())),
+        }
+    }
+
+    fn bad_reply(&self, reply: &Reply, message: String) -> ClientError {
+        ClientError::BadReply { target: self.target.clone(), status: reply.status, message }
+    }
+}
+
+async fn exchange<S>(io: TokioIo<S>, request: Request<Full<Bytes>>) -> Result<Reply, hyper::Error>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await?;
+    let driver = tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            log::debug!("control client: connection: {e}");
+        }
+    });
+    let response = sender.send_request(request).await?;
+    let status = response.status().as_u16();
+    let content_type = response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let body = response.into_body().collect().await?.to_bytes();
+    drop(sender);
+    driver.abort();
+    Ok(Reply { status, content_type, body })
+}

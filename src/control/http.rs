@@ -1,0 +1,379 @@
+//! The REST/JSON API over HTTP/1.1 (axum): routes, the JSON body rules, and
+//! error responses. The work itself is done by `Control`.
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::handler::Handler;
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::core::{Control, EndpointCreate, NetworkCreate, NetworkReplace, PortBind, RemoteCreate};
+use super::error::{ApiError, ErrorBody, ErrorKind};
+
+/// Request bodies larger than this are refused with 413.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// The Prometheus text exposition format.
+pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+type Shared = Arc<Control>;
+
+/// The router plus the list of (method, path) it serves, which the OpenAPI test
+/// compares with the document.
+struct Routes {
+    router: Router<Shared>,
+    listed: Vec<(&'static str, &'static str)>,
+}
+
+impl Routes {
+    fn add<H, T>(mut self, method: &'static str, path: &'static str, handler: H) -> Self
+    where
+        H: Handler<T, Shared>,
+        T: 'static,
+    {
+        let method_router = match method {
+            "get" => axum::routing::get(handler),
+            "post" => axum::routing::post(handler),
+            "put" => axum::routing::put(handler),
+            "delete" => axum::routing::delete(handler),
+            _ => unreachable!("method {method} is not used by the API"),
+        };
+        self.router = self.router.route(path, method_router);
+        self.listed.push((method, path));
+        self
+    }
+}
+
+fn routes() -> Routes {
+    Routes { router: Router::new(), listed: Vec::new() }
+        .add("get", "/v1/networks", list_networks)
+        .add("post", "/v1/networks", create_network)
+        .add("get", "/v1/networks/{vni}", get_network)
+        .add("put", "/v1/networks/{vni}", replace_network)
+        .add("delete", "/v1/networks/{vni}", delete_network)
+        .add("get", "/v1/endpoints", list_endpoints)
+        .add("post", "/v1/endpoints", create_endpoint)
+        .add("get", "/v1/endpoints/{vni}/{mac}", get_endpoint)
+        .add("delete", "/v1/endpoints/{vni}/{mac}", delete_endpoint)
+        .add("get", "/v1/remotes", list_remotes)
+        .add("post", "/v1/remotes", create_remote)
+        .add("get", "/v1/remotes/{vni}/{mac}", get_remote)
+        .add("delete", "/v1/remotes/{vni}/{mac}", delete_remote)
+        .add("get", "/v1/ports", list_ports)
+        .add("get", "/v1/ports/{name}", get_port)
+        .add("put", "/v1/ports/{name}/network", bind_port)
+        .add("delete", "/v1/ports/{name}/network", unbind_port)
+        .add("get", "/v1/config", get_config)
+        .add("get", "/v1/unit", get_unit)
+        .add("get", "/v1/stats", get_stats)
+        .add("get", "/v1/learned", get_learned)
+        .add("get", "/metrics", get_metrics)
+        .add("get", "/openapi.json", get_openapi)
+}
+
+/// Every (method, path) the router serves; methods in lower case, paths in
+/// OpenAPI template form (`/v1/networks/{vni}`).
+pub fn route_list() -> Vec<(&'static str, &'static str)> {
+    routes().listed
+}
+
+pub fn router(control: Arc<Control>) -> Router {
+    routes().router.fallback(no_route).layer(middleware::from_fn(errors_as_json)).with_state(control)
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, Json(self.body)).into_response()
+    }
+}
+
+/// Runs a `Control` call on the blocking pool: commits fsync and the runtime may
+/// take a while, and reads should not wait behind them on the reactor thread.
+async fn blocking<R: Send + 'static>(
+    control: Shared,
+    call: impl FnOnce(&Control) -> R + Send + 'static,
+) -> Result<R, ApiError> {
+    tokio::task::spawn_blocking(move || call(&control))
+        .await
+        .map_err(|e| ApiError::internal(format!("the request failed inside the switch: {e}")))
+}
+
+type Reply<T> = Result<Json<T>, ApiError>;
+
+async fn list_networks(State(c): State<Shared>) -> Reply<impl Serialize> {
+    Ok(Json(blocking(c, Control::networks).await?))
+}
+
+async fn get_network(State(c): State<Shared>, Path(vni): Path<String>) -> Reply<impl Serialize> {
+    Ok(Json(blocking(c, move |c| c.network(&vni)).await??))
+}
+
+async fn create_network(
+    State(c): State<Shared>,
+    JsonBody(body): JsonBody<NetworkCreate>,
+) -> Result<Response, ApiError> {
+    let network = blocking(c, move |c| c.create_network(body)).await??;
+    Ok((StatusCode::CREATED, Json(network)).into_response())
+}
+
+async fn replace_network(
+    State(c): State<Shared>,
+    Path(vni): Path<String>,
+    JsonBody(body): JsonBody<NetworkReplace>,
+) -> Reply<impl Serialize> {
+    Ok(Json(blocking(c, move |c| c.replace_network(&vni, body)).await??))
+}
+
+async fn delete_network(State(c): State<Shared>, Path(vni): Path<String>) -> Result<StatusCode, ApiError> {
+    blocking(c, move |c| c.delete_network(&vni)).await??;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_endpoints(State(c): State<Shared>) -> Reply<impl Serialize> {
+    Ok(Json(blocking(c, Control::endpoints).await?))
+}
+
+async fn get_endpoint(State(c): State<Shared>, Path((vni, mac)): Path<(String, String)>) -> Reply<impl Serialize> {
+    Ok(Json(blocking(c, move |c| c.endpoint(&vni, &mac)).await??))
+}
+
+async fn create_endpoint(
+    State(c): State<Shared>,
+    JsonBody(body): JsonBody<EndpointCreate>,
+) -> Result<Response, ApiError> {
+    let endpoint = blocking(c, move |c| c.add_endpoint(body)).await??;
+    Ok((StatusCode::CREATED, Json(endpoint)).into_response())
+}
+
+async fn delete_endpoint(
+    State(c): State<Shared>,
+    Path((vni, mac)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    blocking(c, move |c| c.delete_endpoint(&vni, &mac)).await??;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_remotes(State(c): State<Shared>) -> Reply<impl Serialize> {
+    Ok(Json(blocking(c, Control::remotes).await?))
+}
+
+async fn get_remote(State(c): State<Shared>, Path((vni, mac)): Path<(String, String)>) -> Reply<impl Serialize> {
+    Ok(Json(blocking(c, move |c| c.remote(&vni, &mac)).await??))
+}
+
+async fn create_remote(State(c): State<Shared>, JsonBody(body): JsonBody<RemoteCreate>) -> Result<Response, ApiError> {
+    let remote = blocking(c, move |c| c.add_remote(body)).await??;
+    Ok((StatusCode::CREATED, Json(remote)).into_response())
+}
+
+async fn delete_remote(
+    State(c): State<Shared>,
+    Path((vni, mac)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    blocking(c, move |c| c.delete_remote(&vni, &mac)).await??;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_ports(State(c): State<Shared>) -> Reply<impl Serialize> {
+    Ok(Json(blocking(c, Control::ports).await?))
+}
+
+async fn get_port(State(c): State<Shared>, Path(name): Path<String>) -> Reply<impl Serialize> {
+    Ok(Json(blocking(c, move |c| c.port(&name)).await??))
+}
+
+async fn bind_port(
+    State(c): State<Shared>,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody<PortBind>,
+) -> Reply<impl Serialize> {
+    Ok(Json(blocking(c, move |c| c.bind_port(&name, body)).await??))
+}
+
+async fn unbind_port(State(c): State<Shared>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+    blocking(c, move |c| c.unbind_port(&name)).await??;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn get_config(State(c): State<Shared>) -> Reply<impl Serialize> {
+    Ok(Json(crate::store::ConfigSnapshot::clone(&c.snapshot())))
+}
+
+async fn get_unit(State(c): State<Shared>) -> Reply<serde_json::Value> {
+    Ok(Json(blocking(c, |c| c.runtime().unit_info()).await?))
+}
+
+async fn get_stats(State(c): State<Shared>) -> Reply<serde_json::Value> {
+    Ok(Json(blocking(c, |c| c.runtime().stats()).await?))
+}
+
+async fn get_learned(State(c): State<Shared>) -> Reply<serde_json::Value> {
+    Ok(Json(blocking(c, |c| c.runtime().learned()).await?))
+}
+
+async fn get_metrics(State(c): State<Shared>) -> Result<Response, ApiError> {
+    let text = blocking(c, |c| c.runtime().metrics()).await?;
+    Ok(([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], text).into_response())
+}
+
+async fn get_openapi() -> Json<serde_json::Value> {
+    Json(super::openapi::document())
+}
+
+async fn no_route(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(ErrorKind::NotFound, None, format!("there is no route {method} {}", uri.path()))
+}
+
+/// Every error leaves as `{"error", "field"}` JSON, including the ones axum makes
+/// itself (405, a path segment that is not UTF-8).
+async fn errors_as_json(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json =
+        response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, BODY_LIMIT).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_string();
+    let (kind, message) = if status == StatusCode::METHOD_NOT_ALLOWED {
+        let allowed = parts.headers.get(header::ALLOW).and_then(|v| v.to_str().ok()).unwrap_or("");
+        (ErrorKind::MethodNotAllowed, format!("{path} does not accept {method}; it accepts {allowed}"))
+    } else if text.is_empty() {
+        (ErrorKind::BadRequest, status.canonical_reason().unwrap_or("request refused").to_string())
+    } else {
+        (ErrorKind::BadRequest, text)
+    };
+    let mut reply = (status, Json(ErrorBody { error: message, field: None })).into_response();
+    if kind == ErrorKind::MethodNotAllowed {
+        if let Some(allow) = parts.headers.get(header::ALLOW) {
+            reply.headers_mut().insert(header::ALLOW, allow.clone());
+        }
+    }
+    reply
+}
+
+/// A JSON request body: `Content-Type: application/json` (else 415), at most
+/// `BODY_LIMIT` bytes (else 413), well-formed (else 400, field "body"), with the
+/// right fields of the right types (else 400 naming the field).
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, _state: &S) -> Result<Self, ApiError> {
+        let content_type = request.headers().get(header::CONTENT_TYPE).cloned();
+        if !is_json_content_type(content_type.as_ref()) {
+            let got =
+                content_type.as_ref().and_then(|v| v.to_str().ok()).map_or("none".to_string(), |v| format!("{v:?}"));
+            return Err(ApiError::new(
+                ErrorKind::UnsupportedMediaType,
+                Some("Content-Type"),
+                format!("the body must be sent as Content-Type: application/json (got {got})"),
+            ));
+        }
+        let too_large = || {
+            ApiError::new(
+                ErrorKind::PayloadTooLarge,
+                Some("body"),
+                format!("the body is larger than {BODY_LIMIT} bytes"),
+            )
+        };
+        let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
+            return Err(too_large());
+        }
+        let bytes: Bytes = match axum::body::to_bytes(request.into_body(), BODY_LIMIT).await {
+            Ok(bytes) => bytes,
+            Err(e) if is_length_limit(&e) => return Err(too_large()),
+            Err(e) => return Err(ApiError::bad_request("body", format!("the body could not be read: {e}"))),
+        };
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+fn is_json_content_type(value: Option<&HeaderValue>) -> bool {
+    let Some(value) = value.and_then(|v| v.to_str().ok()) else { return false };
+    let essence = value.split(';').next().unwrap_or("").trim();
+    essence.eq_ignore_ascii_case("application/json")
+}
+
+fn is_length_limit(error: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+/// Parses a body, naming the field at fault: the path serde was at for type and
+/// value errors, the key itself for unknown and missing fields.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request("body", "the body is empty; send a JSON object"));
+    }
+    // Structs also deserialize from JSON arrays; only an object is a valid body.
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| json_error(".", e))?;
+    let kind = match &value {
+        serde_json::Value::Object(_) => None,
+        serde_json::Value::Array(_) => Some("an array"),
+        serde_json::Value::String(_) => Some("a string"),
+        serde_json::Value::Number(_) => Some("a number"),
+        serde_json::Value::Bool(_) => Some("a boolean"),
+        serde_json::Value::Null => Some("null"),
+    };
+    if let Some(kind) = kind {
+        return Err(ApiError::bad_request("body", format!("the body must be a JSON object, not {kind}")));
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        json_error(&path, e.into_inner())
+    })
+}
+
+fn json_error(path: &str, error: serde_json::Error) -> ApiError {
+    use serde_json::error::Category;
+    let message = strip_position(&error.to_string());
+    match error.classify() {
+        Category::Syntax | Category::Eof | Category::Io => {
+            ApiError::bad_request("body", format!("the body is not valid JSON: {message}"))
+        }
+        Category::Data => {
+            if let Some(name) = quoted_name(&message, "unknown field `") {
+                ApiError::bad_request(&name, message.replacen(", expected", "; expected", 1))
+            } else if let Some(name) = quoted_name(&message, "missing field `") {
+                ApiError::bad_request(&name, message)
+            } else {
+                let message = message.replace("expected i64", "expected an integer");
+                let field = if path == "." { "body" } else { path };
+                ApiError::bad_request(field, format!("{field} has the wrong type: {message}"))
+            }
+        }
+    }
+}
+
+/// serde_json ends its messages with " at line L column C"; one-line bodies make that noise.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}
+
+/// The name between `prefix` and the next backtick.
+fn quoted_name(message: &str, prefix: &str) -> Option<String> {
+    let rest = message.strip_prefix(prefix)?;
+    Some(rest[..rest.find('`')?].to_string())
+}

@@ -1,0 +1,45 @@
+//! The control plane's REST/JSON API and its CLI client, off the fast path.
+//!
+//! `spawn` serves the API on a thread of its own (a single-threaded tokio
+//! runtime; started from the main thread after EAL init it inherits the main
+//! lcore's affinity). Each change request is validated against the current
+//! configuration, committed to the config database (`store`), and then handed to
+//! the data plane through the `Runtime` trait, which the data plane implements.
+//!
+//! Wiring, in `run`:
+//! ```text
+//! let store = control::open_database(&config)?;        // opens, seeds from the TOML on first start
+//! let handle = control::spawn(&config.control, store, runtime)?; // applies the database once, serves
+//! // ... drop(handle) stops the server and removes the socket
+//! ```
+pub mod cli;
+pub mod client;
+mod core;
+mod error;
+pub mod http;
+pub mod openapi;
+mod monitor_runtime;
+mod runtime;
+mod serve;
+pub mod testing;
+#[cfg(test)]
+mod tests;
+
+pub use self::core::{Control, EndpointCreate, NetworkCreate, NetworkReplace, PortBind, RemoteCreate};
+pub use error::{ApiError, ErrorBody, ErrorKind};
+pub use monitor_runtime::MonitorRuntime;
+pub use runtime::{PortStatus, PortView, Runtime};
+pub use serve::{spawn, ControlError, ControlHandle};
+
+use crate::config::Config;
+use crate::store::{Store, StoreError};
+
+/// Opens the config database named by `control.database` and, on first start
+/// (nothing ever committed), seeds it from the TOML bootstrap records.
+pub fn open_database(config: &Config) -> Result<Store, StoreError> {
+    let store = Store::open(&config.control.database)?;
+    if store.bootstrap_if_empty(&config.bootstrap_snapshot())? {
+        log::info!("control: config database {} seeded from the TOML config", store.path().display());
+    }
+    Ok(store)
+}

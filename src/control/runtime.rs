@@ -1,0 +1,62 @@
+//! The boundary between the control plane and the data plane. The data plane
+//! implements `Runtime`; the control plane calls it after every committed change
+//! and for every read of live state. Calls come from a control-plane thread
+//! (never a worker), one mutating call at a time.
+use serde::{Deserialize, Serialize};
+
+use crate::config::PortRole;
+use crate::store::ConfigSnapshot;
+use crate::wire::MacAddr;
+
+pub trait Runtime: Send + Sync + 'static {
+    /// Build and publish a new table version from this committed snapshot. Must not fail on valid config.
+    /// Called in generation order, once at start (`Control::new`) and after every commit.
+    fn apply(&self, config: &ConfigSnapshot);
+    /// The switch's ports as configured: name, role ("vm"/"uplink"), driver, mac, and live counters.
+    fn ports(&self) -> Vec<PortView>;
+    /// Active switching unit(s): {"vm": {"id","version","generation"}, "uplink": {...}} etc.
+    fn unit_info(&self) -> serde_json::Value;
+    /// Counters snapshot (per port, per worker, per drop reason) as JSON.
+    fn stats(&self) -> serde_json::Value;
+    /// Prometheus text exposition for /metrics.
+    fn metrics(&self) -> String;
+    /// Learned MAC entries and resolved neighbours (read-only, for GET endpoints).
+    fn learned(&self) -> serde_json::Value;
+}
+
+/// One port of the switch as the data plane sees it (the TOML `[[port]]` list,
+/// in port index order).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortView {
+    pub name: String,
+    pub role: PortRole,
+    /// "net_pcap", "net_tap", "pci", ... (`PortConfig::driver`).
+    pub driver: String,
+    /// The port's own MAC address.
+    pub mac: MacAddr,
+    /// Frames and bytes received on this port.
+    #[serde(default)]
+    pub rx_packets: u64,
+    #[serde(default)]
+    pub rx_bytes: u64,
+    /// Frames and bytes sent out of this port.
+    #[serde(default)]
+    pub tx_packets: u64,
+    #[serde(default)]
+    pub tx_bytes: u64,
+    /// Frames received here that the switch dropped (any drop reason).
+    #[serde(default)]
+    pub rx_dropped: u64,
+    /// Frames meant for this port that it did not send (for example `tx_refused`).
+    #[serde(default)]
+    pub tx_dropped: u64,
+}
+
+/// A port and the network it is bound to (`GET /v1/ports`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortStatus {
+    #[serde(flatten)]
+    pub port: PortView,
+    /// The network a VM-role port is bound to, from the config database.
+    pub vni: Option<crate::store::Vni>,
+}
