@@ -48,6 +48,9 @@ check-unsafe:
 
 bench: build
 	$(SWITCHYARD) bench --scenario forward --seconds 5
+	$(SWITCHYARD) bench --scenario l2-switch --seconds 5 --churn 1000
+	$(SWITCHYARD) bench --scenario vxlan-encap --seconds 5
+	$(SWITCHYARD) bench --scenario vxlan-decap --seconds 5
 	$(CARGO) bench --bench wire
 
 clean:

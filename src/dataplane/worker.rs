@@ -94,11 +94,10 @@ impl Worker {
         for stage in &mut self.pipeline {
             stage.process(burst);
         }
-        let unmade = u64::from(burst.unmade());
-        let made = burst.made().len() as u64 + unmade;
+        let made = burst.made().len() as u64 + u64::from(burst.unmade());
         if made > 0 {
             counters.made.add(made);
-            counters.drops.add(DropReason::CopyNotMade, unmade);
+            counters.drops.add(DropReason::CopyNotMade, u64::from(burst.unmade()));
         }
 
         let tx = &mut self.tx;

@@ -146,8 +146,10 @@ impl<P: PacketBuf> Burst<P> {
             }
         }
         self.len = 0;
-        for (packet, verdict) in self.made.drain(..) {
-            dispatch(packet, verdict);
+        if !self.made.is_empty() {
+            for (packet, verdict) in self.made.drain(..) {
+                dispatch(packet, verdict);
+            }
         }
     }
 }

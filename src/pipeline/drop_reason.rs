@@ -118,4 +118,13 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), DropReason::COUNT);
     }
+
+    #[test]
+    fn the_readme_table_lists_every_reason_with_its_description() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        for reason in DropReason::ALL {
+            let row = format!("| `{}` | {} |", reason.name(), reason.description());
+            assert!(readme.contains(&row), "README.md lacks the row {row}");
+        }
+    }
 }
