@@ -454,11 +454,10 @@ impl Problems {
             self.at(pos, at("address"), format!("{ip} cannot be a VTEP address (unspecified, multicast, broadcast or loopback)"));
             return None;
         }
-        let mask = u32::MAX.checked_shl(32 - u32::from(prefix_len)).unwrap_or(0);
         let gateway = match &port.gateway {
             None => None,
             Some(g) => match g.get_ref().parse::<Ipv4Addr>() {
-                Ok(gw) if gw != ip && u32::from(gw) & mask == u32::from(ip) & mask => Some(gw),
+                Ok(gw) if gw != ip && on_link(ip, prefix_len, gw) => Some(gw),
                 Ok(gw) => {
                     self.at(g.span().start, at("gateway"), format!("{gw} is not another address on {ip}/{prefix_len}"));
                     return None;
@@ -487,6 +486,19 @@ impl Problems {
         let mtu = self.int(&port.mtu, &at("mtu"), 1500u16, 68..=9216, "")?;
         Some(VtepConfig { address: ip, prefix_len, gateway, next_hop_mac, mtu })
     }
+}
+
+impl VtepConfig {
+    /// Whether `ip` is on the uplink subnet (reached directly, not through the gateway).
+    pub fn is_on_link(&self, ip: Ipv4Addr) -> bool {
+        on_link(self.address, self.prefix_len, ip)
+    }
+}
+
+/// Whether `ip` is in `address/prefix_len`.
+fn on_link(address: Ipv4Addr, prefix_len: u8, ip: Ipv4Addr) -> bool {
+    let mask = u32::MAX.checked_shl(32 - u32::from(prefix_len)).unwrap_or(0);
+    u32::from(ip) & mask == u32::from(address) & mask
 }
 
 /// "192.0.2.1/24" -> (address, 24).

@@ -416,18 +416,9 @@ fn overlay_control(bindings: &[PortBinding], config: ConfigSnapshot, ageing: Dur
         .filter(|b| b.config.role == PortRole::Vm)
         .map(|b| VmPort { name: b.config.name.clone(), id: b.id })
         .collect();
-    let underlay = bindings.iter().find_map(|b| {
-        let vtep = b.config.vtep.as_ref()?;
-        Some(Underlay {
-            port: b.id,
-            mac: b.mac,
-            address: vtep.address,
-            prefix_len: vtep.prefix_len,
-            gateway: vtep.gateway,
-            next_hop_mac: vtep.next_hop_mac,
-            mtu: vtep.mtu,
-        })
-    });
+    let underlay = bindings
+        .iter()
+        .find_map(|b| Some(Underlay { port: b.id, mac: b.mac, vtep: b.config.vtep.clone()? }));
     OverlayControl::new(config, vm_ports, underlay, ageing)
 }
 

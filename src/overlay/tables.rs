@@ -6,6 +6,7 @@ use std::net::Ipv4Addr;
 
 use rustc_hash::FxHashMap;
 
+use crate::config::VtepConfig;
 use crate::pipeline::PortId;
 use crate::store::{ConfigSnapshot, Vni};
 use crate::unit::Location;
@@ -17,26 +18,19 @@ pub struct Underlay {
     pub port: PortId,
     /// The uplink port's own MAC: the outer source of encapsulated frames.
     pub mac: MacAddr,
-    /// The local VTEP address: outer source, and the only outer destination accepted.
-    pub address: Ipv4Addr,
-    pub prefix_len: u8,
-    /// Next hop for VTEPs outside the uplink subnet.
-    pub gateway: Option<Ipv4Addr>,
-    /// Fixed next-hop MAC; when unset, next hops are resolved by ARP on the uplink.
-    pub next_hop_mac: Option<MacAddr>,
-    /// Largest outer IPv4 packet the uplink carries.
-    pub mtu: u16,
+    /// The VTEP address (outer source, the only outer destination accepted),
+    /// gateway, next-hop MAC and MTU, as configured on the uplink port.
+    pub vtep: VtepConfig,
 }
 
 impl Underlay {
     /// The underlay host a frame to `vtep` is sent to: the VTEP itself when it
     /// is on the uplink subnet, otherwise the gateway.
     pub fn next_hop(&self, vtep: Ipv4Addr) -> Option<Ipv4Addr> {
-        let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix_len)).unwrap_or(0);
-        if u32::from(vtep) & mask == u32::from(self.address) & mask {
+        if self.vtep.is_on_link(vtep) {
             Some(vtep)
         } else {
-            self.gateway
+            self.vtep.gateway
         }
     }
 }
@@ -164,18 +158,17 @@ mod tests {
 
     #[test]
     fn next_hop_is_the_vtep_on_link_and_the_gateway_otherwise() {
-        let underlay = Underlay {
-            port: PortId(0),
-            mac: mac(1),
+        let vtep = VtepConfig {
             address: Ipv4Addr::new(192, 0, 2, 1),
             prefix_len: 24,
             gateway: Some(Ipv4Addr::new(192, 0, 2, 254)),
             next_hop_mac: None,
             mtu: 1500,
         };
+        let underlay = Underlay { port: PortId(0), mac: mac(1), vtep: vtep.clone() };
         assert_eq!(underlay.next_hop(Ipv4Addr::new(192, 0, 2, 9)), Some(Ipv4Addr::new(192, 0, 2, 9)));
-        assert_eq!(underlay.next_hop(Ipv4Addr::new(198, 51, 100, 9)), underlay.gateway);
-        let no_gateway = Underlay { gateway: None, prefix_len: 0, ..underlay };
+        assert_eq!(underlay.next_hop(Ipv4Addr::new(198, 51, 100, 9)), underlay.vtep.gateway);
+        let no_gateway = Underlay { vtep: VtepConfig { gateway: None, prefix_len: 0, ..vtep }, ..underlay };
         assert_eq!(no_gateway.next_hop(Ipv4Addr::new(198, 51, 100, 9)), Some(Ipv4Addr::new(198, 51, 100, 9)), "/0: all on link");
     }
 

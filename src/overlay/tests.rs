@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crossbeam::queue::ArrayQueue;
 
 use super::*;
+use crate::config::VtepConfig;
 use crate::pipeline::{Burst, BytesPacket, DropReason, PacketBuf, PortId, Verdict};
 use crate::store::{ConfigSnapshot, Network, PortNetwork, RemoteEndpoint, VmEndpoint};
 use crate::unit::{LearnEvent, Location, Side, SwitchingUnit, WorkerLocal};
@@ -25,15 +26,8 @@ fn mac(last: u8) -> MacAddr {
 }
 
 fn underlay(next_hop_mac: Option<MacAddr>) -> Underlay {
-    Underlay {
-        port: UPLINK,
-        mac: UPLINK_MAC,
-        address: LOCAL_VTEP,
-        prefix_len: 24,
-        gateway: None,
-        next_hop_mac,
-        mtu: 1500,
-    }
+    let vtep = VtepConfig { address: LOCAL_VTEP, prefix_len: 24, gateway: None, next_hop_mac, mtu: 1500 };
+    Underlay { port: UPLINK, mac: UPLINK_MAC, vtep }
 }
 
 /// VM ports vm0 (endpoint mac 10 / 10.0.0.10) and vm1 (bound), a remote MAC 20

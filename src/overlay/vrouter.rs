@@ -131,7 +131,7 @@ impl VRouter {
         if ethertype != ethernet::ethertype::IPV4 {
             return Err(DropReason::UplinkNotOverlay);
         }
-        let tunnel = vxlan::decapsulate(packet, underlay.address)?;
+        let tunnel = vxlan::decapsulate(packet, underlay.vtep.address)?;
         if !self.tables.networks.contains_key(&tunnel.vni) {
             return Err(DropReason::UnknownVni);
         }
@@ -156,7 +156,7 @@ impl VRouter {
     /// it absorbed; both teach the sender's MAC as an underlay neighbour.
     fn uplink_arp(&self, frame: &mut [u8], underlay: &Underlay, local: &mut WorkerLocal) -> Result<Verdict, DropReason> {
         let arp: Arp = arp::parse(frame).ok_or(DropReason::MalformedArp)?;
-        if arp.target_ip != underlay.address {
+        if arp.target_ip != underlay.vtep.address {
             return Err(DropReason::ArpNotForUs);
         }
         if !arp.sender_ip.is_unspecified() && arp.sender_mac.is_unicast() {
@@ -256,11 +256,11 @@ impl VRouter {
         let Some(next_hop) = underlay.next_hop(vtep) else {
             return (Verdict::Drop(DropReason::NoRouteToVtep), None);
         };
-        let Some(dst_mac) = underlay.next_hop_mac.or_else(|| self.tables.neighbors.get(&next_hop).copied()) else {
+        let Some(dst_mac) = underlay.vtep.next_hop_mac.or_else(|| self.tables.neighbors.get(&next_hop).copied()) else {
             let request = local.may_send_arp(next_hop).then(|| arp_request(packet, underlay, next_hop)).flatten();
             return (Verdict::Drop(DropReason::NextHopUnresolved), request.map(|r| (r, underlay.port)));
         };
-        let tunnel = Tunnel { vni, src_mac: underlay.mac, dst_mac, src_ip: underlay.address, dst_ip: vtep, mtu: underlay.mtu };
+        let tunnel = Tunnel { vni, src_mac: underlay.mac, dst_mac, src_ip: underlay.vtep.address, dst_ip: vtep, mtu: underlay.vtep.mtu };
         match vxlan::encapsulate(packet, &tunnel) {
             Ok(()) => (Verdict::Forward(underlay.port), None),
             Err(reason) => (Verdict::Drop(reason), None),
@@ -273,6 +273,6 @@ fn arp_request<P: PacketBuf>(like: &P, underlay: &Underlay, target: Ipv4Addr) ->
     let mut request = like.duplicate()?;
     let len = request.len();
     request.trim(len);
-    arp::write_request(request.append(arp::FRAME_LEN)?, underlay.mac, underlay.address, target);
+    arp::write_request(request.append(arp::FRAME_LEN)?, underlay.mac, underlay.vtep.address, target);
     Some(request)
 }
