@@ -10,6 +10,7 @@ use common::*;
 use serde_json::Value;
 use switchyard::overlay::{encapsulate, Tunnel};
 use switchyard::pipeline::{BytesPacket, PacketBuf};
+use switchyard::wire::checksum::checksum;
 use switchyard::wire::MacAddr;
 
 const VM_A: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x0a]);
@@ -106,14 +107,6 @@ fn udp_frame(dst: MacAddr, src: MacAddr, payload: usize, sport: u16) -> Vec<u8> 
     f.extend_from_slice(&[0x13, 0x88, ((8 + payload) >> 8) as u8, (8 + payload) as u8, 0, 0]);
     f.extend(std::iter::repeat_n(0x5a, payload));
     f
-}
-
-fn checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 = data.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))).sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
 }
 
 fn arp_request(sender: MacAddr, sender_ip: [u8; 4], target_ip: [u8; 4]) -> Vec<u8> {
