@@ -3,7 +3,6 @@ use serde_json::{json, Value};
 
 use super::{PortView, Runtime};
 use crate::dataplane::Monitor;
-use crate::overlay::describe;
 use crate::store::ConfigSnapshot;
 use crate::telemetry;
 use crate::unit::{Side, SwitchingUnit};
@@ -55,18 +54,13 @@ impl Runtime for MonitorRuntime {
         let Some(overlay) = self.monitor.overlay() else {
             return json!({ "vm": null, "uplink": null, "forwarding": "cross-connect" });
         };
-        let current = overlay.current();
-        let tables = current.tables();
+        let tables: serde_json::Map<String, Value> =
+            overlay.current().tables().sizes().into_iter().map(|(name, size)| (name.to_string(), json!(size))).collect();
         json!({
             "vm": unit_json(&*overlay.table().active(Side::Vm)),
             "uplink": unit_json(&*overlay.table().active(Side::Uplink)),
-            "tables": {
-                "networks": tables.networks.len(),
-                "macs": tables.mac_entries(),
-                "macs_configured": tables.configured_macs,
-                "arp": tables.arp_entries(),
-                "neighbors": tables.neighbors.len(),
-            },
+            "tables": tables,
+            "learn_reports_lost": overlay.lost_reports(),
         })
     }
 
@@ -94,11 +88,11 @@ impl Runtime for MonitorRuntime {
         let mut macs: Vec<Value> = learned
             .macs
             .iter()
-            .map(|((vni, mac), at)| json!({ "vni": vni, "mac": mac, "location": describe(*at) }))
+            .map(|((vni, mac), (at, _))| json!({ "vni": vni, "mac": mac, "location": at.to_string() }))
             .collect();
         macs.sort_by_key(|m| (m["vni"].as_u64(), m["mac"].as_str().map(str::to_owned)));
         let mut neighbors: Vec<Value> =
-            learned.neighbors.iter().map(|(ip, mac)| json!({ "ip": ip, "mac": mac })).collect();
+            learned.neighbors.iter().map(|(ip, (mac, _))| json!({ "ip": ip, "mac": mac })).collect();
         neighbors.sort_by_key(|n| n["ip"].as_str().map(str::to_owned));
         json!({ "macs": macs, "neighbors": neighbors })
     }

@@ -2,18 +2,16 @@
 //! configuration changes or workers learn something, publishes it through the
 //! unit table (VM side, then uplink), and ages learned entries out.
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::hash::Hash;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crossbeam::queue::ArrayQueue;
 
 use super::tables::{Learned, Underlay, VRouterTables, VmPort};
 use super::vrouter::VRouter;
 use crate::pipeline::PacketBuf;
-use crate::store::{ConfigSnapshot, Vni};
-use crate::unit::{LearnEvent, LearnQueue, Location, UnitTable};
-use crate::wire::MacAddr;
+use crate::store::ConfigSnapshot;
+use crate::unit::{LearnEvent, LearnQueue, UnitTable};
 
 /// Learn events the workers may queue between two ticks.
 const LEARN_QUEUE_LEN: usize = 8192;
@@ -21,8 +19,6 @@ const LEARN_QUEUE_LEN: usize = 8192;
 struct State {
     config: ConfigSnapshot,
     learned: Learned,
-    mac_seen: HashMap<(Vni, MacAddr), Instant>,
-    neighbor_seen: HashMap<Ipv4Addr, Instant>,
     current: Arc<VRouter>,
 }
 
@@ -30,7 +26,7 @@ struct State {
 /// a new immutable `VRouter` (copy-on-write), workers are never paused.
 pub struct OverlayControl<P> {
     table: Arc<UnitTable<P>>,
-    queue: LearnQueue,
+    queue: Arc<LearnQueue>,
     vm_ports: Vec<VmPort>,
     underlay: Option<Underlay>,
     ageing: Duration,
@@ -43,15 +39,13 @@ impl<P: PacketBuf + 'static> OverlayControl<P> {
         let current = Arc::new(VRouter::new(VRouterTables::build(&config, &learned, &vm_ports, underlay.clone())));
         OverlayControl {
             table: Arc::new(UnitTable::new(current.clone())),
-            queue: Arc::new(ArrayQueue::new(LEARN_QUEUE_LEN)),
+            queue: Arc::new(LearnQueue::new(LEARN_QUEUE_LEN)),
             vm_ports,
             underlay,
             ageing,
             state: Mutex::new(State {
                 config,
                 learned,
-                mac_seen: HashMap::new(),
-                neighbor_seen: HashMap::new(),
                 current,
             }),
         }
@@ -62,8 +56,13 @@ impl<P: PacketBuf + 'static> OverlayControl<P> {
     }
 
     /// The queue workers report learned entries to.
-    pub fn learn_queue(&self) -> LearnQueue {
+    pub fn learn_queue(&self) -> Arc<LearnQueue> {
         self.queue.clone()
+    }
+
+    /// Learn reports workers could not queue (the control side fell behind).
+    pub fn lost_reports(&self) -> u64 {
+        self.queue.lost()
     }
 
     /// How long a learned entry lives without being seen again.
@@ -97,24 +96,8 @@ impl<P: PacketBuf + 'static> OverlayControl<P> {
         while let Some(event) = self.queue.pop() {
             changed |= learn(&mut state, event, now);
         }
-        let ageing = self.ageing;
-        let before = state.learned.macs.len() + state.learned.neighbors.len();
-        let State { learned, mac_seen, neighbor_seen, .. } = &mut *state;
-        mac_seen.retain(|key, seen| {
-            let alive = now.duration_since(*seen) < ageing;
-            if !alive {
-                learned.macs.remove(key);
-            }
-            alive
-        });
-        neighbor_seen.retain(|ip, seen| {
-            let alive = now.duration_since(*seen) < ageing;
-            if !alive {
-                learned.neighbors.remove(ip);
-            }
-            alive
-        });
-        changed |= learned.macs.len() + learned.neighbors.len() != before;
+        changed |= expire(&mut state.learned.macs, now, self.ageing);
+        changed |= expire(&mut state.learned.neighbors, now, self.ageing);
         if changed {
             self.publish(&mut state);
         }
@@ -136,21 +119,21 @@ impl<P: PacketBuf + 'static> OverlayControl<P> {
 /// Records one report; true if the tables must change (new or moved entry).
 fn learn(state: &mut State, event: LearnEvent, now: Instant) -> bool {
     match event {
-        LearnEvent::Mac { vni, mac, at } => {
-            state.mac_seen.insert((vni, mac), now);
-            state.learned.macs.insert((vni, mac), at) != Some(at)
-        }
-        LearnEvent::Neighbor { ip, mac } => {
-            state.neighbor_seen.insert(ip, now);
-            state.learned.neighbors.insert(ip, mac) != Some(mac)
-        }
+        LearnEvent::Mac { vni, mac, at } => refresh(&mut state.learned.macs, (vni, mac), at, now),
+        LearnEvent::Neighbor { ip, mac } => refresh(&mut state.learned.neighbors, ip, mac, now),
     }
 }
 
-/// Where a learned MAC lives, as the API shows it.
-pub fn describe(location: Location) -> String {
-    match location {
-        Location::Port(port) => format!("port {}", port.0),
-        Location::Vtep(ip) => format!("vtep {ip}"),
-    }
+/// Records `value` as seen at `now`; true if it is new or changed.
+fn refresh<K: Eq + Hash, V: PartialEq>(map: &mut HashMap<K, (V, Instant)>, key: K, value: V, now: Instant) -> bool {
+    let changed = map.get(&key).is_none_or(|(old, _)| *old != value);
+    map.insert(key, (value, now));
+    changed
+}
+
+/// Forgets entries not seen for `ageing`; true if any went.
+fn expire<K, V>(map: &mut HashMap<K, (V, Instant)>, now: Instant, ageing: Duration) -> bool {
+    let before = map.len();
+    map.retain(|_, (_, seen)| now.duration_since(*seen) < ageing);
+    map.len() != before
 }

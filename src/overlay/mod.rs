@@ -7,9 +7,9 @@ mod tables;
 mod vrouter;
 mod vxlan;
 
-pub use control::{describe, OverlayControl};
+pub use control::OverlayControl;
 pub use tables::{Learned, Underlay, VRouterTables, VmPort};
 pub use vrouter::VRouter;
-pub use vxlan::{decapsulate, encapsulate, inner_flow_hash, Decapsulated, Tunnel, ENCAP_LEN};
+pub use vxlan::{encapsulate, Tunnel};
 #[cfg(test)]
 mod tests;

@@ -3,6 +3,7 @@
 //! database snapshot plus what workers learned.
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
+use std::time::Instant;
 
 use rustc_hash::FxHashMap;
 
@@ -51,11 +52,12 @@ pub struct NetworkTable {
     pub flood_vteps: Vec<Ipv4Addr>,
 }
 
-/// Learned state carried from one table version to the next.
+/// Learned state carried from one table version to the next, each entry with
+/// when a worker last reported it (for ageing).
 #[derive(Clone, Debug, Default)]
 pub struct Learned {
-    pub macs: HashMap<(Vni, MacAddr), Location>,
-    pub neighbors: HashMap<Ipv4Addr, MacAddr>,
+    pub macs: HashMap<(Vni, MacAddr), (Location, Instant)>,
+    pub neighbors: HashMap<Ipv4Addr, (MacAddr, Instant)>,
 }
 
 /// Everything the vRouter looks up per packet.
@@ -71,7 +73,7 @@ pub struct VRouterTables {
     pub neighbors: FxHashMap<Ipv4Addr, MacAddr>,
     pub underlay: Option<Underlay>,
     /// Configured MAC entries (endpoints and remotes); the rest were learned.
-    pub configured_macs: usize,
+    configured_macs: usize,
 }
 
 fn mac_key(vni: Vni, mac: MacAddr) -> u128 {
@@ -104,12 +106,12 @@ impl VRouterTables {
                 }
             }
         }
-        for ((vni, mac), &at) in &learned.macs {
+        for ((vni, mac), &(at, _)) in &learned.macs {
             if tables.networks.contains_key(vni) {
                 tables.macs.insert(mac_key(*vni, *mac), at);
             }
         }
-        tables.neighbors.extend(learned.neighbors.iter().map(|(&ip, &mac)| (ip, mac)));
+        tables.neighbors.extend(learned.neighbors.iter().map(|(&ip, &(mac, _))| (ip, mac)));
         for endpoint in &config.endpoints {
             if let Some(id) = port_id(&endpoint.port) {
                 tables.macs.insert(mac_key(endpoint.vni, endpoint.mac), Location::Port(id));
@@ -138,12 +140,15 @@ impl VRouterTables {
         self.arp.get(&ip_key(vni, ip)).copied()
     }
 
-    pub fn mac_entries(&self) -> usize {
-        self.macs.len()
-    }
-
-    pub fn arp_entries(&self) -> usize {
-        self.arp.len()
+    /// Entries per table, by the names metrics and the API use.
+    pub fn sizes(&self) -> [(&'static str, usize); 5] {
+        [
+            ("networks", self.networks.len()),
+            ("macs", self.macs.len()),
+            ("macs_configured", self.configured_macs),
+            ("arp", self.arp.len()),
+            ("neighbors", self.neighbors.len()),
+        ]
     }
 }
 
@@ -183,9 +188,10 @@ mod tests {
         };
         let vm_ports = [VmPort { name: "vm0".into(), id: PortId(0) }, VmPort { name: "vm1".into(), id: PortId(2) }];
         let mut learned = Learned::default();
-        learned.macs.insert((100, mac(10)), Location::Port(PortId(2)));
-        learned.macs.insert((100, mac(30)), Location::Vtep(Ipv4Addr::new(192, 0, 2, 3)));
-        learned.macs.insert((999, mac(31)), Location::Port(PortId(0)));
+        let now = Instant::now();
+        learned.macs.insert((100, mac(10)), (Location::Port(PortId(2)), now));
+        learned.macs.insert((100, mac(30)), (Location::Vtep(Ipv4Addr::new(192, 0, 2, 3)), now));
+        learned.macs.insert((999, mac(31)), (Location::Port(PortId(0)), now));
         let tables = VRouterTables::build(&config, &learned, &vm_ports, None);
         assert_eq!(tables.generation, 4);
         assert_eq!(tables.port_vni, vec![Some(100), None, Some(100)]);
@@ -196,6 +202,6 @@ mod tests {
         assert_eq!(tables.mac_location(999, mac(31)), None, "learned in a deleted network");
         assert_eq!(tables.arp_answer(100, Ipv4Addr::new(10, 0, 0, 10)), Some(mac(10)));
         assert_eq!(tables.arp_answer(101, Ipv4Addr::new(10, 0, 0, 10)), None);
-        assert_eq!(tables.mac_entries(), 3);
+        assert_eq!(tables.sizes()[1], ("macs", 3));
     }
 }

@@ -2,13 +2,12 @@
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use crossbeam::queue::ArrayQueue;
 
 use super::*;
 use crate::config::VtepConfig;
 use crate::pipeline::{Burst, BytesPacket, DropReason, PacketBuf, PortId, Verdict};
 use crate::store::{ConfigSnapshot, Network, PortNetwork, RemoteEndpoint, VmEndpoint};
-use crate::unit::{LearnEvent, Location, Side, SwitchingUnit, WorkerLocal};
+use crate::unit::{LearnEvent, LearnQueue, Location, Side, SwitchingUnit, WorkerLocal};
 use crate::wire::{ipv4, udp, vxlan, MacAddr};
 
 const VNI: u32 = 100;
@@ -50,8 +49,8 @@ fn vrouter(next_hop_mac: Option<MacAddr>) -> VRouter {
     VRouter::new(VRouterTables::build(&config(), &Learned::default(), &vm_ports(), Some(underlay(next_hop_mac))))
 }
 
-fn local() -> (WorkerLocal, Arc<ArrayQueue<LearnEvent>>) {
-    let queue = Arc::new(ArrayQueue::new(64));
+fn local() -> (WorkerLocal, Arc<LearnQueue>) {
+    let queue = Arc::new(LearnQueue::new(64));
     (WorkerLocal::new(queue.clone(), 1_000_000, 10), queue)
 }
 
@@ -325,8 +324,8 @@ fn learned_entries_reach_the_tables_and_age_out() {
     use std::time::{Duration, Instant};
     let control: OverlayControl<BytesPacket> = OverlayControl::new(config(), vm_ports(), Some(underlay(None)), Duration::from_secs(300));
     let queue = control.learn_queue();
-    queue.push(LearnEvent::Mac { vni: VNI, mac: mac(30), at: Location::Vtep(FLOOD_VTEP) }).unwrap();
-    queue.push(LearnEvent::Neighbor { ip: REMOTE_VTEP, mac: ROUTER_MAC }).unwrap();
+    assert!(queue.push(LearnEvent::Mac { vni: VNI, mac: mac(30), at: Location::Vtep(FLOOD_VTEP) }));
+    assert!(queue.push(LearnEvent::Neighbor { ip: REMOTE_VTEP, mac: ROUTER_MAC }));
     let start = Instant::now();
     control.tick(start);
     let tables = control.current();

@@ -65,8 +65,10 @@ impl VRouter {
                 *verdict = Verdict::Drop(DropReason::PortNotInNetwork);
                 continue;
             };
-            let decision = self.switch_from_vm(packet, vni, in_port, local);
-            self.carry_out(burst, i, decision, Some(in_port), local);
+            match self.switch_from_vm(packet, vni, in_port, local) {
+                Decision::Verdict(v) => *verdict = v,
+                decision => self.carry_out(burst, i, decision, Some(in_port), local),
+            }
         }
     }
 
@@ -107,14 +109,10 @@ impl VRouter {
         };
         for i in 0..burst.len() {
             let Some((packet, verdict)) = burst.get_mut(i) else { continue };
-            let decision = match self.switch_from_uplink(packet, underlay, local) {
-                Ok(decision) => decision,
-                Err(reason) => Decision::Verdict(Verdict::Drop(reason)),
-            };
-            if let Decision::Verdict(v) = decision {
-                *verdict = v;
-            } else {
-                self.carry_out(burst, i, decision, None, local);
+            match self.switch_from_uplink(packet, underlay, local) {
+                Ok(Decision::Verdict(v)) => *verdict = v,
+                Ok(decision) => self.carry_out(burst, i, decision, None, local),
+                Err(reason) => *verdict = Verdict::Drop(reason),
             }
         }
     }
@@ -172,15 +170,11 @@ impl VRouter {
         }
     }
 
-    /// Applies a tunnel or flood decision to packet `i` of the burst, making
-    /// copies and ARP requests as needed.
+    /// Applies a decision to packet `i` of the burst, making copies and ARP
+    /// requests as needed. Plain verdicts are set by the callers in place.
     fn carry_out<P: PacketBuf>(&self, burst: &mut Burst<P>, i: usize, decision: Decision, in_port: Option<PortId>, local: &mut WorkerLocal) {
         match decision {
-            Decision::Verdict(v) => {
-                if let Some((_, verdict)) = burst.get_mut(i) {
-                    *verdict = v;
-                }
-            }
+            Decision::Verdict(v) => decide(burst, i, v),
             Decision::Tunnel(vni, vtep) => {
                 let Some((packet, verdict)) = burst.get_mut(i) else { return };
                 let (v, arp_request) = self.tunnel_to(packet, vni, vtep, local);
@@ -191,7 +185,7 @@ impl VRouter {
             }
             Decision::Flood { vni, to_vteps } => match self.tables.networks.get(&vni) {
                 Some(network) => self.flood(burst, i, vni, network, in_port, to_vteps, local),
-                None => self.carry_out(burst, i, Decision::Verdict(Verdict::Drop(DropReason::UnknownVni)), in_port, local),
+                None => decide(burst, i, Verdict::Drop(DropReason::UnknownVni)),
             },
         }
     }
@@ -214,13 +208,13 @@ impl VRouter {
         let vteps: &[Ipv4Addr] = if to_vteps { &network.flood_vteps } else { &[] };
         let mut remaining = ports().count() + vteps.len();
         if remaining == 0 {
-            self.carry_out(burst, i, Decision::Verdict(Verdict::Drop(DropReason::FloodNoMembers)), in_port, local);
+            decide(burst, i, Verdict::Drop(DropReason::FloodNoMembers));
             return;
         }
         for out in ports() {
             remaining -= 1;
             if remaining == 0 {
-                self.carry_out(burst, i, Decision::Verdict(Verdict::Forward(out)), in_port, local);
+                decide(burst, i, Verdict::Forward(out));
                 return;
             }
             match burst.get_mut(i).and_then(|(packet, _)| packet.duplicate()) {
@@ -265,6 +259,13 @@ impl VRouter {
             Ok(()) => (Verdict::Forward(underlay.port), None),
             Err(reason) => (Verdict::Drop(reason), None),
         }
+    }
+}
+
+/// Sets the verdict of packet `i` (if it is still undecided).
+fn decide<P: PacketBuf>(burst: &mut Burst<P>, i: usize, verdict: Verdict) {
+    if let Some((_, v)) = burst.get_mut(i) {
+        *v = verdict;
     }
 }
 

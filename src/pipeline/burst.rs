@@ -122,11 +122,6 @@ impl<P: PacketBuf> Burst<P> {
         self.unmade += 1;
     }
 
-    /// Whether `n` more packets can be made in this burst.
-    pub fn has_room_to_make(&self, n: usize) -> bool {
-        self.made.len() + n <= MADE_PER_BURST
-    }
-
     /// The packets stages made so far, with their verdicts.
     pub fn made(&self) -> &[(P, Verdict)] {
         &self.made
@@ -216,7 +211,6 @@ mod tests {
         burst.add_unmade();
         assert_eq!(burst.made().len(), MADE_PER_BURST);
         assert_eq!(burst.unmade(), 3, "two past the limit, one reported");
-        assert!(!burst.has_room_to_make(1));
         let mut out = Vec::new();
         burst.drain(|p, v| out.push((p.data()[0], v)));
         assert_eq!(out.len(), 1 + MADE_PER_BURST);

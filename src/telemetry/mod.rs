@@ -61,19 +61,12 @@ pub fn prometheus(monitor: &Monitor) -> String {
             out.sample("switchyard_unit_info", &[("side", name), ("id", unit.id()), ("version", unit.version())], 1);
             out.sample("switchyard_unit_generation", &[("side", name)], unit.generation());
         }
-        let current = overlay.current();
-        let tables = current.tables();
         out.family("switchyard_table_entries", "gauge", "Entries in the vRouter's tables.");
-        let sizes = [
-            ("networks", tables.networks.len()),
-            ("macs", tables.mac_entries()),
-            ("macs_configured", tables.configured_macs),
-            ("arp", tables.arp_entries()),
-            ("neighbors", tables.neighbors.len()),
-        ];
-        for (table, size) in sizes {
+        for (table, size) in overlay.current().tables().sizes() {
             out.sample("switchyard_table_entries", &[("table", table)], size as u64);
         }
+        out.family("switchyard_learn_reports_lost_total", "counter", "Learn reports dropped because the control side was behind (no packet is lost).");
+        out.sample("switchyard_learn_reports_lost_total", &[], overlay.lost_reports());
     }
     out.0
 }

@@ -3,11 +3,12 @@
 //! it into the next table version, so every worker sees it and published units
 //! stay immutable.
 use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crossbeam::queue::ArrayQueue;
 
-use crate::pipeline::{Counter, PortId};
+use crate::pipeline::PortId;
 use crate::store::Vni;
 use crate::wire::MacAddr;
 
@@ -20,6 +21,15 @@ pub enum Location {
     Vtep(Ipv4Addr),
 }
 
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Port(port) => write!(f, "port {}", port.0),
+            Location::Vtep(ip) => write!(f, "vtep {ip}"),
+        }
+    }
+}
+
 /// One observation a worker reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LearnEvent {
@@ -29,8 +39,45 @@ pub enum LearnEvent {
     Neighbor { ip: Ipv4Addr, mac: MacAddr },
 }
 
-/// The queue workers push to and the control plane drains.
-pub type LearnQueue = Arc<ArrayQueue<LearnEvent>>;
+/// The bounded queue workers push to and the control plane drains. A report
+/// that finds it full is counted and dropped: the worker never waits.
+pub struct LearnQueue {
+    events: ArrayQueue<LearnEvent>,
+    lost: AtomicU64,
+}
+
+impl LearnQueue {
+    pub fn new(capacity: usize) -> Self {
+        LearnQueue { events: ArrayQueue::new(capacity), lost: AtomicU64::new(0) }
+    }
+
+    /// False (and counted) if the queue is full.
+    pub fn push(&self, event: LearnEvent) -> bool {
+        let pushed = self.events.push(event).is_ok();
+        if !pushed {
+            // Only when the control side is behind, so the shared add costs nothing per packet.
+            self.lost.fetch_add(1, Ordering::Relaxed);
+        }
+        pushed
+    }
+
+    pub fn pop(&self) -> Option<LearnEvent> {
+        self.events.pop()
+    }
+
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// Reports lost because the queue was full.
+    pub fn lost(&self) -> u64 {
+        self.lost.load(Ordering::Relaxed)
+    }
+}
 
 const FILTER_SLOTS: usize = 1024;
 
@@ -40,15 +87,13 @@ pub struct WorkerLocal {
     /// TSC at the start of the current burst.
     pub now: u64,
     pub tsc_hz: u64,
-    queue: LearnQueue,
+    queue: Arc<LearnQueue>,
     /// Re-report an unchanged observation after this many TSC cycles, so the
     /// control plane can age out what is no longer seen.
     refresh_cycles: u64,
     /// Direct-mapped memory of recent reports: (observation hash, TSC). Keeps a
     /// busy flow from pushing one event per packet.
     reported: Box<[(u64, u64); FILTER_SLOTS]>,
-    /// Events lost because the queue was full (the control plane is behind).
-    pub lost_reports: Counter,
     /// Last ARP request sent per target slot: at most one per target per `arp_interval`.
     /// (target + 1, TSC); 0 marks an empty slot.
     arp_sent: Box<[(u64, u64); FILTER_SLOTS]>,
@@ -56,14 +101,13 @@ pub struct WorkerLocal {
 }
 
 impl WorkerLocal {
-    pub fn new(queue: LearnQueue, tsc_hz: u64, refresh_seconds: u64) -> Self {
+    pub fn new(queue: Arc<LearnQueue>, tsc_hz: u64, refresh_seconds: u64) -> Self {
         WorkerLocal {
             now: 0,
             tsc_hz,
             queue,
             refresh_cycles: tsc_hz.saturating_mul(refresh_seconds),
             reported: Box::new([(0, 0); FILTER_SLOTS]),
-            lost_reports: Counter::default(),
             arp_sent: Box::new([(0, 0); FILTER_SLOTS]),
             arp_interval: tsc_hz / 10,
         }
@@ -77,10 +121,8 @@ impl WorkerLocal {
         if slot.0 == hash && self.now.wrapping_sub(slot.1) < self.refresh_cycles {
             return;
         }
-        if self.queue.push(event).is_ok() {
+        if self.queue.push(event) {
             *slot = (hash, self.now);
-        } else {
-            self.lost_reports.add(1);
         }
     }
 
@@ -124,8 +166,8 @@ pub fn mix(mut x: u64) -> u64 {
 mod tests {
     use super::*;
 
-    fn local(capacity: usize) -> (WorkerLocal, LearnQueue) {
-        let queue = Arc::new(ArrayQueue::new(capacity));
+    fn local(capacity: usize) -> (WorkerLocal, Arc<LearnQueue>) {
+        let queue = Arc::new(LearnQueue::new(capacity));
         (WorkerLocal::new(queue.clone(), 1000, 10), queue)
     }
 
@@ -151,7 +193,7 @@ mod tests {
         local.report(LearnEvent::Neighbor { ip: Ipv4Addr::new(10, 0, 0, 1), mac: MacAddr([2, 0, 0, 0, 0, 1]) });
         local.report(LearnEvent::Neighbor { ip: Ipv4Addr::new(10, 0, 0, 2), mac: MacAddr([2, 0, 0, 0, 0, 2]) });
         assert_eq!(queue.len(), 1);
-        assert_eq!(local.lost_reports.get(), 1);
+        assert_eq!(queue.lost(), 1);
     }
 
     #[test]

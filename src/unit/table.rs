@@ -122,12 +122,6 @@ pub struct UnitStage<P> {
     local: WorkerLocal,
 }
 
-impl<P> UnitStage<P> {
-    pub fn local(&self) -> &WorkerLocal {
-        &self.local
-    }
-}
-
 impl<P: PacketBuf> Stage<P> for UnitStage<P> {
     fn name(&self) -> &'static str {
         "switching-unit"
@@ -166,10 +160,9 @@ impl<P> Drop for UnitStage<P> {
 mod tests {
     use std::sync::atomic::AtomicBool;
 
-    use crossbeam::queue::ArrayQueue;
-
     use super::*;
     use crate::pipeline::{BytesPacket, PortId, Verdict};
+    use crate::unit::LearnQueue;
 
     /// Forwards everything to `out`; sets `freed` when dropped.
     struct Fixed {
@@ -204,7 +197,7 @@ mod tests {
     }
 
     fn local() -> WorkerLocal {
-        WorkerLocal::new(Arc::new(ArrayQueue::new(4)), 1000, 1)
+        WorkerLocal::new(Arc::new(LearnQueue::new(4)), 1000, 1)
     }
 
     fn out_port(stage: &mut UnitStage<BytesPacket>, in_port: u16) -> Verdict {
