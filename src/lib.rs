@@ -16,5 +16,6 @@ pub mod pipeline;
 pub mod store;
 pub mod telemetry;
 pub mod unit;
+pub mod upgrade;
 pub mod wire;
 pub mod xconnect;

@@ -96,4 +96,12 @@ impl Runtime for MonitorRuntime {
         neighbors.sort_by_key(|n| n["ip"].as_str().map(str::to_owned));
         json!({ "macs": macs, "neighbors": neighbors })
     }
+
+    fn upgrade(&self, _library: &std::path::Path, _gate: &dyn crate::upgrade::ConfigGate) -> Result<crate::upgrade::UpgradeRecord, crate::upgrade::UpgradeRefused> {
+        Err(crate::upgrade::UpgradeRefused::NoUnit)
+    }
+
+    fn upgrade_status(&self) -> Result<crate::upgrade::UpgradeStatus, crate::upgrade::UpgradeRefused> {
+        Err(crate::upgrade::UpgradeRefused::NoUnit)
+    }
 }

@@ -4,8 +4,11 @@
 //! (never a worker), one mutating call at a time.
 use serde::{Deserialize, Serialize};
 
+use std::path::Path;
+
 use crate::config::PortRole;
 use crate::store::ConfigSnapshot;
+use crate::upgrade::{ConfigGate, UpgradeRecord, UpgradeRefused, UpgradeStatus};
 use crate::wire::MacAddr;
 
 pub trait Runtime: Send + Sync + 'static {
@@ -22,6 +25,13 @@ pub trait Runtime: Send + Sync + 'static {
     fn metrics(&self) -> String;
     /// Learned MAC entries and resolved neighbours (read-only, for GET endpoints).
     fn learned(&self) -> serde_json::Value;
+    /// Replaces the switching unit with the one in the shared library `library`
+    /// (seed 000 steps 1 to 8, calling `gate` at steps 1 and 8); blocks until it
+    /// is done. A refused unit is rolled back, which is `Ok` with
+    /// `Outcome::RolledBack` and the reason in the record.
+    fn upgrade(&self, library: &Path, gate: &dyn ConfigGate) -> Result<UpgradeRecord, UpgradeRefused>;
+    /// The units bound now, the upgrade running (if any) and the finished ones.
+    fn upgrade_status(&self) -> Result<UpgradeStatus, UpgradeRefused>;
 }
 
 /// One port of the switch as the data plane sees it (the TOML `[[port]]` list,

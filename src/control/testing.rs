@@ -97,4 +97,12 @@ impl Runtime for FakeRuntime {
             "neighbours": [{"vni": 100, "ip": "10.1.0.9", "mac": "02:00:00:00:00:bb", "vtep": "192.0.2.2"}],
         })
     }
+
+    fn upgrade(&self, _library: &std::path::Path, _gate: &dyn crate::upgrade::ConfigGate) -> Result<crate::upgrade::UpgradeRecord, crate::upgrade::UpgradeRefused> {
+        Err(crate::upgrade::UpgradeRefused::NoUnit)
+    }
+
+    fn upgrade_status(&self) -> Result<crate::upgrade::UpgradeStatus, crate::upgrade::UpgradeRefused> {
+        Err(crate::upgrade::UpgradeRefused::NoUnit)
+    }
 }
