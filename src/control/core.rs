@@ -82,7 +82,7 @@ impl Control {
     /// starts from what the database holds.
     pub fn new(store: Store, runtime: Arc<dyn Runtime>) -> Result<Control, StoreError> {
         let snapshot = Arc::new(store.snapshot()?);
-        runtime.apply(&snapshot);
+        runtime.apply(&[], &snapshot);
         Ok(Control { store, runtime, writer: Mutex::new(()), current: Mutex::new(snapshot) })
     }
 
@@ -120,7 +120,7 @@ impl Control {
         next.generation = generation;
         let next = Arc::new(next);
         *self.current.lock().unwrap_or_else(PoisonError::into_inner) = next.clone();
-        self.runtime.apply(&next);
+        self.runtime.apply(&changes, &next);
         log::info!("control: generation {generation}: {}", describe(&changes));
         Ok(reply)
     }

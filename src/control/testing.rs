@@ -57,7 +57,7 @@ impl FakeRuntime {
 }
 
 impl Runtime for FakeRuntime {
-    fn apply(&self, config: &ConfigSnapshot) {
+    fn apply(&self, _changes: &[crate::store::Change], config: &ConfigSnapshot) {
         self.applied.lock().unwrap_or_else(PoisonError::into_inner).push(config.clone());
     }
 

@@ -16,12 +16,12 @@ struct ProbeRuntime {
 }
 
 impl Runtime for ProbeRuntime {
-    fn apply(&self, config: &ConfigSnapshot) {
+    fn apply(&self, changes: &[crate::store::Change], config: &ConfigSnapshot) {
         if let Some(control) = self.control.get().and_then(Weak::upgrade) {
             let in_store = control.store().snapshot().expect("read the store");
             self.committed_first.lock().unwrap().push(in_store == *config);
         }
-        self.fake.apply(config);
+        self.fake.apply(changes, config);
     }
     fn ports(&self) -> Vec<PortView> {
         self.fake.ports()
@@ -37,6 +37,12 @@ impl Runtime for ProbeRuntime {
     }
     fn learned(&self) -> serde_json::Value {
         self.fake.learned()
+    }
+    fn upgrade(&self, library: &std::path::Path, gate: &dyn crate::upgrade::ConfigGate) -> Result<crate::upgrade::UpgradeRecord, crate::upgrade::UpgradeRefused> {
+        self.fake.upgrade(library, gate)
+    }
+    fn upgrade_status(&self) -> Result<crate::upgrade::UpgradeStatus, crate::upgrade::UpgradeRefused> {
+        self.fake.upgrade_status()
     }
 }
 

@@ -24,10 +24,10 @@ use crossbeam::utils::CachePadded;
 
 use crate::config::{Config, PortConfig, PortRole};
 use crate::dpdk::{self, Eal, LcoreId, Mbuf, Mempool, Port, PortSetup, RxQueue, TxBuffer};
-use crate::overlay::{OverlayControl, Underlay, VmPort};
+use crate::overlay::{Underlay, UnitHost, UnitSetup, VmPort};
 use crate::pipeline::{PortId, QueueId};
 use crate::store::ConfigSnapshot;
-use crate::unit::{Side, WorkerLocal};
+use crate::unit::{Side, UnitStage, UnitState};
 use crate::wire::MacAddr;
 use crate::xconnect::{CrossConnect, Route};
 
@@ -87,7 +87,7 @@ pub enum StopCause {
 /// A running data plane. Dropping it stops workers, closes ports, then the EAL.
 pub struct Dataplane {
     stop: Arc<AtomicBool>,
-    overlay: Option<Arc<OverlayControl<Mbuf>>>,
+    overlay: Option<Arc<UnitHost<Mbuf>>>,
     housekeeping: Option<std::thread::JoinHandle<()>>,
     workers: Vec<(LcoreId, Arc<CachePadded<WorkerCounters>>)>,
     running: bool,
@@ -170,11 +170,11 @@ impl Dataplane {
         let tsc_hz = eal.tsc_hz();
         let overlay = match forwarding {
             Forwarding::CrossConnect => None,
-            Forwarding::Overlay { config, ageing } => Some(Arc::new(overlay_control(&bindings, config, ageing))),
+            Forwarding::Overlay { config, ageing } => Some(Arc::new(UnitHost::new(unit_setup(&bindings, config, ageing)))),
         };
         let build_pipeline = |bindings: &[PortBinding]| match &overlay {
             None => cross_connect_pipeline(bindings),
-            Some(control) => unit_pipeline(control, bindings, tsc_hz),
+            Some(host) => unit_pipeline(host, bindings, tsc_hz),
         };
         let mut plans: Vec<Worker> = config
             .dataplane
@@ -218,13 +218,13 @@ impl Dataplane {
             };
             log::info!("port[{index}] \"{name}\": link {}{waiting}", if link.up { "up" } else { "down" });
         }
-        let housekeeping = overlay.clone().map(|control| {
+        let housekeeping = overlay.clone().map(|host| {
             let stop = stop.clone();
             std::thread::Builder::new()
                 .name("housekeeping".into())
                 .spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
-                        control.tick(Instant::now());
+                        host.housekeeping();
                         std::thread::sleep(HOUSEKEEPING_INTERVAL);
                     }
                 })
@@ -250,8 +250,8 @@ impl Dataplane {
         Ok(dataplane)
     }
 
-    /// The vRouter's control side, when the vRouter forwards.
-    pub fn overlay(&self) -> Option<&Arc<OverlayControl<Mbuf>>> {
+    /// The vRouter units, when the vRouter forwards.
+    pub fn overlay(&self) -> Option<&Arc<UnitHost<Mbuf>>> {
         self.overlay.as_ref()
     }
 
@@ -408,9 +408,9 @@ fn probe_failure(port: &PortConfig, err: &dpdk::DpdkError) -> String {
     }
 }
 
-/// The vRouter's control side for these ports: VM-role ports by name, the
-/// uplink with a VTEP address as the underlay.
-fn overlay_control(bindings: &[PortBinding], config: ConfigSnapshot, ageing: Duration) -> OverlayControl<Mbuf> {
+/// What the vRouter units are made from for these ports: VM-role ports by
+/// name, the uplink with a VTEP address as the underlay.
+fn unit_setup(bindings: &[PortBinding], config: ConfigSnapshot, ageing: Duration) -> UnitSetup {
     let vm_ports = bindings
         .iter()
         .filter(|b| b.config.role == PortRole::Vm)
@@ -419,21 +419,18 @@ fn overlay_control(bindings: &[PortBinding], config: ConfigSnapshot, ageing: Dur
     let underlay = bindings
         .iter()
         .find_map(|b| Some(Underlay { port: b.id, mac: b.mac, vtep: b.config.vtep.clone()? }));
-    OverlayControl::new(config, vm_ports, underlay, ageing)
+    UnitSetup { vm_ports, underlay, ageing_ms: ageing.as_millis() as u64, state: UnitState { config, ..UnitState::default() } }
 }
 
 /// A worker's stages with the switching unit: uplink ports use the uplink
 /// binding, every other port the VM-side one.
-fn unit_pipeline(control: &OverlayControl<Mbuf>, bindings: &[PortBinding], tsc_hz: u64) -> Pipeline {
+fn unit_pipeline(host: &UnitHost<Mbuf>, bindings: &[PortBinding], tsc_hz: u64) -> Pipeline {
     let slots = bindings.iter().map(|b| b.id.index() + 1).max().unwrap_or(0);
     let mut sides = vec![Side::Vm; slots];
     for b in bindings.iter().filter(|b| b.config.role == PortRole::Uplink) {
         sides[b.id.index()] = Side::Uplink;
     }
-    // Unchanged observations are re-reported a third of the ageing time apart.
-    let refresh = (control.ageing().as_secs() / 3).max(1);
-    let local = WorkerLocal::new(control.learn_queue(), tsc_hz, refresh);
-    vec![Box::new(control.table().stage(sides, local))]
+    vec![Box::new(UnitStage::new(host.units().clone(), sides, tsc_hz))]
 }
 
 /// The foundation's pipeline: each port's `forward_to` as a cross-connect.
