@@ -200,6 +200,7 @@ impl Dataplane {
                     sleep: Duration::from_micros(u64::from(config.dataplane.idle_sleep_us)),
                 },
                 drain_cycles: tsc_hz * u64::from(config.dataplane.tx_drain_us) / 1_000_000,
+                sent: 0,
             })
             .collect();
         let queues = bindings.iter().map(|b| (b.id, b.config.rx_queues));
@@ -274,6 +275,19 @@ impl Dataplane {
 
     pub fn tsc_hz(&self) -> u64 {
         self.eal.tsc_hz()
+    }
+
+    /// Starts a new output-gap measuring window on every worker.
+    pub fn open_gap_window(&self) {
+        for (_, counters) in &self.workers {
+            counters.output_gap.window.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The longest pause in any worker's output since the last `open_gap_window`
+    /// (between two run-loop iterations that transmitted), in TSC cycles.
+    pub fn longest_output_gap(&self) -> u64 {
+        self.workers.iter().map(|(_, c)| c.output_gap.longest_cycles.load(Ordering::Relaxed)).max().unwrap_or(0)
     }
 
     /// Counters summed over workers, read while they run.
