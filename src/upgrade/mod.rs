@@ -8,3 +8,5 @@ pub use record::{
     unix_us, ConfigGate, Outcome, Resumed, StepRecord, UnitDescription, UpgradeRecord, UpgradeRefused, UpgradeStatus,
     STEP_NAMES,
 };
+#[cfg(test)]
+mod tests;

@@ -214,7 +214,7 @@ impl<P: PacketBuf + 'static> Run<'_, P> {
             Ok(detail)
         });
         let Some(new) = new.filter(|_| step5.is_ok()) else {
-            self.roll_back(&previous, &intermediate, gate);
+            self.roll_back(&previous, intermediate, gate);
             return step5;
         };
 
@@ -279,7 +279,7 @@ impl<P: PacketBuf + 'static> Run<'_, P> {
     /// Step 5 failed: traffic is on the intermediate unit. Load the previous
     /// unit again (its library, or the embedded vRouter), switch back to it,
     /// unload the intermediate unit.
-    fn roll_back(&mut self, previous: &UnitDescription, intermediate: &Unit<P>, gate: &dyn ConfigGate) {
+    fn roll_back(&mut self, previous: &UnitDescription, intermediate: Unit<P>, gate: &dyn ConfigGate) {
         let host = self.upgrader.host.clone();
         let mut restored: Option<Unit<P>> = None;
         let _ = self.timed(0, "roll back: load the previous unit and write the configuration into it", || {
@@ -312,7 +312,7 @@ impl<P: PacketBuf + 'static> Run<'_, P> {
         });
         self.record.to = Some(describe(&*restored));
         drop(restored);
-        let _ = self.timed(0, "roll back: clear and unload the intermediate unit", || unload(intermediate.clone()));
+        let _ = self.timed(0, "roll back: clear and unload the intermediate unit", || unload(intermediate));
         self.resume(gate);
     }
 

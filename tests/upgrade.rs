@@ -1,0 +1,229 @@
+//! Hitless upgrades of the switching unit on a running switch (seed 000),
+//! through the control API and `switchyard ctl upgrade`, with the unit
+//! libraries `make units` builds.
+//!
+//! The generator is a net_pcap port replaying a capture of sequence-numbered
+//! frames forever (`infinite_rx`): the switch pulls it at its full rate, so it
+//! is loaded at every moment of every upgrade. The output goes to a capture on
+//! tmpfs, compared frame by frame with the input afterwards.
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use common::switch::RunningSwitch;
+use common::*;
+use serde_json::Value;
+
+const FLOWS: u32 = 4;
+const PER_FLOW: u32 = 4096;
+const VM0_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x10];
+const VM1_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x11];
+
+/// Frame `seq` of `flow`: VM0 to VM1 (a configured endpoint, so never
+/// flooded), IPv4/UDP with the flow in the source port and (flow, seq) in the payload.
+fn frame(flow: u32, seq: u32) -> Vec<u8> {
+    let mut payload = Vec::new();
+    payload.extend_from_slice(&flow.to_be_bytes());
+    payload.extend_from_slice(&seq.to_be_bytes());
+    payload.resize(18, 0);
+    let udp_len = 8 + payload.len() as u16;
+    let mut f = Vec::new();
+    f.extend_from_slice(&VM1_MAC);
+    f.extend_from_slice(&VM0_MAC);
+    f.extend_from_slice(&[0x08, 0x00]);
+    let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
+    ip[2..4].copy_from_slice(&(20 + udp_len).to_be_bytes());
+    let checksum = switchyard::wire::checksum::checksum(&ip);
+    ip[10..12].copy_from_slice(&checksum.to_be_bytes());
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&(1000 + flow as u16).to_be_bytes());
+    f.extend_from_slice(&9u16.to_be_bytes());
+    f.extend_from_slice(&udp_len.to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(&payload);
+    f
+}
+
+fn generator() -> Vec<Vec<u8>> {
+    (0..PER_FLOW).flat_map(|seq| (0..FLOWS).map(move |flow| frame(flow, seq))).collect()
+}
+
+fn socket_path(tag: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("sy-up-{tag}-{}.sock", std::process::id()))
+}
+
+/// The vRouter between a generator port and an output port (`vm1_devargs`).
+fn config(dir: &Path, socket: &Path, input: &Path, vm1_devargs: &str) -> String {
+    format!(
+        "[eal]\nlcores = \"0-1\"\nmemory_mb = 512\n[mempool]\nmbufs = 32767\n[dataplane]\nworkers = [1]\n\
+         [control]\nsocket = \"{socket}\"\ndatabase = \"{dir}/config.redb\"\n\
+         [[port]]\nname = \"vm0\"\ndevargs = \"net_pcap0,rx_pcap={input},infinite_rx=1\"\nrole = \"vm\"\nvni = 100\n\
+         [[port]]\nname = \"vm1\"\ndevargs = \"{vm1_devargs}\"\nrole = \"vm\"\nvni = 100\n\
+         [[network]]\nvni = 100\nname = \"load\"\n\
+         [[endpoint]]\nvni = 100\nmac = \"02:00:00:00:00:11\"\nport = \"vm1\"\n",
+        socket = socket.display(),
+        dir = dir.display(),
+        input = input.display(),
+    )
+}
+
+fn ctl(socket: &Path, args: &[&str]) -> Output {
+    switchyard().arg("ctl").arg("--socket").arg(socket).args(args).output().unwrap()
+}
+
+fn ctl_json(socket: &Path, args: &[&str]) -> Value {
+    let out = ctl(socket, &[&["--json"], args].concat());
+    assert!(out.status.success(), "ctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn upgrade(socket: &Path, library: &Path) -> Output {
+    ctl(socket, &["upgrade", library.to_str().unwrap()])
+}
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+#[test]
+fn a_hundred_upgrades_under_full_load_lose_no_packet_reorder_none_and_apply_every_config_request() {
+    let dir = scratch("a_hundred_upgrades_under_full_load");
+    let input = dir.join("generator.pcap");
+    let frames = generator();
+    write_pcap(&input, &frames);
+    let output = PathBuf::from(format!("/dev/shm/switchyard-upgrade-{}.pcap", std::process::id()));
+    let socket = socket_path("load");
+    let toml = config(&dir, &socket, &input, &format!("net_pcap1,tx_pcap={}", output.display()));
+    let mut switch = RunningSwitch::start(&dir, &toml);
+    switch.wait_until_running();
+    let (v1, v2) = (unit_library("basic-v1"), unit_library("basic-v2"));
+
+    // Config requests keep coming during the upgrades: a network renamed again
+    // and again (order), and new networks (none lost).
+    ctl_json(&socket, &["network", "create", "--vni", "500", "--name", "rename-0"]);
+    let upgrading = AtomicBool::new(true);
+    let requests = std::thread::scope(|scope| {
+        let requester = scope.spawn(|| {
+            let mut sent = 0u32;
+            let mut queued = 0u32;
+            while upgrading.load(Ordering::Relaxed) || sent < 10 {
+                sent += 1;
+                for args in [
+                    vec!["network".to_string(), "set".into(), "500".into(), "--name".into(), format!("rename-{sent}")],
+                    vec!["network".into(), "create".into(), "--vni".into(), (1000 + sent).to_string(), "--name".into(), format!("n-{sent}")],
+                ] {
+                    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                    let out = ctl(&socket, &args);
+                    assert!(out.status.success(), "ctl {args:?}: {}", text(&out));
+                    queued += u32::from(String::from_utf8_lossy(&out.stdout).contains("queued as request"));
+                }
+            }
+            (sent, queued)
+        });
+        for i in 0..100 {
+            let library = if i % 2 == 0 { &v2 } else { &v1 };
+            let out = upgrade(&socket, library);
+            assert!(out.status.success(), "upgrade {i} to {}: {}", library.display(), text(&out));
+        }
+        upgrading.store(false, Ordering::Relaxed);
+        requester.join().unwrap()
+    });
+    let (sent, queued) = requests;
+    eprintln!("{sent} rounds of config requests during the upgrades, {queued} of them queued (HTTP 202)");
+
+    let status = ctl_json(&socket, &["upgrade", "--status"]);
+    let history = status["history"].as_array().unwrap();
+    assert_eq!(history.len(), 100, "{status}");
+    for record in history {
+        assert_eq!(record["outcome"], "upgraded", "{record}");
+        let steps: Vec<u64> = record["steps"].as_array().unwrap().iter().map(|s| s["step"].as_u64().unwrap()).collect();
+        assert_eq!(steps, (1..=8).collect::<Vec<u64>>(), "{record}");
+    }
+    assert_eq!(status["vm"]["version"], "1.0.0", "the 100th upgrade went to v1: {status}");
+    assert_eq!(status["uplink"]["library"], v1.display().to_string());
+
+    let networks = ctl_json(&socket, &["network", "list"]);
+    let name_of = |vni: u32| networks.as_array().unwrap().iter().find(|n| n["vni"] == vni).map(|n| n["name"].clone());
+    assert_eq!(name_of(500), Some(Value::from(format!("rename-{sent}"))), "renames applied in order");
+    for k in 1..=sent {
+        assert_eq!(name_of(1000 + k), Some(Value::from(format!("n-{k}"))), "network {} lost", 1000 + k);
+    }
+    let unit = ctl_json(&socket, &["unit"]);
+    assert_eq!(unit["vm"]["generation"], ctl_json(&socket, &["config"])["generation"], "the unit runs the last generation: {unit}");
+
+    let exit = switch.stop();
+    assert!(exit.status.success(), "{}", exit.log);
+    let stats = &exit.stats;
+    let port = |i: usize, key: &str| stats["ports"][i][key].as_u64().unwrap();
+    assert_eq!(stats["dropped"], 0, "{stats}");
+    assert_eq!(stats["unaccounted"], 0, "{stats}");
+    assert_eq!(port(0, "rx_packets"), port(1, "tx_packets"), "rx = tx exactly: {stats}");
+    assert_eq!((port(0, "imissed"), port(0, "rx_nombuf")), (0, 0), "{stats}");
+
+    let out = read_pcap(&output);
+    let _ = std::fs::remove_file(&output);
+    assert_eq!(out.len() as u64, port(1, "tx_packets"));
+    assert!(out.len() > 10 * frames.len(), "the generator went round many times: {}", out.len());
+    for (i, got) in out.iter().enumerate() {
+        let want = &frames[i % frames.len()];
+        assert!(got == want, "output frame {i} is not input frame {}: a packet was lost, reordered or changed", i % frames.len());
+    }
+    eprintln!("100 upgrades under load: {} frames out, all in order", out.len());
+}
+
+#[test]
+fn refused_libraries_roll_back_to_the_previous_unit_and_traffic_keeps_flowing() {
+    let dir = scratch("refused_libraries_roll_back");
+    let input = dir.join("generator.pcap");
+    write_pcap(&input, &generator());
+    let socket = socket_path("refused");
+    let mut switch = RunningSwitch::start(&dir, &config(&dir, &socket, &input, "net_null0"));
+    switch.wait_until_running();
+    let tx = || ctl_json(&socket, &["stats"])["ports"][1]["tx_packets"].as_u64().unwrap();
+
+    let not_a_library = dir.join("not-a-library.so");
+    std::fs::write(&not_a_library, "plain text").unwrap();
+    let bad: [(PathBuf, &str); 6] = [
+        (PathBuf::from("/nonexistent/unit.so"), "cannot load /nonexistent/unit.so"),
+        (not_a_library.clone(), "cannot load"),
+        (PathBuf::from("/lib/x86_64-linux-gnu/libz.so.1"), "is not a switchyard unit: it exports no switchyard_unit_abi"),
+        (unit_library("faulty-abi-mismatch"), "was built for another unit ABI"),
+        (unit_library("faulty-reject-config"), "refused configuration generation"),
+        (unit_library("faulty-unhealthy"), "health check failed"),
+    ];
+    // From the embedded unit, then from a library unit (restored by loading it again).
+    for previous in [None, Some(unit_library("basic-v1"))] {
+        if let Some(library) = &previous {
+            let out = upgrade(&socket, library);
+            assert!(out.status.success(), "{}", text(&out));
+        }
+        let before = ctl_json(&socket, &["unit"]);
+        for (library, reason) in &bad {
+            let sent = tx();
+            let out = upgrade(&socket, library);
+            assert!(!out.status.success(), "{} must be refused", library.display());
+            let said = text(&out);
+            assert!(said.contains("rolled back") && said.contains(reason), "{}: {said}", library.display());
+            let after = ctl_json(&socket, &["unit"]);
+            assert_eq!(after["vm"], before["vm"], "the previous unit is back: {said}");
+            assert_eq!(after["uplink"], before["uplink"]);
+            std::thread::sleep(Duration::from_millis(50));
+            assert!(tx() > sent, "traffic flows after rolling back from {}", library.display());
+        }
+    }
+    let status = ctl_json(&socket, &["upgrade", "--status"]);
+    let outcomes: Vec<&str> = status["history"].as_array().unwrap().iter().map(|r| r["outcome"].as_str().unwrap()).collect();
+    assert_eq!(outcomes.iter().filter(|o| **o == "rolled_back").count(), 12, "{outcomes:?}");
+    let record = &status["history"][1];
+    assert!(record["error"].as_str().unwrap().starts_with("step 5: "), "{record}");
+    assert!(record["steps"].as_array().unwrap().iter().any(|s| s["step"] == 0), "rollback steps recorded: {record}");
+
+    let exit = switch.stop();
+    assert!(exit.status.success(), "{}", exit.log);
+    assert_eq!(exit.stats["dropped"], 0, "{}", exit.stats);
+    assert_eq!(exit.stats["unaccounted"], 0, "{}", exit.stats);
+    assert_eq!(exit.stats["ports"][0]["rx_packets"], exit.stats["ports"][1]["tx_packets"], "{}", exit.stats);
+}
