@@ -38,6 +38,16 @@ impl Runtime for ProbeRuntime {
     fn learned(&self) -> serde_json::Value {
         self.fake.learned()
     }
+    fn upgrade(
+        &self,
+        library: &std::path::Path,
+        gate: &dyn crate::upgrade::ConfigGate,
+    ) -> Result<crate::upgrade::UpgradeRecord, crate::upgrade::UpgradeRefused> {
+        self.fake.upgrade(library, gate)
+    }
+    fn upgrade_status(&self) -> Result<crate::upgrade::UpgradeStatus, crate::upgrade::UpgradeRefused> {
+        self.fake.upgrade_status()
+    }
 }
 
 struct Setup {
