@@ -214,7 +214,7 @@ impl Runtime for FakeRuntime {
     }
 
     /// The eight steps with nothing behind them but the gate: step 1 pauses it,
-    /// step 8 resumes it. The new unit is "fake 0.0.0+<file stem>".
+    /// step 8 resumes it. The new unit is "fake 0.0.0+<the library's file stem>".
     fn upgrade(&self, library: &Path, gate: &dyn ConfigGate) -> Result<UpgradeRecord, UpgradeRefused> {
         let started = SystemTime::now();
         let clock = Instant::now();
@@ -248,7 +248,7 @@ impl Runtime for FakeRuntime {
         let stem = library.file_stem().map_or("new".into(), |s| s.to_string_lossy().into_owned());
         let new = UnitDescription {
             id: from.id.clone(),
-            version: format!("{}+{stem}", from.version),
+            version: format!("{}+{stem}", from.version.split('+').next().unwrap_or_default()),
             library: Some(library.display().to_string()),
         };
         let work = |detail: String| {
