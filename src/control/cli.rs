@@ -58,10 +58,11 @@ pub enum CtlCommand {
     Learned,
     /// Prometheus metrics text.
     Metrics,
-    /// Replace the switching unit with the one in a shared library, without
-    /// losing traffic, printing each step as it completes. Config changes sent
-    /// meanwhile are queued and applied when it ends. Exit code 1 if the new unit
-    /// was refused (rolled back).
+    /// Replace the switching unit with one from a shared library, hitlessly.
+    ///
+    /// Prints each of the eight steps as it completes, then the outcome. Config
+    /// changes sent meanwhile are queued and applied, in order, when it ends.
+    /// Exit code 1 if the new unit was refused (rolled back).
     Upgrade(UpgradeArgs),
     /// What became of a change request queued during an upgrade.
     Request {
