@@ -288,7 +288,8 @@ impl Control {
 
     /// Validate, commit, update the snapshot, apply: the one path every change takes.
     /// `plan` sees the current snapshot and returns the changes and the reply; an
-    /// empty change list (the request asks for what already is) commits nothing.
+    /// empty change list (the request asks for what already is) commits nothing
+    /// (for a queued request, only its outcome).
     fn change<R: Serialize>(
         &self,
         queued: Option<u64>,
