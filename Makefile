@@ -5,7 +5,7 @@ DEBIAN_PACKAGES := libdpdk-dev dpdk-dev clang libclang-dev libpcap-dev pkg-confi
 HUGEPAGES ?= 512
 SWITCHYARD := target/release/switchyard
 
-.PHONY: all deps hugepages build run test check-unsafe lint bench clean
+.PHONY: all deps hugepages build units run test check-unsafe lint bench clean
 
 all: build
 
@@ -27,8 +27,24 @@ hugepages:
 	  echo "hugepages: $$(cat /sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages) x 2 MiB"; \
 	else echo "hugepages: not reserved (needs root); pcap/null ports run without"; fi
 
-build: deps
+build: deps units
 	$(CARGO) build --release
+
+# Loadable switching units (docs/unit-abi.md), each build copied to its own
+# file: a library at one path cannot be loaded twice, so an upgrade needs two.
+# basic-v1/-v2 are the vRouter unit (v2 counts packets by side); the faulty-*
+# libraries fail on purpose for the rollback tests.
+UNITS := target/units
+units: deps
+	@mkdir -p $(UNITS)
+	$(CARGO) build --release -p switchyard-unit-basic
+	cp target/release/libswitchyard_unit_basic.so $(UNITS)/basic-v1.so
+	$(CARGO) build --release -p switchyard-unit-basic --features v2
+	cp target/release/libswitchyard_unit_basic.so $(UNITS)/basic-v2.so
+	for fault in abi-mismatch reject-config unhealthy; do \
+	  $(CARGO) build --release -p switchyard-unit-faulty --features $$fault && \
+	  cp target/release/libswitchyard_unit_faulty.so $(UNITS)/faulty-$$fault.so || exit 1; \
+	done
 
 run: build
 	@mkdir -p out
@@ -37,13 +53,13 @@ run: build
 
 # The whole suite: unit tests (no EAL), the binary in pcap mode, bad configs,
 # the bench harness smoke run, lints, and the unsafe boundary.
-test: deps hugepages check-unsafe
+test: deps hugepages check-unsafe units
 	$(CARGO) test --all-targets
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-# `unsafe` is allowed only in src/dpdk/ (and the dpdk-ffi crate).
+# `unsafe` is allowed only in src/dpdk/ (and the dpdk-ffi crate); unit crates export through it.
 check-unsafe:
-	@if grep -rn unsafe src/ | grep -v '^src/dpdk/'; then \
+	@if grep -rn unsafe src/ units/ | grep -v '^src/dpdk/'; then \
 	  echo "check-unsafe: unsafe outside src/dpdk/"; exit 1; fi
 
 bench: build

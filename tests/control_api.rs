@@ -702,7 +702,7 @@ async fn post_ok(c: &Client) {
 
 /// Every line `ctl upgrade` printed for the steps: (step, rest of the line).
 fn step_lines(out: &str) -> Vec<String> {
-    out.lines().filter(|l| l.starts_with("step ") || l.starts_with("rollback: ")).map(str::to_string).collect()
+    out.lines().filter(|l| l.starts_with("step ") || l.starts_with("roll back: ")).map(str::to_string).collect()
 }
 
 #[test]
@@ -780,7 +780,7 @@ fn ctl_upgrade_prints_each_step_and_changes_meanwhile_are_queued() {
         let prefix = format!("step {}/8 {} ... ", i + 1, STEP_NAMES[i]);
         assert!(line.starts_with(&prefix) && line.contains(" ms"), "{line:?} should start with {prefix:?}");
     }
-    assert!(lines[7].ends_with(" ms  (4 queued requests applied, 0 failed)"), "{}", lines[7]);
+    assert!(lines[7].ends_with(" ms  (4 queued requests applied, 0 refused)"), "{}", lines[7]);
     let tail: Vec<&str> = out.lines().skip(8).collect();
     assert_eq!(tail.len(), 2, "{out}");
     assert!(tail[0].starts_with("upgraded: fake 0.0.0 -> fake 0.0.0+unit-v2 in ") && tail[0].ends_with(" ms"), "{out}");
@@ -797,13 +797,16 @@ fn ctl_upgrade_prints_each_step_and_changes_meanwhile_are_queued() {
     let (code, out, err) = server.ctl(&["upgrade", absolute.to_str().unwrap()]);
     assert_eq!((code, err.as_str()), (1, ""), "{out}");
     let lines = step_lines(&out);
-    assert_eq!(lines.len(), 8, "{out}");
+    assert_eq!(lines.len(), 9, "{out}");
     assert!(
         lines[4].starts_with("step 5/8 load the new unit and write the configuration into it ... FAILED after "),
         "{out}"
     );
     assert!(lines[4].ends_with(" ms  (the unit's ABI version 9 is not 1)"), "{out}");
-    assert!(lines[5].starts_with("rollback: reload the previous unit and switch the ports back to it ... "), "{out}");
+    assert!(
+        lines[5].starts_with("roll back: load the previous unit and write the configuration into it ... "),
+        "{out}"
+    );
     assert!(out.ends_with("\nrolled back: the unit's ABI version 9 is not 1\n"), "{out}");
 
     // --json: the record, and still exit code 1 when refused.

@@ -6,15 +6,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::dpdk::Mbuf;
-use crate::overlay::OverlayControl;
-use crate::store::{ConfigSnapshot, RemoteEndpoint};
+use crate::overlay::UnitHost;
+use crate::store::{Change, ConfigSnapshot, RemoteEndpoint};
+use crate::unit::UnitCommand;
 use crate::wire::MacAddr;
 
 /// Remote endpoints in the table while it churns.
 const TABLE_ENTRIES: u32 = 1000;
 
 /// Applies `per_second` updates a second until `stop`; returns how many.
-pub fn run(overlay: &OverlayControl<Mbuf>, base: &ConfigSnapshot, per_second: u32, stop: &AtomicBool) -> u64 {
+pub fn run(host: &UnitHost<Mbuf>, base: &ConfigSnapshot, per_second: u32, stop: &AtomicBool) -> u64 {
     let mut config = base.clone();
     let vni = config.networks.first().map_or(1, |n| n.vni);
     let remote = |i: u32| RemoteEndpoint {
@@ -24,18 +25,21 @@ pub fn run(overlay: &OverlayControl<Mbuf>, base: &ConfigSnapshot, per_second: u3
         vtep: Ipv4Addr::new(198, 51, 100, 1 + (i % 200) as u8),
     };
     config.remotes.extend((0..TABLE_ENTRIES).map(remote));
+    config.generation += 1;
+    apply(host, &UnitCommand::Replace(config.clone()));
     let interval = Duration::from_secs(1) / per_second;
     let start = Instant::now();
     let mut applied = 0u64;
     while !stop.load(Ordering::Relaxed) {
         // Toggle one extra entry: odd updates add it, even ones remove it.
-        if applied % 2 == 0 {
-            config.remotes.push(remote(TABLE_ENTRIES));
+        let toggled = remote(TABLE_ENTRIES);
+        let change = if applied % 2 == 0 {
+            Change::PutRemote(toggled)
         } else {
-            config.remotes.pop();
-        }
+            Change::DeleteRemote { vni: toggled.vni, mac: toggled.mac }
+        };
         config.generation += 1;
-        overlay.apply(&config);
+        apply(host, &UnitCommand::Apply { generation: config.generation, changes: vec![change] });
         applied += 1;
         let next = start + interval * u32::try_from(applied).unwrap_or(u32::MAX);
         if let Some(wait) = next.checked_duration_since(Instant::now()) {
@@ -43,4 +47,10 @@ pub fn run(overlay: &OverlayControl<Mbuf>, base: &ConfigSnapshot, per_second: u3
         }
     }
     applied
+}
+
+fn apply(host: &UnitHost<Mbuf>, command: &UnitCommand) {
+    if let Err(e) = host.apply(command) {
+        log::error!("churn: {e}");
+    }
 }

@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::dataplane::Dataplane;
+use crate::unit::UnitCommand;
 pub use scenario::Scenario;
 
 /// The lcore that forwards, for testpmd and switchyard alike; lcore 0 is the main lcore.
@@ -190,7 +191,9 @@ workers = [{FORWARDING_LCORE}]
         });
         let relative = churned.mpps / measurement.mpps;
         under_churn = Some(ChurnMeasurement { updates_per_second: churn, updates_applied: applied, switchyard: churned, relative });
-        overlay.apply(&base);
+        if let Err(e) = overlay.apply(&UnitCommand::Replace(base)) {
+            log::error!("bench: cannot restore the configuration after churn: {e}");
+        }
     }
     let tsc_hz = dataplane.tsc_hz();
     let summary = dataplane.stop();

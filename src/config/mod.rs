@@ -204,7 +204,7 @@ pub struct PortConfig {
 }
 
 /// The underlay addressing of the uplink that carries VXLAN.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VtepConfig {
     pub address: Ipv4Addr,
     pub prefix_len: u8,

@@ -461,8 +461,9 @@ async fn upgrade(client: &Client, library: &Path, raw: bool, out: &mut dyn Write
 
 /// `step 3/8 switch VM-side ports, then uplink ports, to the intermediate unit ... 0.213 ms  (detail)`
 pub fn step_line(step: &StepRecord) -> String {
+    // Rollback actions (step 0) are named "roll back: ...".
     let head = match step.step {
-        0 => format!("rollback: {}", step.name),
+        0 => step.name.clone(),
         n => format!("step {n}/{} {}", STEP_NAMES.len(), step.name),
     };
     let ms = step.duration_us as f64 / 1000.0;
@@ -486,9 +487,6 @@ pub fn upgrade_summary(record: &UpgradeRecord) -> String {
             record.duration_us as f64 / 1000.0
         ),
         Outcome::RolledBack => format!("rolled back: {error}\n"),
-        Outcome::StuckOnIntermediate => {
-            format!("stuck on the intermediate unit: {error}; the previous unit could not be restored\n")
-        }
         Outcome::Running => format!("upgrade {} is still running\n", record.id),
     };
     let queued = record.queued_applied + record.queued_failed;

@@ -126,7 +126,7 @@ impl Control {
     /// still queued because the previous run stopped during an upgrade.
     pub fn new(store: Store, runtime: Arc<dyn Runtime>) -> Result<Control, StoreError> {
         let snapshot = Arc::new(store.snapshot()?);
-        runtime.apply(&snapshot);
+        runtime.apply(&[], &snapshot);
         let control = Control {
             store,
             runtime,
@@ -327,7 +327,7 @@ impl Control {
         next.generation = generation;
         let next = Arc::new(next);
         *self.current.lock().unwrap_or_else(PoisonError::into_inner) = next.clone();
-        self.runtime.apply(&next);
+        self.runtime.apply(&changes, &next);
         log::info!("control: generation {generation}: {}", describe(&changes));
         Ok(Applied { status, generation, body })
     }

@@ -17,8 +17,7 @@ pub enum ErrorKind {
     PayloadTooLarge,
     /// 415
     UnsupportedMediaType,
-    /// 422: the upgrade ran but the new unit was refused (rolled back, or stuck
-    /// on the intermediate unit).
+    /// 422: the upgrade ran but the new unit was refused (rolled back).
     UpgradeFailed,
     /// 500: the config database failed; nothing was changed.
     Internal,

@@ -254,10 +254,6 @@ async fn start_upgrade(State(c): State<Shared>, JsonBody(body): JsonBody<Upgrade
     let problem = match (&record.outcome, record.error.as_deref().unwrap_or("no reason given")) {
         (Outcome::Upgraded, _) => return Ok(Json(record).into_response()),
         (Outcome::RolledBack, why) => format!("upgrade {} rolled back: {why}", record.id),
-        (Outcome::StuckOnIntermediate, why) => format!(
-            "upgrade {} failed and the previous unit could not be restored; the intermediate unit forwards: {why}",
-            record.id
-        ),
         (Outcome::Running, _) => return Err(ApiError::internal("the upgrade returned while still running")),
     };
     let status = StatusCode::from_u16(ErrorKind::UpgradeFailed.status()).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);

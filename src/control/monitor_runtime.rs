@@ -1,30 +1,47 @@
-//! The real `Runtime`: the running data plane seen through its `Monitor`.
+//! The real `Runtime`: the running data plane seen through its `Monitor`, and
+//! the upgrade orchestrator working on its units.
+use std::path::Path;
+
 use serde_json::{json, Value};
 
 use super::{PortView, Runtime};
 use crate::dataplane::Monitor;
-use crate::store::ConfigSnapshot;
+use crate::store::{Change, ConfigSnapshot};
 use crate::telemetry;
-use crate::unit::{Side, SwitchingUnit};
+use crate::unit::UnitCommand;
+use crate::upgrade::{ConfigGate, UpgradeRecord, UpgradeRefused, UpgradeStatus, Upgrader};
 
 pub struct MonitorRuntime {
     monitor: Monitor,
+    upgrader: Option<Upgrader>,
 }
 
 impl MonitorRuntime {
     pub fn new(monitor: Monitor) -> Self {
-        MonitorRuntime { monitor }
+        let upgrader = monitor.overlay().map(|host| Upgrader::new(host.clone()));
+        MonitorRuntime { monitor, upgrader }
+    }
+
+    fn upgrader(&self) -> Result<&Upgrader, UpgradeRefused> {
+        self.upgrader.as_ref().ok_or(UpgradeRefused::NoUnit)
     }
 }
 
-fn unit_json(unit: &dyn SwitchingUnit<crate::dpdk::Mbuf>) -> Value {
-    json!({ "id": unit.id(), "version": unit.version(), "generation": unit.generation() })
-}
-
 impl Runtime for MonitorRuntime {
-    fn apply(&self, config: &ConfigSnapshot) {
-        if let Some(overlay) = self.monitor.overlay() {
-            overlay.apply(config);
+    fn apply(&self, changes: &[Change], config: &ConfigSnapshot) {
+        let Some(host) = self.monitor.overlay() else { return };
+        let command = if changes.is_empty() {
+            // At start: the units were built from this snapshot, unless the
+            // database moved on since (queued requests applied at start).
+            if host.bound().iter().all(|unit| unit.generation() == config.generation) {
+                return;
+            }
+            UnitCommand::Replace(config.clone())
+        } else {
+            UnitCommand::Apply { generation: config.generation, changes: changes.to_vec() }
+        };
+        if let Err(e) = host.apply(&command) {
+            log::error!("control: generation {} committed but not applied: {e}", config.generation);
         }
     }
 
@@ -51,17 +68,10 @@ impl Runtime for MonitorRuntime {
     }
 
     fn unit_info(&self) -> Value {
-        let Some(overlay) = self.monitor.overlay() else {
-            return json!({ "vm": null, "uplink": null, "forwarding": "cross-connect" });
-        };
-        let tables: serde_json::Map<String, Value> =
-            overlay.current().tables().sizes().into_iter().map(|(name, size)| (name.to_string(), json!(size))).collect();
-        json!({
-            "vm": unit_json(&*overlay.table().active(Side::Vm)),
-            "uplink": unit_json(&*overlay.table().active(Side::Uplink)),
-            "tables": tables,
-            "learn_reports_lost": overlay.lost_reports(),
-        })
+        match self.monitor.overlay() {
+            Some(host) => host.info(),
+            None => json!({ "vm": null, "uplink": null, "forwarding": "cross-connect" }),
+        }
     }
 
     fn stats(&self) -> Value {
@@ -77,31 +87,36 @@ impl Runtime for MonitorRuntime {
     }
 
     fn metrics(&self) -> String {
-        telemetry::prometheus(&self.monitor)
+        let mut page = telemetry::prometheus(&self.monitor);
+        if let Some(upgrader) = &self.upgrader {
+            page.push_str(&upgrader.metrics());
+        }
+        page
     }
 
     fn learned(&self) -> Value {
-        let Some(overlay) = self.monitor.overlay() else {
+        let Some(host) = self.monitor.overlay() else {
             return json!({ "macs": [], "neighbors": [] });
         };
-        let learned = overlay.learned();
-        let mut macs: Vec<Value> = learned
-            .macs
-            .iter()
-            .map(|((vni, mac), (at, _))| json!({ "vni": vni, "mac": mac, "location": at.to_string() }))
-            .collect();
-        macs.sort_by_key(|m| (m["vni"].as_u64(), m["mac"].as_str().map(str::to_owned)));
-        let mut neighbors: Vec<Value> =
-            learned.neighbors.iter().map(|(ip, (mac, _))| json!({ "ip": ip, "mac": mac })).collect();
-        neighbors.sort_by_key(|n| n["ip"].as_str().map(str::to_owned));
-        json!({ "macs": macs, "neighbors": neighbors })
+        match host.units().active(crate::pipeline::Side::Vm).export() {
+            Ok(state) => {
+                let macs: Vec<Value> = state
+                    .macs
+                    .iter()
+                    .map(|m| json!({ "vni": m.vni, "mac": m.mac, "location": m.location.to_string() }))
+                    .collect();
+                let neighbors: Vec<Value> = state.neighbors.iter().map(|n| json!({ "ip": n.ip, "mac": n.mac })).collect();
+                json!({ "macs": macs, "neighbors": neighbors })
+            }
+            Err(e) => json!({ "macs": [], "neighbors": [], "error": e }),
+        }
     }
 
-    fn upgrade(&self, _library: &std::path::Path, _gate: &dyn crate::upgrade::ConfigGate) -> Result<crate::upgrade::UpgradeRecord, crate::upgrade::UpgradeRefused> {
-        Err(crate::upgrade::UpgradeRefused::NoUnit)
+    fn upgrade(&self, library: &Path, gate: &dyn ConfigGate) -> Result<UpgradeRecord, UpgradeRefused> {
+        self.upgrader()?.upgrade(library, gate)
     }
 
-    fn upgrade_status(&self) -> Result<crate::upgrade::UpgradeStatus, crate::upgrade::UpgradeRefused> {
-        Err(crate::upgrade::UpgradeRefused::NoUnit)
+    fn upgrade_status(&self) -> Result<UpgradeStatus, UpgradeRefused> {
+        Ok(self.upgrader()?.status())
     }
 }

@@ -242,7 +242,7 @@ pub fn document() -> Value {
                         "id": {"type": "integer", "minimum": 1}, "library": {"type": "string"},
                         "from": schema("UnitDescription"),
                         "to": {"oneOf": [schema("UnitDescription"), {"type": "null"}]},
-                        "outcome": {"enum": ["running", "upgraded", "rolled_back", "stuck_on_intermediate"]},
+                        "outcome": {"enum": ["running", "upgraded", "rolled_back"]},
                         "error": {"type": ["string", "null"]},
                         "started_unix_us": {"type": "integer"}, "duration_us": {"type": "integer"},
                         "steps": list_of("StepRecord"),
@@ -262,8 +262,8 @@ pub fn document() -> Value {
                     upgrade is already running, or the switch has no switching unit to upgrade"),
                 "E413": error_response("the body is larger than 64 KiB"),
                 "E415": error_response("the body is not Content-Type: application/json"),
-                "E422": {"description": "the upgrade ran but the new unit was refused: rolled back, or stuck on \
-                    the intermediate unit (the error says which)", "content": json_content(schema("UpgradeFailed"))},
+                "E422": {"description": "the upgrade ran but the new unit was refused: it rolled back, and the \
+                    previous unit (or the embedded vRouter) forwards again", "content": json_content(schema("UpgradeFailed"))},
                 "E500": error_response("the config database failed; nothing was changed")
             }
         }

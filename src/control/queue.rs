@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::core::{Applied, Control};
 use super::error::ApiError;
 use super::request::ConfigRequest;
-use crate::store::{RequestOutcome, RequestRecord, RequestState, StoreError, FINISHED_KEPT};
+use crate::store::{ConfigSnapshot, RequestOutcome, RequestRecord, RequestState, StoreError, FINISHED_KEPT};
 use crate::upgrade::{ConfigGate, Resumed};
 
 /// What became of a change request handed to `submit`.
@@ -165,6 +165,13 @@ impl ConfigGate for Control {
         }
         *paused = true;
         log::info!("control: config requests paused; changes are queued until the upgrade ends");
+    }
+
+    /// Steps 2 and 5 (and a rollback): the snapshot last committed. It is what
+    /// the database holds: a commit swaps it in under the writer lock, and no
+    /// change runs while paused.
+    fn committed(&self) -> Result<ConfigSnapshot, String> {
+        Ok(ConfigSnapshot::clone(&self.snapshot()))
     }
 
     /// Applies the queue holding the turn, so a request arriving meanwhile waits

@@ -7,14 +7,16 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 use crate::config::PortRole;
-use crate::store::ConfigSnapshot;
+use crate::store::{Change, ConfigSnapshot};
 use crate::upgrade::{ConfigGate, UpgradeRecord, UpgradeRefused, UpgradeStatus};
 use crate::wire::MacAddr;
 
 pub trait Runtime: Send + Sync + 'static {
-    /// Build and publish a new table version from this committed snapshot. Must not fail on valid config.
-    /// Called in generation order, once at start (`Control::new`) and after every commit.
-    fn apply(&self, config: &ConfigSnapshot);
+    /// Hands a committed change to the switching unit: `changes` made `config`.
+    /// Called in generation order after every commit, and once at start
+    /// (`Control::new`) with no changes and the database's snapshot, which the
+    /// data plane already runs or must switch to.
+    fn apply(&self, changes: &[Change], config: &ConfigSnapshot);
     /// The switch's ports as configured: name, role ("vm"/"uplink"), driver, mac, and live counters.
     fn ports(&self) -> Vec<PortView>;
     /// Active switching unit(s): {"vm": {"id","version","generation"}, "uplink": {...}} etc.

@@ -169,7 +169,7 @@ impl FakeRuntime {
 }
 
 impl Runtime for FakeRuntime {
-    fn apply(&self, config: &ConfigSnapshot) {
+    fn apply(&self, _changes: &[crate::store::Change], config: &ConfigSnapshot) {
         self.applied.lock().unwrap_or_else(PoisonError::into_inner).push(config.clone());
     }
 
@@ -271,26 +271,36 @@ impl Runtime for FakeRuntime {
                 upgrades.held = false;
             }
         }
-        self.numbered(2, || work("intermediate 0.0.0 loaded with the running configuration".into()));
+        // Like the orchestrator, the units are configured from what the gate says is committed.
+        let configured = |what: String| match gate.committed() {
+            Ok(config) => work(format!("{what}, configured at generation {}", config.generation)),
+            Err(e) => (e, false),
+        };
+        self.numbered(2, || configured("intermediate 0.0.0 ready".into()));
         self.numbered(3, || work("vm side, then uplink side".into()));
         self.numbered(4, || work(format!("{} {} unloaded", from.id, from.version)));
         let upgraded = self.numbered(5, || match &refusal {
             Some(reason) => (reason.clone(), false),
-            None => work(format!("{} {} loaded from {}", new.id, new.version, library.display())),
+            None => configured(format!("{} {} loaded from {}", new.id, new.version, library.display())),
         });
         if upgraded {
             self.numbered(6, || work("vm side, then uplink side".into()));
             self.numbered(7, || work("intermediate 0.0.0 unloaded".into()));
         } else {
-            self.step(0, "reload the previous unit and switch the ports back to it", || {
+            self.step(0, "roll back: load the previous unit and write the configuration into it", || {
+                configured(format!("{} {} loaded again", from.id, from.version))
+            });
+            self.step(0, "roll back: switch VM-side ports, then uplink ports, to the previous unit", || {
                 work(format!("{} {} forwards again", from.id, from.version))
             });
-            self.step(0, "clear and unload the intermediate unit", || work("intermediate 0.0.0 unloaded".into()));
+            self.step(0, "roll back: clear and unload the intermediate unit", || {
+                work("intermediate 0.0.0 unloaded".into())
+            });
         }
         let mut resumed = Default::default();
         self.numbered(8, || {
             resumed = gate.resume();
-            (format!("{} queued requests applied, {} failed", resumed.applied, resumed.failed), true)
+            (format!("{} queued requests applied, {} refused", resumed.applied, resumed.failed), true)
         });
 
         let mut upgrades = self.lock_upgrades();

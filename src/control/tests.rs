@@ -21,12 +21,12 @@ struct ProbeRuntime {
 type OnApply = Box<dyn FnMut(&ConfigSnapshot) + Send>;
 
 impl Runtime for ProbeRuntime {
-    fn apply(&self, config: &ConfigSnapshot) {
+    fn apply(&self, changes: &[crate::store::Change], config: &ConfigSnapshot) {
         if let Some(control) = self.control.get().and_then(Weak::upgrade) {
             let in_store = control.store().snapshot().expect("read the store");
             self.committed_first.lock().unwrap().push(in_store == *config);
         }
-        self.fake.apply(config);
+        self.fake.apply(changes, config);
         if let Some(hook) = self.on_apply.lock().unwrap().as_mut() {
             hook(config);
         }
@@ -784,7 +784,7 @@ fn an_upgrade_pauses_requests_and_applies_them_at_its_end() {
     let record = s.control.upgrade(&library).unwrap();
     assert_eq!(record.outcome, Outcome::RolledBack);
     assert_eq!(record.error.as_deref(), Some("the unit's ABI version 9 is not 1"));
-    assert_eq!(record.steps.iter().map(|step| step.step).collect::<Vec<_>>(), [1, 2, 3, 4, 5, 0, 0, 8]);
+    assert_eq!(record.steps.iter().map(|step| step.step).collect::<Vec<_>>(), [1, 2, 3, 4, 5, 0, 0, 0, 8]);
     assert!(!record.steps[4].ok);
     assert!(!s.control.is_paused());
     let status = s.control.runtime().upgrade_status().unwrap();

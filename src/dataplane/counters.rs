@@ -15,6 +15,46 @@ pub struct WorkerCounters {
     pub made: Counter,
     /// Packets addressed to the switch itself and handled there.
     pub absorbed: Counter,
+    /// The longest pause in this worker's output, for the upgrade bench.
+    pub output_gap: OutputGap,
+}
+
+/// The longest time between two run-loop iterations that transmitted, since
+/// the control plane last opened a measuring window. The control plane writes
+/// `window`, the worker `longest_cycles`: each has a single writer.
+#[derive(Debug, Default)]
+pub struct OutputGap {
+    pub window: std::sync::atomic::AtomicU64,
+    pub longest_cycles: std::sync::atomic::AtomicU64,
+}
+
+/// The worker's side of `OutputGap`.
+#[derive(Debug, Default)]
+pub struct GapMeter {
+    window: u64,
+    last_output: u64,
+    longest: u64,
+}
+
+impl GapMeter {
+    /// Called once per run-loop iteration with whether it transmitted.
+    #[inline]
+    pub fn record(&mut self, shared: &OutputGap, now: u64, transmitted: bool) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let window = shared.window.load(Relaxed);
+        if window != self.window {
+            (self.window, self.last_output, self.longest) = (window, now, 0);
+            shared.longest_cycles.store(0, Relaxed);
+        }
+        if transmitted {
+            let gap = now.wrapping_sub(self.last_output);
+            if gap > self.longest && self.last_output != 0 {
+                self.longest = gap;
+                shared.longest_cycles.store(gap, Relaxed);
+            }
+            self.last_output = now;
+        }
+    }
 }
 
 impl WorkerCounters {
@@ -24,6 +64,7 @@ impl WorkerCounters {
             drops: DropCounters::default(),
             made: Counter::default(),
             absorbed: Counter::default(),
+            output_gap: OutputGap::default(),
         }
     }
 }

@@ -24,10 +24,10 @@ use crossbeam::utils::CachePadded;
 
 use crate::config::{Config, PortConfig, PortRole};
 use crate::dpdk::{self, Eal, LcoreId, Mbuf, Mempool, Port, PortSetup, RxQueue, TxBuffer};
-use crate::overlay::{OverlayControl, Underlay, VmPort};
+use crate::overlay::{Underlay, UnitHost, UnitSetup, VmPort};
 use crate::pipeline::{PortId, QueueId};
 use crate::store::ConfigSnapshot;
-use crate::unit::{Side, WorkerLocal};
+use crate::unit::{Side, UnitStage, UnitState};
 use crate::wire::MacAddr;
 use crate::xconnect::{CrossConnect, Route};
 
@@ -87,7 +87,7 @@ pub enum StopCause {
 /// A running data plane. Dropping it stops workers, closes ports, then the EAL.
 pub struct Dataplane {
     stop: Arc<AtomicBool>,
-    overlay: Option<Arc<OverlayControl<Mbuf>>>,
+    overlay: Option<Arc<UnitHost<Mbuf>>>,
     housekeeping: Option<std::thread::JoinHandle<()>>,
     workers: Vec<(LcoreId, Arc<CachePadded<WorkerCounters>>)>,
     running: bool,
@@ -170,11 +170,11 @@ impl Dataplane {
         let tsc_hz = eal.tsc_hz();
         let overlay = match forwarding {
             Forwarding::CrossConnect => None,
-            Forwarding::Overlay { config, ageing } => Some(Arc::new(overlay_control(&bindings, config, ageing))),
+            Forwarding::Overlay { config, ageing } => Some(Arc::new(UnitHost::new(unit_setup(&bindings, config, ageing)))),
         };
         let build_pipeline = |bindings: &[PortBinding]| match &overlay {
             None => cross_connect_pipeline(bindings),
-            Some(control) => unit_pipeline(control, bindings, tsc_hz),
+            Some(host) => unit_pipeline(host, bindings, tsc_hz),
         };
         let mut plans: Vec<Worker> = config
             .dataplane
@@ -200,6 +200,7 @@ impl Dataplane {
                     sleep: Duration::from_micros(u64::from(config.dataplane.idle_sleep_us)),
                 },
                 drain_cycles: tsc_hz * u64::from(config.dataplane.tx_drain_us) / 1_000_000,
+                sent: 0,
             })
             .collect();
         let queues = bindings.iter().map(|b| (b.id, b.config.rx_queues));
@@ -218,13 +219,13 @@ impl Dataplane {
             };
             log::info!("port[{index}] \"{name}\": link {}{waiting}", if link.up { "up" } else { "down" });
         }
-        let housekeeping = overlay.clone().map(|control| {
+        let housekeeping = overlay.clone().map(|host| {
             let stop = stop.clone();
             std::thread::Builder::new()
                 .name("housekeeping".into())
                 .spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
-                        control.tick(Instant::now());
+                        host.housekeeping();
                         std::thread::sleep(HOUSEKEEPING_INTERVAL);
                     }
                 })
@@ -250,8 +251,8 @@ impl Dataplane {
         Ok(dataplane)
     }
 
-    /// The vRouter's control side, when the vRouter forwards.
-    pub fn overlay(&self) -> Option<&Arc<OverlayControl<Mbuf>>> {
+    /// The vRouter units, when the vRouter forwards.
+    pub fn overlay(&self) -> Option<&Arc<UnitHost<Mbuf>>> {
         self.overlay.as_ref()
     }
 
@@ -274,6 +275,19 @@ impl Dataplane {
 
     pub fn tsc_hz(&self) -> u64 {
         self.eal.tsc_hz()
+    }
+
+    /// Starts a new output-gap measuring window on every worker.
+    pub fn open_gap_window(&self) {
+        for (_, counters) in &self.workers {
+            counters.output_gap.window.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The longest pause in any worker's output since the last `open_gap_window`
+    /// (between two run-loop iterations that transmitted), in TSC cycles.
+    pub fn longest_output_gap(&self) -> u64 {
+        self.workers.iter().map(|(_, c)| c.output_gap.longest_cycles.load(Ordering::Relaxed)).max().unwrap_or(0)
     }
 
     /// Counters summed over workers, read while they run.
@@ -408,9 +422,9 @@ fn probe_failure(port: &PortConfig, err: &dpdk::DpdkError) -> String {
     }
 }
 
-/// The vRouter's control side for these ports: VM-role ports by name, the
-/// uplink with a VTEP address as the underlay.
-fn overlay_control(bindings: &[PortBinding], config: ConfigSnapshot, ageing: Duration) -> OverlayControl<Mbuf> {
+/// What the vRouter units are made from for these ports: VM-role ports by
+/// name, the uplink with a VTEP address as the underlay.
+fn unit_setup(bindings: &[PortBinding], config: ConfigSnapshot, ageing: Duration) -> UnitSetup {
     let vm_ports = bindings
         .iter()
         .filter(|b| b.config.role == PortRole::Vm)
@@ -419,21 +433,18 @@ fn overlay_control(bindings: &[PortBinding], config: ConfigSnapshot, ageing: Dur
     let underlay = bindings
         .iter()
         .find_map(|b| Some(Underlay { port: b.id, mac: b.mac, vtep: b.config.vtep.clone()? }));
-    OverlayControl::new(config, vm_ports, underlay, ageing)
+    UnitSetup { vm_ports, underlay, ageing_ms: ageing.as_millis() as u64, state: UnitState { config, ..UnitState::default() } }
 }
 
 /// A worker's stages with the switching unit: uplink ports use the uplink
 /// binding, every other port the VM-side one.
-fn unit_pipeline(control: &OverlayControl<Mbuf>, bindings: &[PortBinding], tsc_hz: u64) -> Pipeline {
+fn unit_pipeline(host: &UnitHost<Mbuf>, bindings: &[PortBinding], tsc_hz: u64) -> Pipeline {
     let slots = bindings.iter().map(|b| b.id.index() + 1).max().unwrap_or(0);
     let mut sides = vec![Side::Vm; slots];
     for b in bindings.iter().filter(|b| b.config.role == PortRole::Uplink) {
         sides[b.id.index()] = Side::Uplink;
     }
-    // Unchanged observations are re-reported a third of the ageing time apart.
-    let refresh = (control.ageing().as_secs() / 3).max(1);
-    let local = WorkerLocal::new(control.learn_queue(), tsc_hz, refresh);
-    vec![Box::new(control.table().stage(sides, local))]
+    vec![Box::new(UnitStage::new(host.units().clone(), sides, tsc_hz))]
 }
 
 /// The foundation's pipeline: each port's `forward_to` as a cross-connect.

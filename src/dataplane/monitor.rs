@@ -7,7 +7,7 @@ use crossbeam::utils::CachePadded;
 
 use super::{PortBinding, PortSummary, Summary, Totals, WorkerCounters};
 use crate::dpdk::{self, LcoreId, Mbuf, Mempool};
-use crate::overlay::OverlayControl;
+use crate::overlay::UnitHost;
 
 /// Cloneable and shareable across threads. Drop every clone before the
 /// `Dataplane` (it holds the mempool, which must go before the EAL).
@@ -18,7 +18,7 @@ pub struct Monitor {
     pub(super) port_slots: usize,
     pub(super) pool: Arc<Mempool>,
     pub(super) started_at: Instant,
-    pub(super) overlay: Option<Arc<OverlayControl<Mbuf>>>,
+    pub(super) overlay: Option<Arc<UnitHost<Mbuf>>>,
 }
 
 impl Monitor {
@@ -49,8 +49,8 @@ impl Monitor {
         self.ports.iter().map(|(b, d)| (b, d.as_str()))
     }
 
-    /// The vRouter's control side, when the vRouter forwards.
-    pub fn overlay(&self) -> Option<&Arc<OverlayControl<Mbuf>>> {
+    /// The vRouter units, when the vRouter forwards.
+    pub fn overlay(&self) -> Option<&Arc<UnitHost<Mbuf>>> {
         self.overlay.as_ref()
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crossbeam::utils::CachePadded;
 
-use super::counters::WorkerCounters;
+use super::counters::{GapMeter, WorkerCounters};
 use crate::dpdk::{rdtsc, LcoreId, Mbuf, MbufBatch, RxQueue, TxBuffer, TxOutcome};
 use crate::pipeline::{Burst, DropReason, PortId, Stage, Verdict};
 
@@ -36,6 +36,8 @@ pub struct Worker {
     pub idle: IdlePolicy,
     /// Buffered tx is flushed at least this often (TSC cycles).
     pub drain_cycles: u64,
+    /// Packets transmitted so far (for the output-gap meter).
+    pub sent: u64,
 }
 
 impl Worker {
@@ -46,8 +48,10 @@ impl Worker {
         let mut to_free = MbufBatch::default();
         let mut last_drain = rdtsc();
         let mut idle_polls = 0u32;
+        let mut gaps = GapMeter::default();
         while !self.stop.load(Ordering::Relaxed) {
             let now = rdtsc();
+            let sent_before = self.sent;
             for stage in &mut self.pipeline {
                 stage.quiescent(now);
             }
@@ -64,6 +68,7 @@ impl Worker {
                 self.flush_tx();
                 last_drain = now;
             }
+            gaps.record(&self.counters.output_gap, now, self.sent != sent_before);
             if received > 0 {
                 idle_polls = 0;
             } else {
@@ -100,12 +105,13 @@ impl Worker {
             counters.drops.add(DropReason::CopyNotMade, u64::from(burst.unmade()));
         }
 
-        let tx = &mut self.tx;
+        let (tx, sent) = (&mut self.tx, &mut self.sent);
         burst.drain(|mbuf, verdict| {
             let reason = match verdict {
                 Verdict::Forward(out) => match tx.get_mut(out.index()).and_then(Option::as_mut) {
                     Some(buffer) => {
                         let outcome = buffer.push(mbuf);
+                        *sent += outcome.sent;
                         account_tx(counters, out, outcome);
                         return;
                     }
@@ -136,6 +142,7 @@ impl Worker {
         for buffer in self.tx.iter_mut().flatten() {
             if !buffer.is_empty() {
                 let outcome = buffer.flush();
+                self.sent += outcome.sent;
                 account_tx(counters, buffer.port(), outcome);
             }
         }

@@ -9,6 +9,7 @@ mod lcore;
 mod mbuf;
 mod mempool;
 mod port;
+pub mod unit_abi;
 
 pub use eal::{rdtsc, Eal};
 pub use error::DpdkError;

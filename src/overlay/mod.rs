@@ -1,14 +1,19 @@
 //! The overlay: the vRouter switching unit (L2 per VNI, VXLAN to remote VTEPs,
-//! local ARP answers) and its control side (table versions from the config
-//! database and from what workers learn).
+//! local ARP answers) with its control side (table versions from configuration
+//! commands and from what workers learn), and the intermediate unit that
+//! forwards during an upgrade.
 mod arp;
-mod control;
+mod host;
+mod intermediate;
 mod tables;
+mod unit;
 mod vrouter;
 mod vxlan;
 
-pub use control::OverlayControl;
+pub use host::UnitHost;
+pub use intermediate::IntermediateUnit;
 pub use tables::{Learned, Underlay, VRouterTables, VmPort};
+pub use unit::{export_state, sizes, UnitSetup, VRouterUnit};
 pub use vrouter::VRouter;
 pub use vxlan::{encapsulate, Tunnel};
 #[cfg(test)]

@@ -14,7 +14,7 @@ use crate::unit::Location;
 use crate::wire::MacAddr;
 
 /// The underlay side of the uplink port: the local VTEP.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Underlay {
     pub port: PortId,
     /// The uplink port's own MAC: the outer source of encapsulated frames.
@@ -37,7 +37,7 @@ impl Underlay {
 }
 
 /// A VM-role port as the tables see it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct VmPort {
     pub name: String,
     pub id: PortId,

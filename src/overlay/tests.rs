@@ -80,7 +80,7 @@ fn run(unit: &VRouter, side: Side, in_port: PortId, frames: &[Vec<u8>], local: &
     for f in frames {
         burst.push(BytesPacket::new(f)).unwrap();
     }
-    SwitchingUnit::<BytesPacket>::process(unit, side, &mut burst, local);
+    unit.switch(side, &mut burst, local);
     let mut out = Vec::new();
     burst.drain(|p, v| out.push((v, p.data().to_vec())));
     out
@@ -322,17 +322,66 @@ fn vm_side_drops_have_names() {
 #[test]
 fn learned_entries_reach_the_tables_and_age_out() {
     use std::time::{Duration, Instant};
-    let control: OverlayControl<BytesPacket> = OverlayControl::new(config(), vm_ports(), Some(underlay(None)), Duration::from_secs(300));
-    let queue = control.learn_queue();
+    let unit = VRouterUnit::new(setup());
+    let queue = unit.learn_queue();
     assert!(queue.push(LearnEvent::Mac { vni: VNI, mac: mac(30), at: Location::Vtep(FLOOD_VTEP) }));
     assert!(queue.push(LearnEvent::Neighbor { ip: REMOTE_VTEP, mac: ROUTER_MAC }));
     let start = Instant::now();
-    control.tick(start);
-    let tables = control.current();
+    unit.tick(start);
+    let tables = unit.current();
     assert_eq!(tables.tables().mac_location(VNI, mac(30)), Some(Location::Vtep(FLOOD_VTEP)));
     assert_eq!(tables.tables().neighbors.get(&REMOTE_VTEP), Some(&ROUTER_MAC));
-    assert_eq!(control.table().active(Side::Uplink).generation(), 1);
-    control.tick(start + Duration::from_secs(301));
-    assert_eq!(control.current().tables().mac_location(VNI, mac(30)), None, "aged out");
-    assert!(control.learned().neighbors.is_empty());
+    assert_eq!(SwitchingUnit::<BytesPacket>::generation(&unit), 1, "learning moves no configuration generation");
+    let exported = SwitchingUnit::<BytesPacket>::export(&unit).unwrap();
+    assert_eq!(exported.macs.len(), 1);
+    assert_eq!(exported.neighbors[0].ip, REMOTE_VTEP);
+    unit.tick(start + Duration::from_secs(301));
+    assert_eq!(unit.current().tables().mac_location(VNI, mac(30)), None, "aged out");
+    assert!(SwitchingUnit::<BytesPacket>::export(&unit).unwrap().neighbors.is_empty());
+}
+
+/// The unit's setup for these tests, with nothing learned.
+fn setup() -> UnitSetup {
+    UnitSetup {
+        vm_ports: vm_ports(),
+        underlay: Some(underlay(None)),
+        ageing_ms: 300_000,
+        state: crate::unit::UnitState { config: config(), ..Default::default() },
+    }
+}
+
+#[test]
+fn commands_change_the_configuration_in_generation_order() {
+    let unit = VRouterUnit::new(setup());
+    let apply = |generation, changes| {
+        SwitchingUnit::<BytesPacket>::apply(&unit, &crate::unit::UnitCommand::Apply { generation, changes })
+    };
+    let remote = RemoteEndpoint { vni: VNI, mac: mac(40), ip: None, vtep: REMOTE_VTEP };
+    apply(2, vec![crate::store::Change::PutRemote(remote.clone())]).unwrap();
+    assert_eq!(unit.current().tables().mac_location(VNI, mac(40)), Some(Location::Vtep(REMOTE_VTEP)));
+    let stale = apply(2, vec![]).unwrap_err();
+    assert!(stale.contains("generation 2 is not newer"), "{stale}");
+    let exported = SwitchingUnit::<BytesPacket>::export(&unit).unwrap();
+    assert_eq!(exported.config.generation, 2);
+    assert!(exported.config.remotes.contains(&remote));
+    let replaced = ConfigSnapshot { generation: 9, ..config() };
+    SwitchingUnit::<BytesPacket>::apply(&unit, &crate::unit::UnitCommand::Replace(replaced.clone())).unwrap();
+    assert_eq!(SwitchingUnit::<BytesPacket>::export(&unit).unwrap().config, replaced);
+}
+
+#[test]
+fn the_intermediate_unit_forwards_on_the_state_it_was_given_and_refuses_commands() {
+    let mut given = UnitSetup { underlay: Some(underlay(Some(ROUTER_MAC))), ..setup() };
+    given.state.macs.push(crate::unit::LearnedMac { vni: VNI, mac: mac(30), location: Location::Vtep(FLOOD_VTEP), age_ms: 5 });
+    let unit = IntermediateUnit::new(given.clone());
+    let mut worker = SwitchingUnit::<BytesPacket>::attach(&unit, 1000);
+    let mut burst = Burst::new(VM1);
+    burst.push(BytesPacket::new(&udp_frame(mac(10), mac(11), 4, 1))).unwrap();
+    burst.push(BytesPacket::new(&udp_frame(mac(30), mac(11), 4, 1))).unwrap();
+    worker.process(Side::Vm, &mut burst);
+    assert_eq!(burst.verdicts()[0], Verdict::Forward(VM0), "configured endpoint");
+    assert_eq!(burst.verdicts()[1], Verdict::Forward(UPLINK), "learned by the old unit: tunnelled, not flooded");
+    let refused = SwitchingUnit::<BytesPacket>::apply(&unit, &crate::unit::UnitCommand::Replace(config())).unwrap_err();
+    assert!(refused.contains("paused during an upgrade"), "{refused}");
+    assert_eq!(SwitchingUnit::<BytesPacket>::export(&unit).unwrap(), given.state);
 }

@@ -7,19 +7,16 @@ use super::tables::{NetworkTable, Underlay, VRouterTables};
 use super::vxlan::{self, Tunnel};
 use crate::pipeline::{Burst, DropReason, PacketBuf, PortId, Verdict};
 use crate::store::Vni;
-use crate::unit::{LearnEvent, Location, Side, SwitchingUnit, WorkerLocal};
+use crate::unit::{LearnEvent, Location, Side, WorkerLocal};
 use crate::wire::arp::ArpOperation;
 use crate::wire::{ethernet, MacAddr};
 
-/// One immutable version of the vRouter: its tables.
+/// One immutable version of the vRouter's tables, and the forwarding on them.
 pub struct VRouter {
     tables: VRouterTables,
 }
 
 impl VRouter {
-    pub const ID: &'static str = "vrouter";
-    pub const VERSION: &'static str = env!("CARGO_PKG_VERSION");
-
     pub fn new(tables: VRouterTables) -> Self {
         VRouter { tables }
     }
@@ -27,20 +24,10 @@ impl VRouter {
     pub fn tables(&self) -> &VRouterTables {
         &self.tables
     }
-}
 
-impl<P: PacketBuf> SwitchingUnit<P> for VRouter {
-    fn id(&self) -> &str {
-        Self::ID
-    }
-    fn version(&self) -> &str {
-        Self::VERSION
-    }
-    fn generation(&self) -> u64 {
-        self.tables.generation
-    }
-
-    fn process(&self, side: Side, burst: &mut Burst<P>, local: &mut WorkerLocal) {
+    /// Decides every pending packet of a burst received on a port of `side`.
+    #[inline]
+    pub fn switch<P: PacketBuf>(&self, side: Side, burst: &mut Burst<P>, local: &mut WorkerLocal) {
         match side {
             Side::Vm => self.switch_vm_burst(burst, local),
             Side::Uplink => self.switch_uplink_burst(burst, local),

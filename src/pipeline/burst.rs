@@ -70,6 +70,14 @@ impl<P: PacketBuf> Burst<P> {
         Ok(())
     }
 
+    /// Adds a packet with a verdict already given (by a stage on the other side
+    /// of the unit ABI); hands it back if the burst is full.
+    pub fn push_decided(&mut self, packet: P, verdict: Verdict) -> Result<(), P> {
+        self.push(packet)?;
+        self.verdicts[self.len - 1] = verdict;
+        Ok(())
+    }
+
     /// The packets whose verdict is not final yet, with their verdicts.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (&mut P, &mut Verdict)> {
         self.packets[..self.len]
@@ -122,6 +130,11 @@ impl<P: PacketBuf> Burst<P> {
         self.unmade += 1;
     }
 
+    /// `count` packets could not be made (reported across the unit ABI).
+    pub fn add_unmade_count(&mut self, count: u32) {
+        self.unmade = self.unmade.saturating_add(count);
+    }
+
     /// The packets stages made so far, with their verdicts.
     pub fn made(&self) -> &[(P, Verdict)] {
         &self.made
@@ -135,18 +148,35 @@ impl<P: PacketBuf> Burst<P> {
     /// Hands every packet still present to `dispatch` with its verdict, in
     /// arrival order, then the packets stages made, and leaves the burst empty.
     pub fn drain(&mut self, mut dispatch: impl FnMut(P, Verdict)) {
-        for (packet, verdict) in self.packets[..self.len].iter_mut().zip(&self.verdicts[..self.len]) {
-            if let Some(packet) = packet.take() {
-                dispatch(packet, *verdict);
+        self.drain_slots(|_, packet, verdict| {
+            if let Some(packet) = packet {
+                dispatch(packet, verdict)
             }
+        });
+    }
+
+    /// Like `drain`, but says where each packet was, and hands out received
+    /// slots whose packet a stage took (as `None`).
+    pub fn drain_slots(&mut self, mut each: impl FnMut(Slot, Option<P>, Verdict)) {
+        for (i, (packet, verdict)) in self.packets[..self.len].iter_mut().zip(&self.verdicts[..self.len]).enumerate() {
+            each(Slot::Received(i), packet.take(), *verdict);
         }
         self.len = 0;
         if !self.made.is_empty() {
             for (packet, verdict) in self.made.drain(..) {
-                dispatch(packet, verdict);
+                each(Slot::Made, Some(packet), verdict);
             }
         }
     }
+}
+
+/// Where a drained packet was in its burst.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slot {
+    /// The received packet at this index.
+    Received(usize),
+    /// A packet a stage made.
+    Made,
 }
 
 #[cfg(test)]

@@ -95,11 +95,19 @@ drop_reasons! {
     /// A decapsulated frame for a MAC behind another VTEP: VTEPs do not relay
     /// between tunnels (split horizon).
     RemoteToRemote => "remote_to_remote",
+    /// A loaded switching unit returned a verdict this daemon cannot read (a
+    /// drop reason or verdict kind it does not know).
+    UnitFault => "unit_fault",
 }
 
 impl DropReason {
     pub fn index(self) -> usize {
         self as usize
+    }
+
+    /// The reason numbered `code` (its index), for verdicts that crossed the unit ABI.
+    pub fn from_index(code: usize) -> Option<DropReason> {
+        Self::ALL.get(code).copied()
     }
 }
 

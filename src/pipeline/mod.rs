@@ -8,7 +8,7 @@ mod drop_reason;
 mod packet;
 mod stage;
 
-pub use burst::{Burst, BURST_SIZE, MADE_PER_BURST};
+pub use burst::{Burst, Slot, BURST_SIZE, MADE_PER_BURST};
 pub use counters::{Counter, DropCounters, PortCounters};
 pub use drop_reason::DropReason;
 pub use packet::{BytesPacket, PacketBuf};
@@ -16,8 +16,17 @@ pub use stage::{Stage, Verdict};
 
 use core::fmt;
 
+/// Which side of the switch a port is on (seed 000: the VM vports and the
+/// uplink vports are switched to a new unit one side after the other).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Vm,
+    Uplink,
+}
+
 /// A port, numbered as DPDK numbers its ethdevs.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
 pub struct PortId(pub u16);
 
 /// A receive or transmit queue of a port.

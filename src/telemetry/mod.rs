@@ -53,20 +53,21 @@ pub fn prometheus(monitor: &Monitor) -> String {
         out.sample("switchyard_worker_packets_total", &[("lcore", &lcore), ("direction", "dropped")], totals.dropped());
     }
 
-    if let Some(overlay) = monitor.overlay() {
+    if let Some(host) = monitor.overlay() {
         out.family("switchyard_unit_info", "gauge", "The switching unit bound to each side (VM ports, uplink ports).");
         out.family("switchyard_unit_generation", "gauge", "The configuration generation of the unit bound to each side.");
         for (side, name) in [(Side::Vm, "vm"), (Side::Uplink, "uplink")] {
-            let unit = overlay.table().active(side);
+            let unit = host.units().active(side);
             out.sample("switchyard_unit_info", &[("side", name), ("id", unit.id()), ("version", unit.version())], 1);
             out.sample("switchyard_unit_generation", &[("side", name)], unit.generation());
         }
+        let info = host.units().active(Side::Vm).info();
         out.family("switchyard_table_entries", "gauge", "Entries in the vRouter's tables.");
-        for (table, size) in overlay.current().tables().sizes() {
-            out.sample("switchyard_table_entries", &[("table", table)], size as u64);
+        for (table, size) in info["tables"].as_object().into_iter().flatten() {
+            out.sample("switchyard_table_entries", &[("table", table)], size.as_u64().unwrap_or(0));
         }
         out.family("switchyard_learn_reports_lost_total", "counter", "Learn reports dropped because the control side was behind (no packet is lost).");
-        out.sample("switchyard_learn_reports_lost_total", &[], overlay.lost_reports());
+        out.sample("switchyard_learn_reports_lost_total", &[], info["learn_reports_lost"].as_u64().unwrap_or(0));
     }
     out.0
 }

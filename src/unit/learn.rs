@@ -13,7 +13,8 @@ use crate::store::Vni;
 use crate::wire::MacAddr;
 
 /// Where a MAC address lives.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Location {
     /// Behind a VM-role port of this switch.
     Port(PortId),
@@ -87,7 +88,8 @@ pub struct WorkerLocal {
     /// TSC at the start of the current burst.
     pub now: u64,
     pub tsc_hz: u64,
-    queue: Arc<LearnQueue>,
+    /// `None` for a unit that does not learn (the intermediate unit).
+    queue: Option<Arc<LearnQueue>>,
     /// Re-report an unchanged observation after this many TSC cycles, so the
     /// control plane can age out what is no longer seen.
     refresh_cycles: u64,
@@ -102,6 +104,15 @@ pub struct WorkerLocal {
 
 impl WorkerLocal {
     pub fn new(queue: Arc<LearnQueue>, tsc_hz: u64, refresh_seconds: u64) -> Self {
+        Self::reporting_to(Some(queue), tsc_hz, refresh_seconds)
+    }
+
+    /// For a unit that learns nothing: reports go nowhere.
+    pub fn without_learning(tsc_hz: u64) -> Self {
+        Self::reporting_to(None, tsc_hz, 1)
+    }
+
+    fn reporting_to(queue: Option<Arc<LearnQueue>>, tsc_hz: u64, refresh_seconds: u64) -> Self {
         WorkerLocal {
             now: 0,
             tsc_hz,
@@ -116,12 +127,13 @@ impl WorkerLocal {
     /// Reports an observation unless the same one was reported recently.
     #[inline]
     pub fn report(&mut self, event: LearnEvent) {
+        let Some(queue) = &self.queue else { return };
         let hash = event_hash(&event);
         let slot = &mut self.reported[(hash as usize) % FILTER_SLOTS];
         if slot.0 == hash && self.now.wrapping_sub(slot.1) < self.refresh_cycles {
             return;
         }
-        if self.queue.push(event) {
+        if queue.push(event) {
             *slot = (hash, self.now);
         }
     }

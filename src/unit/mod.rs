@@ -1,33 +1,53 @@
-//! Switching units: the forwarding logic and its tables as one replaceable
-//! object with an identifier and a version (seed 000), and the versioned table
-//! through which workers reach the active unit without ever taking a lock.
+//! Switching units (seed 000): the forwarding logic with its tables, as one
+//! replaceable object with an identifier and a version, configured through
+//! commands, and the versioned pair through which workers reach the unit bound
+//! to each side without ever taking a lock on the fast path.
 mod learn;
-mod table;
+mod loaded;
+mod stage;
+mod state;
+mod versioned;
 
 pub use learn::{mix, LearnEvent, LearnQueue, Location, WorkerLocal};
-pub use table::{UnitStage, UnitTable};
+pub use loaded::{Exported, ExportedBinding, LoadError, LoadedUnit, UnitFactory};
+pub use stage::UnitStage;
+pub use state::{LearnedMac, LearnedNeighbor, UnitCommand, UnitState};
+pub use versioned::{Reader, Versioned};
 
+pub use crate::pipeline::Side;
 use crate::pipeline::{Burst, PacketBuf};
 
-/// Which side of the switch a port is on (seed 000: the VM vports and the
-/// uplink vports are switched to a new unit one side after the other).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Side {
-    Vm,
-    Uplink,
-}
-
-/// A switching unit: immutable once published. A configuration change builds a
-/// new unit value (copy-on-write) and publishes it in the `UnitTable`.
+/// A running switching unit. The control plane configures it (`apply`), asks
+/// for its state (`export`) and gives it time (`housekeeping`); each worker
+/// forwards through a binding of its own (`attach`).
 pub trait SwitchingUnit<P: PacketBuf>: Send + Sync {
-    /// Names the unit implementation ("vrouter").
+    /// Names the implementation ("vrouter", "intermediate").
     fn id(&self) -> &str;
     /// The implementation's version string.
     fn version(&self) -> &str;
     /// The configuration generation its tables were built from.
     fn generation(&self) -> u64;
-    /// Decides every pending packet of a burst received on a port of `side`.
-    /// `local` is the calling worker's own mutable state.
-    fn process(&self, side: Side, burst: &mut Burst<P>, local: &mut WorkerLocal);
+    /// A worker's binding, made on that worker at a quiescent point.
+    fn attach(&self, tsc_hz: u64) -> Box<dyn UnitWorker<P>>;
+    /// Applies one configuration command (the changes of one commit).
+    fn apply(&self, command: &UnitCommand) -> Result<(), String>;
+    /// The configuration it runs and what it learned.
+    fn export(&self) -> Result<UnitState, String>;
+    /// Folds in what workers learned, ages entries out, frees table versions no
+    /// worker uses. Called every few milliseconds off the fast path.
+    fn housekeeping(&self);
+    /// Table sizes and counters for `GET /v1/unit` and metrics.
+    fn info(&self) -> serde_json::Value;
+    /// The shared library it came from; `None` when compiled into the daemon.
+    fn library(&self) -> Option<&std::path::Path> {
+        None
+    }
 }
 
+/// A worker's binding to a unit: never shared between workers.
+pub trait UnitWorker<P: PacketBuf>: Send {
+    /// Decides every pending packet of a burst received on a port of `side`.
+    fn process(&mut self, side: Side, burst: &mut Burst<P>);
+    /// Once per run-loop iteration, outside any burst, with the TSC.
+    fn quiescent(&mut self, now: u64);
+}

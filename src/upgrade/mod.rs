@@ -1,7 +1,9 @@
 //! The hitless upgrade of the switching unit through an intermediate unit
 //! (seed 000): the orchestrator and what it reports.
+mod orchestrator;
 mod record;
 
+pub use orchestrator::{LibraryLoader, UnitLoader, Upgrader};
 pub use record::{
     unix_us, ConfigGate, Outcome, Resumed, StepRecord, UnitDescription, UpgradeRecord, UpgradeRefused, UpgradeStatus,
     STEP_NAMES,

@@ -48,11 +48,9 @@ pub enum Outcome {
     Running,
     /// The new unit forwards.
     Upgraded,
-    /// The new unit was refused; the previous unit forwards again.
+    /// The new unit was refused; the previous unit forwards again (or, if its
+    /// library could not be loaded again, the embedded vRouter).
     RolledBack,
-    /// The new unit was refused and the previous one could not be restored:
-    /// the intermediate unit forwards. Needs the operator.
-    StuckOnIntermediate,
 }
 
 /// One upgrade, finished or running.
@@ -66,7 +64,7 @@ pub struct UpgradeRecord {
     /// The unit forwarding at the end (the new one, or the restored previous one).
     pub to: Option<UnitDescription>,
     pub outcome: Outcome,
-    /// Why the new unit was refused, for `RolledBack` and `StuckOnIntermediate`.
+    /// Why the new unit was refused, for `RolledBack`.
     pub error: Option<String>,
     pub started_unix_us: u64,
     pub duration_us: u64,
@@ -110,6 +108,8 @@ pub struct Resumed {
 pub trait ConfigGate: Send + Sync {
     /// Step 1: from now on change requests are persisted and answered 202, not applied.
     fn pause(&self);
+    /// Steps 2 and 5: the configuration as committed in the config database.
+    fn committed(&self) -> Result<crate::store::ConfigSnapshot, String>;
     /// Step 8: applies the queued requests in arrival order, then lets requests
     /// through again. Called on every path out of an upgrade, failed ones too.
     fn resume(&self) -> Resumed;

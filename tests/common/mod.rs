@@ -105,3 +105,10 @@ impl Drop for Running {
         }
     }
 }
+
+/// A unit library `make units` built (`basic-v1`, `faulty-unhealthy`, ...).
+pub fn unit_library(name: &str) -> PathBuf {
+    let path = repo().join("target/units").join(format!("{name}.so"));
+    assert!(path.exists(), "{} is missing: run `make units` first", path.display());
+    path
+}
