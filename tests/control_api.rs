@@ -2,7 +2,7 @@
 //! socket (and loopback TCP) with the fake data plane, driven by the client
 //! library, raw requests, and the `switchyard ctl` binary.
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use hyper::Method;
@@ -13,6 +13,7 @@ use switchyard::control::client::{Client, ClientError};
 use switchyard::control::testing::FakeRuntime;
 use switchyard::control::{http, spawn, ControlError, ControlHandle};
 use switchyard::store::Store;
+use switchyard::upgrade::STEP_NAMES;
 
 struct Server {
     dir: tempfile::TempDir,
@@ -22,6 +23,10 @@ struct Server {
 
 impl Server {
     fn start() -> Server {
+        Server::start_with(FakeRuntime::new())
+    }
+
+    fn start_with(fake: FakeRuntime) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let config = ControlConfig {
             socket: dir.path().join("run/api.sock"),
@@ -29,7 +34,7 @@ impl Server {
             database: dir.path().join("lib/config.redb"),
         };
         let store = Store::open(&config.database).unwrap();
-        let fake = Arc::new(FakeRuntime::new());
+        let fake = Arc::new(fake);
         let handle = spawn(&config, store, fake.clone()).unwrap();
         Server { dir, handle: Some(handle), fake }
     }
@@ -50,16 +55,24 @@ impl Server {
         Client::url(&format!("http://{}", self.handle().tcp_addr().unwrap())).unwrap()
     }
 
-    /// `switchyard ctl --socket S ARGS...` as a process: (exit code, stdout, stderr).
+    /// A file standing for a unit library (the fake loads nothing).
+    fn library(&self, name: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, b"\x7fELF").unwrap();
+        path
+    }
+
+    fn ctl_command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+        command.arg("ctl").arg("--socket").arg(self.socket()).args(args).env("RUST_LOG", "warn");
+        command.current_dir(self.dir.path());
+        command
+    }
+
+    /// `switchyard ctl --socket S ARGS...` as a process, in the server's
+    /// directory: (exit code, stdout, stderr).
     fn ctl(&self, args: &[&str]) -> (i32, String, String) {
-        let output = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-            .arg("ctl")
-            .arg("--socket")
-            .arg(self.socket())
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .output()
-            .unwrap();
+        let output = self.ctl_command(args).output().unwrap();
         (
             output.status.code().unwrap_or(-1),
             String::from_utf8(output.stdout).unwrap(),
@@ -437,4 +450,405 @@ fn non_loopback_tcp_is_refused() {
         "control API: 0.0.0.0:8080 is not a loopback address; the API has no authentication, so it listens only on 127.0.0.1 or ::1"
     );
     assert!(!config.socket.exists());
+}
+
+// Upgrades, and config requests while one runs.
+
+/// Polls `GET /v1/upgrade` until the running upgrade has done step 1 (config
+/// requests paused); the fake holds it there.
+async fn wait_until_paused(client: &Client) -> Value {
+    for _ in 0..1000 {
+        let status = client.get("/v1/upgrade").await.unwrap();
+        if status["running"]["steps"].as_array().is_some_and(|steps| !steps.is_empty()) {
+            return status;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the upgrade did not pause config requests");
+}
+
+/// Sends a change and expects 202: returns the request id.
+async fn queued(client: &Client, method: Method, path: &str, body: Option<Value>) -> u64 {
+    let reply = client.send_json(method.clone(), path, body.as_ref()).await.unwrap();
+    assert_eq!(reply.status, 202, "{method} {path}: {}", reply.text());
+    let json = reply.json().unwrap();
+    let id = json["request_id"].as_u64().unwrap();
+    assert_eq!(json, json!({"request_id": id, "state": "queued", "status": format!("/v1/requests/{id}")}));
+    assert_eq!(reply.location, Some(format!("/v1/requests/{id}")));
+    id
+}
+
+#[tokio::test]
+async fn changes_during_an_upgrade_are_answered_202_and_applied_in_order_after_it() {
+    let server = Server::start();
+    let c = server.client();
+    let library = server.library("unit-v2.so");
+    server.fake.hold_upgrades();
+    let upgrade = tokio::spawn({
+        let c = c.clone();
+        let body = json!({"library": library});
+        async move { c.send_json(Method::POST, "/v1/upgrade", Some(&body)).await.unwrap() }
+    });
+    let status = wait_until_paused(&c).await;
+    assert_eq!(status["running"]["id"], 1);
+    assert_eq!(status["running"]["outcome"], "running");
+    assert_eq!(status["running"]["steps"][0]["name"], "pause config requests");
+
+    let ids = [
+        queued(&c, Method::POST, "/v1/networks", Some(json!({"vni": 100, "name": "blue"}))).await,
+        queued(&c, Method::PUT, "/v1/networks/100", Some(json!({"name": "green"}))).await,
+        queued(&c, Method::DELETE, "/v1/networks/100", None).await,
+        queued(&c, Method::POST, "/v1/networks", Some(json!({"vni": 101, "name": "red"}))).await,
+        // Valid as far as can be told now; there is no network 300 when its turn comes.
+        queued(&c, Method::POST, "/v1/endpoints", Some(json!({"vni": 300, "mac": "02:00:00:00:00:01", "port": "vm0"})))
+            .await,
+        queued(
+            &c,
+            Method::POST,
+            "/v1/remotes",
+            Some(json!({"vni": 101, "mac": "02:00:00:00:00:02", "vtep": "192.0.2.3"})),
+        )
+        .await,
+        queued(&c, Method::PUT, "/v1/ports/vm0/network", Some(json!({"vni": 101}))).await,
+        queued(&c, Method::DELETE, "/v1/remotes/101/02:00:00:00:00:02", None).await,
+    ];
+    assert_eq!(ids, [1, 2, 3, 4, 5, 6, 7, 8]);
+
+    // What is wrong whatever the configuration is refused at once, and not queued.
+    let json_type = Some("application/json");
+    let (status, field, error) = refused(&c, Method::POST, "/v1/networks", json_type, "{\"vni\": 5, \"name\": ").await;
+    assert_eq!(
+        (status, field, error.as_str()),
+        (400, json!("body"), "the body is not valid JSON: EOF while parsing a value")
+    );
+    let (status, field, _) =
+        refused(&c, Method::POST, "/v1/networks", json_type, r#"{"vni": 5, "name": "x", "mtu": 9000}"#).await;
+    assert_eq!((status, field), (400, json!("mtu")));
+    let (status, field, error) =
+        refused(&c, Method::POST, "/v1/networks", json_type, r#"{"vni": 0, "name": "x"}"#).await;
+    assert_eq!((status, field, error.as_str()), (400, json!("vni"), "VNI 0 is out of range 1..=16777215"));
+    let (status, field, _) = refused(&c, Method::DELETE, "/v1/networks/blue", None, "").await;
+    assert_eq!((status, field), (400, json!("vni")));
+    let (status, field, _) = refused(&c, Method::PUT, "/v1/ports/uplink0/network", json_type, r#"{"vni": 101}"#).await;
+    assert_eq!((status, field), (400, json!("name")));
+    let (status, field, _) = refused(&c, Method::POST, "/v1/networks", Some("text/plain"), "{}").await;
+    assert_eq!((status, field), (415, json!("Content-Type")));
+
+    // Reads answer as before, from the configuration as committed.
+    assert_eq!(c.get("/v1/networks").await.unwrap(), json!([]));
+    assert_eq!(c.get("/v1/config").await.unwrap()["generation"], 0);
+    let request = c.get("/v1/requests/2").await.unwrap();
+    assert_eq!(request["state"], "queued");
+    assert_eq!((request["method"].as_str(), request["path"].as_str()), (Some("PUT"), Some("/v1/networks/100")));
+    let keys: Vec<&String> = request.as_object().unwrap().keys().collect();
+    assert_eq!(
+        keys,
+        [
+            "error",
+            "field",
+            "finished_unix_us",
+            "generation",
+            "id",
+            "method",
+            "path",
+            "queued_unix_us",
+            "reply",
+            "state",
+            "status"
+        ]
+    );
+
+    // One upgrade at a time.
+    let (status, field, error) =
+        refused(&c, Method::POST, "/v1/upgrade", json_type, &json!({"library": library}).to_string()).await;
+    assert_eq!(
+        (status, field, error.as_str()),
+        (409, Value::Null, "an upgrade is already running (id 1); wait for it to finish")
+    );
+
+    server.fake.release_upgrades();
+    let reply = upgrade.await.unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let record = reply.json().unwrap();
+    assert_eq!(record["outcome"], "upgraded");
+    assert_eq!(
+        record["steps"].as_array().unwrap().iter().map(|s| s["step"].as_u64().unwrap()).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5, 6, 7, 8]
+    );
+    assert_eq!((record["queued_applied"].as_u64(), record["queued_failed"].as_u64()), (Some(7), Some(1)));
+    assert_eq!(record["to"], json!({"id": "fake", "version": "0.0.0+unit-v2", "library": library}));
+
+    // Applied in arrival order: created, renamed, deleted; then 101 with a remote
+    // added and removed again, and vm0 bound to it.
+    assert_eq!(c.get("/v1/networks").await.unwrap(), json!([{"vni": 101, "name": "red", "flood_vteps": []}]));
+    assert_eq!(c.get("/v1/ports/vm0").await.unwrap()["vni"], 101);
+    assert_eq!(c.get("/v1/remotes").await.unwrap(), json!([]));
+    let config = c.get("/v1/config").await.unwrap();
+    assert_eq!(config["generation"], 7);
+    assert_eq!(server.fake.last_applied().unwrap().generation, 7);
+    let mut generations = Vec::new();
+    for id in ids {
+        let request = c.get(&format!("/v1/requests/{id}")).await.unwrap();
+        generations.push(request["generation"].as_u64());
+        assert!(request["finished_unix_us"].as_u64() >= request["queued_unix_us"].as_u64());
+    }
+    assert_eq!(generations, [Some(1), Some(2), Some(3), Some(4), None, Some(5), Some(6), Some(7)]);
+    let created = c.get("/v1/requests/1").await.unwrap();
+    assert_eq!((created["state"].as_str(), created["status"].as_u64()), (Some("applied"), Some(201)));
+    assert_eq!(created["reply"], json!({"vni": 100, "name": "blue", "flood_vteps": []}));
+    let failed = c.get("/v1/requests/5").await.unwrap();
+    assert_eq!(failed["state"], "failed");
+    assert_eq!((failed["status"].as_u64(), failed["field"].as_str()), (Some(400), Some("vni")));
+    assert_eq!(failed["error"], "there is no network with VNI 300; create it first");
+    assert_eq!(failed["reply"], Value::Null);
+
+    // After the upgrade requests apply at once again.
+    let reply = c.send_json(Method::POST, "/v1/networks", Some(&json!({"vni": 102, "name": "grey"}))).await.unwrap();
+    assert_eq!((reply.status, reply.location), (201, None));
+    let status = c.get("/upgrade").await.unwrap();
+    assert_eq!((status["running"].clone(), status["history"].as_array().unwrap().len()), (Value::Null, 1));
+    assert_eq!(status["vm"]["version"], "0.0.0+unit-v2");
+}
+
+#[tokio::test]
+async fn upgrade_requests_are_checked() {
+    let server = Server::start();
+    let c = server.client();
+    let json_type = Some("application/json");
+    let library = server.library("unit-v2.so");
+    let post = |body: &str| {
+        let (c, body) = (c.clone(), body.to_string());
+        async move { refused(&c, Method::POST, "/v1/upgrade", json_type, &body).await }
+    };
+    let (status, field, error) = post(r#"{"library": "unit-v2.so"}"#).await;
+    assert_eq!((status, field), (400, json!("library")));
+    assert_eq!(
+        error,
+        "\"unit-v2.so\" is not an absolute path; give the full path of the unit's .so file on the switch"
+    );
+    let (status, field, error) = post(r#"{"library": ""}"#).await;
+    assert_eq!(
+        (status, field, error.as_str()),
+        (400, json!("library"), "the library path is empty; give the unit's .so file")
+    );
+    let (status, field, error) = post(r#"{"library": "/nonexistent/unit.so"}"#).await;
+    assert_eq!((status, field), (400, json!("library")));
+    assert_eq!(error, "/nonexistent/unit.so cannot be used: No such file or directory (os error 2)");
+    let dir = server.dir.path().to_str().unwrap().to_string();
+    let (status, field, error) = post(&json!({"library": dir}).to_string()).await;
+    assert_eq!((status, field, error), (400, json!("library"), format!("{dir} is not a file")));
+    let (status, field, error) = post(&json!({"library": library, "force": true}).to_string()).await;
+    assert_eq!((status, field, error.as_str()), (400, json!("force"), "unknown field `force`; expected `library`"));
+    let (status, field, error) = post("{}").await;
+    assert_eq!((status, field, error.as_str()), (400, json!("library"), "missing field `library`"));
+    let (status, field, _) = post(r#"{"library": 7}"#).await;
+    assert_eq!((status, field), (400, json!("library")));
+    let (status, field, _) = post(r#"["/x.so"]"#).await;
+    assert_eq!((status, field), (400, json!("body")));
+    let (status, field, _) =
+        refused(&c, Method::POST, "/upgrade", None, &json!({"library": library}).to_string()).await;
+    assert_eq!((status, field), (415, json!("Content-Type")));
+    let (status, _, error) = refused(&c, Method::PUT, "/v1/upgrade", json_type, "{}").await;
+    assert_eq!(status, 405);
+    assert!(error.starts_with("/v1/upgrade does not accept PUT"), "{error}");
+    assert_eq!(c.get("/v1/upgrade").await.unwrap()["history"], json!([]), "nothing was started");
+    assert!(!server.fake.applied().is_empty());
+
+    // A refused unit: 422 with the record; the alias route is the same handler.
+    server.fake.refuse_next_upgrade("the unit's ABI version 9 is not 1");
+    let reply = c.send_json(Method::POST, "/upgrade", Some(&json!({"library": library}))).await.unwrap();
+    assert_eq!(reply.status, 422, "{}", reply.text());
+    let body = reply.json().unwrap();
+    let keys: Vec<&String> = body.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["error", "field", "record"]);
+    assert_eq!(body["error"], "upgrade 1 rolled back: the unit's ABI version 9 is not 1");
+    assert_eq!(body["field"], Value::Null);
+    assert_eq!(body["record"]["outcome"], "rolled_back");
+    assert_eq!(body["record"]["to"]["version"], "0.0.0");
+    assert_eq!(body["record"]["steps"][4]["ok"], false);
+    assert_eq!(c.get("/upgrade").await.unwrap(), c.get("/v1/upgrade").await.unwrap());
+    assert_eq!(c.get("/v1/upgrade").await.unwrap()["vm"]["version"], "0.0.0");
+
+    // Request ids.
+    let (status, field, error) = refused(&c, Method::GET, "/v1/requests/abc", None, "").await;
+    assert_eq!((status, field), (400, json!("id")));
+    assert_eq!(error, "\"abc\" is not a request id (a positive integer from a 202 reply)");
+    let (status, field, error) = refused(&c, Method::GET, "/v1/requests/99", None, "").await;
+    assert_eq!((status, field), (404, json!("id")));
+    assert_eq!(error, "there is no request 99 (the outcomes of the last 1000 are kept)");
+    let (status, field, _) = refused(&c, Method::GET, "/v1/requests/0", None, "").await;
+    assert_eq!((status, field), (400, json!("id")));
+    let (status, _, _) = refused(&c, Method::DELETE, "/v1/requests/1", None, "").await;
+    assert_eq!(status, 405);
+
+    // A switch without a switching unit (the cross-connect) has nothing to upgrade.
+    let cross = Server::start_with(FakeRuntime::new().without_unit());
+    let library = cross.library("unit.so");
+    let c = cross.client();
+    let no_unit = "upgrades need the vRouter; this switch runs the cross-connect (ports with forward_to)";
+    let (status, field, error) =
+        refused(&c, Method::POST, "/v1/upgrade", json_type, &json!({"library": library}).to_string()).await;
+    assert_eq!((status, field, error.as_str()), (409, Value::Null, no_unit));
+    let (status, _, error) = refused(&c, Method::GET, "/v1/upgrade", None, "").await;
+    assert_eq!((status, error.as_str()), (409, no_unit));
+    // And its change requests were never paused.
+    post_ok(&c).await;
+}
+
+async fn post_ok(c: &Client) {
+    let reply = c.send_json(Method::POST, "/v1/networks", Some(&json!({"vni": 7, "name": "seven"}))).await.unwrap();
+    assert_eq!(reply.status, 201, "{}", reply.text());
+}
+
+/// Every line `ctl upgrade` printed for the steps: (step, rest of the line).
+fn step_lines(out: &str) -> Vec<String> {
+    out.lines().filter(|l| l.starts_with("step ") || l.starts_with("roll back: ")).map(str::to_string).collect()
+}
+
+#[test]
+fn ctl_upgrade_prints_each_step_and_changes_meanwhile_are_queued() {
+    let server = Server::start();
+    server.library("unit-v2.so");
+    let absolute = server.dir.path().join("unit-v2.so").canonicalize().unwrap();
+    let ok = |args: &[&str]| {
+        let (code, out, err) = server.ctl(args);
+        assert_eq!(code, 0, "ctl {args:?}: {err}");
+        out
+    };
+    // Slow enough that the polls see the steps one by one.
+    server.fake.set_upgrade_step_time(std::time::Duration::from_millis(30));
+    server.fake.hold_upgrades();
+    // A relative path: ctl makes it absolute from its own working directory.
+    let mut upgrade =
+        server.ctl_command(&["upgrade", "unit-v2.so"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    assert!(server.fake.wait_until_held(std::time::Duration::from_secs(20)), "the upgrade did not start");
+    let (line_tx, lines_rx) = std::sync::mpsc::channel();
+    let stdout = std::io::BufReader::new(upgrade.stdout.take().unwrap());
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(stdout) {
+            line_tx.send(line.unwrap()).unwrap();
+        }
+    });
+    // Printed while the upgrade is still held after step 1: steps show as they complete.
+    let first = lines_rx.recv_timeout(std::time::Duration::from_secs(20)).expect("step 1 printed during the upgrade");
+    assert!(first.starts_with("step 1/8 pause config requests ... "), "{first}");
+
+    assert_eq!(
+        ok(&["network", "create", "--vni", "100", "--name", "blue"]),
+        "queued as request 1 (an upgrade is running)\n"
+    );
+    assert_eq!(ok(&["port", "bind", "vm0", "--vni", "100"]), "queued as request 2 (an upgrade is running)\n");
+    assert_eq!(ok(&["port", "unbind", "vm0"]), "queued as request 3 (an upgrade is running)\n");
+    let json: Value = serde_json::from_str(&ok(&["--json", "network", "delete", "100"])).unwrap();
+    assert_eq!(json, json!({"request_id": 4, "state": "queued", "status": "/v1/requests/4"}));
+    assert_eq!(ok(&["request", "1"]), "id      1\nstate   queued\nmethod  POST\npath    /v1/networks\n");
+    let status = ok(&["upgrade", "--status"]);
+    assert!(
+        status.starts_with(
+            "SIDE    ID    VERSION  LIBRARY\nvm      fake  0.0.0    built in\nuplink  fake  0.0.0    built in\n"
+        ),
+        "{status}"
+    );
+    assert!(
+        status.contains(&format!(
+            "\nrunning: upgrade 1 to {}\n  step 1/8 pause config requests ... ",
+            absolute.display()
+        )),
+        "{status}"
+    );
+    assert!(status.ends_with("no upgrade since switchyard started\n"), "{status}");
+    // A refused request is refused at once, upgrade or not.
+    let (code, out, err) = server.ctl(&["network", "create", "--vni", "0", "--name", "zero"]);
+    assert_eq!(
+        (code, out.as_str(), err.as_str()),
+        (1, "", "switchyard ctl: VNI 0 is out of range 1..=16777215 (field: vni)\n")
+    );
+    let (code, _, err) = server.ctl(&["upgrade", "unit-v2.so"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (1, "switchyard ctl: an upgrade is already running (id 1); wait for it to finish\n")
+    );
+
+    server.fake.release_upgrades();
+    let output = upgrade.wait_with_output().unwrap();
+    reader.join().unwrap();
+    let out: String = std::iter::once(first).chain(lines_rx.try_iter()).map(|line| line + "\n").collect();
+    assert_eq!(output.status.code(), Some(0), "{out}{}", String::from_utf8_lossy(&output.stderr));
+    let lines = step_lines(&out);
+    assert_eq!(lines.len(), 8, "each step once:\n{out}");
+    for (i, line) in lines.iter().enumerate() {
+        let prefix = format!("step {}/8 {} ... ", i + 1, STEP_NAMES[i]);
+        assert!(line.starts_with(&prefix) && line.contains(" ms"), "{line:?} should start with {prefix:?}");
+    }
+    assert!(lines[7].ends_with(" ms  (4 queued requests applied, 0 refused)"), "{}", lines[7]);
+    let tail: Vec<&str> = out.lines().skip(8).collect();
+    assert_eq!(tail.len(), 2, "{out}");
+    assert!(tail[0].starts_with("upgraded: fake 0.0.0 -> fake 0.0.0+unit-v2 in ") && tail[0].ends_with(" ms"), "{out}");
+    assert_eq!(tail[1], "config requests queued during the upgrade: 4 applied, 0 failed");
+
+    let applied = ok(&["request", "2"]);
+    assert!(applied.starts_with("id          2\nstate       applied\nmethod      PUT\npath        /v1/ports/vm0/network\nstatus      200\ngeneration  2\nwaited      "), "{applied}");
+    assert!(applied.ends_with(" ms\nreply       {\"port\":\"vm0\",\"vni\":100}\n"), "{applied}");
+    assert_eq!(ok(&["network", "list"]), "VNI  NAME  FLOOD_VTEPS\n");
+    assert!(ok(&["config"]).starts_with("generation 4\n"));
+
+    // Refused: the steps up to the failure, the rollback, exit code 1.
+    server.fake.refuse_next_upgrade("the unit's ABI version 9 is not 1");
+    let (code, out, err) = server.ctl(&["upgrade", absolute.to_str().unwrap()]);
+    assert_eq!((code, err.as_str()), (1, ""), "{out}");
+    let lines = step_lines(&out);
+    assert_eq!(lines.len(), 9, "{out}");
+    assert!(
+        lines[4].starts_with("step 5/8 load the new unit and write the configuration into it ... FAILED after "),
+        "{out}"
+    );
+    assert!(lines[4].ends_with(" ms  (the unit's ABI version 9 is not 1)"), "{out}");
+    assert!(
+        lines[5].starts_with("roll back: load the previous unit and write the configuration into it ... "),
+        "{out}"
+    );
+    assert!(out.ends_with("\nrolled back: the unit's ABI version 9 is not 1\n"), "{out}");
+
+    // --json: the record, and still exit code 1 when refused.
+    server.fake.refuse_next_upgrade("bad unit");
+    let (code, out, _) = server.ctl(&["--json", "upgrade", "unit-v2.so"]);
+    assert_eq!(code, 1);
+    let record: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((record["id"].as_u64(), record["outcome"].as_str()), (Some(3), Some("rolled_back")));
+    let (code, out, _) = server.ctl(&["--json", "upgrade", "unit-v2.so"]);
+    assert_eq!(code, 0);
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["outcome"], "upgraded");
+
+    let status = ok(&["upgrade", "--status"]);
+    assert!(status.contains("\nno upgrade running\n\nhistory\nID  OUTCOME      FROM"), "{status}");
+    let history: Vec<&str> = status.lines().skip_while(|l| *l != "history").skip(2).collect();
+    assert_eq!(history.len(), 4, "{status}");
+    let first: Vec<&str> = history[0].split_whitespace().collect();
+    assert_eq!(first[..6], ["1", "upgraded", "fake", "0.0.0", "fake", "0.0.0+unit-v2"], "{status}");
+    assert_eq!(first[7..], ["4", "0", "-"], "{status}");
+    assert!(history[1].ends_with("the unit's ABI version 9 is not 1"), "{status}");
+    let json: Value = serde_json::from_str(&ok(&["--json", "upgrade", "--status"])).unwrap();
+    assert_eq!(json["history"].as_array().unwrap().len(), 4);
+
+    // Bad input.
+    let (code, _, err) = server.ctl(&["upgrade", "missing.so"]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        "switchyard ctl: cannot use missing.so as the unit library: No such file or directory (os error 2)\n"
+    );
+    let (code, _, err) = server.ctl(&["upgrade"]);
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = server.ctl(&["upgrade", "--status", "unit-v2.so"]);
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = server.ctl(&["request", "abc"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (1, "switchyard ctl: \"abc\" is not a request id (a positive integer from a 202 reply) (field: id)\n")
+    );
+    let (code, _, err) = server.ctl(&["request", "77"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (1, "switchyard ctl: there is no request 77 (the outcomes of the last 1000 are kept) (field: id)\n")
+    );
 }

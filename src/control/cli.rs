@@ -1,14 +1,20 @@
 //! `switchyard ctl`: the command-line client of the control API. Aligned tables
 //! by default, the API's JSON with `--json`.
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use hyper::Method;
 use serde_json::{json, Value};
 
-use super::client::{Client, ClientError};
+use super::client::{Changed, Client, ClientError};
+use super::request::segment;
+use crate::upgrade::{Outcome, StepRecord, UnitDescription, UpgradeRecord, UpgradeStatus, STEP_NAMES};
+
+/// How often `ctl upgrade` asks for the running upgrade's steps.
+const UPGRADE_POLL: Duration = Duration::from_millis(20);
 
 /// The socket of an instance without `eal.file_prefix` or `control.socket`.
 pub const DEFAULT_SOCKET: &str = "/run/switchyard/switchyard.sock";
@@ -52,6 +58,36 @@ pub enum CtlCommand {
     Learned,
     /// Prometheus metrics text.
     Metrics,
+    /// Replace the switching unit with one from a shared library, hitlessly.
+    ///
+    /// Prints each of the eight steps as it completes, then the outcome. Config
+    /// changes sent meanwhile are queued and applied, in order, when it ends.
+    /// Exit code 1 if the new unit was refused (rolled back).
+    Upgrade(UpgradeArgs),
+    /// What became of a change request queued during an upgrade.
+    Request {
+        /// The id a queued change printed (or the API's request_id).
+        id: String,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct UpgradeArgs {
+    /// The new unit's shared library (.so); a relative path is taken from the
+    /// current directory.
+    #[arg(value_name = "LIBRARY", required_unless_present = "status")]
+    pub library: Option<PathBuf>,
+    /// Show the units bound now, the upgrade running and the finished ones instead.
+    #[arg(long, conflicts_with = "library")]
+    pub status: bool,
+}
+
+/// How a command that ran to its end went: `Failed` exits with 1 after its
+/// output (an upgrade that rolled back).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Finished {
+    Ok,
+    Failed,
 }
 
 #[derive(Subcommand, Debug)]
@@ -148,7 +184,8 @@ pub enum PortCommand {
 pub fn main(args: CtlArgs) -> ExitCode {
     let stdout = std::io::stdout();
     match run(&args, &mut stdout.lock()) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Finished::Ok) => ExitCode::SUCCESS,
+        Ok(Finished::Failed) => ExitCode::from(1),
         Err(e) => {
             eprintln!("switchyard ctl: {e}");
             ExitCode::from(1)
@@ -164,26 +201,21 @@ pub fn client_for(args: &CtlArgs) -> Result<Client, ClientError> {
 }
 
 /// Runs one command against the API, writing its output to `out`.
-pub fn run(args: &CtlArgs, out: &mut dyn Write) -> Result<(), ClientError> {
+pub fn run(args: &CtlArgs, out: &mut dyn Write) -> Result<Finished, ClientError> {
     let client = client_for(args)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
+        .enable_time()
         .build()
         .map_err(|e| ClientError::Http { target: client.target().clone(), message: e.to_string() })?;
-    runtime.block_on(execute(&client, &args.command, args.json, out))
-}
-
-/// The path segment for a user-given id, percent-encoding anything unusual.
-fn segment(text: &str) -> String {
-    let mut encoded = String::new();
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b':') {
-            encoded.push(char::from(b));
-        } else {
-            encoded.push_str(&format!("%{b:02X}"));
+    runtime.block_on(async {
+        match &args.command {
+            CtlCommand::Upgrade(UpgradeArgs { library: Some(library), status: false }) => {
+                upgrade(&client, library, args.json, out).await
+            }
+            command => execute(&client, command, args.json, out).await.map(|()| Finished::Ok),
         }
-    }
-    encoded
+    })
 }
 
 fn flood_list(text: &str) -> Vec<String> {
@@ -201,17 +233,24 @@ async fn execute(client: &Client, command: &CtlCommand, raw: bool, out: &mut dyn
         CtlCommand::Stats => (client.get("/v1/stats").await?, View::Generic),
         CtlCommand::Learned => (client.get("/v1/learned").await?, View::Generic),
         CtlCommand::Metrics => (Value::String(client.text("/metrics").await?), View::Text),
+        CtlCommand::Upgrade(_) => (client.get("/v1/upgrade").await?, View::UpgradeStatus),
+        CtlCommand::Request { id } => (client.get(&format!("/v1/requests/{}", segment(id))).await?, View::Request),
     };
     let text = if raw {
         match (&view, &value) {
             (View::Done(_), Value::Null) => String::new(),
+            (View::Queued(_), reply) => serde_json::to_string_pretty(reply).unwrap_or_default() + "\n",
             (View::Text, Value::String(text)) => text.clone(),
             _ => serde_json::to_string_pretty(&value).unwrap_or_default() + "\n",
         }
     } else {
         render(&view, &value)
     };
-    out.write_all(text.as_bytes()).map_err(|e| ClientError::Http {
+    write_out(client, out, &text)
+}
+
+fn write_out(client: &Client, out: &mut dyn Write, text: &str) -> Result<(), ClientError> {
+    out.write_all(text.as_bytes()).and_then(|()| out.flush()).map_err(|e| ClientError::Http {
         target: client.target().clone(),
         message: format!("cannot write the output: {e}"),
     })
@@ -226,6 +265,20 @@ enum View {
     Text,
     /// A change without a reply body: this line.
     Done(String),
+    /// A change queued during an upgrade, with its request id.
+    Queued(u64),
+    /// `GET /v1/upgrade`.
+    UpgradeStatus,
+    /// `GET /v1/requests/{id}`.
+    Request,
+}
+
+/// The reply to a change, or the queued view when an upgrade made it a 202.
+fn changed(reply: Changed, view: View) -> (Value, View) {
+    match reply {
+        Changed::Done(value) => (value, view),
+        Changed::Queued { id, reply } => (reply, View::Queued(id)),
+    }
 }
 
 const NETWORK_COLUMNS: &[&str] = &["vni", "name", "flood_vteps"];
@@ -243,7 +296,7 @@ async fn network(client: &Client, command: &NetworkCommand) -> Result<(Value, Vi
         NetworkCommand::Create { vni, name, flood } => {
             let body =
                 json!({"vni": vni, "name": name, "flood_vteps": flood.as_deref().map(flood_list).unwrap_or_default()});
-            (client.call(Method::POST, "/v1/networks", Some(&body)).await?, table)
+            changed(client.change(Method::POST, "/v1/networks", Some(&body)).await?, table)
         }
         NetworkCommand::Set { vni, name, flood } => {
             let path = format!("/v1/networks/{}", segment(vni));
@@ -254,11 +307,11 @@ async fn network(client: &Client, command: &NetworkCommand) -> Result<(Value, Vi
             if let Some(flood) = flood {
                 body["flood_vteps"] = json!(flood_list(flood));
             }
-            (client.call(Method::PUT, &path, Some(&body)).await?, table)
+            changed(client.change(Method::PUT, &path, Some(&body)).await?, table)
         }
         NetworkCommand::Delete { vni } => {
-            client.call(Method::DELETE, &format!("/v1/networks/{}", segment(vni)), None).await?;
-            (Value::Null, View::Done(format!("deleted network {vni}")))
+            let reply = client.change(Method::DELETE, &format!("/v1/networks/{}", segment(vni)), None).await?;
+            changed(reply, View::Done(format!("deleted network {vni}")))
         }
     })
 }
@@ -272,12 +325,12 @@ async fn endpoint(client: &Client, command: &EndpointCommand) -> Result<(Value, 
         }
         EndpointCommand::Add { vni, mac, ip, port } => {
             let body = json!({"vni": vni, "mac": mac, "ip": ip, "port": port});
-            (client.call(Method::POST, "/v1/endpoints", Some(&body)).await?, table)
+            changed(client.change(Method::POST, "/v1/endpoints", Some(&body)).await?, table)
         }
         EndpointCommand::Delete { vni, mac } => {
             let path = format!("/v1/endpoints/{}/{}", segment(vni), segment(mac));
-            client.call(Method::DELETE, &path, None).await?;
-            (Value::Null, View::Done(format!("deleted VM endpoint {mac} in network {vni}")))
+            let reply = client.change(Method::DELETE, &path, None).await?;
+            changed(reply, View::Done(format!("deleted VM endpoint {mac} in network {vni}")))
         }
     })
 }
@@ -291,12 +344,12 @@ async fn remote(client: &Client, command: &RemoteCommand) -> Result<(Value, View
         }
         RemoteCommand::Add { vni, mac, ip, vtep } => {
             let body = json!({"vni": vni, "mac": mac, "ip": ip, "vtep": vtep});
-            (client.call(Method::POST, "/v1/remotes", Some(&body)).await?, table)
+            changed(client.change(Method::POST, "/v1/remotes", Some(&body)).await?, table)
         }
         RemoteCommand::Delete { vni, mac } => {
             let path = format!("/v1/remotes/{}/{}", segment(vni), segment(mac));
-            client.call(Method::DELETE, &path, None).await?;
-            (Value::Null, View::Done(format!("deleted remote endpoint {mac} in network {vni}")))
+            let reply = client.change(Method::DELETE, &path, None).await?;
+            changed(reply, View::Done(format!("deleted remote endpoint {mac} in network {vni}")))
         }
     })
 }
@@ -310,11 +363,11 @@ async fn port(client: &Client, command: &PortCommand) -> Result<(Value, View), C
         PortCommand::Bind { name, vni } => {
             let body = json!({"vni": vni});
             let path = format!("/v1/ports/{}/network", segment(name));
-            (client.call(Method::PUT, &path, Some(&body)).await?, View::Table(BINDING_COLUMNS))
+            changed(client.change(Method::PUT, &path, Some(&body)).await?, View::Table(BINDING_COLUMNS))
         }
         PortCommand::Unbind { name } => {
-            client.call(Method::DELETE, &format!("/v1/ports/{}/network", segment(name)), None).await?;
-            (Value::Null, View::Done(format!("port {name} left its network")))
+            let reply = client.change(Method::DELETE, &format!("/v1/ports/{}/network", segment(name)), None).await?;
+            changed(reply, View::Done(format!("port {name} left its network")))
         }
     })
 }
@@ -341,7 +394,170 @@ fn render(view: &View, value: &Value) -> String {
         View::Generic => generic(value),
         View::Text => value.as_str().unwrap_or_default().to_string(),
         View::Done(line) => format!("{line}\n"),
+        View::Queued(id) => format!("queued as request {id} (an upgrade is running)\n"),
+        View::UpgradeStatus => match serde_json::from_value::<UpgradeStatus>(value.clone()) {
+            Ok(status) => upgrade_status(&status),
+            Err(_) => generic(value),
+        },
+        View::Request => request_status(value),
     }
+}
+
+/// `ctl upgrade LIBRARY`: starts the upgrade and, while it runs, prints each step
+/// as `GET /v1/upgrade` shows it done; then the outcome.
+async fn upgrade(client: &Client, library: &Path, raw: bool, out: &mut dyn Write) -> Result<Finished, ClientError> {
+    let absolute = std::fs::canonicalize(library)
+        .map_err(|e| ClientError::Argument(format!("cannot use {} as the unit library: {e}", library.display())))?;
+    let Some(text) = absolute.to_str() else {
+        return Err(ClientError::Argument(format!(
+            "{} is not valid UTF-8; the API takes paths as text",
+            absolute.display()
+        )));
+    };
+    // Steps are printed only for an upgrade that started after this one was asked for.
+    let known = match client.get("/v1/upgrade").await.map(serde_json::from_value::<UpgradeStatus>) {
+        Ok(Ok(status)) => status.history.iter().chain(&status.running).map(|r| r.id).max().unwrap_or(0),
+        _ => 0,
+    };
+    let body = json!({ "library": text });
+    let post = client.send_json(Method::POST, "/v1/upgrade", Some(&body));
+    tokio::pin!(post);
+    let mut printed = 0;
+    let mut poll = tokio::time::interval(UPGRADE_POLL);
+    let reply = loop {
+        tokio::select! {
+            reply = &mut post => break reply?,
+            _ = poll.tick(), if !raw => {
+                let Ok(Ok(status)) = client.get("/v1/upgrade").await.map(serde_json::from_value::<UpgradeStatus>) else {
+                    continue;
+                };
+                if let Some(running) = status.running.filter(|r| r.id > known) {
+                    let lines: String = running.steps.iter().skip(printed).map(|s| step_line(s) + "\n").collect();
+                    printed = printed.max(running.steps.len());
+                    write_out(client, out, &lines)?;
+                }
+            }
+        }
+    };
+    let value = match reply.status {
+        422 => client.body_json(&reply)?["record"].take(),
+        _ => {
+            client.check(&reply)?;
+            client.body_json(&reply)?
+        }
+    };
+    let record: UpgradeRecord = serde_json::from_value(value.clone())
+        .map_err(|e| client.bad_reply(&reply, format!("the reply is not an upgrade record: {e}")))?;
+    let text = if raw {
+        serde_json::to_string_pretty(&value).unwrap_or_default() + "\n"
+    } else {
+        let mut text: String = record.steps.iter().skip(printed).map(|s| step_line(s) + "\n").collect();
+        text.push_str(&upgrade_summary(&record));
+        text
+    };
+    write_out(client, out, &text)?;
+    Ok(if record.outcome == Outcome::Upgraded { Finished::Ok } else { Finished::Failed })
+}
+
+/// `step 3/8 switch VM-side ports, then uplink ports, to the intermediate unit ... 0.213 ms  (detail)`
+pub fn step_line(step: &StepRecord) -> String {
+    // Rollback actions (step 0) are named "roll back: ...".
+    let head = match step.step {
+        0 => step.name.clone(),
+        n => format!("step {n}/{} {}", STEP_NAMES.len(), step.name),
+    };
+    let ms = step.duration_us as f64 / 1000.0;
+    let time = if step.ok { format!("{ms:.3} ms") } else { format!("FAILED after {ms:.3} ms") };
+    let detail = if step.detail.is_empty() { String::new() } else { format!("  ({})", step.detail) };
+    format!("{head} ... {time}{detail}")
+}
+
+fn unit_name(unit: &UnitDescription) -> String {
+    format!("{} {}", unit.id, unit.version)
+}
+
+/// The outcome line(s) after the steps.
+pub fn upgrade_summary(record: &UpgradeRecord) -> String {
+    let error = record.error.as_deref().unwrap_or("no reason given");
+    let mut text = match record.outcome {
+        Outcome::Upgraded => format!(
+            "upgraded: {} -> {} in {:.1} ms\n",
+            unit_name(&record.from),
+            record.to.as_ref().map_or_else(|| "?".to_string(), unit_name),
+            record.duration_us as f64 / 1000.0
+        ),
+        Outcome::RolledBack => format!("rolled back: {error}\n"),
+        Outcome::Running => format!("upgrade {} is still running\n", record.id),
+    };
+    let queued = record.queued_applied + record.queued_failed;
+    if queued > 0 {
+        text.push_str(&format!(
+            "config requests queued during the upgrade: {} applied, {} failed{}\n",
+            record.queued_applied,
+            record.queued_failed,
+            if record.queued_failed > 0 { " (switchyard ctl request ID shows why)" } else { "" }
+        ));
+    }
+    text
+}
+
+/// `ctl upgrade --status`: the units bound, the running upgrade, the history.
+fn upgrade_status(status: &UpgradeStatus) -> String {
+    let unit_row = |side: &str, unit: &UnitDescription| json!({"side": side, "id": unit.id, "version": unit.version, "library": unit.library.as_deref().unwrap_or("built in")});
+    let mut text =
+        table(&["side", "id", "version", "library"], &[unit_row("vm", &status.vm), unit_row("uplink", &status.uplink)]);
+    match &status.running {
+        Some(running) => {
+            text.push_str(&format!("\nrunning: upgrade {} to {}\n", running.id, running.library));
+            for step in &running.steps {
+                text.push_str(&format!("  {}\n", step_line(step)));
+            }
+        }
+        None => text.push_str("\nno upgrade running\n"),
+    }
+    if status.history.is_empty() {
+        text.push_str("no upgrade since switchyard started\n");
+        return text;
+    }
+    let rows: Vec<Value> = status
+        .history
+        .iter()
+        .map(|r| {
+            json!({
+                "id": r.id,
+                "outcome": r.outcome,
+                "from": unit_name(&r.from),
+                "to": r.to.as_ref().map(unit_name),
+                "ms": format!("{:.1}", r.duration_us as f64 / 1000.0),
+                "queued": r.queued_applied + r.queued_failed,
+                "failed": r.queued_failed,
+                "error": r.error,
+            })
+        })
+        .collect();
+    text.push_str(&format!(
+        "\nhistory\n{}",
+        table(&["id", "outcome", "from", "to", "ms", "queued", "failed", "error"], &rows)
+    ));
+    text
+}
+
+/// `ctl request ID`: the fields that apply, one per line.
+fn request_status(value: &Value) -> String {
+    let mut pairs: Vec<(&str, String)> = Vec::new();
+    for key in ["id", "state", "method", "path", "status", "generation", "error", "field"] {
+        if !value[key].is_null() {
+            pairs.push((key, cell(&value[key])));
+        }
+    }
+    if let (Some(queued), Some(finished)) = (value["queued_unix_us"].as_u64(), value["finished_unix_us"].as_u64()) {
+        pairs.push(("waited", format!("{:.1} ms", finished.saturating_sub(queued) as f64 / 1000.0)));
+    }
+    if !value["reply"].is_null() {
+        pairs.push(("reply", value["reply"].to_string()));
+    }
+    let width = pairs.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    pairs.iter().map(|(k, v)| format!("{k:<width$}  {v}\n")).collect()
 }
 
 /// A table: upper-case headers, columns padded to their widest cell, two spaces apart.

@@ -39,6 +39,19 @@ pub enum ClientError {
     Api { status: u16, body: ErrorBody },
     #[error("unexpected reply from {target}: status {status}: {message}")]
     BadReply { target: Target, status: u16, message: String },
+    /// Something wrong with the command found before anything was sent.
+    #[error("{0}")]
+    Argument(String),
+}
+
+/// The reply to a change request.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Changed {
+    /// Applied: the record (Null for a delete).
+    Done(serde_json::Value),
+    /// 202: an upgrade is running and the request was queued as `id`; `reply`
+    /// is the API's `{"request_id", "state", "status"}`.
+    Queued { id: u64, reply: serde_json::Value },
 }
 
 /// A reply as received.
@@ -46,6 +59,8 @@ pub enum ClientError {
 pub struct Reply {
     pub status: u16,
     pub content_type: Option<String>,
+    /// The `Location` header (a 202's request status).
+    pub location: Option<String>,
     pub body: Bytes,
 }
 
@@ -117,6 +132,22 @@ impl Client {
         response.map_err(|e| http_error(&e))
     }
 
+    /// Sends a JSON body (or none) and returns the reply whatever its status.
+    pub async fn send_json(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Reply, ClientError> {
+        match body {
+            Some(body) => {
+                let bytes = serde_json::to_vec(body).unwrap_or_default();
+                self.send(method, path, Some("application/json"), bytes).await
+            }
+            None => self.send(method, path, None, Bytes::new()).await,
+        }
+    }
+
     /// A JSON request; a 2xx reply's JSON body (Null for 204), or the API's error.
     pub async fn call(
         &self,
@@ -124,18 +155,36 @@ impl Client {
         path: &str,
         body: Option<&serde_json::Value>,
     ) -> Result<serde_json::Value, ClientError> {
-        let reply = match body {
-            Some(body) => {
-                let bytes = serde_json::to_vec(body).unwrap_or_default();
-                self.send(method, path, Some("application/json"), bytes).await?
-            }
-            None => self.send(method, path, None, Bytes::new()).await?,
-        };
+        let reply = self.send_json(method, path, body).await?;
         self.check(&reply)?;
+        self.body_json(&reply)
+    }
+
+    /// A change request: applied, or queued (202) while an upgrade runs.
+    pub async fn change(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Changed, ClientError> {
+        let reply = self.send_json(method, path, body).await?;
+        self.check(&reply)?;
+        let value = self.body_json(&reply)?;
+        if reply.status != 202 {
+            return Ok(Changed::Done(value));
+        }
+        match value["request_id"].as_u64() {
+            Some(id) => Ok(Changed::Queued { id, reply: value }),
+            None => Err(self.bad_reply(&reply, format!("a 202 reply without a request_id: {value}"))),
+        }
+    }
+
+    /// A reply's JSON body; Null when it has none (204).
+    pub fn body_json(&self, reply: &Reply) -> Result<serde_json::Value, ClientError> {
         if reply.body.is_empty() {
             return Ok(serde_json::Value::Null);
         }
-        reply.json().map_err(|e| self.bad_reply(&reply, format!("the body is not JSON: {e}")))
+        reply.json().map_err(|e| self.bad_reply(reply, format!("the body is not JSON: {e}")))
     }
 
     /// A text GET (`/metrics`).
@@ -150,7 +199,7 @@ impl Client {
     }
 
     /// Ok for 2xx; the API's `{"error", "field"}` as `ClientError::Api` otherwise.
-    fn check(&self, reply: &Reply) -> Result<(), ClientError> {
+    pub fn check(&self, reply: &Reply) -> Result<(), ClientError> {
         if (200..300).contains(&reply.status) {
             return Ok(());
         }
@@ -160,7 +209,7 @@ impl Client {
         }
     }
 
-    fn bad_reply(&self, reply: &Reply, message: String) -> ClientError {
+    pub fn bad_reply(&self, reply: &Reply, message: String) -> ClientError {
         ClientError::BadReply { target: self.target.clone(), status: reply.status, message }
     }
 }
@@ -177,9 +226,11 @@ where
     });
     let response = sender.send_request(request).await?;
     let status = response.status().as_u16();
-    let content_type = response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let header =
+        |name| response.headers().get(name).and_then(|v: &header::HeaderValue| v.to_str().ok()).map(str::to_string);
+    let (content_type, location) = (header(header::CONTENT_TYPE), header(header::LOCATION));
     let body = response.into_body().collect().await?.to_bytes();
     drop(sender);
     driver.abort();
-    Ok(Reply { status, content_type, body })
+    Ok(Reply { status, content_type, location, body })
 }

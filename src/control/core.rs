@@ -1,21 +1,26 @@
 //! The control core, independent of HTTP: every request is validated against the
 //! current snapshot, committed to the config database, and only then applied to
 //! the data plane. A request that fails validation, or whose commit fails,
-//! changes nothing anywhere.
+//! changes nothing anywhere. Every change, live or replayed from the queue of an
+//! upgrade (`queue.rs`), goes through `Control::execute`.
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
+use super::request::ConfigRequest;
 use super::runtime::{PortStatus, Runtime};
 use crate::config::PortRole;
 use crate::store::rules::{check_endpoint_mac, check_flood_vteps, check_network_name, check_unicast_ipv4, check_vni};
-use crate::store::{Change, ConfigSnapshot, Network, PortNetwork, RemoteEndpoint, Store, StoreError, VmEndpoint, Vni};
+use crate::store::{
+    Change, ConfigSnapshot, Network, PortNetwork, RemoteEndpoint, RequestOutcome, Store, StoreError, VmEndpoint, Vni,
+};
 use crate::wire::MacAddr;
 
 /// `POST /v1/networks`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkCreate {
     pub vni: i64,
@@ -26,7 +31,7 @@ pub struct NetworkCreate {
 
 /// `PUT /v1/networks/{vni}`: replaces name and flood list. `vni` may be repeated
 /// (so a GET body can be sent back) but must match the path.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkReplace {
     #[serde(default)]
@@ -37,7 +42,7 @@ pub struct NetworkReplace {
 }
 
 /// `POST /v1/endpoints`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointCreate {
     pub vni: i64,
@@ -48,7 +53,7 @@ pub struct EndpointCreate {
 }
 
 /// `POST /v1/remotes`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RemoteCreate {
     pub vni: i64,
@@ -59,15 +64,53 @@ pub struct RemoteCreate {
 }
 
 /// `PUT /v1/ports/{name}/network`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PortBind {
     pub vni: i64,
 }
 
+/// A change that went through: the status and body the API answers with, and
+/// the generation it left (the same one when it asked for what already was).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Applied {
+    pub status: u16,
+    pub generation: u64,
+    /// The reply body as JSON text (kept as text so the API sends the fields in
+    /// the records' order); `None` for 204.
+    pub body: Option<String>,
+}
+
+impl Applied {
+    /// The reply as the record it is (`()` for a 204).
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        serde_json::from_str(self.body.as_deref().unwrap_or("null"))
+            .map_err(|e| ApiError::internal(format!("the reply could not be read back: {e}")))
+    }
+}
+
+/// A request that passed every check that does not depend on the configuration
+/// (ids, ranges, addresses, the switch's port list): what it asks for, typed.
+/// What remains is checked against the snapshot when it is applied.
+pub(super) enum Checked {
+    CreateNetwork(Network),
+    ReplaceNetwork(Network),
+    DeleteNetwork(Vni),
+    AddEndpoint(VmEndpoint),
+    DeleteEndpoint(Vni, MacAddr),
+    AddRemote(RemoteEndpoint),
+    DeleteRemote(Vni, MacAddr),
+    BindPort(PortNetwork),
+    UnbindPort(String),
+}
+
 pub struct Control {
-    store: Store,
+    pub(super) store: Store,
     runtime: Arc<dyn Runtime>,
+    /// Whether change requests are queued (an upgrade runs), and the turn every
+    /// change request of the API takes: held while one is applied or queued, and
+    /// by `resume` for the whole replay, so no request overtakes the queue.
+    pub(super) paused: Mutex<bool>,
     /// Held for a whole change (validate, commit, apply): writers take turns, so
     /// validation sees exactly what the commit will change, and the runtime gets
     /// versions in generation order.
@@ -79,11 +122,20 @@ pub struct Control {
 
 impl Control {
     /// Reads the database and applies it to the runtime once, so the data plane
-    /// starts from what the database holds.
+    /// starts from what the database holds; then applies, in order, any request
+    /// still queued because the previous run stopped during an upgrade.
     pub fn new(store: Store, runtime: Arc<dyn Runtime>) -> Result<Control, StoreError> {
         let snapshot = Arc::new(store.snapshot()?);
         runtime.apply(&[], &snapshot);
-        Ok(Control { store, runtime, writer: Mutex::new(()), current: Mutex::new(snapshot) })
+        let control = Control {
+            store,
+            runtime,
+            paused: Mutex::new(false),
+            writer: Mutex::new(()),
+            current: Mutex::new(snapshot),
+        };
+        control.apply_left_over_queue()?;
+        Ok(control)
     }
 
     pub fn snapshot(&self) -> Arc<ConfigSnapshot> {
@@ -98,23 +150,178 @@ impl Control {
         &*self.runtime
     }
 
+    /// Validates, commits and applies one change request now, whether or not
+    /// changes are paused (the API goes through `submit`, which queues them then).
+    pub fn execute(&self, request: ConfigRequest) -> Result<Applied, ApiError> {
+        self.execute_queued(request, None)
+    }
+
+    /// `execute`; for a request replayed from the queue (`queued` is its id), the
+    /// outcome is recorded in the transaction of its change.
+    pub(super) fn execute_queued(&self, request: ConfigRequest, queued: Option<u64>) -> Result<Applied, ApiError> {
+        let status = request.success_status();
+        match self.check(&request)? {
+            Checked::CreateNetwork(network) => self.change(queued, status, |current| {
+                if current.networks.iter().any(|n| n.vni == network.vni) {
+                    return Err(ApiError::conflict("vni", format!("network {} already exists", network.vni)));
+                }
+                name_is_free(current, &network.name, network.vni)?;
+                Ok((vec![Change::PutNetwork(network.clone())], network))
+            }),
+            Checked::ReplaceNetwork(network) => self.change(queued, status, |current| {
+                let old = find_network(current, network.vni)?;
+                name_is_free(current, &network.name, network.vni)?;
+                let changes = if *old == network { vec![] } else { vec![Change::PutNetwork(network.clone())] };
+                Ok((changes, network))
+            }),
+            Checked::DeleteNetwork(vni) => self.change(queued, status, |current| {
+                find_network(current, vni)?;
+                network_is_unused(current, vni)?;
+                Ok((vec![Change::DeleteNetwork { vni }], ()))
+            }),
+            Checked::AddEndpoint(endpoint) => self.change(queued, status, |current| {
+                network_exists(current, endpoint.vni)?;
+                mac_is_free(current, endpoint.vni, endpoint.mac)?;
+                Ok((vec![Change::PutEndpoint(endpoint.clone())], endpoint))
+            }),
+            Checked::DeleteEndpoint(vni, mac) => self.change(queued, status, |current| {
+                find_endpoint(current, vni, mac)?;
+                Ok((vec![Change::DeleteEndpoint { vni, mac }], ()))
+            }),
+            Checked::AddRemote(remote) => self.change(queued, status, |current| {
+                network_exists(current, remote.vni)?;
+                mac_is_free(current, remote.vni, remote.mac)?;
+                Ok((vec![Change::PutRemote(remote.clone())], remote))
+            }),
+            Checked::DeleteRemote(vni, mac) => self.change(queued, status, |current| {
+                find_remote(current, vni, mac)?;
+                Ok((vec![Change::DeleteRemote { vni, mac }], ()))
+            }),
+            Checked::BindPort(binding) => self.change(queued, status, |current| {
+                network_exists(current, binding.vni)?;
+                let changes = if current.ports.contains(&binding) {
+                    vec![]
+                } else {
+                    vec![Change::PutPortNetwork(binding.clone())]
+                };
+                Ok((changes, binding))
+            }),
+            Checked::UnbindPort(name) => {
+                let exists = self.runtime.ports().iter().any(|p| p.name == name);
+                self.change(queued, status, |current| {
+                    if !current.ports.iter().any(|p| p.port == name) {
+                        return Err(if exists {
+                            ApiError::not_found("name", format!("port {name} is not bound to a network"))
+                        } else {
+                            no_port(&name)
+                        });
+                    }
+                    Ok((vec![Change::DeletePortNetwork { port: name.clone() }], ()))
+                })
+            }
+        }
+    }
+
+    /// The checks that need no configuration, in the order a client would fix
+    /// them: `submit` runs them at once on a request it queues, so a malformed one
+    /// is refused then and not when its turn comes.
+    pub(super) fn check(&self, request: &ConfigRequest) -> Result<Checked, ApiError> {
+        Ok(match request {
+            ConfigRequest::CreateNetwork(body) => Checked::CreateNetwork(Network {
+                vni: body_vni(body.vni)?,
+                name: network_name(&body.name)?,
+                flood_vteps: flood_vteps(&body.flood_vteps)?,
+            }),
+            ConfigRequest::ReplaceNetwork { vni, body } => {
+                let vni = path_vni(vni)?;
+                if let Some(body_vni) = body.vni {
+                    if body_vni != i64::from(vni) {
+                        let problem = format!("the body's vni {body_vni} differs from VNI {vni} in the path");
+                        return Err(ApiError::bad_request("vni", problem));
+                    }
+                }
+                Checked::ReplaceNetwork(Network {
+                    vni,
+                    name: network_name(&body.name)?,
+                    flood_vteps: flood_vteps(&body.flood_vteps)?,
+                })
+            }
+            ConfigRequest::DeleteNetwork { vni } => Checked::DeleteNetwork(path_vni(vni)?),
+            ConfigRequest::AddEndpoint(body) => {
+                let vni = body_vni(body.vni)?;
+                let mac = body_mac(&body.mac)?;
+                let ip = body.ip.as_deref().map(|ip| body_ipv4("ip", ip)).transpose()?;
+                match self.runtime.ports().iter().find(|p| p.name == body.port) {
+                    None => {
+                        return Err(ApiError::bad_request("port", format!("there is no port named {:?}", body.port)));
+                    }
+                    Some(port) if port.role != PortRole::Vm => {
+                        let problem =
+                            format!("port {} has role {}; VM endpoints attach to vm-role ports", port.name, port.role);
+                        return Err(ApiError::bad_request("port", problem));
+                    }
+                    Some(_) => {}
+                }
+                Checked::AddEndpoint(VmEndpoint { vni, mac, ip, port: body.port.clone() })
+            }
+            ConfigRequest::DeleteEndpoint { vni, mac } => Checked::DeleteEndpoint(path_vni(vni)?, path_mac(mac)?),
+            ConfigRequest::AddRemote(body) => {
+                let vni = body_vni(body.vni)?;
+                let mac = body_mac(&body.mac)?;
+                let ip = body.ip.as_deref().map(|ip| body_ipv4("ip", ip)).transpose()?;
+                let vtep = body_ipv4("vtep", &body.vtep)?;
+                Checked::AddRemote(RemoteEndpoint { vni, mac, ip, vtep })
+            }
+            ConfigRequest::DeleteRemote { vni, mac } => Checked::DeleteRemote(path_vni(vni)?, path_mac(mac)?),
+            ConfigRequest::BindPort { name, body } => {
+                let port = self.runtime.ports().into_iter().find(|p| p.name == *name).ok_or_else(|| no_port(name))?;
+                if port.role != PortRole::Vm {
+                    let problem = format!("port {name} has role {}; only vm-role ports join a network", port.role);
+                    return Err(ApiError::bad_request("name", problem));
+                }
+                Checked::BindPort(PortNetwork { port: name.clone(), vni: body_vni(body.vni)? })
+            }
+            // A binding may outlive its port in the TOML; unbinding it stays possible.
+            ConfigRequest::UnbindPort { name } => Checked::UnbindPort(name.clone()),
+        })
+    }
+
     /// Validate, commit, update the snapshot, apply: the one path every change takes.
     /// `plan` sees the current snapshot and returns the changes and the reply; an
-    /// empty change list (the request asks for what already is) commits nothing.
-    fn change<R>(
+    /// empty change list (the request asks for what already is) commits nothing
+    /// (for a queued request, only its outcome).
+    fn change<R: Serialize>(
         &self,
+        queued: Option<u64>,
+        status: u16,
         plan: impl FnOnce(&ConfigSnapshot) -> Result<(Vec<Change>, R), ApiError>,
-    ) -> Result<R, ApiError> {
+    ) -> Result<Applied, ApiError> {
         let _turn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let current = self.snapshot();
         let (changes, reply) = plan(&current)?;
-        if changes.is_empty() {
-            return Ok(reply);
+        let encode_error = |e: serde_json::Error| ApiError::internal(format!("the reply could not be encoded: {e}"));
+        let body = if status == 204 { None } else { Some(serde_json::to_string(&reply).map_err(encode_error)?) };
+        let finished = match queued {
+            Some(id) => {
+                let reply = if status == 204 {
+                    serde_json::Value::Null
+                } else {
+                    serde_json::to_value(&reply).map_err(encode_error)?
+                };
+                Some((id, RequestOutcome::Applied { status, reply }))
+            }
+            None => None,
+        };
+        if changes.is_empty() && finished.is_none() {
+            return Ok(Applied { status, generation: current.generation, body });
         }
-        let generation = self.store.commit(&changes).map_err(|e| {
+        let generation = self.store.commit_and_finish(&changes, finished).map_err(|e| {
             log::error!("control: commit failed: {e}");
             ApiError::internal(format!("the change was not made: {e}"))
         })?;
+        if changes.is_empty() {
+            return Ok(Applied { status, generation, body });
+        }
         let mut next = ConfigSnapshot::clone(&current);
         next.apply(&changes);
         next.generation = generation;
@@ -122,7 +329,7 @@ impl Control {
         *self.current.lock().unwrap_or_else(PoisonError::into_inner) = next.clone();
         self.runtime.apply(&changes, &next);
         log::info!("control: generation {generation}: {}", describe(&changes));
-        Ok(reply)
+        Ok(Applied { status, generation, body })
     }
 
     // Networks.
@@ -137,61 +344,15 @@ impl Control {
     }
 
     pub fn create_network(&self, body: NetworkCreate) -> Result<Network, ApiError> {
-        self.change(|current| {
-            let vni = body_vni(body.vni)?;
-            check_network_name(&body.name).map_err(|problem| ApiError::bad_request("name", problem))?;
-            let flood_vteps = flood_vteps(&body.flood_vteps)?;
-            if current.networks.iter().any(|n| n.vni == vni) {
-                return Err(ApiError::conflict("vni", format!("network {vni} already exists")));
-            }
-            name_is_free(current, &body.name, vni)?;
-            let network = Network { vni, name: body.name, flood_vteps };
-            Ok((vec![Change::PutNetwork(network.clone())], network))
-        })
+        self.execute(ConfigRequest::CreateNetwork(body))?.decode()
     }
 
     pub fn replace_network(&self, vni: &str, body: NetworkReplace) -> Result<Network, ApiError> {
-        let vni = path_vni(vni)?;
-        self.change(|current| {
-            let old = find_network(current, vni)?;
-            if let Some(body_vni) = body.vni {
-                if body_vni != i64::from(vni) {
-                    let problem = format!("the body's vni {body_vni} differs from VNI {vni} in the path");
-                    return Err(ApiError::bad_request("vni", problem));
-                }
-            }
-            check_network_name(&body.name).map_err(|problem| ApiError::bad_request("name", problem))?;
-            let flood_vteps = flood_vteps(&body.flood_vteps)?;
-            name_is_free(current, &body.name, vni)?;
-            let network = Network { vni, name: body.name, flood_vteps };
-            let changes = if *old == network { vec![] } else { vec![Change::PutNetwork(network.clone())] };
-            Ok((changes, network))
-        })
+        self.execute(ConfigRequest::ReplaceNetwork { vni: vni.to_string(), body })?.decode()
     }
 
     pub fn delete_network(&self, vni: &str) -> Result<(), ApiError> {
-        let vni = path_vni(vni)?;
-        self.change(|current| {
-            find_network(current, vni)?;
-            let endpoints = current.endpoints.iter().filter(|e| e.vni == vni).count();
-            let remotes = current.remotes.iter().filter(|r| r.vni == vni).count();
-            let ports: Vec<&str> = current.ports.iter().filter(|p| p.vni == vni).map(|p| p.port.as_str()).collect();
-            if endpoints + remotes + ports.len() > 0 {
-                let mut users = Vec::new();
-                if endpoints > 0 {
-                    users.push(count(endpoints, "VM endpoint"));
-                }
-                if remotes > 0 {
-                    users.push(count(remotes, "remote endpoint"));
-                }
-                if !ports.is_empty() {
-                    users.push(format!("{} ({})", count(ports.len(), "port"), ports.join(", ")));
-                }
-                let problem = format!("network {vni} is still used by {}; remove them first", join_and(&users));
-                return Err(ApiError::conflict("vni", problem));
-            }
-            Ok((vec![Change::DeleteNetwork { vni }], ()))
-        })
+        self.execute(ConfigRequest::DeleteNetwork { vni: vni.to_string() })?.decode()
     }
 
     // VM endpoints.
@@ -206,35 +367,11 @@ impl Control {
     }
 
     pub fn add_endpoint(&self, body: EndpointCreate) -> Result<VmEndpoint, ApiError> {
-        let ports = self.runtime.ports();
-        self.change(|current| {
-            let vni = body_vni(body.vni)?;
-            network_exists(current, vni)?;
-            let mac = body_mac(&body.mac)?;
-            let ip = body.ip.as_deref().map(|ip| body_ipv4("ip", ip)).transpose()?;
-            match ports.iter().find(|p| p.name == body.port) {
-                None => {
-                    return Err(ApiError::bad_request("port", format!("there is no port named {:?}", body.port)));
-                }
-                Some(port) if port.role != PortRole::Vm => {
-                    let problem =
-                        format!("port {} has role {}; VM endpoints attach to vm-role ports", port.name, port.role);
-                    return Err(ApiError::bad_request("port", problem));
-                }
-                Some(_) => {}
-            }
-            mac_is_free(current, vni, mac)?;
-            let endpoint = VmEndpoint { vni, mac, ip, port: body.port };
-            Ok((vec![Change::PutEndpoint(endpoint.clone())], endpoint))
-        })
+        self.execute(ConfigRequest::AddEndpoint(body))?.decode()
     }
 
     pub fn delete_endpoint(&self, vni: &str, mac: &str) -> Result<(), ApiError> {
-        let (vni, mac) = (path_vni(vni)?, path_mac(mac)?);
-        self.change(|current| {
-            find_endpoint(current, vni, mac)?;
-            Ok((vec![Change::DeleteEndpoint { vni, mac }], ()))
-        })
+        self.execute(ConfigRequest::DeleteEndpoint { vni: vni.to_string(), mac: mac.to_string() })?.decode()
     }
 
     // Remote endpoints.
@@ -249,24 +386,11 @@ impl Control {
     }
 
     pub fn add_remote(&self, body: RemoteCreate) -> Result<RemoteEndpoint, ApiError> {
-        self.change(|current| {
-            let vni = body_vni(body.vni)?;
-            network_exists(current, vni)?;
-            let mac = body_mac(&body.mac)?;
-            let ip = body.ip.as_deref().map(|ip| body_ipv4("ip", ip)).transpose()?;
-            let vtep = body_ipv4("vtep", &body.vtep)?;
-            mac_is_free(current, vni, mac)?;
-            let remote = RemoteEndpoint { vni, mac, ip, vtep };
-            Ok((vec![Change::PutRemote(remote.clone())], remote))
-        })
+        self.execute(ConfigRequest::AddRemote(body))?.decode()
     }
 
     pub fn delete_remote(&self, vni: &str, mac: &str) -> Result<(), ApiError> {
-        let (vni, mac) = (path_vni(vni)?, path_mac(mac)?);
-        self.change(|current| {
-            find_remote(current, vni, mac)?;
-            Ok((vec![Change::DeleteRemote { vni, mac }], ()))
-        })
+        self.execute(ConfigRequest::DeleteRemote { vni: vni.to_string(), mac: mac.to_string() })?.decode()
     }
 
     // Ports.
@@ -283,34 +407,39 @@ impl Control {
 
     /// Binds a VM-role port to a network (or moves it to another one).
     pub fn bind_port(&self, name: &str, body: PortBind) -> Result<PortNetwork, ApiError> {
-        let port = self.runtime.ports().into_iter().find(|p| p.name == name).ok_or_else(|| no_port(name))?;
-        self.change(|current| {
-            if port.role != PortRole::Vm {
-                let problem = format!("port {name} has role {}; only vm-role ports join a network", port.role);
-                return Err(ApiError::bad_request("name", problem));
-            }
-            let vni = body_vni(body.vni)?;
-            network_exists(current, vni)?;
-            let binding = PortNetwork { port: name.to_string(), vni };
-            let changes =
-                if current.ports.contains(&binding) { vec![] } else { vec![Change::PutPortNetwork(binding.clone())] };
-            Ok((changes, binding))
-        })
+        self.execute(ConfigRequest::BindPort { name: name.to_string(), body })?.decode()
     }
 
     pub fn unbind_port(&self, name: &str) -> Result<(), ApiError> {
-        let exists = self.runtime.ports().iter().any(|p| p.name == name);
-        self.change(|current| {
-            if !current.ports.iter().any(|p| p.port == name) {
-                return Err(if exists {
-                    ApiError::not_found("name", format!("port {name} is not bound to a network"))
-                } else {
-                    no_port(name)
-                });
-            }
-            Ok((vec![Change::DeletePortNetwork { port: name.to_string() }], ()))
-        })
+        self.execute(ConfigRequest::UnbindPort { name: name.to_string() })?.decode()
     }
+}
+
+/// Refuses to delete a network that endpoints, remotes or ports still use, naming them.
+fn network_is_unused(current: &ConfigSnapshot, vni: Vni) -> Result<(), ApiError> {
+    let endpoints = current.endpoints.iter().filter(|e| e.vni == vni).count();
+    let remotes = current.remotes.iter().filter(|r| r.vni == vni).count();
+    let ports: Vec<&str> = current.ports.iter().filter(|p| p.vni == vni).map(|p| p.port.as_str()).collect();
+    if endpoints + remotes + ports.len() == 0 {
+        return Ok(());
+    }
+    let mut users = Vec::new();
+    if endpoints > 0 {
+        users.push(count(endpoints, "VM endpoint"));
+    }
+    if remotes > 0 {
+        users.push(count(remotes, "remote endpoint"));
+    }
+    if !ports.is_empty() {
+        users.push(format!("{} ({})", count(ports.len(), "port"), ports.join(", ")));
+    }
+    let problem = format!("network {vni} is still used by {}; remove them first", join_and(&users));
+    Err(ApiError::conflict("vni", problem))
+}
+
+fn network_name(name: &str) -> Result<String, ApiError> {
+    check_network_name(name).map_err(|problem| ApiError::bad_request("name", problem))?;
+    Ok(name.to_string())
 }
 
 fn no_port(name: &str) -> ApiError {

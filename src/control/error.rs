@@ -17,6 +17,8 @@ pub enum ErrorKind {
     PayloadTooLarge,
     /// 415
     UnsupportedMediaType,
+    /// 422: the upgrade ran but the new unit was refused (rolled back).
+    UpgradeFailed,
     /// 500: the config database failed; nothing was changed.
     Internal,
 }
@@ -30,6 +32,7 @@ impl ErrorKind {
             ErrorKind::Conflict => 409,
             ErrorKind::PayloadTooLarge => 413,
             ErrorKind::UnsupportedMediaType => 415,
+            ErrorKind::UpgradeFailed => 422,
             ErrorKind::Internal => 500,
         }
     }

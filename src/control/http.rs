@@ -10,10 +10,15 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use super::core::{Control, EndpointCreate, NetworkCreate, NetworkReplace, PortBind, RemoteCreate};
+use super::core::{Applied, Control, EndpointCreate, NetworkCreate, NetworkReplace, PortBind, RemoteCreate};
 use super::error::{ApiError, ErrorBody, ErrorKind};
+use super::queue::Submitted;
+use super::request::ConfigRequest;
+use super::upgrade::UpgradeStart;
+use crate::store::RequestState;
+use crate::upgrade::{Outcome, UpgradeRecord, UpgradeRefused};
 
 /// Request bodies larger than this are refused with 413.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -72,6 +77,12 @@ fn routes() -> Routes {
         .add("get", "/v1/unit", get_unit)
         .add("get", "/v1/stats", get_stats)
         .add("get", "/v1/learned", get_learned)
+        .add("get", "/v1/requests/{id}", get_request)
+        .add("get", "/v1/upgrade", get_upgrade)
+        .add("post", "/v1/upgrade", start_upgrade)
+        // The names the upgrade issue gives them.
+        .add("get", "/upgrade", get_upgrade)
+        .add("post", "/upgrade", start_upgrade)
         .add("get", "/metrics", get_metrics)
         .add("get", "/openapi.json", get_openapi)
 }
@@ -118,21 +129,19 @@ async fn create_network(
     State(c): State<Shared>,
     JsonBody(body): JsonBody<NetworkCreate>,
 ) -> Result<Response, ApiError> {
-    let network = blocking(c, move |c| c.create_network(body)).await??;
-    Ok((StatusCode::CREATED, Json(network)).into_response())
+    submit(c, ConfigRequest::CreateNetwork(body)).await
 }
 
 async fn replace_network(
     State(c): State<Shared>,
     Path(vni): Path<String>,
     JsonBody(body): JsonBody<NetworkReplace>,
-) -> Reply<impl Serialize> {
-    Ok(Json(blocking(c, move |c| c.replace_network(&vni, body)).await??))
+) -> Result<Response, ApiError> {
+    submit(c, ConfigRequest::ReplaceNetwork { vni, body }).await
 }
 
-async fn delete_network(State(c): State<Shared>, Path(vni): Path<String>) -> Result<StatusCode, ApiError> {
-    blocking(c, move |c| c.delete_network(&vni)).await??;
-    Ok(StatusCode::NO_CONTENT)
+async fn delete_network(State(c): State<Shared>, Path(vni): Path<String>) -> Result<Response, ApiError> {
+    submit(c, ConfigRequest::DeleteNetwork { vni }).await
 }
 
 async fn list_endpoints(State(c): State<Shared>) -> Reply<impl Serialize> {
@@ -147,16 +156,14 @@ async fn create_endpoint(
     State(c): State<Shared>,
     JsonBody(body): JsonBody<EndpointCreate>,
 ) -> Result<Response, ApiError> {
-    let endpoint = blocking(c, move |c| c.add_endpoint(body)).await??;
-    Ok((StatusCode::CREATED, Json(endpoint)).into_response())
+    submit(c, ConfigRequest::AddEndpoint(body)).await
 }
 
 async fn delete_endpoint(
     State(c): State<Shared>,
     Path((vni, mac)): Path<(String, String)>,
-) -> Result<StatusCode, ApiError> {
-    blocking(c, move |c| c.delete_endpoint(&vni, &mac)).await??;
-    Ok(StatusCode::NO_CONTENT)
+) -> Result<Response, ApiError> {
+    submit(c, ConfigRequest::DeleteEndpoint { vni, mac }).await
 }
 
 async fn list_remotes(State(c): State<Shared>) -> Reply<impl Serialize> {
@@ -168,16 +175,14 @@ async fn get_remote(State(c): State<Shared>, Path((vni, mac)): Path<(String, Str
 }
 
 async fn create_remote(State(c): State<Shared>, JsonBody(body): JsonBody<RemoteCreate>) -> Result<Response, ApiError> {
-    let remote = blocking(c, move |c| c.add_remote(body)).await??;
-    Ok((StatusCode::CREATED, Json(remote)).into_response())
+    submit(c, ConfigRequest::AddRemote(body)).await
 }
 
 async fn delete_remote(
     State(c): State<Shared>,
     Path((vni, mac)): Path<(String, String)>,
-) -> Result<StatusCode, ApiError> {
-    blocking(c, move |c| c.delete_remote(&vni, &mac)).await??;
-    Ok(StatusCode::NO_CONTENT)
+) -> Result<Response, ApiError> {
+    submit(c, ConfigRequest::DeleteRemote { vni, mac }).await
 }
 
 async fn list_ports(State(c): State<Shared>) -> Reply<impl Serialize> {
@@ -192,13 +197,81 @@ async fn bind_port(
     State(c): State<Shared>,
     Path(name): Path<String>,
     JsonBody(body): JsonBody<PortBind>,
-) -> Reply<impl Serialize> {
-    Ok(Json(blocking(c, move |c| c.bind_port(&name, body)).await??))
+) -> Result<Response, ApiError> {
+    submit(c, ConfigRequest::BindPort { name, body }).await
 }
 
-async fn unbind_port(State(c): State<Shared>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
-    blocking(c, move |c| c.unbind_port(&name)).await??;
-    Ok(StatusCode::NO_CONTENT)
+async fn unbind_port(State(c): State<Shared>, Path(name): Path<String>) -> Result<Response, ApiError> {
+    submit(c, ConfigRequest::UnbindPort { name }).await
+}
+
+/// The one way a change request goes: applied now, or 202 while an upgrade runs.
+async fn submit(c: Shared, request: ConfigRequest) -> Result<Response, ApiError> {
+    Ok(match blocking(c, move |c| c.submit(request)).await?? {
+        Submitted::Applied(applied) => applied_response(applied),
+        Submitted::Queued(record) => {
+            let status = format!("/v1/requests/{}", record.id);
+            let location = HeaderValue::from_str(&status).unwrap_or(HeaderValue::from_static("/v1/requests"));
+            let reply = QueuedReply { request_id: record.id, state: record.state, status };
+            (StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(reply)).into_response()
+        }
+    })
+}
+
+fn applied_response(applied: Applied) -> Response {
+    let status = StatusCode::from_u16(applied.status).unwrap_or(StatusCode::OK);
+    match applied.body {
+        Some(body) => (status, [(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        None => status.into_response(),
+    }
+}
+
+/// The 202 reply to a change request queued during an upgrade.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuedReply {
+    pub request_id: u64,
+    pub state: RequestState,
+    /// Where to ask what became of it (also the `Location` header).
+    pub status: String,
+}
+
+async fn get_request(State(c): State<Shared>, Path(id): Path<String>) -> Reply<impl Serialize> {
+    Ok(Json(blocking(c, move |c| c.request_status(&id)).await??))
+}
+
+async fn get_upgrade(State(c): State<Shared>) -> Reply<impl Serialize> {
+    Ok(Json(blocking(c, |c| c.runtime().upgrade_status()).await?.map_err(refused)?))
+}
+
+/// Runs the whole upgrade on the blocking pool, so the API keeps answering
+/// (status polls, and change requests with 202) while it runs.
+async fn start_upgrade(State(c): State<Shared>, JsonBody(body): JsonBody<UpgradeStart>) -> Result<Response, ApiError> {
+    let record = blocking(c, move |c| {
+        let library = body.checked_library()?;
+        c.upgrade(&library).map_err(refused)
+    })
+    .await??;
+    let problem = match (&record.outcome, record.error.as_deref().unwrap_or("no reason given")) {
+        (Outcome::Upgraded, _) => return Ok(Json(record).into_response()),
+        (Outcome::RolledBack, why) => format!("upgrade {} rolled back: {why}", record.id),
+        (Outcome::Running, _) => return Err(ApiError::internal("the upgrade returned while still running")),
+    };
+    let status = StatusCode::from_u16(ErrorKind::UpgradeFailed.status()).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
+    let body = UpgradeFailedBody { error: ErrorBody { error: problem, field: None }, record };
+    Ok((status, Json(body)).into_response())
+}
+
+/// The 422 reply: the error, and the record of what ran.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpgradeFailedBody {
+    #[serde(flatten)]
+    pub error: ErrorBody,
+    pub record: UpgradeRecord,
+}
+
+/// 409 either way: the request is fine, the switch's state does not allow it.
+fn refused(refusal: UpgradeRefused) -> ApiError {
+    ApiError::new(ErrorKind::Conflict, None, refusal.to_string())
 }
 
 async fn get_config(State(c): State<Shared>) -> Reply<impl Serialize> {

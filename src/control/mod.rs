@@ -5,6 +5,8 @@
 //! lcore's affinity). Each change request is validated against the current
 //! configuration, committed to the config database (`store`), and then handed to
 //! the data plane through the `Runtime` trait, which the data plane implements.
+//! While an upgrade of the switching unit runs, change requests are queued in
+//! the database and applied in order when it ends (`queue.rs`).
 //!
 //! Wiring, in `run`:
 //! ```text
@@ -17,19 +19,25 @@ pub mod client;
 mod core;
 mod error;
 pub mod http;
-pub mod openapi;
 mod monitor_runtime;
+pub mod openapi;
+mod queue;
+mod request;
 mod runtime;
 mod serve;
 pub mod testing;
 #[cfg(test)]
 mod tests;
+mod upgrade;
 
-pub use self::core::{Control, EndpointCreate, NetworkCreate, NetworkReplace, PortBind, RemoteCreate};
+pub use self::core::{Applied, Control, EndpointCreate, NetworkCreate, NetworkReplace, PortBind, RemoteCreate};
 pub use error::{ApiError, ErrorBody, ErrorKind};
 pub use monitor_runtime::MonitorRuntime;
+pub use queue::{RequestStatus, Submitted};
+pub use request::ConfigRequest;
 pub use runtime::{PortStatus, PortView, Runtime};
 pub use serve::{spawn, ControlError, ControlHandle};
+pub use upgrade::UpgradeStart;
 
 use crate::config::Config;
 use crate::store::{Store, StoreError};

@@ -47,10 +47,22 @@ fn operation(summary: &str, params: &[&str], body: Option<Value>, ok: (&str, Opt
     Value::Object(op)
 }
 
+/// A change request's operation: while an upgrade runs it is queued and answered 202.
+fn queueable(mut op: Value) -> Value {
+    op["responses"]["202"] = json!({
+        "description": "an upgrade is running: the request was checked as far as it can be without the \
+            configuration, persisted, and will be applied in arrival order when the upgrade ends",
+        "headers": {"Location": {"description": "/v1/requests/{id}", "schema": {"type": "string"}}},
+        "content": json_content(schema("Queued"))
+    });
+    op
+}
+
 fn parameter(name: &str) -> Value {
     let (schema, description) = match name {
         "vni" => (json!({"type": "integer", "minimum": 1, "maximum": 16_777_215}), "VXLAN network identifier"),
         "mac" => (json!({"type": "string", "example": "02:00:00:00:00:01"}), "MAC address"),
+        "id" => (json!({"type": "integer", "minimum": 1}), "request id from a 202 reply"),
         _ => (json!({"type": "string"}), "port name from the [[port]] list"),
     };
     json!({"name": name, "in": "path", "required": true, "description": description, "schema": schema})
@@ -71,38 +83,48 @@ pub fn document() -> Value {
 
     let nets = json!({
         "get": operation("List networks", &[], None, ("200", Some(list_of("Network"))), &[]),
-        "post": operation("Create a network", &[], Some(schema("NetworkCreate")), ("201", Some(schema("Network"))), &["409"]),
+        "post": queueable(operation("Create a network", &[], Some(schema("NetworkCreate")), ("201", Some(schema("Network"))), &["409"])),
     });
     let net = json!({
         "get": operation("Show a network", &["vni"], None, ("200", Some(schema("Network"))), &["400", "404"]),
-        "put": operation("Replace a network's name and flood list", &["vni"], Some(schema("NetworkReplace")),
-            ("200", Some(schema("Network"))), &["404", "409"]),
-        "delete": operation("Delete a network (refused while endpoints, remotes or ports use it)", &["vni"], None,
-            ("204", None), &["400", "404", "409"]),
+        "put": queueable(operation("Replace a network's name and flood list", &["vni"], Some(schema("NetworkReplace")),
+            ("200", Some(schema("Network"))), &["404", "409"])),
+        "delete": queueable(operation("Delete a network (refused while endpoints, remotes or ports use it)", &["vni"], None,
+            ("204", None), &["400", "404", "409"])),
     });
     let eps = json!({
         "get": operation("List VM endpoints", &[], None, ("200", Some(list_of("VmEndpoint"))), &[]),
-        "post": operation("Add a VM endpoint", &[], Some(schema("EndpointCreate")), ("201", Some(schema("VmEndpoint"))), &["409"]),
+        "post": queueable(operation("Add a VM endpoint", &[], Some(schema("EndpointCreate")), ("201", Some(schema("VmEndpoint"))), &["409"])),
     });
     let ep = json!({
         "get": operation("Show a VM endpoint", &["vni", "mac"], None, ("200", Some(schema("VmEndpoint"))), &["400", "404"]),
-        "delete": operation("Delete a VM endpoint", &["vni", "mac"], None, ("204", None), &["400", "404"]),
+        "delete": queueable(operation("Delete a VM endpoint", &["vni", "mac"], None, ("204", None), &["400", "404"])),
     });
     let rems = json!({
         "get": operation("List remote endpoints", &[], None, ("200", Some(list_of("RemoteEndpoint"))), &[]),
-        "post": operation("Add a remote endpoint", &[], Some(schema("RemoteCreate")), ("201", Some(schema("RemoteEndpoint"))), &["409"]),
+        "post": queueable(operation("Add a remote endpoint", &[], Some(schema("RemoteCreate")), ("201", Some(schema("RemoteEndpoint"))), &["409"])),
     });
     let rem = json!({
         "get": operation("Show a remote endpoint", &["vni", "mac"], None, ("200", Some(schema("RemoteEndpoint"))), &["400", "404"]),
-        "delete": operation("Delete a remote endpoint", &["vni", "mac"], None, ("204", None), &["400", "404"]),
+        "delete": queueable(operation("Delete a remote endpoint", &["vni", "mac"], None, ("204", None), &["400", "404"])),
     });
     let ports = json!({"get": operation("List ports with their network binding", &[], None, ("200", Some(list_of("PortStatus"))), &[])});
     let port = json!({"get": operation("Show a port", &["name"], None, ("200", Some(schema("PortStatus"))), &["404"])});
     let port_net = json!({
-        "put": operation("Bind a VM-role port to a network", &["name"], Some(schema("PortBind")),
-            ("200", Some(schema("PortNetwork"))), &["404"]),
-        "delete": operation("Unbind a port from its network", &["name"], None, ("204", None), &["404"]),
+        "put": queueable(operation("Bind a VM-role port to a network", &["name"], Some(schema("PortBind")),
+            ("200", Some(schema("PortNetwork"))), &["404"])),
+        "delete": queueable(operation("Unbind a port from its network", &["name"], None, ("204", None), &["404"])),
     });
+    let upgrade = json!({
+        "get": operation("The units bound now, the upgrade running (if any) and the finished ones", &[], None,
+            ("200", Some(schema("UpgradeStatus"))), &["409"]),
+        "post": operation("Upgrade the switching unit to the one in a shared library, hitlessly, through an \
+            intermediate unit; answers when it is over. Config requests sent meanwhile are answered 202 and applied \
+            afterwards, in order", &[], Some(schema("UpgradeStart")), ("200", Some(schema("UpgradeRecord"))),
+            &["409", "422"]),
+    });
+    let request = json!({"get": operation("What became of a change request queued during an upgrade", &["id"], None,
+        ("200", Some(schema("RequestStatus"))), &["400", "404"])});
     let free_json = json!({"type": "object"});
     let read = |summary: &str, body: Value| json!({"get": operation(summary, &[], None, ("200", Some(body)), &[])});
 
@@ -129,6 +151,9 @@ pub fn document() -> Value {
             "/v1/unit": read("Active switching unit(s)", free_json.clone()),
             "/v1/stats": read("Counters per port, per worker and per drop reason", free_json.clone()),
             "/v1/learned": read("Learned MAC entries and resolved neighbours", free_json),
+            "/v1/requests/{id}": request,
+            "/v1/upgrade": upgrade.clone(),
+            "/upgrade": upgrade,
             "/metrics": {"get": {
                 "summary": "Prometheus metrics",
                 "responses": {"200": {"description": "text exposition format 0.0.4",
@@ -177,14 +202,68 @@ pub fn document() -> Value {
                         "generation": {"type": "integer", "minimum": 0,
                             "description": "bumped by every committed change"},
                         "networks": list_of("Network"), "endpoints": list_of("VmEndpoint"),
-                        "remotes": list_of("RemoteEndpoint"), "ports": list_of("PortNetwork")}}
+                        "remotes": list_of("RemoteEndpoint"), "ports": list_of("PortNetwork")}},
+                "Queued": {"type": "object", "required": ["request_id", "state", "status"], "properties": {
+                    "request_id": {"type": "integer", "minimum": 1},
+                    "state": {"const": "queued"},
+                    "status": {"type": "string", "example": "/v1/requests/7", "description": "where to ask what became of it"}}},
+                "RequestStatus": {"type": "object",
+                    "required": ["id", "state", "method", "path", "queued_unix_us", "finished_unix_us", "status",
+                        "generation", "reply", "error", "field"],
+                    "properties": {
+                        "id": {"type": "integer", "minimum": 1},
+                        "state": {"enum": ["queued", "applied", "failed"]},
+                        "method": {"enum": ["POST", "PUT", "DELETE"]},
+                        "path": {"type": "string", "example": "/v1/networks"},
+                        "queued_unix_us": {"type": "integer"},
+                        "finished_unix_us": {"type": ["integer", "null"]},
+                        "status": {"type": ["integer", "null"],
+                            "description": "the status it would have had if applied at once (201, 200, 204, or the error's)"},
+                        "generation": {"type": ["integer", "null"], "description": "applied: the generation after it"},
+                        "reply": {"description": "applied: the body it would have been answered with (null for a delete)"},
+                        "error": {"type": ["string", "null"], "description": "failed: why; it changed nothing"},
+                        "field": {"type": ["string", "null"], "description": "failed: the field at fault"}}},
+                "UpgradeStart": {"type": "object", "additionalProperties": false, "required": ["library"],
+                    "properties": {"library": {"type": "string", "example": "/usr/lib/switchyard/vrouter-v2.so",
+                        "description": "absolute path of the new unit's shared library on the switch's host"}}},
+                "UnitDescription": {"type": "object", "required": ["id", "version", "library"], "properties": {
+                    "id": {"type": "string", "example": "vrouter"}, "version": {"type": "string"},
+                    "library": {"type": ["string", "null"], "description": "null for a unit built into switchyard"}}},
+                "StepRecord": {"type": "object",
+                    "required": ["step", "name", "started_unix_us", "duration_us", "detail", "ok"],
+                    "properties": {
+                        "step": {"type": "integer", "minimum": 0, "maximum": 8, "description": "1..8; 0 for a rollback action"},
+                        "name": {"type": "string"}, "started_unix_us": {"type": "integer"},
+                        "duration_us": {"type": "integer"}, "detail": {"type": "string"}, "ok": {"type": "boolean"}}},
+                "UpgradeRecord": {"type": "object",
+                    "required": ["id", "library", "from", "to", "outcome", "error", "started_unix_us", "duration_us",
+                        "steps", "queued_applied", "queued_failed"],
+                    "properties": {
+                        "id": {"type": "integer", "minimum": 1}, "library": {"type": "string"},
+                        "from": schema("UnitDescription"),
+                        "to": {"oneOf": [schema("UnitDescription"), {"type": "null"}]},
+                        "outcome": {"enum": ["running", "upgraded", "rolled_back"]},
+                        "error": {"type": ["string", "null"]},
+                        "started_unix_us": {"type": "integer"}, "duration_us": {"type": "integer"},
+                        "steps": list_of("StepRecord"),
+                        "queued_applied": {"type": "integer", "minimum": 0},
+                        "queued_failed": {"type": "integer", "minimum": 0}}},
+                "UpgradeStatus": {"type": "object", "required": ["vm", "uplink", "running", "history"], "properties": {
+                    "vm": schema("UnitDescription"), "uplink": schema("UnitDescription"),
+                    "running": {"oneOf": [schema("UpgradeRecord"), {"type": "null"}]},
+                    "history": list_of("UpgradeRecord")}},
+                "UpgradeFailed": {"type": "object", "required": ["error", "field", "record"], "properties": {
+                    "error": {"type": "string"}, "field": {"type": "null"}, "record": schema("UpgradeRecord")}}
             },
             "responses": {
                 "E400": error_response("malformed JSON, unknown field, or an invalid value (field names it)"),
                 "E404": error_response("the id in the path does not exist"),
-                "E409": error_response("conflicts with the configuration: duplicate, or still referenced"),
+                "E409": error_response("conflicts with the configuration (duplicate, or still referenced), or an \
+                    upgrade is already running, or the switch has no switching unit to upgrade"),
                 "E413": error_response("the body is larger than 64 KiB"),
                 "E415": error_response("the body is not Content-Type: application/json"),
+                "E422": {"description": "the upgrade ran but the new unit was refused: it rolled back, and the \
+                    previous unit (or the embedded vRouter) forwards again", "content": json_content(schema("UpgradeFailed"))},
                 "E500": error_response("the config database failed; nothing was changed")
             }
         }

@@ -1,17 +1,44 @@
 //! A stand-in data plane for tests and for trying the API without DPDK: fixed
-//! ports, canned JSON, and a record of every snapshot applied.
-use std::sync::{Mutex, PoisonError};
+//! ports, canned JSON, a record of every snapshot applied, and upgrades that
+//! walk the eight steps (pausing and resuming the config gate for real) without
+//! loading anything.
+use std::path::Path;
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::json;
 
 use super::runtime::{PortView, Runtime};
 use crate::config::PortRole;
 use crate::store::ConfigSnapshot;
+use crate::upgrade::{
+    unix_us, ConfigGate, Outcome, StepRecord, UnitDescription, UpgradeRecord, UpgradeRefused, UpgradeStatus, STEP_NAMES,
+};
 use crate::wire::MacAddr;
 
 pub struct FakeRuntime {
     ports: Vec<PortView>,
     applied: Mutex<Vec<ConfigSnapshot>>,
+    upgrades: Mutex<FakeUpgrades>,
+    /// Signalled whenever `upgrades` changes (a step done, held, released).
+    upgrade_changed: Condvar,
+}
+
+/// The fake's unit and upgrade bookkeeping.
+struct FakeUpgrades {
+    /// `None`: the fake plays a cross-connect switch, which has no unit to upgrade.
+    unit: Option<UnitDescription>,
+    running: Option<UpgradeRecord>,
+    history: Vec<UpgradeRecord>,
+    next_id: u64,
+    /// Upgrades stop after step 1 (config requests paused) until released.
+    hold: bool,
+    /// An upgrade is stopped there now.
+    held: bool,
+    /// The next upgrade's new unit is refused at step 5 with this reason.
+    refuse_next: Option<String>,
+    /// How long each of steps 2 to 7 takes.
+    step_time: Duration,
 }
 
 impl Default for FakeRuntime {
@@ -43,7 +70,28 @@ impl FakeRuntime {
     }
 
     pub fn with_ports(ports: Vec<PortView>) -> FakeRuntime {
-        FakeRuntime { ports, applied: Mutex::new(Vec::new()) }
+        let unit = UnitDescription { id: "fake".into(), version: "0.0.0".into(), library: None };
+        FakeRuntime {
+            ports,
+            applied: Mutex::new(Vec::new()),
+            upgrades: Mutex::new(FakeUpgrades {
+                unit: Some(unit),
+                running: None,
+                history: Vec::new(),
+                next_id: 1,
+                hold: false,
+                held: false,
+                refuse_next: None,
+                step_time: Duration::from_millis(1),
+            }),
+            upgrade_changed: Condvar::new(),
+        }
+    }
+
+    /// A switch without a switching unit (the cross-connect): upgrades are refused.
+    pub fn without_unit(self) -> FakeRuntime {
+        self.lock_upgrades().unit = None;
+        self
     }
 
     /// Every snapshot passed to `apply`, oldest first.
@@ -53,6 +101,70 @@ impl FakeRuntime {
 
     pub fn last_applied(&self) -> Option<ConfigSnapshot> {
         self.applied.lock().unwrap_or_else(PoisonError::into_inner).last().cloned()
+    }
+
+    /// From now on upgrades stop right after step 1, with config requests paused,
+    /// until `release_upgrades`: the window in which tests send requests.
+    pub fn hold_upgrades(&self) {
+        self.lock_upgrades().hold = true;
+    }
+
+    /// Lets a held upgrade go on (and later ones run straight through).
+    pub fn release_upgrades(&self) {
+        self.lock_upgrades().hold = false;
+        self.upgrade_changed.notify_all();
+    }
+
+    /// Waits until an upgrade is stopped at the hold; false after `timeout`.
+    pub fn wait_until_held(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut upgrades = self.lock_upgrades();
+        while !upgrades.held {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            upgrades = self.upgrade_changed.wait_timeout(upgrades, left).unwrap_or_else(PoisonError::into_inner).0;
+        }
+        true
+    }
+
+    /// The next upgrade's new unit is refused at step 5, and the upgrade rolls back.
+    pub fn refuse_next_upgrade(&self, reason: &str) {
+        self.lock_upgrades().refuse_next = Some(reason.to_string());
+    }
+
+    /// How long each of steps 2 to 7 takes (1 ms unless set).
+    pub fn set_upgrade_step_time(&self, step_time: Duration) {
+        self.lock_upgrades().step_time = step_time;
+    }
+
+    fn lock_upgrades(&self) -> MutexGuard<'_, FakeUpgrades> {
+        self.upgrades.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs one step: `action` returns (detail, ok); the step shows in the running record.
+    fn step(&self, step: u8, name: &str, action: impl FnOnce() -> (String, bool)) -> bool {
+        let started = SystemTime::now();
+        let clock = Instant::now();
+        let (detail, ok) = action();
+        let record = StepRecord {
+            step,
+            name: name.to_string(),
+            started_unix_us: unix_us(started),
+            duration_us: clock.elapsed().as_micros() as u64,
+            detail,
+            ok,
+        };
+        if let Some(running) = self.lock_upgrades().running.as_mut() {
+            running.steps.push(record);
+        }
+        self.upgrade_changed.notify_all();
+        ok
+    }
+
+    fn numbered(&self, step: u8, action: impl FnOnce() -> (String, bool)) -> bool {
+        self.step(step, STEP_NAMES[usize::from(step) - 1], action)
     }
 }
 
@@ -67,9 +179,12 @@ impl Runtime for FakeRuntime {
 
     fn unit_info(&self) -> serde_json::Value {
         let generation = self.last_applied().map_or(0, |s| s.generation);
+        let Some(unit) = self.lock_upgrades().unit.clone() else {
+            return json!({ "vm": null, "uplink": null, "forwarding": "cross-connect" });
+        };
         json!({
-            "vm": {"id": "fake", "version": "0.0.0", "generation": generation},
-            "uplink": {"id": "fake", "version": "0.0.0", "generation": generation},
+            "vm": {"id": unit.id, "version": unit.version, "generation": generation},
+            "uplink": {"id": unit.id, "version": unit.version, "generation": generation},
         })
     }
 
@@ -98,11 +213,126 @@ impl Runtime for FakeRuntime {
         })
     }
 
-    fn upgrade(&self, _library: &std::path::Path, _gate: &dyn crate::upgrade::ConfigGate) -> Result<crate::upgrade::UpgradeRecord, crate::upgrade::UpgradeRefused> {
-        Err(crate::upgrade::UpgradeRefused::NoUnit)
+    /// The eight steps with nothing behind them but the gate: step 1 pauses it,
+    /// step 8 resumes it. The new unit is "fake 0.0.0+<the library's file stem>".
+    fn upgrade(&self, library: &Path, gate: &dyn ConfigGate) -> Result<UpgradeRecord, UpgradeRefused> {
+        let started = SystemTime::now();
+        let clock = Instant::now();
+        let (mut record, refusal, step_time) = {
+            let mut upgrades = self.lock_upgrades();
+            let Some(from) = upgrades.unit.clone() else { return Err(UpgradeRefused::NoUnit) };
+            // Checked before anything else, as the orchestrator does: a second
+            // upgrade never touches the gate.
+            if let Some(running) = &upgrades.running {
+                return Err(UpgradeRefused::InProgress(running.id));
+            }
+            let id = upgrades.next_id;
+            upgrades.next_id += 1;
+            let record = UpgradeRecord {
+                id,
+                library: library.display().to_string(),
+                from: from.clone(),
+                to: None,
+                outcome: Outcome::Running,
+                error: None,
+                started_unix_us: unix_us(started),
+                duration_us: 0,
+                steps: Vec::new(),
+                queued_applied: 0,
+                queued_failed: 0,
+            };
+            upgrades.running = Some(record.clone());
+            (record, upgrades.refuse_next.take(), upgrades.step_time)
+        };
+        let from = record.from.clone();
+        let stem = library.file_stem().map_or("new".into(), |s| s.to_string_lossy().into_owned());
+        let new = UnitDescription {
+            id: from.id.clone(),
+            version: format!("{}+{stem}", from.version.split('+').next().unwrap_or_default()),
+            library: Some(library.display().to_string()),
+        };
+        let work = |detail: String| {
+            std::thread::sleep(step_time);
+            (detail, true)
+        };
+
+        self.numbered(1, || {
+            gate.pause();
+            ("config requests are queued".into(), true)
+        });
+        {
+            let mut upgrades = self.lock_upgrades();
+            if upgrades.hold {
+                upgrades.held = true;
+                self.upgrade_changed.notify_all();
+                while upgrades.hold {
+                    upgrades = self.upgrade_changed.wait(upgrades).unwrap_or_else(PoisonError::into_inner);
+                }
+                upgrades.held = false;
+            }
+        }
+        // Like the orchestrator, the units are configured from what the gate says is committed.
+        let configured = |what: String| match gate.committed() {
+            Ok(config) => work(format!("{what}, configured at generation {}", config.generation)),
+            Err(e) => (e, false),
+        };
+        self.numbered(2, || configured("intermediate 0.0.0 ready".into()));
+        self.numbered(3, || work("vm side, then uplink side".into()));
+        self.numbered(4, || work(format!("{} {} unloaded", from.id, from.version)));
+        let upgraded = self.numbered(5, || match &refusal {
+            Some(reason) => (reason.clone(), false),
+            None => configured(format!("{} {} loaded from {}", new.id, new.version, library.display())),
+        });
+        if upgraded {
+            self.numbered(6, || work("vm side, then uplink side".into()));
+            self.numbered(7, || work("intermediate 0.0.0 unloaded".into()));
+        } else {
+            self.step(0, "roll back: load the previous unit and write the configuration into it", || {
+                configured(format!("{} {} loaded again", from.id, from.version))
+            });
+            self.step(0, "roll back: switch VM-side ports, then uplink ports, to the previous unit", || {
+                work(format!("{} {} forwards again", from.id, from.version))
+            });
+            self.step(0, "roll back: clear and unload the intermediate unit", || {
+                work("intermediate 0.0.0 unloaded".into())
+            });
+        }
+        let mut resumed = Default::default();
+        self.numbered(8, || {
+            resumed = gate.resume();
+            (format!("{} queued requests applied, {} refused", resumed.applied, resumed.failed), true)
+        });
+
+        let mut upgrades = self.lock_upgrades();
+        record.steps = upgrades.running.take().map(|running| running.steps).unwrap_or_default();
+        record.duration_us = clock.elapsed().as_micros() as u64;
+        record.queued_applied = resumed.applied;
+        record.queued_failed = resumed.failed;
+        if upgraded {
+            record.outcome = Outcome::Upgraded;
+            record.to = Some(new.clone());
+            upgrades.unit = Some(new);
+        } else {
+            record.outcome = Outcome::RolledBack;
+            record.to = Some(from);
+            record.error = refusal;
+        }
+        upgrades.history.push(record.clone());
+        if upgrades.history.len() > 100 {
+            upgrades.history.remove(0);
+        }
+        self.upgrade_changed.notify_all();
+        Ok(record)
     }
 
-    fn upgrade_status(&self) -> Result<crate::upgrade::UpgradeStatus, crate::upgrade::UpgradeRefused> {
-        Err(crate::upgrade::UpgradeRefused::NoUnit)
+    fn upgrade_status(&self) -> Result<UpgradeStatus, UpgradeRefused> {
+        let upgrades = self.lock_upgrades();
+        let unit = upgrades.unit.clone().ok_or(UpgradeRefused::NoUnit)?;
+        Ok(UpgradeStatus {
+            vm: unit.clone(),
+            uplink: unit,
+            running: upgrades.running.clone(),
+            history: upgrades.history.clone(),
+        })
     }
 }

@@ -5,7 +5,8 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use super::http::parse_json;
 use super::testing::FakeRuntime;
 use super::*;
-use crate::store::{ConfigSnapshot, Network, RemoteEndpoint, Store, VmEndpoint};
+use crate::store::{ConfigSnapshot, Network, RemoteEndpoint, RequestState, Store, VmEndpoint};
+use crate::upgrade::{ConfigGate, Outcome, Resumed, UpgradeRefused};
 
 /// FakeRuntime that also checks, on every apply, that the database already holds
 /// exactly the snapshot being applied.
@@ -13,7 +14,11 @@ struct ProbeRuntime {
     fake: FakeRuntime,
     control: OnceLock<Weak<Control>>,
     committed_first: Mutex<Vec<bool>>,
+    /// Called after every apply (tests that act while a change is being applied).
+    on_apply: Mutex<Option<OnApply>>,
 }
+
+type OnApply = Box<dyn FnMut(&ConfigSnapshot) + Send>;
 
 impl Runtime for ProbeRuntime {
     fn apply(&self, changes: &[crate::store::Change], config: &ConfigSnapshot) {
@@ -22,6 +27,9 @@ impl Runtime for ProbeRuntime {
             self.committed_first.lock().unwrap().push(in_store == *config);
         }
         self.fake.apply(changes, config);
+        if let Some(hook) = self.on_apply.lock().unwrap().as_mut() {
+            hook(config);
+        }
     }
     fn ports(&self) -> Vec<PortView> {
         self.fake.ports()
@@ -38,7 +46,11 @@ impl Runtime for ProbeRuntime {
     fn learned(&self) -> serde_json::Value {
         self.fake.learned()
     }
-    fn upgrade(&self, library: &std::path::Path, gate: &dyn crate::upgrade::ConfigGate) -> Result<crate::upgrade::UpgradeRecord, crate::upgrade::UpgradeRefused> {
+    fn upgrade(
+        &self,
+        library: &std::path::Path,
+        gate: &dyn crate::upgrade::ConfigGate,
+    ) -> Result<crate::upgrade::UpgradeRecord, crate::upgrade::UpgradeRefused> {
         self.fake.upgrade(library, gate)
     }
     fn upgrade_status(&self) -> Result<crate::upgrade::UpgradeStatus, crate::upgrade::UpgradeRefused> {
@@ -60,6 +72,7 @@ impl Setup {
             fake: FakeRuntime::new(),
             control: OnceLock::new(),
             committed_first: Mutex::new(Vec::new()),
+            on_apply: Mutex::new(None),
         });
         let control = Arc::new(Control::new(store, runtime.clone()).unwrap());
         runtime.control.set(Arc::downgrade(&control)).unwrap();
@@ -488,4 +501,331 @@ fn concurrent_writers_take_turns() {
     let generations: Vec<u64> = s.applied().iter().map(|a| a.generation).collect();
     assert_eq!(generations, (0..=40).collect::<Vec<_>>(), "applied once per commit, in order");
     assert_eq!(s.control.store().snapshot().unwrap(), *s.control.snapshot());
+}
+
+// Config requests during an upgrade.
+
+fn queued(control: &Control, request: ConfigRequest) -> u64 {
+    match control.submit(request).expect("queued") {
+        Submitted::Queued(record) => {
+            assert_eq!(record.state, RequestState::Queued);
+            record.id
+        }
+        Submitted::Applied(applied) => panic!("applied at once while paused: {applied:?}"),
+    }
+}
+
+fn create(vni: i64, name: &str) -> ConfigRequest {
+    ConfigRequest::CreateNetwork(network(vni, name, &[]))
+}
+
+fn rename(vni: i64, name: &str) -> ConfigRequest {
+    ConfigRequest::ReplaceNetwork { vni: vni.to_string(), body: replace(None, name, &[]) }
+}
+
+fn delete(vni: i64) -> ConfigRequest {
+    ConfigRequest::DeleteNetwork { vni: vni.to_string() }
+}
+
+#[test]
+fn requests_queued_while_paused_apply_in_arrival_order_on_resume() {
+    let s = Setup::empty();
+    let c = &s.control;
+    c.pause();
+    assert!(c.is_paused());
+    let ids = [
+        queued(c, create(100, "blue")),
+        queued(c, rename(100, "green")),
+        queued(c, delete(100)),
+        queued(c, create(101, "red")),
+        queued(c, ConfigRequest::BindPort { name: "vm0".into(), body: PortBind { vni: 101 } }),
+    ];
+    assert_eq!(ids, [1, 2, 3, 4, 5]);
+    // Nothing moved yet, anywhere.
+    assert_eq!(c.snapshot().generation, 0);
+    assert_eq!(c.store().snapshot().unwrap(), ConfigSnapshot::default());
+    assert_eq!(s.applied().len(), 1, "only the start");
+    assert_eq!(c.request_status("3").unwrap().state, RequestState::Queued);
+
+    assert_eq!(c.resume(), Resumed { applied: 5, failed: 0 });
+    assert!(!c.is_paused());
+    let snapshot = c.snapshot();
+    assert_eq!(snapshot.networks, [Network { vni: 101, name: "red".into(), flood_vteps: vec![] }]);
+    assert_eq!(snapshot.ports, [crate::store::PortNetwork { port: "vm0".into(), vni: 101 }]);
+    assert_eq!(c.store().snapshot().unwrap(), *snapshot);
+    // One generation per request, applied in arrival order, each committed first.
+    let generations: Vec<u64> = s.applied().iter().map(|a| a.generation).collect();
+    assert_eq!(generations, [0, 1, 2, 3, 4, 5]);
+    assert_eq!(s.applied()[2].networks[0].name, "green");
+    assert!(s.runtime.committed_first.lock().unwrap().iter().all(|ok| *ok));
+    for (id, generation) in ids.iter().zip(1..) {
+        let status = c.request_status(&id.to_string()).unwrap();
+        assert_eq!((status.state, status.generation), (RequestState::Applied, Some(generation)), "{status:?}");
+        assert!(status.finished_unix_us.is_some() && status.error.is_none());
+    }
+    let created = c.request_status("1").unwrap();
+    assert_eq!((created.method.as_str(), created.path.as_str(), created.status), ("POST", "/v1/networks", Some(201)));
+    assert_eq!(created.reply, Some(serde_json::json!({"vni": 100, "name": "blue", "flood_vteps": []})));
+    let deleted = c.request_status("3").unwrap();
+    assert_eq!((deleted.method.as_str(), deleted.path.as_str()), ("DELETE", "/v1/networks/100"));
+    assert_eq!((deleted.status, deleted.reply), (Some(204), None), "a delete has no reply body");
+    assert!(c.store().queued_requests().unwrap().is_empty());
+
+    // Open again: applied at once.
+    match c.submit(create(102, "grey")).unwrap() {
+        Submitted::Applied(applied) => assert_eq!((applied.status, applied.generation), (201, 6)),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_queued_request_refused_when_applied_is_recorded_and_the_rest_still_apply() {
+    let s = Setup::populated();
+    let c = &s.control;
+    let generation = c.snapshot().generation;
+    c.pause();
+    let ids = [
+        queued(c, create(300, "green")),
+        queued(c, create(300, "again")),
+        queued(c, ConfigRequest::AddEndpoint(endpoint(400, "02:00:00:00:00:09", None, "vm1"))),
+        queued(c, delete(100)),
+        queued(c, rename(200, "crimson")),
+        // Asks for what already is: applied, no new generation.
+        queued(c, ConfigRequest::BindPort { name: "vm0".into(), body: PortBind { vni: 100 } }),
+    ];
+    assert_eq!(c.resume(), Resumed { applied: 3, failed: 3 });
+    let status = |id: u64| c.request_status(&id.to_string()).unwrap();
+    let failed = |id: u64| {
+        let s = status(id);
+        assert_eq!((s.state, s.generation, &s.reply), (RequestState::Failed, None, &None), "{s:?}");
+        (s.status.unwrap(), s.field.unwrap(), s.error.unwrap())
+    };
+    assert_eq!(status(ids[0]).generation, Some(generation + 1));
+    assert_eq!(failed(ids[1]), (409, "vni".into(), "network 300 already exists".into()));
+    assert_eq!(failed(ids[2]), (400, "vni".into(), "there is no network with VNI 400; create it first".into()));
+    assert_eq!(
+        failed(ids[3]),
+        (
+            409,
+            "vni".into(),
+            "network 100 is still used by 1 VM endpoint, 1 remote endpoint and 1 port (vm0); remove them first".into()
+        )
+    );
+    assert_eq!(status(ids[4]).generation, Some(generation + 2));
+    assert_eq!((status(ids[5]).state, status(ids[5]).generation), (RequestState::Applied, Some(generation + 2)));
+    assert_eq!(c.snapshot().generation, generation + 2);
+    assert_eq!(c.network("200").unwrap().name, "crimson");
+    assert_eq!(c.network("300").unwrap().name, "green");
+}
+
+#[test]
+fn malformed_requests_are_refused_at_once_while_paused() {
+    let s = Setup::populated();
+    let c = &s.control;
+    c.pause();
+    let cases: Vec<(ConfigRequest, u16, &str, &str)> = vec![
+        (create(0, "zero"), 400, "vni", "VNI 0 is out of range 1..=16777215"),
+        (create(300, "a b"), 400, "name", "is not a valid network name"),
+        (ConfigRequest::CreateNetwork(network(300, "a", &["224.0.0.1"])), 400, "flood_vteps", "multicast"),
+        (rename(-5, "x"), 400, "vni", "VNI -5 is out of range"),
+        (
+            ConfigRequest::ReplaceNetwork { vni: "100".into(), body: replace(Some(200), "x", &[]) },
+            400,
+            "vni",
+            "the body's vni 200 differs from VNI 100 in the path",
+        ),
+        (ConfigRequest::DeleteNetwork { vni: "blue".into() }, 400, "vni", "\"blue\" is not a VNI"),
+        (ConfigRequest::AddEndpoint(endpoint(100, "ff:ff:ff:ff:ff:ff", None, "vm0")), 400, "mac", "broadcast"),
+        (ConfigRequest::AddEndpoint(endpoint(100, "02:00:00:00:00:09", None, "vm9")), 400, "port", "no port"),
+        (
+            ConfigRequest::AddEndpoint(endpoint(100, "02:00:00:00:00:09", None, "uplink0")),
+            400,
+            "port",
+            "has role uplink",
+        ),
+        (
+            ConfigRequest::AddRemote(remote(100, "02:00:00:00:00:09", Some("10.1.0"), "192.0.2.9")),
+            400,
+            "ip",
+            "not an IPv4 address",
+        ),
+        (ConfigRequest::AddRemote(remote(100, "02:00:00:00:00:09", None, "127.0.0.1")), 400, "vtep", "loopback"),
+        (
+            ConfigRequest::DeleteEndpoint { vni: "100".into(), mac: "nope".into() },
+            400,
+            "mac",
+            "\"nope\" is not a MAC address",
+        ),
+        (ConfigRequest::DeleteRemote { vni: "0".into(), mac: "02:00:00:00:00:02".into() }, 400, "vni", "out of range"),
+        (
+            ConfigRequest::BindPort { name: "nope".into(), body: PortBind { vni: 100 } },
+            404,
+            "name",
+            "there is no port named \"nope\"",
+        ),
+        (
+            ConfigRequest::BindPort { name: "uplink0".into(), body: PortBind { vni: 100 } },
+            400,
+            "name",
+            "only vm-role ports join a network",
+        ),
+        (ConfigRequest::BindPort { name: "vm1".into(), body: PortBind { vni: 1 << 24 } }, 400, "vni", "out of range"),
+    ];
+    for (request, status, field, message) in cases {
+        let err = c.submit(request.clone()).expect_err(&format!("{request:?} must be refused"));
+        assert_eq!((err.status(), err.field()), (status, Some(field)), "{request:?}: {err}");
+        assert!(err.message().contains(message), "{err} should contain {message:?}");
+    }
+    assert!(c.store().queued_requests().unwrap().is_empty(), "nothing malformed is queued");
+    assert_eq!(c.resume(), Resumed::default());
+}
+
+#[test]
+fn queued_requests_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.redb");
+    {
+        let control = Control::new(Store::open(&path).unwrap(), Arc::new(FakeRuntime::new())).unwrap();
+        control.create_network(network(100, "blue", &[])).unwrap();
+        control.pause();
+        queued(&control, rename(100, "green"));
+        queued(&control, create(100, "duplicate"));
+        queued(&control, create(101, "red"));
+        // The switch stops during the upgrade: no resume.
+    }
+    let fake = Arc::new(FakeRuntime::new());
+    let control = Control::new(Store::open(&path).unwrap(), fake.clone()).unwrap();
+    assert!(!control.is_paused());
+    let generations: Vec<u64> = fake.applied().iter().map(|a| a.generation).collect();
+    assert_eq!(generations, [1, 2, 3], "the database at start, then each queued request that applies");
+    let names: Vec<String> = control.networks().into_iter().map(|n| n.name).collect();
+    assert_eq!(names, ["green", "red"]);
+    let states: Vec<RequestState> = (1..=3).map(|id| control.request_status(&id.to_string()).unwrap().state).collect();
+    assert_eq!(states, [RequestState::Applied, RequestState::Failed, RequestState::Applied]);
+    assert!(control.store().queued_requests().unwrap().is_empty());
+    drop(control);
+    // Applied once: a second restart has nothing to do.
+    let fake = Arc::new(FakeRuntime::new());
+    let control = Control::new(Store::open(&path).unwrap(), fake.clone()).unwrap();
+    assert_eq!(fake.applied().len(), 1);
+    assert_eq!(control.snapshot().generation, 3);
+}
+
+#[test]
+fn a_request_arriving_during_resume_comes_after_every_queued_one() {
+    let s = Setup::empty();
+    let c = s.control.clone();
+    c.pause();
+    for vni in 1..=5 {
+        queued(&c, create(vni, &format!("n{vni}")));
+    }
+    // When the first queued request is applied, another client deletes network 5
+    // (queued last). Were it let through before the queue, it would find nothing.
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let late = c.clone();
+    let mut once = Some(done_tx);
+    *s.runtime.on_apply.lock().unwrap() = Some(Box::new(move |_| {
+        if let Some(done) = once.take() {
+            let late = late.clone();
+            std::thread::spawn(move || done.send(late.submit(delete(5))).unwrap());
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }));
+    assert_eq!(c.resume(), Resumed { applied: 5, failed: 0 });
+    let late = done_rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap().expect("the late delete applies");
+    assert!(matches!(late, Submitted::Applied(Applied { status: 204, generation: 6, .. })), "{late:?}");
+    let names: Vec<String> = c.networks().into_iter().map(|n| n.name).collect();
+    assert_eq!(names, ["n1", "n2", "n3", "n4"]);
+}
+
+#[test]
+fn request_ids_are_checked() {
+    let s = Setup::empty();
+    let refused = |id: &str| {
+        let err = s.control.request_status(id).unwrap_err();
+        (err.status(), err.field().unwrap().to_string(), err.message().to_string())
+    };
+    let not_an_id = |id: &str| format!("{id:?} is not a request id (a positive integer from a 202 reply)");
+    assert_eq!(refused("abc"), (400, "id".into(), not_an_id("abc")));
+    assert_eq!(refused("0"), (400, "id".into(), not_an_id("0")));
+    assert_eq!(refused("-1"), (400, "id".into(), not_an_id("-1")));
+    assert_eq!(
+        refused("7"),
+        (404, "id".into(), "there is no request 7 (the outcomes of the last 1000 are kept)".into())
+    );
+}
+
+#[test]
+fn an_upgrade_pauses_requests_and_applies_them_at_its_end() {
+    let s = Setup::populated();
+    let library = s._dir.path().join("unit-v2.so");
+    std::fs::write(&library, b"").unwrap();
+    s.runtime.fake.hold_upgrades();
+    std::thread::scope(|scope| {
+        let upgrade = scope.spawn(|| s.control.upgrade(&library));
+        assert!(s.runtime.fake.wait_until_held(std::time::Duration::from_secs(10)));
+        assert!(s.control.is_paused());
+        queued(&s.control, create(300, "green"));
+        // A second upgrade is refused without touching the gate.
+        assert_eq!(s.control.upgrade(&library), Err(UpgradeRefused::InProgress(1)));
+        assert!(s.control.is_paused());
+        s.runtime.fake.release_upgrades();
+        let record = upgrade.join().unwrap().unwrap();
+        assert_eq!(record.outcome, Outcome::Upgraded);
+        assert_eq!(record.steps.iter().map(|step| step.step).collect::<Vec<_>>(), [1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!((record.queued_applied, record.queued_failed), (1, 0));
+        assert_eq!(record.to.unwrap().version, "0.0.0+unit-v2");
+    });
+    assert!(!s.control.is_paused());
+    assert_eq!(s.control.network("300").unwrap().name, "green");
+
+    // A refused unit rolls back, and the gate is resumed all the same.
+    s.runtime.fake.refuse_next_upgrade("the unit's ABI version 9 is not 1");
+    let record = s.control.upgrade(&library).unwrap();
+    assert_eq!(record.outcome, Outcome::RolledBack);
+    assert_eq!(record.error.as_deref(), Some("the unit's ABI version 9 is not 1"));
+    assert_eq!(record.steps.iter().map(|step| step.step).collect::<Vec<_>>(), [1, 2, 3, 4, 5, 0, 0, 0, 8]);
+    assert!(!record.steps[4].ok);
+    assert!(!s.control.is_paused());
+    let status = s.control.runtime().upgrade_status().unwrap();
+    assert_eq!((status.running, status.history.len()), (None, 2));
+}
+
+#[test]
+fn config_requests_round_trip_as_json_and_name_their_route() {
+    let requests = [
+        (create(100, "blue"), "POST", "/v1/networks", 201),
+        (rename(100, "green"), "PUT", "/v1/networks/100", 200),
+        (ConfigRequest::DeleteNetwork { vni: "1 0".into() }, "DELETE", "/v1/networks/1%200", 204),
+        (ConfigRequest::AddEndpoint(endpoint(1, "02:00:00:00:00:01", None, "vm0")), "POST", "/v1/endpoints", 201),
+        (
+            ConfigRequest::DeleteEndpoint { vni: "1".into(), mac: "02:00:00:00:00:01".into() },
+            "DELETE",
+            "/v1/endpoints/1/02:00:00:00:00:01",
+            204,
+        ),
+        (ConfigRequest::AddRemote(remote(1, "02:00:00:00:00:02", None, "192.0.2.2")), "POST", "/v1/remotes", 201),
+        (
+            ConfigRequest::DeleteRemote { vni: "1".into(), mac: "02-00-00-00-00-02".into() },
+            "DELETE",
+            "/v1/remotes/1/02-00-00-00-00-02",
+            204,
+        ),
+        (
+            ConfigRequest::BindPort { name: "vm/0".into(), body: PortBind { vni: 1 } },
+            "PUT",
+            "/v1/ports/vm%2F0/network",
+            200,
+        ),
+        (ConfigRequest::UnbindPort { name: "vm0".into() }, "DELETE", "/v1/ports/vm0/network", 204),
+    ];
+    for (request, method, path, status) in requests {
+        assert_eq!((request.method(), request.path().as_str(), request.success_status()), (method, path, status));
+        let json = serde_json::to_value(&request).unwrap();
+        assert_eq!(serde_json::from_value::<ConfigRequest>(json).unwrap(), request);
+    }
+    assert_eq!(
+        serde_json::to_value(create(100, "blue")).unwrap(),
+        serde_json::json!({"create_network": {"vni": 100, "name": "blue", "flood_vteps": []}})
+    );
 }

@@ -1,6 +1,7 @@
 //! The config database on disk: one redb file, one table per record kind, values
 //! as JSON text under stable keys, and a generation counter bumped in the same
-//! write transaction as the records it counts.
+//! write transaction as the records it counts. Config requests queued during an
+//! upgrade live in the same file (`requests.rs`).
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -10,13 +11,16 @@ use serde::Serialize;
 
 use super::change::Change;
 use super::model::{ConfigSnapshot, Vni};
+use super::requests::{RequestOutcome, FINISHED_REQUESTS, QUEUED_REQUESTS};
 use crate::wire::MacAddr;
 
-/// The layout this code reads and writes. A file with another version is refused.
-pub const SCHEMA_VERSION: u64 = 1;
+/// The layout this code reads and writes. A file with another version is refused,
+/// except version 1, which lacks only the request tables and is upgraded in place
+/// (so an older switchyard refuses the file rather than ignore queued requests).
+pub const SCHEMA_VERSION: u64 = 2;
 
-/// `schema_version` and `generation`.
-const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// `schema_version`, `generation` and `next_request_id`.
+pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Key: the VNI as 8 decimal digits ("00000100"), so text order is numeric order.
 const NETWORKS: TableDefinition<&str, &str> = TableDefinition::new("networks");
 /// Key: "<vni as 8 digits>/<mac>" ("00000100/02:00:00:00:00:01").
@@ -61,10 +65,13 @@ pub enum StoreError {
 /// The config database. Cheap to share behind an `Arc`: redb serialises writers and
 /// lets readers run alongside them.
 pub struct Store {
-    db: Database,
-    path: PathBuf,
+    pub(super) db: Database,
+    pub(super) path: PathBuf,
     #[cfg(test)]
     fail_next_commit: std::sync::atomic::AtomicBool,
+    /// `FINISHED_KEPT`, smaller in tests of the pruning.
+    #[cfg(test)]
+    pub(super) finished_kept: std::sync::atomic::AtomicUsize,
 }
 
 impl fmt::Debug for Store {
@@ -100,6 +107,8 @@ impl Store {
             path,
             #[cfg(test)]
             fail_next_commit: std::sync::atomic::AtomicBool::new(false),
+            #[cfg(test)]
+            finished_kept: std::sync::atomic::AtomicUsize::new(super::requests::FINISHED_KEPT),
         };
         store.initialise()?;
         Ok(store)
@@ -125,6 +134,20 @@ impl Store {
                     txn.abort().map_err(|e| self.db_error(e))?;
                     Ok(())
                 }
+                Some(1) => {
+                    {
+                        let mut meta = txn.open_table(META).map_err(|e| self.db_error(e))?;
+                        meta.insert(SCHEMA_KEY, SCHEMA_VERSION).map_err(|e| self.db_error(e))?;
+                        txn.open_table(QUEUED_REQUESTS).map_err(|e| self.db_error(e))?;
+                        txn.open_table(FINISHED_REQUESTS).map_err(|e| self.db_error(e))?;
+                    }
+                    self.commit_durably(txn)?;
+                    log::info!(
+                        "config database {}: upgraded from schema version 1 to {SCHEMA_VERSION}",
+                        self.path.display()
+                    );
+                    Ok(())
+                }
                 Some(found) => Err(StoreError::Schema { path: self.path.clone(), found }),
                 None => Err(StoreError::Foreign { path: self.path.clone(), tables: tables.join(", ") }),
             };
@@ -139,6 +162,8 @@ impl Store {
             for table in [NETWORKS, ENDPOINTS, REMOTES, PORTS] {
                 txn.open_table(table).map_err(|e| self.db_error(e))?;
             }
+            txn.open_table(QUEUED_REQUESTS).map_err(|e| self.db_error(e))?;
+            txn.open_table(FINISHED_REQUESTS).map_err(|e| self.db_error(e))?;
         }
         self.commit_durably(txn)
     }
@@ -191,11 +216,28 @@ impl Store {
     /// (`StoreError::Missing`), so a caller's stale view cannot go unnoticed.
     /// An empty list commits nothing and returns the current generation.
     pub fn commit(&self, changes: &[Change]) -> Result<u64, StoreError> {
-        if changes.is_empty() {
+        self.commit_and_finish(changes, None)
+    }
+
+    /// `commit`, and in the same transaction moves queued request `id` to the
+    /// finished ones with `outcome` (an applied one gets the commit's generation):
+    /// a crash can neither apply a queued request without recording it nor record
+    /// it without applying it, so a restart never applies it twice. With no
+    /// changes it only records the outcome, at the current generation.
+    pub fn commit_and_finish(
+        &self,
+        changes: &[Change],
+        finished: Option<(u64, RequestOutcome)>,
+    ) -> Result<u64, StoreError> {
+        if changes.is_empty() && finished.is_none() {
             return self.generation();
         }
         let txn = self.db.begin_write().map_err(|e| self.db_error(e))?;
-        let generation = {
+        let generation = if changes.is_empty() {
+            let meta = txn.open_table(META).map_err(|e| self.db_error(e))?;
+            let generation = meta.get(GENERATION_KEY).map_err(|e| self.db_error(e))?.map_or(0, |v| v.value());
+            generation
+        } else {
             let mut networks = txn.open_table(NETWORKS).map_err(|e| self.db_error(e))?;
             let mut endpoints = txn.open_table(ENDPOINTS).map_err(|e| self.db_error(e))?;
             let mut remotes = txn.open_table(REMOTES).map_err(|e| self.db_error(e))?;
@@ -224,6 +266,9 @@ impl Store {
             meta.insert(GENERATION_KEY, generation).map_err(|e| self.db_error(e))?;
             generation
         };
+        if let Some((id, outcome)) = finished {
+            self.finish_in(&txn, id, outcome, generation)?;
+        }
         #[cfg(test)]
         if self.fail_next_commit.swap(false, std::sync::atomic::Ordering::Relaxed) {
             // Dropping an uncommitted write transaction aborts it.
@@ -296,13 +341,13 @@ impl Store {
         }
     }
 
-    fn commit_durably(&self, mut txn: redb::WriteTransaction) -> Result<(), StoreError> {
+    pub(super) fn commit_durably(&self, mut txn: redb::WriteTransaction) -> Result<(), StoreError> {
         // Immediate: commit() returns only after the data and the new root are fsync'd.
         txn.set_durability(Durability::Immediate);
         txn.commit().map_err(|e| self.db_error(e))
     }
 
-    fn db_error(&self, e: impl Into<redb::Error>) -> StoreError {
+    pub(super) fn db_error(&self, e: impl Into<redb::Error>) -> StoreError {
         StoreError::Database { path: self.path.clone(), message: e.into().to_string() }
     }
 

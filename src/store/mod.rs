@@ -3,9 +3,11 @@
 //! One redb file (pure Rust, copy-on-write B-trees, checksummed commits fsync'd
 //! before `commit` returns). The TOML config seeds it on first start
 //! (`bootstrap_if_empty`); afterwards it is the record, changed only by `commit`.
+//! It also holds the config requests queued during an upgrade (`requests.rs`).
 mod change;
 mod db;
 mod model;
+mod requests;
 pub mod rules;
 pub mod stress;
 #[cfg(test)]
@@ -13,4 +15,5 @@ mod tests;
 
 pub use change::Change;
 pub use db::{Store, StoreError, SCHEMA_VERSION};
-pub use model::{ConfigSnapshot, Network, PortNetwork, RemoteEndpoint, Vni, VmEndpoint, VNI_MAX};
+pub use model::{ConfigSnapshot, Network, PortNetwork, RemoteEndpoint, VmEndpoint, Vni, VNI_MAX};
+pub use requests::{RequestOutcome, RequestRecord, RequestState, FINISHED_KEPT};

@@ -173,7 +173,7 @@ fn unknown_schema_version_is_refused_naming_the_file() {
     assert_eq!(
         err,
         format!(
-            "config database {}: schema version 99 is not supported (this switchyard reads version 1); \
+            "config database {}: schema version 99 is not supported (this switchyard reads version 2); \
              use the switchyard that wrote it, or move the file away to bootstrap again from the TOML config",
             path.display()
         )
@@ -237,4 +237,138 @@ fn stress_prints_each_generation() {
     let snapshot = store.snapshot().unwrap();
     assert_eq!(snapshot.networks.len(), 5);
     assert_eq!(snapshot.remotes[4].mac, stress::stress_mac(5));
+}
+
+fn applied(reply: serde_json::Value) -> RequestOutcome {
+    RequestOutcome::Applied { status: 201, reply }
+}
+
+#[test]
+fn queued_requests_keep_arrival_order_and_rising_ids_across_reopen() {
+    let (_dir, path) = temp();
+    {
+        let store = Store::open(&path).unwrap();
+        assert!(store.queued_requests().unwrap().is_empty());
+        let request = serde_json::json!({"create_network": {"vni": 5}});
+        let first = store.queue_request("POST", "/v1/networks", request).unwrap();
+        assert_eq!((first.id, first.state, first.status, first.generation), (1, RequestState::Queued, None, None));
+        assert!(first.queued_unix_us > 0);
+        store.queue_request("DELETE", "/v1/networks/5", serde_json::json!({"delete_network": {"vni": "5"}})).unwrap();
+        // Queueing is not a configuration change.
+        assert_eq!(store.generation().unwrap(), 0);
+    }
+    let store = Store::open(&path).unwrap();
+    let queued = store.queued_requests().unwrap();
+    let listed: Vec<_> = queued.iter().map(|r| (r.id, r.method.as_str(), r.path.as_str())).collect();
+    assert_eq!(listed, [(1, "POST", "/v1/networks"), (2, "DELETE", "/v1/networks/5")]);
+    assert_eq!(queued[0].request, serde_json::json!({"create_network": {"vni": 5}}));
+    assert_eq!(store.request(2).unwrap().unwrap(), queued[1]);
+    assert_eq!(store.request(3).unwrap(), None);
+    assert_eq!(store.queue_request("PUT", "/v1/ports/vm0/network", serde_json::Value::Null).unwrap().id, 3);
+}
+
+#[test]
+fn a_queued_request_is_finished_in_the_transaction_of_its_change() {
+    let (_dir, path) = temp();
+    let store = Store::open(&path).unwrap();
+    let id = store.queue_request("POST", "/v1/networks", serde_json::Value::Null).unwrap().id;
+    let reply = serde_json::json!({"vni": 100, "name": "blue", "flood_vteps": []});
+    let put = [Change::PutNetwork(network(100, "blue"))];
+
+    // A failed commit leaves the request queued and the configuration as it was.
+    store.fail_next_commit();
+    store.commit_and_finish(&put, Some((id, applied(reply.clone())))).unwrap_err();
+    assert_eq!(store.queued_requests().unwrap().len(), 1);
+    assert_eq!(store.snapshot().unwrap(), ConfigSnapshot::default());
+
+    assert_eq!(store.commit_and_finish(&put, Some((id, applied(reply.clone())))).unwrap(), 1);
+    assert!(store.queued_requests().unwrap().is_empty());
+    let record = store.request(id).unwrap().unwrap();
+    assert_eq!((record.state, record.status, record.generation), (RequestState::Applied, Some(201), Some(1)));
+    assert_eq!(record.reply, Some(reply));
+    assert!(record.finished_unix_us.unwrap() >= record.queued_unix_us);
+    assert_eq!(store.snapshot().unwrap().networks.len(), 1);
+
+    // Finishing it again, or one that never was, is refused naming it, and the
+    // change that came with it is not made.
+    let err = store.finish_request(id, applied(serde_json::Value::Null)).unwrap_err().to_string();
+    assert!(err.ends_with("cannot delete queued request 1: there is no such record"), "{err}");
+    let red = [Change::PutNetwork(network(200, "red"))];
+    assert!(store.commit_and_finish(&red, Some((9, applied(serde_json::Value::Null)))).is_err());
+    assert_eq!(store.generation().unwrap(), 1);
+
+    // A refused one records why, at the current generation, without a new one.
+    let id = store.queue_request("POST", "/v1/networks", serde_json::Value::Null).unwrap().id;
+    let error = "network 100 already exists".to_string();
+    store.finish_request(id, RequestOutcome::Failed { status: 409, error, field: Some("vni".into()) }).unwrap();
+    let record = store.request(id).unwrap().unwrap();
+    assert_eq!(record.state, RequestState::Failed);
+    assert_eq!(
+        (record.status, record.error.as_deref(), record.field.as_deref()),
+        (Some(409), Some("network 100 already exists"), Some("vni"))
+    );
+    assert_eq!((record.generation, record.reply), (None, None));
+    assert_eq!(store.generation().unwrap(), 1);
+}
+
+#[test]
+fn only_the_last_finished_requests_are_kept() {
+    let (_dir, path) = temp();
+    let store = Store::open(&path).unwrap();
+    store.keep_finished(3);
+    for _ in 0..5 {
+        let id = store.queue_request("DELETE", "/v1/networks/1", serde_json::Value::Null).unwrap().id;
+        store.finish_request(id, applied(serde_json::Value::Null)).unwrap();
+    }
+    let still_queued = store.queue_request("DELETE", "/v1/networks/1", serde_json::Value::Null).unwrap().id;
+    let kept: Vec<u64> = (1..=6).filter(|id| store.request(*id).unwrap().is_some()).collect();
+    assert_eq!(kept, [3, 4, 5, still_queued], "queued requests are never dropped");
+}
+
+#[test]
+fn a_version_1_database_gains_the_request_tables_and_keeps_its_records() {
+    let (_dir, path) = temp();
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    {
+        // The layout switchyard wrote before requests were queued.
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut meta = txn.open_table(redb::TableDefinition::<&str, u64>::new("meta")).unwrap();
+            meta.insert("schema_version", 1).unwrap();
+            meta.insert("generation", 7).unwrap();
+            let mut networks = txn.open_table(redb::TableDefinition::<&str, &str>::new("networks")).unwrap();
+            networks.insert("00000100", r#"{"vni":100,"name":"blue","flood_vteps":[]}"#).unwrap();
+            for table in ["endpoints", "remotes", "port_networks"] {
+                txn.open_table(redb::TableDefinition::<&str, &str>::new(table)).unwrap();
+            }
+        }
+        txn.commit().unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    let snapshot = store.snapshot().unwrap();
+    assert_eq!((snapshot.generation, snapshot.networks[0].name.as_str()), (7, "blue"));
+    assert_eq!(store.queue_request("POST", "/v1/networks", serde_json::Value::Null).unwrap().id, 1);
+    drop(store);
+    let db = redb::Database::create(&path).unwrap();
+    let txn = db.begin_read().unwrap();
+    let meta = txn.open_table(redb::TableDefinition::<&str, u64>::new("meta")).unwrap();
+    assert_eq!(meta.get("schema_version").unwrap().unwrap().value(), SCHEMA_VERSION);
+}
+
+#[test]
+fn corrupt_queued_requests_name_table_and_key() {
+    let (_dir, path) = temp();
+    drop(Store::open(&path).unwrap());
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut queued = txn.open_table(redb::TableDefinition::<u64, &str>::new("queued_requests")).unwrap();
+            queued.insert(4, "{\"id\": 4}").unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let err = Store::open(&path).unwrap().queued_requests().unwrap_err().to_string();
+    assert!(err.contains("table queued_requests, key \"4\": cannot decode the record"), "{err}");
 }
