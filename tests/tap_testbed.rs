@@ -7,60 +7,10 @@
 //! test ends, pass or fail.
 mod common;
 
-use common::netns::{http_transfer, mebibyte, unique_name, Netns};
+use common::netns::{http_transfer, mebibyte};
+use common::tap::TapVm;
 use common::switch::{vrouter_switch, RunningSwitch, SwitchPort};
 use common::*;
-
-/// A VM stand-in: a namespace that will hold the TAP interface `iface`.
-struct TapVm {
-    netns: Netns,
-    iface: String,
-    mac: String,
-    address: String,
-}
-
-impl TapVm {
-    fn new(tag: &str, mac: &str, address: &str) -> TapVm {
-        let netns = Netns::new(&unique_name(tag));
-        // Interfaces moved in come up without IPv6 (see `quiet`).
-        for key in ["net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"] {
-            assert!(netns.exec(&["sysctl", "-q", "-w", key]).status().unwrap().success(), "{key}");
-        }
-        let iface = format!("{}t", netns.name);
-        TapVm { netns, iface, mac: mac.into(), address: address.into() }
-    }
-
-    /// The switch's port for this VM: a TAP port creating `iface`; frames sent to
-    /// the VM carry its MAC.
-    fn switch_port(&self, name: &str, index: usize) -> SwitchPort {
-        SwitchPort {
-            name: name.into(),
-            devargs: format!("net_tap{index},iface={}", self.iface),
-            role: "vm",
-            peer_mac: Some(self.mac.clone()),
-        }
-    }
-
-    /// Stops the kernel's IPv6 chatter (MLD reports, DAD, router solicitations) on
-    /// the interface, which net_tap brought up in the root namespace. Otherwise
-    /// chatter sent while the other interface is being moved (and so is down)
-    /// could not be delivered: rightly counted as `tx_refused`, but this test
-    /// wants to see exactly zero drops.
-    fn quiet(&self) {
-        let key = format!("net.ipv6.conf.{}.disable_ipv6=1", self.iface);
-        common::netns::run(&["sysctl", "-q", "-w", &key]);
-    }
-
-    /// Plugs the VM in: moves the TAP interface (which the running switch created)
-    /// into the namespace and configures it there. The interface starts with the
-    /// switch port's own MAC; the VM gets its own.
-    fn attach(&self) {
-        common::netns::run(&["ip", "link", "set", &self.iface, "netns", &self.netns.name]);
-        self.netns.ip(&["link", "set", &self.iface, "address", &self.mac]);
-        self.netns.ip(&["addr", "add", &self.address, "dev", &self.iface]);
-        self.netns.ip(&["link", "set", &self.iface, "up"]);
-    }
-}
 
 #[test]
 fn namespaces_on_tap_ports_ping_and_talk_tcp_through_the_switch() {

@@ -3,6 +3,7 @@
 
 pub mod netns;
 pub mod switch;
+pub mod tap;
 pub mod testpmd;
 
 use std::fs::File;
