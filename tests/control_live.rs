@@ -4,11 +4,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Output, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use serde_json::Value;
 
 /// Two VM ports on net_null (they never receive, so the switch runs until
 /// killed) and an uplink VTEP.
@@ -65,15 +64,7 @@ impl Drop for Switch {
     }
 }
 
-fn ctl(socket: &Path, args: &[&str]) -> Output {
-    switchyard().arg("ctl").arg("--socket").arg(socket).args(args).output().unwrap()
-}
 
-fn ctl_json(socket: &Path, args: &[&str]) -> Value {
-    let out = ctl(socket, &[&["--json"], args].concat());
-    assert!(out.status.success(), "ctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
 
 fn socket_path(tag: &str) -> PathBuf {
     std::env::temp_dir().join(format!("sy-{tag}-{}.sock", std::process::id()))

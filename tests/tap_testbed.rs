@@ -9,7 +9,7 @@ mod common;
 
 use common::netns::{http_transfer, mebibyte};
 use common::tap::TapVm;
-use common::switch::{vrouter_switch, RunningSwitch, SwitchPort};
+use common::switch::{vrouter_switch, RunningSwitch};
 use common::*;
 
 #[test]

@@ -72,15 +72,7 @@ fn config(dir: &Path, socket: &Path, input: &Path, vm1_devargs: &str) -> String 
     )
 }
 
-fn ctl(socket: &Path, args: &[&str]) -> Output {
-    switchyard().arg("ctl").arg("--socket").arg(socket).args(args).output().unwrap()
-}
 
-fn ctl_json(socket: &Path, args: &[&str]) -> Value {
-    let out = ctl(socket, &[&["--json"], args].concat());
-    assert!(out.status.success(), "ctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
 
 fn upgrade(socket: &Path, library: &Path) -> Output {
     ctl(socket, &["upgrade", library.to_str().unwrap()])

@@ -113,3 +113,15 @@ pub fn unit_library(name: &str) -> PathBuf {
     assert!(path.exists(), "{} is missing: run `make units` first", path.display());
     path
 }
+
+/// `switchyard ctl --socket SOCKET ARGS...`.
+pub fn ctl(socket: &Path, args: &[&str]) -> Output {
+    switchyard().arg("ctl").arg("--socket").arg(socket).args(args).output().unwrap()
+}
+
+/// `ctl --json ARGS...`, which must succeed, as JSON.
+pub fn ctl_json(socket: &Path, args: &[&str]) -> serde_json::Value {
+    let out = ctl(socket, &[&["--json"], args].concat());
+    assert!(out.status.success(), "ctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
