@@ -75,11 +75,15 @@ pub struct ChurnMeasurement {
 pub fn run(options: &BenchOptions) -> Result<(), String> {
     let dir = std::env::temp_dir().join(format!("switchyard-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let result = measure_all(options, &dir);
+    let result = measure_all(options, &dir).and_then(|report| write_json(options.json.as_deref(), &report));
     let _ = std::fs::remove_dir_all(&dir);
-    let report = result?;
-    if let Some(path) = &options.json {
-        let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+    result
+}
+
+/// Writes `report` to `path`, if one was asked for.
+fn write_json(path: Option<&Path>, report: &impl Serialize) -> Result<(), String> {
+    if let Some(path) = path {
+        let json = serde_json::to_string_pretty(report).map_err(|e| e.to_string())?;
         std::fs::write(path, json + "\n").map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
     Ok(())
@@ -147,22 +151,7 @@ fn measure_switchyard(
     seconds: u32,
     churn: u32,
 ) -> Result<(Measurement, u64, Option<ChurnMeasurement>), String> {
-    let toml = format!(
-        r#"
-[eal]
-lcores = "0-{FORWARDING_LCORE}"
-memory_mb = {MEMORY_MB}
-file_prefix = "switchyard-bench-{pid}"
-[mempool]
-mbufs = {MBUFS}
-[dataplane]
-workers = [{FORWARDING_LCORE}]
-{ports}"#,
-        pid = std::process::id(),
-        ports = scenario.ports_toml(generator),
-    );
-    let config = Config::parse(&toml, "bench").map_err(|e| e.to_string())?;
-    let mut dataplane = Dataplane::start(&config, "bench", scenario.forwarding()).map_err(|e| e.to_string())?;
+    let mut dataplane = start_dataplane(*scenario, generator)?;
     std::thread::sleep(WARMUP);
     let sink = dataplane.port_id("sink").ok_or("the bench config has no sink port")?.index();
     let sample = |dataplane: &Dataplane| {
@@ -202,6 +191,26 @@ workers = [{FORWARDING_LCORE}]
         return Err(format!("switchyard lost {} packets without counting them", summary.unaccounted));
     }
     Ok((measurement, tsc_hz, under_churn))
+}
+
+/// Starts switchyard on `scenario`'s ports, forwarding on FORWARDING_LCORE.
+fn start_dataplane(scenario: Scenario, generator: &Path) -> Result<Dataplane, String> {
+    let toml = format!(
+        r#"
+[eal]
+lcores = "0-{FORWARDING_LCORE}"
+memory_mb = {MEMORY_MB}
+file_prefix = "switchyard-bench-{pid}"
+[mempool]
+mbufs = {MBUFS}
+[dataplane]
+workers = [{FORWARDING_LCORE}]
+{ports}"#,
+        pid = std::process::id(),
+        ports = scenario.ports_toml(generator),
+    );
+    let config = Config::parse(&toml, "bench").map_err(|e| e.to_string())?;
+    Dataplane::start(&config, "bench", scenario.forwarding()).map_err(|e| e.to_string())
 }
 
 pub(crate) fn median(samples: &[f64]) -> f64 {
