@@ -3,11 +3,14 @@
 //! One run measures, on the same lcore and with the identical generator pcap
 //! (`net_pcap ... infinite_rx=1`) and sink (`net_null ... no-rx=1`): dpdk-testpmd
 //! in io and macswap modes, then switchyard. Every ratio comes from one run, so
-//! machine speed and noise cancel out as far as they can.
+//! machine speed and noise cancel out as far as they can. The `upgrade`
+//! scenario (upgrade.rs) measures loss and output gaps instead.
 
 mod churn;
+mod plot;
 mod scenario;
 mod testpmd;
+mod upgrade;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,6 +39,13 @@ pub struct BenchOptions {
     pub json: Option<PathBuf>,
     /// Table updates per second applied during a second measuring period (0: none).
     pub churn: u32,
+    /// `upgrade` scenario: upgrades to run back to back.
+    pub upgrades: u32,
+    /// `upgrade` scenario: the directory with basic-v1.so and basic-v2.so
+    /// (`None`: `units/` next to the executable's directory, where `make units` puts them).
+    pub units: Option<PathBuf>,
+    /// `upgrade` scenario: where the throughput plot (SVG) goes.
+    pub plot: PathBuf,
 }
 
 /// One measured forwarder.
@@ -75,7 +85,10 @@ pub struct ChurnMeasurement {
 pub fn run(options: &BenchOptions) -> Result<(), String> {
     let dir = std::env::temp_dir().join(format!("switchyard-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let result = measure_all(options, &dir).and_then(|report| write_json(options.json.as_deref(), &report));
+    let result = match options.scenario {
+        Scenario::Upgrade => upgrade::run(options, &dir),
+        _ => measure_all(options, &dir).and_then(|report| write_json(options.json.as_deref(), &report)),
+    };
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
