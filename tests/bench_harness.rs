@@ -85,6 +85,7 @@ fn upgrade_scenario_loses_nothing_and_reports_every_step() {
             upgrade["record"]["steps"].as_array().unwrap().iter().map(|s| s["step"].as_u64().unwrap()).collect();
         assert_eq!(steps, [1, 2, 3, 4, 5, 6, 7, 8]);
         assert!(upgrade["gap_us"].as_f64().unwrap() >= 0.0);
+        assert!(upgrade["idle_gap_us"].as_f64().unwrap() >= 0.0, "each upgrade has its idle window");
     }
     assert_eq!(report["steps"].as_array().unwrap().len(), 8);
     assert!(report["throughput"]["before_mpps"].as_f64().unwrap() > 0.0);
