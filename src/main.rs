@@ -29,9 +29,10 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         stats_json: Option<PathBuf>,
     },
-    /// Measure forwarding against dpdk-testpmd (io, macswap) in the same run.
+    /// Measure forwarding against dpdk-testpmd (io, macswap) in the same run, or
+    /// (scenario upgrade) loss and output gaps while the switching unit is upgraded.
     Bench {
-        /// One of: forward, l2-switch, vxlan-encap, vxlan-decap.
+        /// One of: forward, l2-switch, vxlan-encap, vxlan-decap, upgrade.
         #[arg(long)]
         scenario: String,
         /// Measuring time per run.
@@ -45,6 +46,16 @@ enum Command {
         /// Measure again while the switching table changes this many times a second.
         #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100_000))]
         churn: u32,
+        /// Scenario upgrade: upgrades to run back to back, alternating basic-v2.so and basic-v1.so.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        upgrades: u32,
+        /// Scenario upgrade: the directory holding basic-v1.so and basic-v2.so
+        /// [default: <the executable's directory>/../units, where `make units` puts them].
+        #[arg(long, value_name = "DIR")]
+        units: Option<PathBuf>,
+        /// Scenario upgrade: where to write the throughput plot (SVG).
+        #[arg(long, value_name = "PATH", default_value = "out/upgrade.svg")]
+        plot: PathBuf,
     },
     /// Talk to a running switch's control API (networks, endpoints, ports, stats).
     Ctl(CtlArgs),
@@ -80,8 +91,8 @@ fn main() -> ExitCode {
         Command::Ctl(args) => return switchyard::control::cli::main(args),
         Command::StoreStress { database, batches } => store_stress(&database, batches),
         Command::Run { config, stats_json } => run(&config, stats_json.as_deref()),
-        Command::Bench { scenario, seconds, testpmd, json, churn } => match Scenario::named(&scenario) {
-            Ok(scenario) => bench::run(&BenchOptions { scenario, seconds, testpmd, json, churn })
+        Command::Bench { scenario, seconds, testpmd, json, churn, upgrades, units, plot } => match Scenario::named(&scenario) {
+            Ok(scenario) => bench::run(&BenchOptions { scenario, seconds, testpmd, json, churn, upgrades, units, plot })
                 .map_err(|message| Failure { code: 1, message }),
             Err(message) => Err(Failure { code: 2, message }),
         },

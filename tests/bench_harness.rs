@@ -46,3 +46,53 @@ fn missing_testpmd_is_a_clear_error() {
         "switchyard: cannot start /nonexistent/dpdk-testpmd: No such file or directory (os error 2) (install package dpdk-dev)"
     );
 }
+
+#[test]
+fn upgrade_scenario_loses_nothing_and_reports_every_step() {
+    let dir = scratch("upgrade_scenario_loses_nothing_and_reports_every_step");
+    let units = unit_library("basic-v1").parent().unwrap().to_owned();
+    unit_library("basic-v2");
+    let report = dir.join("upgrade.json");
+    let plot = dir.join("plots/upgrade.svg");
+    let out = switchyard()
+        .args(["bench", "--scenario", "upgrade", "--upgrades", "3"])
+        .arg("--units")
+        .arg(&units)
+        .arg("--json")
+        .arg(&report)
+        .arg("--plot")
+        .arg(&plot)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("  packets lost: 0  "), "{stdout}");
+    assert!(stdout.contains("largest output gap during an upgrade"), "{stdout}");
+    assert!(stdout.contains(&format!("  plot: {}", plot.display())), "{stdout}");
+
+    let report = json(&report);
+    assert_eq!(report["packets"]["lost"], 0);
+    assert_eq!(report["packets"]["unaccounted"], 0);
+    assert!(report["packets"]["sink_tx"].as_u64().unwrap() > 0, "traffic flowed");
+    let upgrades = report["upgrades"].as_array().unwrap();
+    assert_eq!(upgrades.len(), 3);
+    // The data plane starts on the embedded unit; upgrades alternate v2, v1, v2.
+    let versions: Vec<&str> = upgrades.iter().map(|u| u["record"]["to"]["version"].as_str().unwrap()).collect();
+    assert_eq!(versions, ["2.0.0", "1.0.0", "2.0.0"]);
+    for upgrade in upgrades {
+        assert_eq!(upgrade["record"]["outcome"], "upgraded");
+        let steps: Vec<u64> =
+            upgrade["record"]["steps"].as_array().unwrap().iter().map(|s| s["step"].as_u64().unwrap()).collect();
+        assert_eq!(steps, [1, 2, 3, 4, 5, 6, 7, 8]);
+        assert!(upgrade["gap_us"].as_f64().unwrap() >= 0.0);
+        assert!(upgrade["idle_gap_us"].as_f64().unwrap() >= 0.0, "each upgrade has its idle window");
+    }
+    assert_eq!(report["steps"].as_array().unwrap().len(), 8);
+    assert!(report["throughput"]["before_mpps"].as_f64().unwrap() > 0.0);
+    assert!(!report["samples"].as_array().unwrap().is_empty());
+
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(200)]);
+    assert!(svg.contains("<polyline"));
+    assert!(svg.trim_end().ends_with("</svg>"));
+}

@@ -3,11 +3,14 @@
 //! One run measures, on the same lcore and with the identical generator pcap
 //! (`net_pcap ... infinite_rx=1`) and sink (`net_null ... no-rx=1`): dpdk-testpmd
 //! in io and macswap modes, then switchyard. Every ratio comes from one run, so
-//! machine speed and noise cancel out as far as they can.
+//! machine speed and noise cancel out as far as they can. The `upgrade`
+//! scenario (upgrade.rs) measures loss and output gaps instead.
 
 mod churn;
+mod plot;
 mod scenario;
 mod testpmd;
+mod upgrade;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,6 +39,13 @@ pub struct BenchOptions {
     pub json: Option<PathBuf>,
     /// Table updates per second applied during a second measuring period (0: none).
     pub churn: u32,
+    /// `upgrade` scenario: upgrades to run back to back.
+    pub upgrades: u32,
+    /// `upgrade` scenario: the directory with basic-v1.so and basic-v2.so
+    /// (`None`: `units/` next to the executable's directory, where `make units` puts them).
+    pub units: Option<PathBuf>,
+    /// `upgrade` scenario: where the throughput plot (SVG) goes.
+    pub plot: PathBuf,
 }
 
 /// One measured forwarder.
@@ -75,11 +85,18 @@ pub struct ChurnMeasurement {
 pub fn run(options: &BenchOptions) -> Result<(), String> {
     let dir = std::env::temp_dir().join(format!("switchyard-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let result = measure_all(options, &dir);
+    let result = match options.scenario {
+        Scenario::Upgrade => upgrade::run(options, &dir),
+        _ => measure_all(options, &dir).and_then(|report| write_json(options.json.as_deref(), &report)),
+    };
     let _ = std::fs::remove_dir_all(&dir);
-    let report = result?;
-    if let Some(path) = &options.json {
-        let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+    result
+}
+
+/// Writes `report` to `path`, if one was asked for.
+fn write_json(path: Option<&Path>, report: &impl Serialize) -> Result<(), String> {
+    if let Some(path) = path {
+        let json = serde_json::to_string_pretty(report).map_err(|e| e.to_string())?;
         std::fs::write(path, json + "\n").map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
     Ok(())
@@ -147,22 +164,7 @@ fn measure_switchyard(
     seconds: u32,
     churn: u32,
 ) -> Result<(Measurement, u64, Option<ChurnMeasurement>), String> {
-    let toml = format!(
-        r#"
-[eal]
-lcores = "0-{FORWARDING_LCORE}"
-memory_mb = {MEMORY_MB}
-file_prefix = "switchyard-bench-{pid}"
-[mempool]
-mbufs = {MBUFS}
-[dataplane]
-workers = [{FORWARDING_LCORE}]
-{ports}"#,
-        pid = std::process::id(),
-        ports = scenario.ports_toml(generator),
-    );
-    let config = Config::parse(&toml, "bench").map_err(|e| e.to_string())?;
-    let mut dataplane = Dataplane::start(&config, "bench", scenario.forwarding()).map_err(|e| e.to_string())?;
+    let mut dataplane = start_dataplane(*scenario, generator)?;
     std::thread::sleep(WARMUP);
     let sink = dataplane.port_id("sink").ok_or("the bench config has no sink port")?.index();
     let sample = |dataplane: &Dataplane| {
@@ -202,6 +204,26 @@ workers = [{FORWARDING_LCORE}]
         return Err(format!("switchyard lost {} packets without counting them", summary.unaccounted));
     }
     Ok((measurement, tsc_hz, under_churn))
+}
+
+/// Starts switchyard on `scenario`'s ports, forwarding on FORWARDING_LCORE.
+fn start_dataplane(scenario: Scenario, generator: &Path) -> Result<Dataplane, String> {
+    let toml = format!(
+        r#"
+[eal]
+lcores = "0-{FORWARDING_LCORE}"
+memory_mb = {MEMORY_MB}
+file_prefix = "switchyard-bench-{pid}"
+[mempool]
+mbufs = {MBUFS}
+[dataplane]
+workers = [{FORWARDING_LCORE}]
+{ports}"#,
+        pid = std::process::id(),
+        ports = scenario.ports_toml(generator),
+    );
+    let config = Config::parse(&toml, "bench").map_err(|e| e.to_string())?;
+    Dataplane::start(&config, "bench", scenario.forwarding()).map_err(|e| e.to_string())
 }
 
 pub(crate) fn median(samples: &[f64]) -> f64 {

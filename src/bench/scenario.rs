@@ -37,10 +37,14 @@ pub enum Scenario {
     VxlanEncap,
     /// The vRouter decapsulating VXLAN from the uplink to a VM port.
     VxlanDecap,
+    /// L2Switch's traffic while the switching unit is upgraded again and again
+    /// (issue 4; measured by `upgrade.rs`, not against testpmd).
+    Upgrade,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 4] = [Scenario::Forward, Scenario::L2Switch, Scenario::VxlanEncap, Scenario::VxlanDecap];
+    pub const ALL: [Scenario; 5] =
+        [Scenario::Forward, Scenario::L2Switch, Scenario::VxlanEncap, Scenario::VxlanDecap, Scenario::Upgrade];
 
     pub fn named(name: &str) -> Result<Scenario, String> {
         Self::ALL.into_iter().find(|s| s.name() == name).ok_or_else(|| {
@@ -55,6 +59,7 @@ impl Scenario {
             Scenario::L2Switch => "l2-switch",
             Scenario::VxlanEncap => "vxlan-encap",
             Scenario::VxlanDecap => "vxlan-decap",
+            Scenario::Upgrade => "upgrade",
         }
     }
 
@@ -64,11 +69,24 @@ impl Scenario {
             Scenario::L2Switch => "64-byte IPv4/UDP frames, 1000 flows, vRouter L2 switching VM port to VM port in one VNI",
             Scenario::VxlanEncap => "64-byte IPv4/UDP frames, 1000 flows, vRouter VM port to uplink, VXLAN-encapsulated (114 bytes out)",
             Scenario::VxlanDecap => "114-byte VXLAN frames carrying 64-byte IPv4/UDP, 1000 flows, vRouter uplink to VM port",
+            Scenario::Upgrade => "64-byte IPv4/UDP frames, 1000 flows, vRouter L2 switching VM port to VM port in one VNI while the switching unit is upgraded",
         }
     }
 
+    /// The scenario whose ports, generator and configuration this one uses.
+    fn traffic(self) -> Scenario {
+        match self {
+            Scenario::Upgrade => Scenario::L2Switch,
+            other => other,
+        }
+    }
+
+    /// The upgrade scenario judges loss and output gaps, not a rate ratio.
     pub fn testpmd_modes(self) -> &'static [&'static str] {
-        &["io", "macswap"]
+        match self {
+            Scenario::Upgrade => &[],
+            _ => &["io", "macswap"],
+        }
     }
 
     /// The testpmd mode doing comparable work, and the ratio we aim for against it.
@@ -78,7 +96,8 @@ impl Scenario {
     pub fn target_ratio(self) -> f64 {
         match self {
             Scenario::Forward => 0.8,
-            Scenario::L2Switch => 0.5,
+            // Upgrade runs no testpmd; the ratio is its traffic's.
+            Scenario::L2Switch | Scenario::Upgrade => 0.5,
             Scenario::VxlanEncap | Scenario::VxlanDecap => 0.4,
         }
     }
@@ -88,9 +107,10 @@ impl Scenario {
         let generator = format!("name = \"generator\"\ndevargs = \"net_pcap0,rx_pcap={},infinite_rx=1\"", generator_pcap.display());
         let sink = "name = \"sink\"\ndevargs = \"net_null0,no-rx=1\"";
         let vtep = format!("address = \"{LOCAL_VTEP}/24\"\nnext_hop_mac = \"{NEXT_HOP_MAC}\"");
-        match self {
+        match self.traffic() {
             Scenario::Forward => format!("[[port]]\n{generator}\nrole = \"vm\"\nforward_to = \"sink\"\n[[port]]\n{sink}\nrole = \"uplink\"\n"),
-            Scenario::L2Switch => format!("[[port]]\n{generator}\nrole = \"vm\"\n[[port]]\n{sink}\nrole = \"vm\"\n"),
+            // `traffic()` maps Upgrade to L2Switch.
+            Scenario::L2Switch | Scenario::Upgrade => format!("[[port]]\n{generator}\nrole = \"vm\"\n[[port]]\n{sink}\nrole = \"vm\"\n"),
             Scenario::VxlanEncap => format!("[[port]]\n{generator}\nrole = \"vm\"\n[[port]]\n{sink}\nrole = \"uplink\"\n{vtep}\n"),
             Scenario::VxlanDecap => format!("[[port]]\n{generator}\nrole = \"uplink\"\n{vtep}\n[[port]]\n{sink}\nrole = \"vm\"\n"),
         }
@@ -111,9 +131,9 @@ impl Scenario {
             ..ConfigSnapshot::default()
         };
         let port = |name: &str| PortNetwork { port: name.into(), vni: VNI };
-        match self {
+        match self.traffic() {
             Scenario::Forward => {}
-            Scenario::L2Switch => {
+            Scenario::L2Switch | Scenario::Upgrade => {
                 config.ports = vec![port("generator"), port("sink")];
                 config.endpoints = vec![VmEndpoint { vni: VNI, mac: DST_MAC, ip: None, port: "sink".into() }];
             }
@@ -134,7 +154,7 @@ impl Scenario {
         let mut writer = PcapWriter::new(BufWriter::new(File::create(path)?)).map_err(io::Error::other)?;
         for flow in 0..FLOWS {
             let mut frame = udp_frame(flow);
-            if self == Scenario::VxlanDecap {
+            if self.traffic() == Scenario::VxlanDecap {
                 frame = vxlan_frame(&frame);
             }
             let packet = PcapPacket::new(Duration::ZERO, frame.len() as u32, &frame);
@@ -209,11 +229,19 @@ mod tests {
     }
 
     #[test]
+    fn upgrade_runs_on_the_l2_switch_traffic() {
+        let pcap = Path::new("/tmp/g.pcap");
+        assert_eq!(Scenario::Upgrade.ports_toml(pcap), Scenario::L2Switch.ports_toml(pcap));
+        assert_eq!(Scenario::Upgrade.overlay_config(), Scenario::L2Switch.overlay_config());
+        assert!(Scenario::Upgrade.testpmd_modes().is_empty());
+    }
+
+    #[test]
     fn unknown_scenario_names_the_known_ones() {
         assert_eq!(Scenario::named("forward"), Ok(Scenario::Forward));
         assert_eq!(
             Scenario::named("fwd").unwrap_err(),
-            "unknown bench scenario \"fwd\" (known: forward, l2-switch, vxlan-encap, vxlan-decap)"
+            "unknown bench scenario \"fwd\" (known: forward, l2-switch, vxlan-encap, vxlan-decap, upgrade)"
         );
     }
 }
