@@ -89,6 +89,7 @@ fn a_hundred_upgrades_under_full_load_lose_no_packet_reorder_none_and_apply_ever
     let frames = generator();
     write_pcap(&input, &frames);
     let output = PathBuf::from(format!("/dev/shm/switchyard-upgrade-{}.pcap", std::process::id()));
+    let _cleanup = RemoveOnDrop(output.clone());
     let socket = socket_path("load");
     let toml = config(&dir, &socket, &input, &format!("net_pcap1,tx_pcap={}", output.display()));
     let mut switch = RunningSwitch::start(&dir, &toml);
@@ -159,7 +160,6 @@ fn a_hundred_upgrades_under_full_load_lose_no_packet_reorder_none_and_apply_ever
     assert_eq!((nic(0, "imissed"), nic(0, "rx_nombuf")), (0, 0), "{stats}");
 
     let out = read_pcap(&output);
-    let _ = std::fs::remove_file(&output);
     assert_eq!(out.len() as u64, port(1, "tx_packets"));
     assert!(out.len() > 10 * frames.len(), "the generator went round many times: {}", out.len());
     for (i, got) in out.iter().enumerate() {
@@ -297,6 +297,15 @@ fn a_tcp_transfer_between_tap_vms_rides_through_upgrades_with_a_vhost_user_vm_at
     // VM may meet its rings before testpmd polls them: tx_refused, counted.)
     for port in &exit.stats["ports"].as_array().unwrap()[..2] {
         assert_eq!((&port["rx_dropped"], &port["tx_dropped"]), (&Value::from(0), &Value::from(0)), "{port}");
+    }
+}
+
+/// Removes a file when the test ends, pass or fail (the capture lives in RAM).
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
 }
 
