@@ -8,13 +8,14 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use super::unit::{sizes, UnitSetup};
+use super::unit::{sizes, UnitSetup, VRouterWorker};
 use super::vrouter::VRouter;
-use crate::pipeline::{Burst, PacketBuf};
-use crate::unit::{Side, SwitchingUnit, UnitCommand, UnitState, UnitWorker, WorkerLocal};
+use crate::pipeline::{PacketBuf, Side};
+use crate::unit::{SwitchingUnit, UnitCommand, UnitState, UnitWorker, Versioned, WorkerLocal};
 
 pub struct IntermediateUnit {
-    tables: Arc<VRouter>,
+    /// One table version, never replaced: workers bind as to the vRouter's.
+    tables: Arc<Versioned<VRouter>>,
     state: UnitState,
 }
 
@@ -23,7 +24,8 @@ impl IntermediateUnit {
     pub const VERSION: &'static str = env!("CARGO_PKG_VERSION");
 
     pub fn new(setup: UnitSetup) -> Self {
-        IntermediateUnit { tables: Arc::new(VRouter::new(setup.tables())), state: setup.state }
+        let tables = Arc::new(VRouter::new(setup.tables()));
+        IntermediateUnit { tables: Arc::new(Versioned::new(tables)), state: setup.state }
     }
 }
 
@@ -39,7 +41,7 @@ impl<P: PacketBuf + 'static> SwitchingUnit<P> for IntermediateUnit {
     }
 
     fn attach(&self, tsc_hz: u64) -> Box<dyn UnitWorker<P>> {
-        Box::new(IntermediateWorker { tables: self.tables.clone(), local: WorkerLocal::without_learning(tsc_hz) })
+        Box::new(VRouterWorker::new(&self.tables, WorkerLocal::without_learning(tsc_hz)))
     }
 
     fn apply(&self, _command: &UnitCommand) -> Result<(), String> {
@@ -53,22 +55,6 @@ impl<P: PacketBuf + 'static> SwitchingUnit<P> for IntermediateUnit {
     fn housekeeping(&self) {}
 
     fn info(&self) -> serde_json::Value {
-        json!({ "tables": sizes(&self.tables) })
-    }
-}
-
-struct IntermediateWorker {
-    tables: Arc<VRouter>,
-    local: WorkerLocal,
-}
-
-impl<P: PacketBuf> UnitWorker<P> for IntermediateWorker {
-    #[inline]
-    fn process(&mut self, side: Side, burst: &mut Burst<P>) {
-        self.tables.switch(side, burst, &mut self.local);
-    }
-
-    fn quiescent(&mut self, now: u64) {
-        self.local.now = now;
+        json!({ "tables": sizes(&self.tables.active(Side::Vm)) })
     }
 }

@@ -13,7 +13,7 @@ mod vxlan;
 pub use host::UnitHost;
 pub use intermediate::IntermediateUnit;
 pub use tables::{Learned, Underlay, VRouterTables, VmPort};
-pub use unit::{export_state, sizes, UnitSetup, VRouterUnit};
+pub use unit::{UnitSetup, VRouterUnit};
 pub use vrouter::VRouter;
 pub use vxlan::{encapsulate, Tunnel};
 #[cfg(test)]

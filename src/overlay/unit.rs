@@ -144,12 +144,7 @@ impl<P: PacketBuf + 'static> SwitchingUnit<P> for VRouterUnit {
     fn attach(&self, tsc_hz: u64) -> Box<dyn UnitWorker<P>> {
         // Unchanged observations are re-reported a third of the ageing time apart.
         let refresh = (self.ageing.as_secs() / 3).max(1);
-        Box::new(VRouterWorker {
-            reader: self.tables.reader(),
-            current: self.tables.active(Side::Vm),
-            tables: self.tables.clone(),
-            local: WorkerLocal::new(self.queue.clone(), tsc_hz, refresh),
-        })
+        Box::new(VRouterWorker::new(&self.tables, WorkerLocal::new(self.queue.clone(), tsc_hz, refresh)))
     }
 
     fn apply(&self, command: &UnitCommand) -> Result<(), String> {
@@ -182,13 +177,13 @@ impl<P: PacketBuf + 'static> SwitchingUnit<P> for VRouterUnit {
 }
 
 /// Table sizes by name, as the API and metrics show them.
-pub fn sizes(tables: &VRouter) -> serde_json::Value {
+pub(super) fn sizes(tables: &VRouter) -> serde_json::Value {
     tables.tables().sizes().into_iter().map(|(name, size)| (name.to_string(), json!(size))).collect()
 }
 
 /// Configuration and learned entries with their ages at `now`, sorted so the
 /// same state always exports the same way.
-pub fn export_state(config: &crate::store::ConfigSnapshot, learned: &Learned, now: Instant) -> UnitState {
+fn export_state(config: &crate::store::ConfigSnapshot, learned: &Learned, now: Instant) -> UnitState {
     let age = |seen: &Instant| now.saturating_duration_since(*seen).as_millis() as u64;
     let mut macs: Vec<LearnedMac> = learned
         .macs
@@ -204,11 +199,17 @@ pub fn export_state(config: &crate::store::ConfigSnapshot, learned: &Learned, no
 
 /// A worker's binding: its own reference to the newest table version it has
 /// seen, replaced at quiescent points.
-struct VRouterWorker {
+pub(super) struct VRouterWorker {
     tables: Arc<Versioned<VRouter>>,
     reader: Reader,
     current: Arc<VRouter>,
     local: WorkerLocal,
+}
+
+impl VRouterWorker {
+    pub(super) fn new(tables: &Arc<Versioned<VRouter>>, local: WorkerLocal) -> Self {
+        VRouterWorker { reader: tables.reader(), current: tables.active(Side::Vm), tables: tables.clone(), local }
+    }
 }
 
 impl<P: PacketBuf> UnitWorker<P> for VRouterWorker {
