@@ -89,7 +89,7 @@ impl Runtime for MonitorRuntime {
     fn metrics(&self) -> String {
         let mut page = telemetry::prometheus(&self.monitor);
         if let Some(upgrader) = &self.upgrader {
-            page.push_str(&upgrader.metrics());
+            page.push_str(&telemetry::upgrades(upgrader.counts(), &upgrader.status()));
         }
         page
     }

@@ -4,6 +4,7 @@ use std::fmt::Write;
 
 use crate::dataplane::Monitor;
 use crate::unit::Side;
+use crate::upgrade::{UpgradeCounts, UpgradeStatus};
 
 /// The whole `/metrics` page.
 pub fn prometheus(monitor: &Monitor) -> String {
@@ -72,6 +73,28 @@ pub fn prometheus(monitor: &Monitor) -> String {
     out.0
 }
 
+/// The upgrade families: upgrades by outcome, whether one runs, and the steps
+/// of the last one (seed 000 numbering; 0 = a rollback action).
+pub fn upgrades(counts: UpgradeCounts, status: &UpgradeStatus) -> String {
+    let mut out = Page::default();
+    out.family("switchyard_upgrades_total", "counter", "Finished unit upgrades by outcome.");
+    out.sample("switchyard_upgrades_total", &[("outcome", "upgraded")], counts.upgraded);
+    out.sample("switchyard_upgrades_total", &[("outcome", "rolled_back")], counts.rolled_back);
+    out.family("switchyard_upgrade_in_progress", "gauge", "1 while a unit upgrade runs.");
+    out.sample("switchyard_upgrade_in_progress", &[], u8::from(status.running.is_some()));
+    if let Some(last) = status.history.last() {
+        out.family("switchyard_upgrade_last_step_seconds", "gauge", "Duration of each step of the last upgrade (seed 000 numbering; 0 = rollback).");
+        for step in &last.steps {
+            let number = step.step.to_string();
+            let labels = [("step", number.as_str()), ("name", step.name.as_str())];
+            out.sample("switchyard_upgrade_last_step_seconds", &labels, step.duration_us as f64 / 1e6);
+        }
+        out.family("switchyard_upgrade_last_seconds", "gauge", "Duration of the last upgrade.");
+        out.sample("switchyard_upgrade_last_seconds", &[], last.duration_us as f64 / 1e6);
+    }
+    out.0
+}
+
 #[derive(Default)]
 struct Page(String);
 
@@ -80,7 +103,7 @@ impl Page {
         let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
     }
 
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: u64) {
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
         self.0.push_str(name);
         if !labels.is_empty() {
             let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{}\"", escape(v))).collect();

@@ -3,7 +3,7 @@
 mod orchestrator;
 mod record;
 
-pub use orchestrator::{LibraryLoader, UnitLoader, Upgrader};
+pub use orchestrator::{LibraryLoader, UnitLoader, UpgradeCounts, Upgrader};
 pub use record::{
     unix_us, ConfigGate, Outcome, Resumed, StepRecord, UnitDescription, UpgradeRecord, UpgradeRefused, UpgradeStatus,
     STEP_NAMES,

@@ -3,7 +3,6 @@
 //! unit (old, intermediate or new), and a side is switched by publishing a new
 //! binding that workers pick up at their next quiescent point.
 use std::collections::VecDeque;
-use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
@@ -41,10 +40,11 @@ impl UnitLoader<Mbuf> for LibraryLoader {
     }
 }
 
-#[derive(Default)]
-struct Counts {
-    upgraded: u64,
-    rolled_back: u64,
+/// Finished upgrades by outcome.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UpgradeCounts {
+    pub upgraded: u64,
+    pub rolled_back: u64,
 }
 
 pub struct Upgrader<P: PacketBuf = Mbuf> {
@@ -54,7 +54,7 @@ pub struct Upgrader<P: PacketBuf = Mbuf> {
     turn: Mutex<()>,
     running: Mutex<Option<UpgradeRecord>>,
     history: Mutex<VecDeque<UpgradeRecord>>,
-    counts: Mutex<Counts>,
+    counts: Mutex<UpgradeCounts>,
     next_id: AtomicU64,
 }
 
@@ -72,7 +72,7 @@ impl<P: PacketBuf + 'static> Upgrader<P> {
             turn: Mutex::new(()),
             running: Mutex::new(None),
             history: Mutex::new(VecDeque::new()),
-            counts: Mutex::new(Counts::default()),
+            counts: Mutex::new(UpgradeCounts::default()),
             next_id: AtomicU64::new(1),
         }
     }
@@ -124,36 +124,8 @@ impl<P: PacketBuf + 'static> Upgrader<P> {
         }
     }
 
-    /// Prometheus families: upgrades by outcome, whether one runs, and the
-    /// steps of the last one.
-    pub fn metrics(&self) -> String {
-        let mut page = String::new();
-        let counts = lock(&self.counts);
-        let _ = writeln!(page, "# HELP switchyard_upgrades_total Finished unit upgrades by outcome.");
-        let _ = writeln!(page, "# TYPE switchyard_upgrades_total counter");
-        let _ = writeln!(page, "switchyard_upgrades_total{{outcome=\"upgraded\"}} {}", counts.upgraded);
-        let _ = writeln!(page, "switchyard_upgrades_total{{outcome=\"rolled_back\"}} {}", counts.rolled_back);
-        drop(counts);
-        let _ = writeln!(page, "# HELP switchyard_upgrade_in_progress 1 while a unit upgrade runs.");
-        let _ = writeln!(page, "# TYPE switchyard_upgrade_in_progress gauge");
-        let _ = writeln!(page, "switchyard_upgrade_in_progress {}", u8::from(lock(&self.running).is_some()));
-        if let Some(last) = lock(&self.history).back() {
-            let _ = writeln!(page, "# HELP switchyard_upgrade_last_step_seconds Duration of each step of the last upgrade (seed 000 numbering; 0 = rollback).");
-            let _ = writeln!(page, "# TYPE switchyard_upgrade_last_step_seconds gauge");
-            for step in &last.steps {
-                let _ = writeln!(
-                    page,
-                    "switchyard_upgrade_last_step_seconds{{step=\"{}\",name=\"{}\"}} {}",
-                    step.step,
-                    step.name.replace('"', "'"),
-                    step.duration_us as f64 / 1e6
-                );
-            }
-            let _ = writeln!(page, "# HELP switchyard_upgrade_last_seconds Duration of the last upgrade.");
-            let _ = writeln!(page, "# TYPE switchyard_upgrade_last_seconds gauge");
-            let _ = writeln!(page, "switchyard_upgrade_last_seconds {}", last.duration_us as f64 / 1e6);
-        }
-        page
+    pub fn counts(&self) -> UpgradeCounts {
+        *lock(&self.counts)
     }
 }
 

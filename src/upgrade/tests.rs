@@ -132,7 +132,7 @@ fn an_upgrade_runs_the_eight_steps_in_order_while_a_worker_keeps_forwarding() {
     let status = upgrader.status();
     assert_eq!(status.history, vec![record]);
     assert!(status.running.is_none());
-    assert!(upgrader.metrics().contains("switchyard_upgrades_total{outcome=\"upgraded\"} 1"));
+    assert!(crate::telemetry::upgrades(upgrader.counts(), &upgrader.status()).contains("switchyard_upgrades_total{outcome=\"upgraded\"} 1"));
 }
 
 #[test]
@@ -153,7 +153,7 @@ fn a_refused_unit_is_rolled_back_to_the_previous_one_with_the_reason() {
         assert_eq!(host.units().active(crate::pipeline::Side::Uplink).id(), "vrouter");
         assert_eq!(*gate.calls.lock().unwrap(), ["pause", "resume"], "requests resume after a rollback too");
         assert_eq!(other, 0);
-        assert!(upgrader.metrics().contains("switchyard_upgrades_total{outcome=\"rolled_back\"} 1"));
+        assert!(crate::telemetry::upgrades(upgrader.counts(), &upgrader.status()).contains("switchyard_upgrades_total{outcome=\"rolled_back\"} 1"));
     }
 }
 
