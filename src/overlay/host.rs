@@ -72,10 +72,12 @@ impl<P: PacketBuf + 'static> UnitHost<P> {
 
     /// `GET /v1/unit`: each side's unit, and the VM-side unit's tables and counters.
     pub fn info(&self) -> Value {
-        let mut info = json!({ "vm": self.describe(Side::Vm), "uplink": self.describe(Side::Uplink) });
+        let mut info = serde_json::Map::new();
         if let Value::Object(extra) = self.units.active(Side::Vm).info() {
-            info.as_object_mut().into_iter().for_each(|o| o.extend(extra.clone()));
+            info = extra;
         }
-        info
+        info.insert("vm".into(), self.describe(Side::Vm));
+        info.insert("uplink".into(), self.describe(Side::Uplink));
+        Value::Object(info)
     }
 }

@@ -80,7 +80,12 @@ pub enum RequestOutcome {
 }
 
 fn now_us() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_micros() as u64
+    unix_us(SystemTime::now())
+}
+
+/// Wall-clock time as microseconds since the Unix epoch (0 before it).
+pub fn unix_us(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_micros() as u64
 }
 
 impl Store {

@@ -4,8 +4,9 @@ mod orchestrator;
 mod record;
 
 pub use orchestrator::{LibraryLoader, UnitLoader, UpgradeCounts, Upgrader};
+pub use crate::store::unix_us;
 pub use record::{
-    unix_us, ConfigGate, Outcome, Resumed, StepRecord, UnitDescription, UpgradeRecord, UpgradeRefused, UpgradeStatus,
+    ConfigGate, Outcome, Resumed, StepRecord, UnitDescription, UpgradeRecord, UpgradeRefused, UpgradeStatus,
     STEP_NAMES,
 };
 #[cfg(test)]

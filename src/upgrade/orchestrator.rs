@@ -9,9 +9,10 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::record::{
-    unix_us, ConfigGate, Outcome, StepRecord, UnitDescription, UpgradeRecord, UpgradeRefused, UpgradeStatus, STEP_NAMES,
+    ConfigGate, Outcome, StepRecord, UnitDescription, UpgradeRecord, UpgradeRefused, UpgradeStatus, STEP_NAMES,
 };
 use crate::dpdk::Mbuf;
+use crate::store::unix_us;
 use crate::overlay::{IntermediateUnit, UnitHost, UnitSetup, VRouterUnit};
 use crate::pipeline::{PacketBuf, Side};
 use crate::unit::{LoadedUnit, SwitchingUnit, UnitState};

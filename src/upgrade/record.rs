@@ -1,8 +1,6 @@
 //! What an upgrade reports: each seed step with its wall-clock start and its
 //! duration, the outcome, and the units before and after. Served by
 //! `GET /v1/upgrade`, printed by `switchyard ctl upgrade`, exported as metrics.
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
 use serde::{Deserialize, Serialize};
 
 /// The eight steps of seed 000, in order; `step` numbers are 1-based.
@@ -113,8 +111,4 @@ pub trait ConfigGate: Send + Sync {
     /// Step 8: applies the queued requests in arrival order, then lets requests
     /// through again. Called on every path out of an upgrade, failed ones too.
     fn resume(&self) -> Resumed;
-}
-
-pub fn unix_us(at: SystemTime) -> u64 {
-    at.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_micros() as u64
 }

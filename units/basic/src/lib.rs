@@ -64,12 +64,13 @@ impl SwitchingUnit<Mbuf> for Basic {
     }
 
     fn info(&self) -> serde_json::Value {
-        #[allow(unused_mut)]
-        let mut info = SwitchingUnit::<Mbuf>::info(&self.vrouter);
+        let info = SwitchingUnit::<Mbuf>::info(&self.vrouter);
         #[cfg(feature = "v2")]
-        {
+        let info = {
+            let mut info = info;
             info["packets_by_side"] = self.sides.totals();
-        }
+            info
+        };
         info
     }
 }
