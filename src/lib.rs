@@ -11,6 +11,7 @@ pub mod config;
 pub mod control;
 pub mod dataplane;
 pub mod dpdk;
+pub mod migration;
 pub mod overlay;
 pub mod pipeline;
 pub mod store;

@@ -95,6 +95,12 @@ drop_reasons! {
     /// A decapsulated frame for a MAC behind another VTEP: VTEPs do not relay
     /// between tunnels (split horizon).
     RemoteToRemote => "remote_to_remote",
+    /// A decapsulated frame would be relayed back to the VTEP it came from (two
+    /// hosts each relaying a migrating VM to the other).
+    RelayLoop => "relay_loop",
+    /// A migrating VM's buffer on this worker reached its packet or byte limit,
+    /// or the worker already buffers for as many VMs as it can (seed 001).
+    MigrationBufferFull => "migration_buffer_full",
     /// A loaded switching unit returned a verdict this daemon cannot read (a
     /// drop reason or verdict kind it does not know).
     UnitFault => "unit_fault",

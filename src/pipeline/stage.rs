@@ -39,4 +39,10 @@ pub trait Stage<P: PacketBuf> {
     /// stage holds no reference into shared tables from before this point (a
     /// quiescent state).
     fn quiescent(&mut self, _now: u64) {}
+    /// Packets the stage held that are to go on now: it fills `burst` (after
+    /// `Burst::reset` to their input port) and returns true, and the worker runs
+    /// the burst through the stages after this one. Called between bursts.
+    fn release(&mut self, _burst: &mut Burst<P>) -> bool {
+        false
+    }
 }

@@ -1,0 +1,13 @@
+//! Zero-loss VM live migration (seed 001): the migration information table and
+//! its state machine (`table`), and the buffer-or-forward stage workers run
+//! before the switching unit (`datapath`). The control plane (`control::migration`)
+//! turns events into table versions, configuration changes and bulletin-board calls.
+mod datapath;
+mod table;
+#[cfg(test)]
+mod tests;
+
+pub use datapath::{
+    key, Arrival, HoldCounters, HoldEntry, HoldLimits, HoldShared, HoldTable, MigrationStage, MAX_HELD_VMS, RELEASE_BURSTS_PER_LOOP,
+};
+pub use table::{EventRefused, Handling, Migration, MigrationEvent, Phase, Role, Transition, Unchanged, VmKey};
