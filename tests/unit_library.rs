@@ -53,7 +53,7 @@ fn v1_and_v2_describe_themselves_and_run_the_configuration_they_were_given() {
 #[test]
 fn commands_cross_the_abi_as_json_and_refusals_come_back_as_text() {
     let unit = load("basic-v1").unwrap();
-    let remote = RemoteEndpoint { vni: 100, mac: MacAddr([2, 0, 0, 0, 0, 9]), ip: None, vtep: Ipv4Addr::new(192, 0, 2, 2) };
+    let remote = RemoteEndpoint { vni: 100, mac: MacAddr([2, 0, 0, 0, 0, 9]), ip: None, vtep: Ipv4Addr::new(192, 0, 2, 2), source: Default::default() };
     unit.apply(&UnitCommand::Apply { generation: 4, changes: vec![Change::PutRemote(remote.clone())] }).unwrap();
     assert_eq!(unit.generation(), 4);
     assert_eq!(unit.export().unwrap().config.remotes, vec![remote]);

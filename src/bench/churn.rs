@@ -23,6 +23,7 @@ pub fn run(host: &UnitHost<Mbuf>, base: &ConfigSnapshot, per_second: u32, stop: 
         mac: MacAddr([0x02, 0xcc, (i >> 16) as u8, (i >> 8) as u8, i as u8, 0]),
         ip: None,
         vtep: Ipv4Addr::new(198, 51, 100, 1 + (i % 200) as u8),
+        source: Default::default(),
     };
     config.remotes.extend((0..TABLE_ENTRIES).map(remote));
     config.generation += 1;

@@ -139,7 +139,7 @@ impl Scenario {
             }
             Scenario::VxlanEncap => {
                 config.ports = vec![port("generator")];
-                config.remotes = vec![RemoteEndpoint { vni: VNI, mac: DST_MAC, ip: None, vtep: REMOTE_VTEP }];
+                config.remotes = vec![RemoteEndpoint { vni: VNI, mac: DST_MAC, ip: None, vtep: REMOTE_VTEP, source: Default::default() }];
             }
             Scenario::VxlanDecap => {
                 config.ports = vec![port("sink")];

@@ -8,7 +8,7 @@ use toml::Spanned;
 use super::raw::{RawEndpoint, RawNetwork, RawPort, RawRemote};
 use super::{PortRole, Problems};
 use crate::store::rules::{check_endpoint_mac, check_network_name, check_unicast_ipv4, check_vni};
-use crate::store::{ConfigSnapshot, Network, PortNetwork, RemoteEndpoint, VmEndpoint, Vni};
+use crate::store::{ConfigSnapshot, Network, PortNetwork, RemoteEndpoint, RemoteSource, VmEndpoint, Vni};
 use crate::wire::MacAddr;
 
 pub(super) struct RawRecords {
@@ -110,7 +110,7 @@ pub(super) fn validate(p: &mut Problems, raw: RawRecords, ports: &[Spanned<RawPo
         let vtep = address(p, &remote.vtep, &at("vtep"));
         if let (Some(vni), Some(mac), Some(vtep)) = (vni, mac, vtep) {
             if claim(p, &mut taken, vni, mac, format!("remote[{i}]"), remote.mac.span().start, &at("mac")) {
-                remotes.push(RemoteEndpoint { vni, mac, ip, vtep });
+                remotes.push(RemoteEndpoint { vni, mac, ip, vtep, source: RemoteSource::Operator });
             }
         }
     }

@@ -179,6 +179,7 @@ vtep = "192.0.2.2"
                 mac: MacAddr([2, 0, 0, 0, 2, 1]),
                 ip: None,
                 vtep: Ipv4Addr::new(192, 0, 2, 2),
+                source: Default::default(),
             }],
             ports: vec![PortNetwork { port: "vm0".into(), vni: 100 }],
         },

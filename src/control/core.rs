@@ -15,7 +15,8 @@ use super::runtime::{PortStatus, Runtime};
 use crate::config::PortRole;
 use crate::store::rules::{check_endpoint_mac, check_flood_vteps, check_network_name, check_unicast_ipv4, check_vni};
 use crate::store::{
-    Change, ConfigSnapshot, Network, PortNetwork, RemoteEndpoint, RequestOutcome, Store, StoreError, VmEndpoint, Vni,
+    Change, ConfigSnapshot, Network, PortNetwork, RemoteEndpoint, RemoteSource, RequestOutcome, Store, StoreError, VmEndpoint,
+    Vni,
 };
 use crate::wire::MacAddr;
 
@@ -270,7 +271,7 @@ impl Control {
                 let mac = body_mac(&body.mac)?;
                 let ip = body.ip.as_deref().map(|ip| body_ipv4("ip", ip)).transpose()?;
                 let vtep = body_ipv4("vtep", &body.vtep)?;
-                Checked::AddRemote(RemoteEndpoint { vni, mac, ip, vtep })
+                Checked::AddRemote(RemoteEndpoint { vni, mac, ip, vtep, source: RemoteSource::Operator })
             }
             ConfigRequest::DeleteRemote { vni, mac } => Checked::DeleteRemote(path_vni(vni)?, path_mac(mac)?),
             ConfigRequest::BindPort { name, body } => {

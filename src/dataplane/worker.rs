@@ -10,6 +10,7 @@ use crossbeam::utils::CachePadded;
 
 use super::counters::{GapMeter, WorkerCounters};
 use crate::dpdk::{rdtsc, LcoreId, Mbuf, MbufBatch, RxQueue, TxBuffer, TxOutcome};
+use crate::migration::RELEASE_BURSTS_PER_LOOP;
 use crate::pipeline::{Burst, DropReason, PortId, Stage, Verdict};
 
 /// The stages a worker runs on every burst, in order.
@@ -55,6 +56,7 @@ impl Worker {
             for stage in &mut self.pipeline {
                 stage.quiescent(now);
             }
+            self.release_held(&mut burst, &mut to_free);
             let mut received = 0;
             for i in 0..self.rx_queues.len() {
                 let n = self.rx_queues[i].rx_burst(&mut burst);
@@ -82,10 +84,22 @@ impl Worker {
         log::info!("{}: stopped", self.lcore);
     }
 
+    /// Packets a stage held (a migrating VM's) that may go on now: each burst
+    /// runs through the stages after the one that held it, a few bursts per
+    /// loop so polling goes on meanwhile.
+    fn release_held(&mut self, burst: &mut Burst<Mbuf>, to_free: &mut MbufBatch) {
+        for at in 0..self.pipeline.len() {
+            let mut bursts = 0;
+            while bursts < RELEASE_BURSTS_PER_LOOP && self.pipeline[at].release(burst) {
+                self.run_stages(at + 1, burst, to_free);
+                bursts += 1;
+            }
+        }
+    }
+
     fn process(&mut self, burst: &mut Burst<Mbuf>, to_free: &mut MbufBatch) {
-        let in_port = burst.in_port();
         let counters = &**self.counters;
-        let port = &counters.ports[in_port.index()];
+        let port = &counters.ports[burst.in_port().index()];
         let mut bytes = 0u64;
         for (mbuf, verdict) in burst.iter_mut() {
             bytes += u64::from(mbuf.pkt_len());
@@ -95,8 +109,14 @@ impl Worker {
         }
         port.rx_packets.add(burst.len() as u64);
         port.rx_bytes.add(bytes);
+        self.run_stages(0, burst, to_free);
+    }
 
-        for stage in &mut self.pipeline {
+    /// Runs the stages from `first` on, then sends, frees and counts every packet.
+    fn run_stages(&mut self, first: usize, burst: &mut Burst<Mbuf>, to_free: &mut MbufBatch) {
+        let counters = &**self.counters;
+        let port = &counters.ports[burst.in_port().index()];
+        for stage in &mut self.pipeline[first..] {
             stage.process(burst);
         }
         let made = burst.made().len() as u64 + u64::from(burst.unmade());

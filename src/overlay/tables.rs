@@ -5,11 +5,11 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::time::Instant;
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::config::VtepConfig;
 use crate::pipeline::PortId;
-use crate::store::{ConfigSnapshot, Vni};
+use crate::store::{ConfigSnapshot, RemoteSource, Vni};
 use crate::unit::Location;
 use crate::wire::MacAddr;
 
@@ -71,6 +71,8 @@ pub struct VRouterTables {
     /// (VNI, IP) -> MAC, answered locally for ARP requests from VMs.
     arp: FxHashMap<u64, MacAddr>,
     pub neighbors: FxHashMap<Ipv4Addr, MacAddr>,
+    /// (VNI, MAC) of VMs migrating to or from here: relayed between tunnels.
+    relays: FxHashSet<u128>,
     pub underlay: Option<Underlay>,
     /// Configured MAC entries (endpoints and remotes); the rest were learned.
     configured_macs: usize,
@@ -122,6 +124,9 @@ impl VRouterTables {
         }
         for remote in &config.remotes {
             tables.macs.insert(mac_key(remote.vni, remote.mac), Location::Vtep(remote.vtep));
+            if remote.source == RemoteSource::Migration {
+                tables.relays.insert(mac_key(remote.vni, remote.mac));
+            }
             if let Some(ip) = remote.ip {
                 tables.arp.insert(ip_key(remote.vni, ip), remote.mac);
             }
@@ -133,6 +138,12 @@ impl VRouterTables {
     #[inline]
     pub fn mac_location(&self, vni: Vni, mac: MacAddr) -> Option<Location> {
         self.macs.get(&mac_key(vni, mac)).copied()
+    }
+
+    /// Whether frames for this VM that arrive over a tunnel are relayed to its
+    /// VTEP (a migrating VM, seed 001) rather than dropped by split horizon.
+    pub fn relays(&self, vni: Vni, mac: MacAddr) -> bool {
+        self.relays.contains(&mac_key(vni, mac))
     }
 
     #[inline]
@@ -183,7 +194,7 @@ mod tests {
             generation: 4,
             networks: vec![Network { vni: 100, name: "blue".into(), flood_vteps: vec![Ipv4Addr::new(192, 0, 2, 2)] }],
             endpoints: vec![VmEndpoint { vni: 100, mac: mac(10), ip: Some(Ipv4Addr::new(10, 0, 0, 10)), port: "vm0".into() }],
-            remotes: vec![RemoteEndpoint { vni: 100, mac: mac(20), ip: None, vtep: Ipv4Addr::new(192, 0, 2, 2) }],
+            remotes: vec![RemoteEndpoint { vni: 100, mac: mac(20), ip: None, vtep: Ipv4Addr::new(192, 0, 2, 2), source: Default::default() }],
             ports: vec![PortNetwork { port: "vm1".into(), vni: 100 }, PortNetwork { port: "gone".into(), vni: 100 }],
         };
         let vm_ports = [VmPort { name: "vm0".into(), id: PortId(0) }, VmPort { name: "vm1".into(), id: PortId(2) }];

@@ -36,7 +36,7 @@ fn config() -> ConfigSnapshot {
         generation: 1,
         networks: vec![Network { vni: VNI, name: "blue".into(), flood_vteps: vec![FLOOD_VTEP] }],
         endpoints: vec![VmEndpoint { vni: VNI, mac: mac(10), ip: Some(Ipv4Addr::new(10, 0, 0, 10)), port: "vm0".into() }],
-        remotes: vec![RemoteEndpoint { vni: VNI, mac: mac(20), ip: Some(Ipv4Addr::new(10, 0, 0, 20)), vtep: REMOTE_VTEP }],
+        remotes: vec![RemoteEndpoint { vni: VNI, mac: mac(20), ip: Some(Ipv4Addr::new(10, 0, 0, 20)), vtep: REMOTE_VTEP, source: Default::default() }],
         ports: vec![PortNetwork { port: "vm1".into(), vni: VNI }],
     }
 }
@@ -356,7 +356,7 @@ fn commands_change_the_configuration_in_generation_order() {
     let apply = |generation, changes| {
         SwitchingUnit::<BytesPacket>::apply(&unit, &crate::unit::UnitCommand::Apply { generation, changes })
     };
-    let remote = RemoteEndpoint { vni: VNI, mac: mac(40), ip: None, vtep: REMOTE_VTEP };
+    let remote = RemoteEndpoint { vni: VNI, mac: mac(40), ip: None, vtep: REMOTE_VTEP, source: Default::default() };
     apply(2, vec![crate::store::Change::PutRemote(remote.clone())]).unwrap();
     assert_eq!(unit.current().tables().mac_location(VNI, mac(40)), Some(Location::Vtep(REMOTE_VTEP)));
     let stale = apply(2, vec![]).unwrap_err();
@@ -384,4 +384,20 @@ fn the_intermediate_unit_forwards_on_the_state_it_was_given_and_refuses_commands
     let refused = SwitchingUnit::<BytesPacket>::apply(&unit, &crate::unit::UnitCommand::Replace(config())).unwrap_err();
     assert!(refused.contains("paused during an upgrade"), "{refused}");
     assert_eq!(SwitchingUnit::<BytesPacket>::export(&unit).unwrap(), given.state);
+}
+
+#[test]
+fn a_migrating_vm_is_relayed_between_tunnels_but_never_back() {
+    let mut config = config();
+    let migrating = |m: u8, vtep| RemoteEndpoint { vni: VNI, mac: mac(m), ip: None, vtep, source: crate::store::RemoteSource::Migration };
+    config.remotes = vec![migrating(20, REMOTE_VTEP), migrating(40, FLOOD_VTEP)];
+    let unit = VRouter::new(VRouterTables::build(&config, &Learned::default(), &vm_ports(), Some(underlay(Some(ROUTER_MAC)))));
+    let (mut local, _) = local();
+    let inner = udp_frame(mac(40), mac(30), 20, 1);
+    let out = run(&unit, Side::Uplink, UPLINK, &[vxlan_frame(&inner, LOCAL_VTEP, vxlan::FLAG_I, VNI)], &mut local);
+    assert_eq!(out[0].0, Verdict::Forward(UPLINK));
+    assert_outer(&out[0].1, VNI, FLOOD_VTEP, ROUTER_MAC, &inner);
+    // mac(20) lives behind REMOTE_VTEP, which sent the frame: relaying it back would loop.
+    let back = vxlan_frame(&udp_frame(mac(20), mac(30), 20, 1), LOCAL_VTEP, vxlan::FLAG_I, VNI);
+    assert_eq!(run(&unit, Side::Uplink, UPLINK, &[back], &mut local)[0].0, Verdict::Drop(DropReason::RelayLoop));
 }

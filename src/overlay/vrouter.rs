@@ -131,6 +131,15 @@ impl VRouter {
         }
         match self.tables.mac_location(tunnel.vni, dst) {
             Some(Location::Port(out)) => Ok(Decision::Verdict(Verdict::Forward(out))),
+            // A migrating VM's frames still reach the host it left (or, after an
+            // abort, the one it was going to): relayed on, never back (seed 001).
+            Some(Location::Vtep(vtep)) if self.tables.relays(tunnel.vni, dst) => {
+                if vtep == tunnel.remote_vtep {
+                    Err(DropReason::RelayLoop)
+                } else {
+                    Ok(Decision::Tunnel(tunnel.vni, vtep))
+                }
+            }
             Some(Location::Vtep(_)) => Err(DropReason::RemoteToRemote),
             // Split horizon: what came from a tunnel is flooded to VM ports only.
             None => Ok(Decision::Flood { vni: tunnel.vni, to_vteps: false }),

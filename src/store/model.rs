@@ -43,6 +43,29 @@ pub struct RemoteEndpoint {
     #[serde(default)]
     pub ip: Option<Ipv4Addr>,
     pub vtep: Ipv4Addr,
+    /// Who manages the entry. Omitted in JSON for the operator's own.
+    #[serde(default, skip_serializing_if = "RemoteSource::is_operator")]
+    pub source: RemoteSource,
+}
+
+/// Where a remote endpoint comes from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RemoteSource {
+    /// Configured by the operator (TOML, API): nothing else changes it.
+    #[default]
+    Operator,
+    /// Follows the bulletin board (seed 001): the board's record of a VM on another host.
+    Board,
+    /// A VM migrating away from or towards this host: frames for it that arrive
+    /// over a tunnel are relayed to its VTEP instead of dropped by split horizon.
+    Migration,
+}
+
+impl RemoteSource {
+    pub fn is_operator(&self) -> bool {
+        *self == RemoteSource::Operator
+    }
 }
 
 /// Which network a VM-role port belongs to: frames from an unknown source MAC on

@@ -11,7 +11,7 @@ use crate::wire::MacAddr;
 pub fn stress_batch(n: Vni) -> [Change; 2] {
     [
         Change::PutNetwork(Network { vni: n, name: format!("stress-{n}"), flood_vteps: Vec::new() }),
-        Change::PutRemote(RemoteEndpoint { vni: n, mac: stress_mac(n), ip: None, vtep: Ipv4Addr::new(192, 0, 2, 1) }),
+        Change::PutRemote(RemoteEndpoint { vni: n, mac: stress_mac(n), ip: None, vtep: Ipv4Addr::new(192, 0, 2, 1), source: Default::default() }),
     ]
 }
 

@@ -16,7 +16,7 @@ fn endpoint(vni: Vni, last: u8) -> VmEndpoint {
 }
 
 fn remote(vni: Vni, last: u8) -> RemoteEndpoint {
-    RemoteEndpoint { vni, mac: mac(last), ip: None, vtep: Ipv4Addr::new(192, 0, 2, 3) }
+    RemoteEndpoint { vni, mac: mac(last), ip: None, vtep: Ipv4Addr::new(192, 0, 2, 3), source: Default::default() }
 }
 
 fn temp() -> (tempfile::TempDir, std::path::PathBuf) {
