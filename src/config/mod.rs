@@ -68,6 +68,7 @@ mod bootstrap;
 mod control;
 mod devargs;
 mod lcores;
+mod migration;
 mod raw;
 #[cfg(test)]
 mod tests;
@@ -84,6 +85,7 @@ use toml::Spanned;
 use crate::store::ConfigSnapshot;
 use crate::wire::MacAddr;
 pub use control::{is_loopback, ControlConfig, SOCKET_PATH_MAX};
+pub use migration::{BoardConfig, MigrationConfig};
 use raw::{PortRef, RawConfig, RawPort};
 use vm_ports::VhostSocket;
 
@@ -119,6 +121,8 @@ pub struct Config {
     pub dataplane: DataplaneConfig,
     pub ports: Vec<PortConfig>,
     pub control: ControlConfig,
+    pub migration: MigrationConfig,
+    pub board: Option<BoardConfig>,
     /// `[[network]]`, `[[endpoint]]`, `[[remote]]` and `port.vni`: seeds the config
     /// database on first start (generation 0 here).
     pub bootstrap: ConfigSnapshot,
@@ -824,6 +828,8 @@ fn validate(raw: RawConfig) -> Result<Config, String> {
     }
 
     let control = control::validate(&mut p, raw.control, file_prefix.as_deref());
+    let migration = migration::validate_migration(&mut p, raw.migration, mbufs);
+    let board = migration::validate_board(&mut p, raw.board);
     let records = bootstrap::RawRecords { networks: raw.network, endpoints: raw.endpoint, remotes: raw.remote };
     let bootstrap = bootstrap::validate(&mut p, records, &raw_ports);
 
@@ -852,6 +858,8 @@ fn validate(raw: RawConfig) -> Result<Config, String> {
         },
         ports,
         control,
+        migration,
+        board,
         bootstrap,
     })
 }

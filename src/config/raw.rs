@@ -30,6 +30,32 @@ pub struct RawConfig {
     pub endpoint: Option<Spanned<Vec<Spanned<RawEndpoint>>>>,
     #[serde(default)]
     pub remote: Option<Spanned<Vec<Spanned<RawRemote>>>>,
+    #[serde(default)]
+    pub migration: Option<Spanned<RawMigration>>,
+    #[serde(default)]
+    pub board: Option<Spanned<RawBoard>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawMigration {
+    #[serde(default)]
+    pub buffer_packets: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub buffer_bytes: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub linger_ms: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBoard {
+    #[serde(default)]
+    pub url: Option<Spanned<String>>,
+    #[serde(default)]
+    pub host: Option<Spanned<String>>,
+    #[serde(default)]
+    pub lease_ms: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize, Default)]

@@ -158,6 +158,8 @@ vtep = "192.0.2.2"
             listen: Some("127.0.0.1:8080".parse().unwrap()),
             database: "db/config.redb".into(),
         },
+        migration: MigrationConfig::default(),
+        board: None,
         bootstrap: ConfigSnapshot {
             generation: 0,
             networks: vec![
@@ -254,7 +256,7 @@ fn toml_errors_name_the_line() {
     );
     assert_eq!(
         err("[bogus]\nx = 1\n"),
-        "config error: x.toml: line 1: unknown field `bogus`, expected one of `eal`, `mempool`, `dataplane`, `port`, `control`, `network`, `endpoint`, `remote`"
+        "config error: x.toml: line 1: unknown field `bogus`, expected one of `eal`, `mempool`, `dataplane`, `port`, `control`, `network`, `endpoint`, `remote`, `migration`, `board`"
     );
     assert_eq!(
         err("[eal]\nlcore = \"0-1\"\n"),
@@ -997,4 +999,50 @@ fn example_configs_parse() {
             Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
         }
     }
+}
+
+#[test]
+fn migration_and_board_sections() {
+    let config = ok(&format!("[mempool]\nmbufs = 2047\n{NULL_PORT}"));
+    assert_eq!(config.migration.buffer_packets, 1023, "the default never exceeds half the pool");
+    assert_eq!(config.board, None);
+    let config = ok(&format!(
+        "[migration]\nbuffer_packets = 100\nbuffer_bytes = 65536\nlinger_ms = 0\n\
+         [board]\nurl = \"http://127.0.0.1:7400\"\nhost = \"host-a\"\n{NULL_PORT}"
+    ));
+    assert_eq!(config.migration, MigrationConfig { buffer_packets: 100, buffer_bytes: 65536, linger_ms: 0 });
+    assert_eq!(
+        config.board,
+        Some(BoardConfig { url: "http://127.0.0.1:7400".into(), host: Some("host-a".into()), lease_ms: 30_000 })
+    );
+    let e = |text: &str| err(&format!("{text}\n{NULL_PORT}"));
+    assert_eq!(
+        e("[migration]\nbuffer_packets = 5000"),
+        "config error: x.toml: migration.buffer_packets: 5000 is out of range 1..=4095 \
+         (at most half of mempool.mbufs: held packets stay in the pool)"
+    );
+    assert_eq!(
+        e("[migration]\nbuffer_bytes = 10"),
+        "config error: x.toml: migration.buffer_bytes: 10 is out of range 64..=4294967296"
+    );
+    assert_eq!(
+        e("[migration]\nhold = 1"),
+        "config error: x.toml: line 2: unknown field `hold`, expected one of `buffer_packets`, `buffer_bytes`, `linger_ms`"
+    );
+    assert_eq!(
+        e("[board]\nhost = \"a\""),
+        "config error: x.toml: board.url: is missing: give the board's address, such as \"http://127.0.0.1:7400\""
+    );
+    assert_eq!(
+        e("[board]\nurl = \"127.0.0.1:7400\""),
+        "config error: x.toml: board.url: \"127.0.0.1:7400\" is not a URL of the form http://127.0.0.1:PORT"
+    );
+    assert_eq!(
+        e("[board]\nurl = \"http://127.0.0.1:1\"\nhost = \"a b\""),
+        "config error: x.toml: board.host: \"a b\" must be 1 to 64 characters of A-Z a-z 0-9 . _ -"
+    );
+    assert_eq!(
+        e("[board]\nurl = \"http://127.0.0.1:1\"\nlease_ms = 5"),
+        "config error: x.toml: board.lease_ms: 5 is out of range 100..=3600000"
+    );
 }

@@ -1,7 +1,13 @@
 //! A worker's counters, and the sum over workers the control plane reports.
 use std::collections::BTreeMap;
 
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use crossbeam::utils::CachePadded;
 use serde::Serialize;
+
+use crate::migration::HoldCounters;
 
 use crate::pipeline::{Counter, DropCounters, DropReason, PortCounters};
 
@@ -17,6 +23,8 @@ pub struct WorkerCounters {
     pub absorbed: Counter,
     /// The longest pause in this worker's output, for the upgrade bench.
     pub output_gap: OutputGap,
+    /// The buffer-or-forward stage's counters (a migrating VM's packets).
+    pub migration: Arc<CachePadded<HoldCounters>>,
 }
 
 /// The longest time between two run-loop iterations that transmitted, since
@@ -65,6 +73,7 @@ impl WorkerCounters {
             made: Counter::default(),
             absorbed: Counter::default(),
             output_gap: OutputGap::default(),
+            migration: Arc::default(),
         }
     }
 }
@@ -89,6 +98,22 @@ pub struct Totals {
     pub drops: BTreeMap<&'static str, u64>,
     pub made: u64,
     pub absorbed: u64,
+    pub migration: MigrationTotals,
+}
+
+/// What the buffer-or-forward stage did, summed over workers (peaks: the
+/// largest on any one worker).
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct MigrationTotals {
+    /// Packets for migrating VMs taken into a buffer.
+    pub held: u64,
+    /// Held packets handed back to the pipeline (delivered or relayed).
+    pub released: u64,
+    /// Packets in buffers now.
+    pub holding: u64,
+    /// The most packets and bytes one VM's buffer held.
+    pub peak_packets: u64,
+    pub peak_bytes: u64,
 }
 
 impl Totals {
@@ -112,6 +137,12 @@ impl Totals {
             }
             totals.made += worker.made.get();
             totals.absorbed += worker.absorbed.get();
+            let (m, c) = (&mut totals.migration, &worker.migration);
+            m.held += c.held.get();
+            m.released += c.released.get();
+            m.holding += c.holding.load(Relaxed);
+            m.peak_packets = m.peak_packets.max(c.peak_packets.load(Relaxed));
+            m.peak_bytes = m.peak_bytes.max(c.peak_bytes.load(Relaxed));
         }
         totals
     }

@@ -10,7 +10,7 @@ mod summary;
 mod vm_ports;
 mod worker;
 
-pub use counters::{PortTotals, Totals, WorkerCounters};
+pub use counters::{MigrationTotals, PortTotals, Totals, WorkerCounters};
 pub use input::{count_pcap_packets, InputKind};
 pub use monitor::Monitor;
 pub use summary::{PortSummary, Summary};
@@ -24,6 +24,7 @@ use crossbeam::utils::CachePadded;
 
 use crate::config::{Config, PortConfig, PortRole};
 use crate::dpdk::{self, Eal, LcoreId, Mbuf, Mempool, Port, PortSetup, RxQueue, TxBuffer};
+use crate::migration::{HoldLimits, HoldShared, MigrationStage};
 use crate::overlay::{Underlay, UnitHost, UnitSetup, VmPort};
 use crate::pipeline::{PortId, QueueId};
 use crate::store::ConfigSnapshot;
@@ -88,6 +89,8 @@ pub enum StopCause {
 pub struct Dataplane {
     stop: Arc<AtomicBool>,
     overlay: Option<Arc<UnitHost<Mbuf>>>,
+    /// The buffer-or-forward stage's shared table, with the vRouter.
+    holding: Option<Arc<HoldShared>>,
     housekeeping: Option<std::thread::JoinHandle<()>>,
     workers: Vec<(LcoreId, Arc<CachePadded<WorkerCounters>>)>,
     running: bool,
@@ -172,16 +175,19 @@ impl Dataplane {
             Forwarding::CrossConnect => None,
             Forwarding::Overlay { config, ageing } => Some(Arc::new(UnitHost::new(unit_setup(&bindings, config, ageing)))),
         };
-        let build_pipeline = |bindings: &[PortBinding]| match &overlay {
-            None => cross_connect_pipeline(bindings),
-            Some(host) => unit_pipeline(host, bindings, tsc_hz),
+        let limits = HoldLimits { packets: config.migration.buffer_packets, bytes: config.migration.buffer_bytes };
+        let holding = overlay.as_ref().map(|_| Arc::new(HoldShared::new(limits)));
+        let build_pipeline = |bindings: &[PortBinding], counters: &WorkerCounters| match (&overlay, &holding) {
+            (Some(host), Some(holding)) => unit_pipeline(host, holding, bindings, tsc_hz, counters),
+            _ => cross_connect_pipeline(bindings),
         };
         let mut plans: Vec<Worker> = config
             .dataplane
             .workers
             .iter()
             .enumerate()
-            .map(|(w, &lcore)| Worker {
+            .map(|(w, &lcore)| (w, lcore, WorkerCounters::new(port_slots)))
+            .map(|(w, lcore, counters)| Worker {
                 lcore: LcoreId(lcore),
                 rx_queues: Vec::new(),
                 tx: (0..port_slots)
@@ -192,8 +198,8 @@ impl Dataplane {
                             .then(|| TxBuffer::new(PortId(slot as u16), QueueId(w as u16)))
                     })
                     .collect(),
-                pipeline: build_pipeline(&bindings),
-                counters: Arc::new(CachePadded::new(WorkerCounters::new(port_slots))),
+                pipeline: build_pipeline(&bindings, &counters),
+                counters: Arc::new(CachePadded::new(counters)),
                 stop: stop.clone(),
                 idle: IdlePolicy {
                     polls_before_sleep: config.dataplane.idle_polls_before_sleep,
@@ -219,13 +225,14 @@ impl Dataplane {
             };
             log::info!("port[{index}] \"{name}\": link {}{waiting}", if link.up { "up" } else { "down" });
         }
-        let housekeeping = overlay.clone().map(|host| {
+        let housekeeping = overlay.clone().zip(holding.clone()).map(|(host, holding)| {
             let stop = stop.clone();
             std::thread::Builder::new()
                 .name("housekeeping".into())
                 .spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
                         host.housekeeping();
+                        holding.reclaim();
                         std::thread::sleep(HOUSEKEEPING_INTERVAL);
                     }
                 })
@@ -234,6 +241,7 @@ impl Dataplane {
         let mut dataplane = Dataplane {
             stop,
             overlay,
+            holding,
             housekeeping,
             workers: Vec::new(),
             running: true,
@@ -265,6 +273,7 @@ impl Dataplane {
             pool: self.pool.clone(),
             started_at: self.started_at,
             overlay: self.overlay.clone(),
+            holding: self.holding.clone(),
         }
     }
 
@@ -436,15 +445,24 @@ fn unit_setup(bindings: &[PortBinding], config: ConfigSnapshot, ageing: Duration
     UnitSetup { vm_ports, underlay, ageing_ms: ageing.as_millis() as u64, state: UnitState { config, ..UnitState::default() } }
 }
 
-/// A worker's stages with the switching unit: uplink ports use the uplink
-/// binding, every other port the VM-side one.
-fn unit_pipeline(host: &UnitHost<Mbuf>, bindings: &[PortBinding], tsc_hz: u64) -> Pipeline {
+/// A worker's stages with the switching unit: buffer-or-forward for migrating
+/// VMs, then the unit. Uplink ports use the uplink binding, every other port
+/// the VM-side one.
+fn unit_pipeline(
+    host: &UnitHost<Mbuf>,
+    holding: &Arc<HoldShared>,
+    bindings: &[PortBinding],
+    tsc_hz: u64,
+    counters: &WorkerCounters,
+) -> Pipeline {
     let slots = bindings.iter().map(|b| b.id.index() + 1).max().unwrap_or(0);
     let mut sides = vec![Side::Vm; slots];
     for b in bindings.iter().filter(|b| b.config.role == PortRole::Uplink) {
         sides[b.id.index()] = Side::Uplink;
     }
-    vec![Box::new(UnitStage::new(host.units().clone(), sides, tsc_hz))]
+    let capacity = holding.limits.packets;
+    let migration = MigrationStage::new(holding.clone(), sides.clone(), capacity, counters.migration.clone());
+    vec![Box::new(migration), Box::new(UnitStage::new(host.units().clone(), sides, tsc_hz))]
 }
 
 /// The foundation's pipeline: each port's `forward_to` as a cross-connect.

@@ -7,6 +7,7 @@ use crossbeam::utils::CachePadded;
 
 use super::{PortBinding, PortSummary, Summary, Totals, WorkerCounters};
 use crate::dpdk::{self, LcoreId, Mbuf, Mempool};
+use crate::migration::HoldShared;
 use crate::overlay::UnitHost;
 
 /// Cloneable and shareable across threads. Drop every clone before the
@@ -19,6 +20,7 @@ pub struct Monitor {
     pub(super) pool: Arc<Mempool>,
     pub(super) started_at: Instant,
     pub(super) overlay: Option<Arc<UnitHost<Mbuf>>>,
+    pub(super) holding: Option<Arc<HoldShared>>,
 }
 
 impl Monitor {
@@ -52,5 +54,10 @@ impl Monitor {
     /// The vRouter units, when the vRouter forwards.
     pub fn overlay(&self) -> Option<&Arc<UnitHost<Mbuf>>> {
         self.overlay.as_ref()
+    }
+
+    /// The buffer-or-forward stage's shared table, when the vRouter forwards.
+    pub fn holding(&self) -> Option<&Arc<HoldShared>> {
+        self.holding.as_ref()
     }
 }

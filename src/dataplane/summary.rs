@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::counters::{PortTotals, Totals};
+use super::counters::{MigrationTotals, PortTotals, Totals};
 use super::PortBinding;
 use crate::dpdk::{Link, PortStats};
 
@@ -43,9 +43,10 @@ impl PortSummary {
     }
 }
 
-/// Totals of a run. `rx_packets + made == tx_packets + dropped + absorbed` holds
-/// at the end of every run: a packet received or made by a stage is sent,
-/// counted under a drop reason, or absorbed by the switch itself.
+/// Totals of a run. `rx_packets + made == tx_packets + dropped + absorbed + held`
+/// holds at the end of every run: a packet received or made by a stage is sent,
+/// counted under a drop reason, absorbed by the switch itself, or still held
+/// for a migrating VM.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
     pub elapsed_seconds: f64,
@@ -56,6 +57,9 @@ pub struct Summary {
     pub made: u64,
     /// Packets addressed to the switch and handled there (ARP replies to the VTEP).
     pub absorbed: u64,
+    /// The buffer-or-forward stage; `holding` is packets held for migrating VMs
+    /// now (freed when the switch stops).
+    pub migration: MigrationTotals,
     /// Packets neither sent, dropped nor absorbed; 0 unless something is wrong.
     pub unaccounted: i128,
     pub ports: Vec<PortSummary>,
@@ -73,10 +77,12 @@ impl Summary {
             dropped,
             made: totals.made,
             absorbed: totals.absorbed,
+            migration: totals.migration,
             unaccounted: i128::from(rx) + i128::from(totals.made)
                 - i128::from(tx)
                 - i128::from(dropped)
-                - i128::from(totals.absorbed),
+                - i128::from(totals.absorbed)
+                - i128::from(totals.migration.holding),
             ports,
             drops: totals.drops,
             mempool_in_use,
@@ -117,6 +123,9 @@ impl fmt::Display for Summary {
         write!(f, " = tx {} + dropped {}", self.tx_packets, self.dropped)?;
         if self.absorbed > 0 {
             write!(f, " + absorbed {}", self.absorbed)?;
+        }
+        if self.migration.holding > 0 {
+            write!(f, " + held {}", self.migration.holding)?;
         }
         if self.unaccounted != 0 {
             write!(f, " (UNACCOUNTED {})", self.unaccounted)?;

@@ -55,7 +55,7 @@ pub fn key(vni: Vni, mac: MacAddr) -> u128 {
 }
 
 impl HoldTable {
-    pub fn new(entries: impl IntoIterator<Item = (VmKey, HoldEntry)>, port_vni: Vec<Option<Vni>>, limits: HoldLimits) -> Self {
+    fn new(entries: impl IntoIterator<Item = (VmKey, HoldEntry)>, port_vni: Vec<Option<Vni>>, limits: HoldLimits) -> Self {
         let entries = entries.into_iter().map(|(vm, entry)| (key(vm.vni, vm.mac), (vm, entry))).collect();
         HoldTable { entries, port_vni, limits: Some(limits) }
     }
@@ -94,21 +94,26 @@ pub struct HoldCounters {
 pub struct HoldShared {
     pub table: Arc<Versioned<HoldTable>>,
     pub arrivals: ArrayQueue<Arrival>,
+    pub limits: HoldLimits,
 }
 
 impl HoldShared {
-    pub fn new() -> Self {
-        HoldShared { table: Arc::new(Versioned::new(Arc::new(HoldTable::default()))), arrivals: ArrayQueue::new(ARRIVAL_QUEUE_LEN) }
+    pub fn new(limits: HoldLimits) -> Self {
+        HoldShared {
+            table: Arc::new(Versioned::new(Arc::new(HoldTable::default()))),
+            arrivals: ArrayQueue::new(ARRIVAL_QUEUE_LEN),
+            limits,
+        }
     }
 
-    pub fn publish(&self, table: HoldTable) {
-        self.table.publish_both(Arc::new(table));
+    /// Publishes a new version: the migrating VMs and the network of each VM port.
+    pub fn publish(&self, entries: impl IntoIterator<Item = (VmKey, HoldEntry)>, port_vni: Vec<Option<Vni>>) {
+        self.table.publish_both(Arc::new(HoldTable::new(entries, port_vni, self.limits)));
     }
-}
 
-impl Default for HoldShared {
-    fn default() -> Self {
-        Self::new()
+    /// Frees table versions no worker uses any more.
+    pub fn reclaim(&self) {
+        self.table.reclaim();
     }
 }
 

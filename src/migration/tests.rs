@@ -53,21 +53,20 @@ struct Rig {
     shared: Arc<HoldShared>,
     stage: MigrationStage<BytesPacket>,
     counters: Arc<CachePadded<HoldCounters>>,
-    limits: HoldLimits,
 }
 
 impl Rig {
     fn new(limits: HoldLimits) -> Self {
-        let shared = Arc::new(HoldShared::new());
+        let shared = Arc::new(HoldShared::new(limits));
         let counters = Arc::new(CachePadded::new(HoldCounters::default()));
         let stage = MigrationStage::new(shared.clone(), vec![Side::Vm, Side::Vm, Side::Uplink], 16, counters.clone());
-        Rig { shared, stage, counters, limits }
+        Rig { shared, stage, counters }
     }
 
     /// Publishes `entries` and lets the stage pass a quiescent point.
     fn table(&mut self, entries: &[(MacAddr, Handling, Role)]) {
         let entries = entries.iter().map(|&(mac, handling, role)| (vm(mac), HoldEntry { handling, role }));
-        self.shared.publish(HoldTable::new(entries, vec![Some(VNI), Some(VNI), None], self.limits));
+        self.shared.publish(entries, vec![Some(VNI), Some(VNI), None]);
         self.stage.quiescent(0);
     }
 

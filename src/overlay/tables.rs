@@ -87,6 +87,23 @@ fn ip_key(vni: Vni, ip: Ipv4Addr) -> u64 {
     (u64::from(vni) << 32) | u64::from(u32::from(ip))
 }
 
+/// The network of each VM port that has one: its binding, else the network of
+/// its first endpoint (a port appears once).
+pub fn port_networks(config: &ConfigSnapshot, vm_ports: &[VmPort]) -> Vec<(PortId, Vni)> {
+    let port_id = |name: &str| vm_ports.iter().find(|p| p.name == name).map(|p| p.id);
+    let bindings = config.ports.iter().map(|b| (b.port.as_str(), b.vni));
+    let endpoint_ports = config.endpoints.iter().map(|e| (e.port.as_str(), e.vni));
+    let mut networks: Vec<(PortId, Vni)> = Vec::new();
+    for (name, vni) in bindings.chain(endpoint_ports) {
+        if let Some(id) = port_id(name).filter(|id| !networks.iter().any(|(p, _)| p == id)) {
+            if config.networks.iter().any(|n| n.vni == vni) {
+                networks.push((id, vni));
+            }
+        }
+    }
+    networks
+}
+
 impl VRouterTables {
     /// Builds a table version. Configured entries win over learned ones, and a
     /// learned location in a network that no longer exists is left out.
@@ -97,15 +114,10 @@ impl VRouterTables {
         for network in &config.networks {
             tables.networks.insert(network.vni, NetworkTable { ports: Vec::new(), flood_vteps: network.flood_vteps.clone() });
         }
-        // A port's network: its binding, else the network of its first endpoint.
-        let bindings = config.ports.iter().map(|b| (b.port.as_str(), b.vni));
-        let endpoint_ports = config.endpoints.iter().map(|e| (e.port.as_str(), e.vni));
-        for (name, vni) in bindings.chain(endpoint_ports) {
-            if let (Some(id), Some(network)) = (port_id(name), tables.networks.get_mut(&vni)) {
-                if tables.port_vni[id.index()].is_none() {
-                    tables.port_vni[id.index()] = Some(vni);
-                    network.ports.push(id);
-                }
+        for (id, vni) in port_networks(config, vm_ports) {
+            if let Some(network) = tables.networks.get_mut(&vni) {
+                tables.port_vni[id.index()] = Some(vni);
+                network.ports.push(id);
             }
         }
         for ((vni, mac), &(at, _)) in &learned.macs {
