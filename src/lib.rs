@@ -6,6 +6,8 @@
 //! Raw pointers and FFI live only in `dpdk` (and the `dpdk-ffi` crate): the Rust
 //! lint against them is denied crate-wide in Cargo.toml and allowed there alone.
 
+#![recursion_limit = "256"] // the OpenAPI document is one large json! literal
+
 pub mod bench;
 pub mod config;
 pub mod control;

@@ -3,6 +3,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use switchyard::bench::{self, BenchOptions, Scenario};
@@ -140,7 +141,8 @@ fn run(config_path: &Path, stats_json: Option<&Path>) -> Result<(), Failure> {
     let api = match store {
         None => None,
         Some(store) => {
-            let runtime = Arc::new(MonitorRuntime::new(dataplane.monitor()));
+            let linger = Duration::from_millis(config.migration.linger_ms);
+            let runtime = Arc::new(MonitorRuntime::new(dataplane.monitor(), linger, config.board.is_some()));
             Some(control::spawn(&config.control, store, runtime).map_err(|e| failure(e.to_string()))?)
         }
     };

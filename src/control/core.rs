@@ -5,11 +5,13 @@
 //! upgrade (`queue.rs`), goes through `Control::execute`.
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
+use super::migration::Migrations;
 use super::request::ConfigRequest;
 use super::runtime::{PortStatus, Runtime};
 use crate::config::PortRole;
@@ -119,6 +121,8 @@ pub struct Control {
     /// The committed configuration. Locked only to read or swap the `Arc`, so reads
     /// never wait for a commit's fsync or for the runtime.
     current: Mutex<Arc<ConfigSnapshot>>,
+    /// The migration information table (`migration.rs`).
+    pub(super) migrations: Migrations,
 }
 
 impl Control {
@@ -128,12 +132,14 @@ impl Control {
     pub fn new(store: Store, runtime: Arc<dyn Runtime>) -> Result<Control, StoreError> {
         let snapshot = Arc::new(store.snapshot()?);
         runtime.apply(&[], &snapshot);
+        let migrations = Migrations::new(runtime.migration_plane());
         let control = Control {
             store,
             runtime,
             paused: Mutex::new(false),
             writer: Mutex::new(()),
             current: Mutex::new(snapshot),
+            migrations,
         };
         control.apply_left_over_queue()?;
         Ok(control)
@@ -285,6 +291,30 @@ impl Control {
             // A binding may outlive its port in the TOML; unbinding it stays possible.
             ConfigRequest::UnbindPort { name } => Checked::UnbindPort(name.clone()),
         })
+    }
+
+    /// Commits and applies the changes `plan` makes of the current configuration
+    /// for a migration event (not a request of its own, so never queued): while
+    /// an upgrade runs it waits for the end, since units are compared with the
+    /// database then. Returns the generation.
+    pub(super) fn commit_migration(
+        &self,
+        plan: impl FnOnce(&ConfigSnapshot) -> Result<Vec<Change>, ApiError>,
+    ) -> Result<u64, ApiError> {
+        const UPGRADE_WAIT: Duration = Duration::from_secs(10);
+        let started = Instant::now();
+        loop {
+            let paused = self.paused.lock().unwrap_or_else(PoisonError::into_inner);
+            if !*paused {
+                let applied = self.change(None, 200, |current| plan(current).map(|changes| (changes, ())))?;
+                return Ok(applied.generation);
+            }
+            drop(paused);
+            if started.elapsed() >= UPGRADE_WAIT {
+                return Err(ApiError::conflict("event", "an upgrade of the switching unit has run for 10 s; try again"));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// Validate, commit, update the snapshot, apply: the one path every change takes.
@@ -478,22 +508,22 @@ fn describe(changes: &[Change]) -> String {
     changes.iter().map(one).collect::<Vec<_>>().join(", ")
 }
 
-fn path_vni(text: &str) -> Result<Vni, ApiError> {
+pub(super) fn path_vni(text: &str) -> Result<Vni, ApiError> {
     let value: i64 = text
         .parse()
         .map_err(|_| ApiError::bad_request("vni", format!("{text:?} is not a VNI (an integer in 1..=16777215)")))?;
     check_vni(value).map_err(|problem| ApiError::bad_request("vni", format!("VNI {problem}")))
 }
 
-fn path_mac(text: &str) -> Result<MacAddr, ApiError> {
+pub(super) fn path_mac(text: &str) -> Result<MacAddr, ApiError> {
     text.parse().map_err(|e| ApiError::bad_request("mac", format!("{text:?} is not a MAC address: {e}")))
 }
 
-fn body_vni(vni: i64) -> Result<Vni, ApiError> {
+pub(super) fn body_vni(vni: i64) -> Result<Vni, ApiError> {
     check_vni(vni).map_err(|problem| ApiError::bad_request("vni", format!("VNI {problem}")))
 }
 
-fn body_mac(text: &str) -> Result<MacAddr, ApiError> {
+pub(super) fn body_mac(text: &str) -> Result<MacAddr, ApiError> {
     let mac = path_mac(text)?;
     check_endpoint_mac(mac).map_err(|problem| ApiError::bad_request("mac", problem))?;
     Ok(mac)
@@ -503,7 +533,7 @@ fn parse_ipv4(field: &str, text: &str) -> Result<Ipv4Addr, ApiError> {
     text.parse().map_err(|_| ApiError::bad_request(field, format!("{text:?} is not an IPv4 address such as 192.0.2.1")))
 }
 
-fn body_ipv4(field: &str, text: &str) -> Result<Ipv4Addr, ApiError> {
+pub(super) fn body_ipv4(field: &str, text: &str) -> Result<Ipv4Addr, ApiError> {
     let ip = parse_ipv4(field, text)?;
     check_unicast_ipv4(ip).map_err(|problem| ApiError::bad_request(field, problem))?;
     Ok(ip)

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::core::{Applied, Control, EndpointCreate, NetworkCreate, NetworkReplace, PortBind, RemoteCreate};
 use super::error::{ApiError, ErrorBody, ErrorKind};
+use super::migration::MigrationEventBody;
 use super::queue::Submitted;
 use super::request::ConfigRequest;
 use super::upgrade::UpgradeStart;
@@ -83,6 +84,9 @@ fn routes() -> Routes {
         // The names the upgrade issue gives them.
         .add("get", "/upgrade", get_upgrade)
         .add("post", "/upgrade", start_upgrade)
+        .add("get", "/v1/migrations", list_migrations)
+        .add("post", "/v1/migrations", migration_event)
+        .add("get", "/v1/migrations/{vni}/{mac}", get_migration)
         .add("get", "/metrics", get_metrics)
         .add("get", "/openapi.json", get_openapi)
 }
@@ -237,6 +241,20 @@ pub struct QueuedReply {
 
 async fn get_request(State(c): State<Shared>, Path(id): Path<String>) -> Reply<impl Serialize> {
     Ok(Json(blocking(c, move |c| c.request_status(&id)).await??))
+}
+
+async fn list_migrations(State(c): State<Shared>) -> Reply<impl Serialize> {
+    Ok(Json(blocking(c, Control::migration_list).await?))
+}
+
+async fn get_migration(State(c): State<Shared>, Path((vni, mac)): Path<(String, String)>) -> Reply<impl Serialize> {
+    Ok(Json(blocking(c, move |c| c.migration(&vni, &mac)).await??))
+}
+
+/// A VM monitor hook's event; 200 with the migration, also for a duplicate or
+/// stale event (`outcome` says which), so a hook may safely retry.
+async fn migration_event(State(c): State<Shared>, JsonBody(body): JsonBody<MigrationEventBody>) -> Reply<impl Serialize> {
+    Ok(Json(blocking(c, move |c| c.migration_event(body)).await??))
 }
 
 async fn get_upgrade(State(c): State<Shared>) -> Reply<impl Serialize> {

@@ -19,6 +19,9 @@ pub mod client;
 mod core;
 mod error;
 pub mod http;
+mod migration;
+#[cfg(test)]
+mod migration_tests;
 mod monitor_runtime;
 pub mod openapi;
 mod queue;
@@ -32,6 +35,7 @@ mod upgrade;
 
 pub use self::core::{Applied, Control, EndpointCreate, NetworkCreate, NetworkReplace, PortBind, RemoteCreate};
 pub use error::{ApiError, ErrorBody, ErrorKind};
+pub use migration::{EventReply, MigrationEventBody, MigrationPlane};
 pub use monitor_runtime::MonitorRuntime;
 pub use queue::{RequestStatus, Submitted};
 pub use request::ConfigRequest;

@@ -4,9 +4,11 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use super::{PortView, Runtime};
+use std::time::Duration;
+
+use super::{MigrationPlane, PortView, Runtime};
 use crate::dataplane::Monitor;
-use crate::store::{Change, ConfigSnapshot};
+use crate::store::{Change, ConfigSnapshot, RemoteSource};
 use crate::telemetry;
 use crate::unit::UnitCommand;
 use crate::upgrade::{ConfigGate, UpgradeRecord, UpgradeRefused, UpgradeStatus, Upgrader};
@@ -14,12 +16,25 @@ use crate::upgrade::{ConfigGate, UpgradeRecord, UpgradeRefused, UpgradeStatus, U
 pub struct MonitorRuntime {
     monitor: Monitor,
     upgrader: Option<Upgrader>,
+    migration: Option<MigrationPlane>,
 }
 
 impl MonitorRuntime {
-    pub fn new(monitor: Monitor) -> Self {
+    /// `linger`: how long finished migrations stay (`migration.linger_ms`);
+    /// `board`: whether a bulletin board keeps remote entries up to date.
+    pub fn new(monitor: Monitor, linger: Duration, board: bool) -> Self {
         let upgrader = monitor.overlay().map(|host| Upgrader::new(host.clone()));
-        MonitorRuntime { monitor, upgrader }
+        let migration = monitor.overlay().zip(monitor.holding()).and_then(|(host, holding)| {
+            let setup = host.template();
+            Some(MigrationPlane {
+                holding: holding.clone(),
+                vm_ports: setup.vm_ports.clone(),
+                local_vtep: setup.underlay.as_ref()?.vtep.address,
+                linger,
+                settled_source: if board { RemoteSource::Board } else { RemoteSource::Operator },
+            })
+        });
+        MonitorRuntime { monitor, upgrader, migration }
     }
 
     fn upgrader(&self) -> Result<&Upgrader, UpgradeRefused> {
@@ -118,5 +133,9 @@ impl Runtime for MonitorRuntime {
 
     fn upgrade_status(&self) -> Result<UpgradeStatus, UpgradeRefused> {
         Ok(self.upgrader()?.status())
+    }
+
+    fn migration_plane(&self) -> Option<MigrationPlane> {
+        self.migration.clone()
     }
 }

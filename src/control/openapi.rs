@@ -125,6 +125,38 @@ pub fn document() -> Value {
     });
     let request = json!({"get": operation("What became of a change request queued during an upgrade", &["id"], None,
         ("200", Some(schema("RequestStatus"))), &["400", "404"])});
+    let migrations = json!({
+        "get": operation("The migration information table: VMs migrating to or from this host, and recently finished ones",
+            &[], None, ("200", Some(list_of("Migration"))), &[]),
+        "post": operation("An event of a VM monitor hook (seed 001). A repeated or late event changes nothing and is \
+            answered 200 with outcome duplicate or stale", &[], Some(schema("MigrationEvent")),
+            ("200", Some(schema("MigrationReply"))), &["404", "409"]),
+    });
+    let migration = json!({"get": operation("Show one migration", &["vni", "mac"], None,
+        ("200", Some(schema("Migration"))), &["400", "404"])});
+    let migration_event = json!({"type": "object", "additionalProperties": false, "required": ["event", "vni", "mac"],
+                    "properties": {"event": {"enum": ["start", "paused", "resumed", "completed", "aborted"]},
+                        "vni": vni, "mac": mac, "ip": opt_ipv4,
+                        "source": {"type": ["string", "null"], "format": "ipv4", "description": "source host's VTEP (start)"},
+                        "destination": {"type": ["string", "null"], "format": "ipv4", "description": "destination host's VTEP (start)"},
+                        "port": {"type": ["string", "null"], "description": "the VM port at the destination"}}});
+    let migration_schema = json!({"type": "object",
+                    "required": ["vm", "ip", "source", "destination", "role", "phase", "port", "history"],
+                    "properties": {
+                        "vm": {"type": "object", "properties": {"vni": vni, "mac": mac}},
+                        "ip": opt_ipv4, "source": ipv4, "destination": ipv4,
+                        "role": {"enum": ["source", "destination"]},
+                        "phase": {"enum": ["started", "paused", "resumed", "completed", "aborted"]},
+                        "port": {"type": ["string", "null"]},
+                        "history": {"type": "array", "description": "[phase, microseconds since the Unix epoch] pairs",
+                            "items": {"type": "array"}}}});
+    let migration_reply = json!({"type": "object", "required": ["outcome", "migration"], "properties": {
+                    "outcome": {"enum": ["moved", "duplicate", "stale"]}, "migration": schema("Migration")}});
+    let remote_endpoint = json!({"type": "object", "required": ["vni", "mac", "ip", "vtep"], "properties": {
+                    "vni": vni, "mac": mac, "ip": opt_ipv4, "vtep": ipv4,
+                    "source": {"enum": ["board", "migration"], "description":
+                        "absent for the operator's entries; board: follows the bulletin board; migration: a migrating \
+                        VM, whose frames arriving over a tunnel are relayed"}}});
     let free_json = json!({"type": "object"});
     let read = |summary: &str, body: Value| json!({"get": operation(summary, &[], None, ("200", Some(body)), &[])});
 
@@ -152,6 +184,8 @@ pub fn document() -> Value {
             "/v1/stats": read("Counters per port, per worker and per drop reason", free_json.clone()),
             "/v1/learned": read("Learned MAC entries and resolved neighbours", free_json),
             "/v1/requests/{id}": request,
+            "/v1/migrations": migrations,
+            "/v1/migrations/{vni}/{mac}": migration,
             "/v1/upgrade": upgrade.clone(),
             "/upgrade": upgrade,
             "/metrics": {"get": {
@@ -182,8 +216,10 @@ pub fn document() -> Value {
                 "EndpointCreate": {"type": "object", "additionalProperties": false, "required": ["vni", "mac", "port"],
                     "properties": {"vni": vni, "mac": mac, "ip": opt_ipv4,
                         "port": {"type": "string", "description": "a vm-role port"}}},
-                "RemoteEndpoint": {"type": "object", "required": ["vni", "mac", "ip", "vtep"], "properties": {
-                    "vni": vni, "mac": mac, "ip": opt_ipv4, "vtep": ipv4}},
+                "RemoteEndpoint": remote_endpoint,
+                "MigrationEvent": migration_event,
+                "Migration": migration_schema,
+                "MigrationReply": migration_reply,
                 "RemoteCreate": {"type": "object", "additionalProperties": false, "required": ["vni", "mac", "vtep"],
                     "properties": {"vni": vni, "mac": mac, "ip": opt_ipv4, "vtep": ipv4}},
                 "PortStatus": {"type": "object",

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use std::path::Path;
 
+use super::migration::MigrationPlane;
 use crate::config::PortRole;
 use crate::store::{Change, ConfigSnapshot};
 use crate::upgrade::{ConfigGate, UpgradeRecord, UpgradeRefused, UpgradeStatus};
@@ -34,6 +35,10 @@ pub trait Runtime: Send + Sync + 'static {
     fn upgrade(&self, library: &Path, gate: &dyn ConfigGate) -> Result<UpgradeRecord, UpgradeRefused>;
     /// The units bound now, the upgrade running (if any) and the finished ones.
     fn upgrade_status(&self) -> Result<UpgradeStatus, UpgradeRefused>;
+    /// What VM live migration works on; `None` without a vRouter VTEP.
+    fn migration_plane(&self) -> Option<MigrationPlane> {
+        None
+    }
 }
 
 /// One port of the switch as the data plane sees it (the TOML `[[port]]` list,

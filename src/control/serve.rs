@@ -17,6 +17,9 @@ use crate::store::{Store, StoreError};
 
 /// How long a stop waits for requests in flight before closing connections.
 const DRAIN: Duration = Duration::from_secs(2);
+/// How often migration housekeeping runs: a VM announcing itself at its
+/// destination is noticed within this time.
+const MIGRATION_TICK: Duration = Duration::from_millis(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
@@ -135,8 +138,9 @@ pub fn spawn(config: &ControlConfig, store: Store, runtime: Arc<dyn Runtime>) ->
         };
         let (stop, stopped) = oneshot::channel();
         let router = super::http::router(control.clone());
+        let ticking = control.clone();
         let thread = std::thread::Builder::new().name("sy-control".into()).spawn(move || {
-            runtime.block_on(serve(unix, tcp, router, stopped));
+            runtime.block_on(serve(unix, tcp, router, ticking, stopped));
             runtime.shutdown_timeout(DRAIN);
         })?;
         Ok::<_, io::Error>((stop, thread))
@@ -192,8 +196,18 @@ async fn serve(
     unix: tokio::net::UnixListener,
     tcp: Option<tokio::net::TcpListener>,
     router: axum::Router,
+    control: Arc<Control>,
     stopped: oneshot::Receiver<()>,
 ) {
+    // Migration housekeeping: VMs announcing themselves, finished migrations.
+    let ticker = tokio::spawn(async move {
+        let mut interval = tokio::time::interval(MIGRATION_TICK);
+        loop {
+            interval.tick().await;
+            let control = control.clone();
+            let _ = tokio::task::spawn_blocking(move || control.migration_tick()).await;
+        }
+    });
     let (drain, draining) = watch::channel(());
     let until_stop = |mut draining: watch::Receiver<()>| async move {
         let _ = draining.changed().await;
@@ -207,6 +221,7 @@ async fn serve(
     }
     // A dropped sender (handle gone without shutdown) stops the server too.
     let _ = stopped.await;
+    ticker.abort();
     let _ = drain.send(());
     let finished = async {
         for server in servers {

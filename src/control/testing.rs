@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::json;
 
 use super::runtime::{PortView, Runtime};
+use super::migration::MigrationPlane;
 use crate::config::PortRole;
 use crate::store::ConfigSnapshot;
 use crate::upgrade::{
@@ -22,6 +23,7 @@ pub struct FakeRuntime {
     upgrades: Mutex<FakeUpgrades>,
     /// Signalled whenever `upgrades` changes (a step done, held, released).
     upgrade_changed: Condvar,
+    migration: Option<MigrationPlane>,
 }
 
 /// The fake's unit and upgrade bookkeeping.
@@ -85,7 +87,14 @@ impl FakeRuntime {
                 step_time: Duration::from_millis(1),
             }),
             upgrade_changed: Condvar::new(),
+            migration: None,
         }
+    }
+
+    /// A switch whose VM migrations work on `plane`.
+    pub fn with_migration_plane(mut self, plane: MigrationPlane) -> FakeRuntime {
+        self.migration = Some(plane);
+        self
     }
 
     /// A switch without a switching unit (the cross-connect): upgrades are refused.
@@ -171,6 +180,10 @@ impl FakeRuntime {
 impl Runtime for FakeRuntime {
     fn apply(&self, _changes: &[crate::store::Change], config: &ConfigSnapshot) {
         self.applied.lock().unwrap_or_else(PoisonError::into_inner).push(config.clone());
+    }
+
+    fn migration_plane(&self) -> Option<MigrationPlane> {
+        self.migration.clone()
     }
 
     fn ports(&self) -> Vec<PortView> {

@@ -64,6 +64,16 @@ impl HoldTable {
         self.entries.is_empty()
     }
 
+    /// What the stage does with packets for `vm`; `None` if it is not migrating.
+    pub fn handling(&self, vm: VmKey) -> Option<Handling> {
+        self.get(key(vm.vni, vm.mac)).map(|e| e.handling)
+    }
+
+    /// The network of VM port `port`.
+    pub fn port_vni(&self, port: PortId) -> Option<Vni> {
+        self.port_vni.get(port.index()).copied().flatten()
+    }
+
     fn get(&self, key: u128) -> Option<&HoldEntry> {
         self.entries.get(&key).map(|(_, entry)| entry)
     }

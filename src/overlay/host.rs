@@ -28,6 +28,11 @@ impl<P: PacketBuf + 'static> UnitHost<P> {
         &self.units
     }
 
+    /// The ports and underlay every unit is made for.
+    pub fn template(&self) -> &UnitSetup {
+        &self.template
+    }
+
     /// A setup for a new unit starting from `state`.
     pub fn setup(&self, state: UnitState) -> UnitSetup {
         UnitSetup { state, ..self.template.clone() }

@@ -12,7 +12,7 @@ mod vxlan;
 
 pub use host::UnitHost;
 pub use intermediate::IntermediateUnit;
-pub use tables::{Learned, Underlay, VRouterTables, VmPort};
+pub use tables::{port_networks, Learned, Underlay, VRouterTables, VmPort};
 pub use unit::{UnitSetup, VRouterUnit};
 pub use vrouter::VRouter;
 pub use vxlan::{encapsulate, Tunnel};

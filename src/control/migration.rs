@@ -1,0 +1,371 @@
+//! VM live migration on the control plane (seed 001): the events of a VM
+//! monitor hook (`POST /v1/migrations`) drive the migration information table;
+//! each transition becomes, in this order, a committed configuration change
+//! (the VM's endpoint and relay entry, so the switching unit delivers or relays
+//! its frames), a new version of the buffer-or-forward stage's table (hold or
+//! release), and the bulletin-board calls of the destination (lock, report,
+//! unlock).
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use super::core::{body_ipv4, body_mac, body_vni, path_mac, path_vni, Control};
+use super::error::ApiError;
+use crate::migration::{
+    EventRefused, HoldEntry, HoldShared, Migration, MigrationEvent, Phase, Role, Transition, VmKey, MAX_HELD_VMS,
+};
+use crate::overlay::{port_networks, VmPort};
+use crate::store::{unix_us, Change, ConfigSnapshot, RemoteEndpoint, RemoteSource, VmEndpoint};
+
+/// What the orchestrator works on: the stage's shared table, the VM ports,
+/// this host's VTEP, and how long finished migrations stay.
+#[derive(Clone)]
+pub struct MigrationPlane {
+    pub holding: Arc<HoldShared>,
+    pub vm_ports: Vec<VmPort>,
+    pub local_vtep: Ipv4Addr,
+    pub linger: Duration,
+    /// What a relay entry becomes when its migration is forgotten: `Board` when
+    /// a bulletin board keeps remote entries up to date, else `Operator`.
+    pub settled_source: RemoteSource,
+}
+
+/// `POST /v1/migrations`: one event of a VM monitor hook.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MigrationEventBody {
+    /// start, paused, resumed, completed or aborted.
+    pub event: String,
+    pub vni: i64,
+    pub mac: String,
+    /// The VM's address (start; the source's endpoint has it otherwise).
+    #[serde(default)]
+    pub ip: Option<String>,
+    /// VTEP addresses of the source and destination hosts (start).
+    #[serde(default)]
+    pub source: Option<String>,
+    #[serde(default)]
+    pub destination: Option<String>,
+    /// The VM port the VM arrives on at the destination (start or resumed).
+    #[serde(default)]
+    pub port: Option<String>,
+}
+
+/// The reply to an event: the migration after it, and what the event did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct EventReply {
+    /// "moved", "duplicate" or "stale".
+    pub outcome: &'static str,
+    pub migration: Migration,
+}
+
+struct Tracked {
+    migration: Migration,
+    /// When the migration completed or was aborted.
+    over_at: Option<Instant>,
+}
+
+/// The migration information table of this host.
+pub(super) struct Migrations {
+    plane: Option<MigrationPlane>,
+    table: Mutex<BTreeMap<VmKey, Tracked>>,
+}
+
+impl Migrations {
+    pub(super) fn new(plane: Option<MigrationPlane>) -> Self {
+        Migrations { plane, table: Mutex::new(BTreeMap::new()) }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<VmKey, Tracked>> {
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Checked event fields.
+struct Event {
+    event: MigrationEvent,
+    vm: VmKey,
+    ip: Option<Ipv4Addr>,
+    source: Option<Ipv4Addr>,
+    destination: Option<Ipv4Addr>,
+    port: Option<String>,
+}
+
+impl Control {
+    fn migration_plane(&self) -> Result<&MigrationPlane, ApiError> {
+        self.migrations.plane.as_ref().ok_or_else(|| {
+            ApiError::conflict("event", "this switch has no vRouter with an uplink VTEP, so no VM can migrate through it")
+        })
+    }
+
+    /// `POST /v1/migrations`.
+    pub fn migration_event(&self, body: MigrationEventBody) -> Result<EventReply, ApiError> {
+        let event = check_event(&body)?;
+        let plane = self.migration_plane()?;
+        if let Some(port) = &event.port {
+            if !plane.vm_ports.iter().any(|p| &p.name == port) {
+                return Err(ApiError::bad_request("port", format!("there is no VM port named {port:?}")));
+            }
+        }
+        let mut table = self.migrations.lock();
+        let tracked = table.get(&event.vm).filter(|t| !(event.event == MigrationEvent::Start && t.over_at.is_some()));
+        let Some(tracked) = tracked else {
+            if event.event != MigrationEvent::Start {
+                let problem = format!("no migration of {} is known here; send start first", event.vm);
+                return Err(ApiError::not_found("mac", problem));
+            }
+            return self.start(plane, &mut table, event);
+        };
+        let mut migration = tracked.migration.clone();
+        if event.event == MigrationEvent::Start {
+            let same = event.source.is_none_or(|s| s == migration.source)
+                && event.destination.is_none_or(|d| d == migration.destination);
+            if !same {
+                let problem = format!(
+                    "{} is already migrating from {} to {}; abort that migration first",
+                    event.vm, migration.source, migration.destination
+                );
+                return Err(ApiError::conflict("event", problem));
+            }
+        }
+        if event.port.is_some() && migration.role == Role::Destination {
+            migration.port = event.port.clone().or(migration.port);
+        }
+        let transition = migration.on(event.event, unix_us(SystemTime::now())).map_err(|e| match e {
+            EventRefused::AlreadyAborted { .. } | EventRefused::AlreadyCompleted { .. } => {
+                ApiError::conflict("event", e.to_string())
+            }
+        })?;
+        let outcome = match transition {
+            Transition::Unchanged(kind) => kind.name(),
+            Transition::Moved { from, to } => {
+                self.commit_migration(|current| transition_changes(&migration, from, to, current))?;
+                "moved"
+            }
+        };
+        let over_at = migration.phase.is_over().then(Instant::now);
+        let over_at = table.get(&event.vm).and_then(|t| t.over_at).or(over_at);
+        table.insert(event.vm, Tracked { migration: migration.clone(), over_at });
+        self.publish_holds(plane, &table);
+        if outcome == "moved" {
+            log::info!("migration: {} is {:?} (this host is its {:?})", event.vm, migration.phase, migration.role);
+        }
+        Ok(EventReply { outcome, migration })
+    }
+
+    fn start(
+        &self,
+        plane: &MigrationPlane,
+        table: &mut BTreeMap<VmKey, Tracked>,
+        event: Event,
+    ) -> Result<EventReply, ApiError> {
+        let missing = |field| ApiError::bad_request(field, format!("start needs the {field} host's VTEP address"));
+        let source = event.source.ok_or_else(|| missing("source"))?;
+        let destination = event.destination.ok_or_else(|| missing("destination"))?;
+        if source == destination {
+            return Err(ApiError::bad_request("destination", format!("{destination} is also the source")));
+        }
+        let role = if plane.local_vtep == source {
+            Role::Source
+        } else if plane.local_vtep == destination {
+            Role::Destination
+        } else {
+            let problem =
+                format!("this host's VTEP {} is neither the source {source} nor the destination {destination}", plane.local_vtep);
+            return Err(ApiError::bad_request("source", problem));
+        };
+        let active = table.values().filter(|t| t.over_at.is_none()).count();
+        if active >= MAX_HELD_VMS {
+            let problem = format!("{active} migrations are in progress here, the most a worker can buffer for");
+            return Err(ApiError::conflict("event", problem));
+        }
+        let current = self.snapshot();
+        let endpoint = current.endpoints.iter().find(|e| e.vni == event.vm.vni && e.mac == event.vm.mac);
+        let mut migration = Migration {
+            vm: event.vm,
+            ip: event.ip,
+            source,
+            destination,
+            role,
+            phase: Phase::Started,
+            port: event.port.clone(),
+            history: vec![(Phase::Started, unix_us(SystemTime::now()))],
+        };
+        match (role, endpoint) {
+            (Role::Source, None) => {
+                let problem = format!("{} is not attached to this host (no such endpoint), so it cannot leave it", event.vm);
+                return Err(ApiError::conflict("mac", problem));
+            }
+            (Role::Source, Some(endpoint)) => {
+                migration.port = Some(endpoint.port.clone());
+                migration.ip = migration.ip.or(endpoint.ip);
+            }
+            (Role::Destination, Some(endpoint)) => {
+                let problem = format!("{} is already attached to port {} of this host", event.vm, endpoint.port);
+                return Err(ApiError::conflict("mac", problem));
+            }
+            (Role::Destination, None) => {
+                if !current.networks.iter().any(|n| n.vni == event.vm.vni) {
+                    let problem = format!("network {} does not exist here", event.vm.vni);
+                    return Err(ApiError::conflict("vni", problem));
+                }
+                migration.ip = migration.ip.or_else(|| {
+                    current.remotes.iter().find(|r| r.vni == event.vm.vni && r.mac == event.vm.mac).and_then(|r| r.ip)
+                });
+                // Until the VM runs here, frames that reach this host for it go
+                // back to the source once released (after an abort).
+                self.commit_migration(|_| Ok(vec![Change::PutRemote(relay(&migration, source))]))?;
+            }
+        }
+        table.insert(event.vm, Tracked { migration: migration.clone(), over_at: None });
+        self.publish_holds(plane, table);
+        log::info!("migration: {} starts moving from {source} to {destination} (this host is its {role:?})", event.vm);
+        Ok(EventReply { outcome: "moved", migration })
+    }
+
+    /// `GET /v1/migrations`: every migration this host takes part in, or did
+    /// recently (for `migration.linger_ms`).
+    pub fn migration_list(&self) -> Vec<Migration> {
+        self.migrations.lock().values().map(|t| t.migration.clone()).collect()
+    }
+
+    /// `GET /v1/migrations/{vni}/{mac}`.
+    pub fn migration(&self, vni: &str, mac: &str) -> Result<Migration, ApiError> {
+        let vm = VmKey { vni: path_vni(vni)?, mac: path_mac(mac)? };
+        let table = self.migrations.lock();
+        let tracked = table.get(&vm).ok_or_else(|| ApiError::not_found("mac", format!("no migration of {vm} is known here")))?;
+        Ok(tracked.migration.clone())
+    }
+
+    /// Periodic work: a VM that announced itself at its destination is running
+    /// there (as if `resumed` came); migrations over for `linger` are forgotten
+    /// and their relay entries become ordinary remote entries.
+    pub fn migration_tick(&self) {
+        let Some(plane) = &self.migrations.plane else { return };
+        while let Some(arrival) = plane.holding.arrivals.pop() {
+            let port = plane.vm_ports.iter().find(|p| p.id == arrival.port).map(|p| p.name.clone());
+            log::info!("migration: {} announced itself on {:?}; it runs here", arrival.vm, port);
+            let body = MigrationEventBody {
+                event: MigrationEvent::Resumed.name().into(),
+                vni: i64::from(arrival.vm.vni),
+                mac: arrival.vm.mac.to_string(),
+                ip: None,
+                source: None,
+                destination: None,
+                port,
+            };
+            if let Err(e) = self.migration_event(body) {
+                log::warn!("migration: {} announced itself, but cannot be resumed: {}", arrival.vm, e.message());
+            }
+        }
+        let mut table = self.migrations.lock();
+        let expired: Vec<VmKey> = table
+            .iter()
+            .filter(|(_, t)| t.over_at.is_some_and(|at| at.elapsed() >= plane.linger))
+            .map(|(vm, _)| *vm)
+            .collect();
+        if expired.is_empty() {
+            return;
+        }
+        for vm in &expired {
+            let Some(tracked) = table.remove(vm) else { continue };
+            let settled = |current: &ConfigSnapshot| {
+                Ok(current
+                    .remotes
+                    .iter()
+                    .filter(|r| r.vni == vm.vni && r.mac == vm.mac && r.source == RemoteSource::Migration)
+                    .map(|r| Change::PutRemote(RemoteEndpoint { source: plane.settled_source, ..r.clone() }))
+                    .collect())
+            };
+            if let Err(e) = self.commit_migration(settled) {
+                log::error!("migration: cannot settle the relay entry of {vm}: {}", e.message());
+                table.insert(*vm, tracked);
+            }
+        }
+        self.publish_holds(plane, &table);
+    }
+
+    /// The stage's table for `table` and the current VM port networks.
+    fn publish_holds(&self, plane: &MigrationPlane, table: &BTreeMap<VmKey, Tracked>) {
+        let current = self.snapshot();
+        let networks = port_networks(&current, &plane.vm_ports);
+        let slots = plane.vm_ports.iter().map(|p| p.id.index() + 1).max().unwrap_or(0);
+        let mut port_vni = vec![None; slots];
+        for (port, vni) in networks {
+            port_vni[port.index()] = Some(vni);
+        }
+        let entries = table.iter().map(|(vm, t)| {
+            (*vm, HoldEntry { handling: t.migration.handling(), role: t.migration.role })
+        });
+        plane.holding.publish(entries, port_vni);
+    }
+}
+
+fn check_event(body: &MigrationEventBody) -> Result<Event, ApiError> {
+    let event = MigrationEvent::named(&body.event).ok_or_else(|| {
+        let known: Vec<&str> = MigrationEvent::ALL.iter().map(|e| e.name()).collect();
+        ApiError::bad_request("event", format!("{:?} is not a migration event (one of {})", body.event, known.join(", ")))
+    })?;
+    let address = |field: &str, text: &Option<String>| text.as_deref().map(|t| body_ipv4(field, t)).transpose();
+    Ok(Event {
+        event,
+        vm: VmKey { vni: body_vni(body.vni)?, mac: body_mac(&body.mac)? },
+        ip: address("ip", &body.ip)?,
+        source: address("source", &body.source)?,
+        destination: address("destination", &body.destination)?,
+        port: body.port.clone(),
+    })
+}
+
+/// A relay entry: frames for the VM that reach this host go on to `vtep`.
+fn relay(migration: &Migration, vtep: Ipv4Addr) -> RemoteEndpoint {
+    RemoteEndpoint {
+        vni: migration.vm.vni,
+        mac: migration.vm.mac,
+        ip: migration.ip,
+        vtep,
+        source: RemoteSource::Migration,
+    }
+}
+
+/// The configuration a transition needs: where the switching unit sends the
+/// VM's frames from now on.
+fn transition_changes(
+    migration: &Migration,
+    from: Phase,
+    to: Phase,
+    current: &ConfigSnapshot,
+) -> Result<Vec<Change>, ApiError> {
+    let vm = migration.vm;
+    let runs_at_destination = |phase: Phase| matches!(phase, Phase::Resumed | Phase::Completed);
+    let endpoint = |port: &str| {
+        Change::PutEndpoint(VmEndpoint { vni: vm.vni, mac: vm.mac, ip: migration.ip, port: port.to_string() })
+    };
+    let has_remote = current.remotes.iter().any(|r| r.vni == vm.vni && r.mac == vm.mac);
+    let delete_remote = has_remote.then_some(Change::DeleteRemote { vni: vm.vni, mac: vm.mac });
+    let delete_endpoint = Change::DeleteEndpoint { vni: vm.vni, mac: vm.mac };
+    let arriving = runs_at_destination(to) && !runs_at_destination(from);
+    let returning = to == Phase::Aborted && runs_at_destination(from);
+    let port = || {
+        migration.port.clone().ok_or_else(|| {
+            ApiError::conflict(
+                "port",
+                format!("which VM port {vm} uses here is not known: give port, or let the VM announce itself (RARP or gratuitous ARP)"),
+            )
+        })
+    };
+    Ok(match migration.role {
+        // The VM left: its frames go on to the destination.
+        Role::Source if arriving => vec![delete_endpoint, Change::PutRemote(relay(migration, migration.destination))],
+        Role::Source if returning => {
+            delete_remote.into_iter().chain([endpoint(&port()?)]).collect()
+        }
+        // The VM runs here now.
+        Role::Destination if arriving => delete_remote.into_iter().chain([endpoint(&port()?)]).collect(),
+        Role::Destination if returning => vec![delete_endpoint, Change::PutRemote(relay(migration, migration.source))],
+        _ => Vec::new(),
+    })
+}
