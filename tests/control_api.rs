@@ -325,7 +325,10 @@ fn ctl_binary_end_to_end() {
         ok(&["endpoint", "list"]),
         "VNI  MAC                IP        PORT\n100  02:00:00:00:00:01  10.1.0.1  vm0\n"
     );
-    assert_eq!(ok(&["remote", "list"]), "VNI  MAC                IP  VTEP\n100  02:00:00:00:00:02  -   192.0.2.2\n");
+    assert_eq!(
+        ok(&["remote", "list"]),
+        "VNI  MAC                IP  VTEP       SOURCE\n100  02:00:00:00:00:02  -   192.0.2.2  -\n"
+    );
     let ports = ok(&["port", "list"]);
     let lines: Vec<&str> = ports.lines().collect();
     assert!(lines[0].starts_with("NAME     ROLE    DRIVER         MAC                VNI  RX_PACKETS"), "{ports}");

@@ -64,6 +64,9 @@ pub enum CtlCommand {
     /// changes sent meanwhile are queued and applied, in order, when it ends.
     /// Exit code 1 if the new unit was refused (rolled back).
     Upgrade(UpgradeArgs),
+    /// VM live migration: the events a VM monitor hook sends, and the migration table.
+    #[command(subcommand)]
+    Migration(MigrationCommand),
     /// What became of a change request queued during an upgrade.
     Request {
         /// The id a queued change printed (or the API's request_id).
@@ -165,6 +168,34 @@ pub enum RemoteCommand {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum MigrationCommand {
+    /// VMs migrating to or from this host, and recently finished migrations.
+    List,
+    /// One migration.
+    Show { vni: String, mac: String },
+    /// Send an event: start, paused, resumed, completed or aborted.
+    Event {
+        /// start, paused, resumed, completed or aborted.
+        event: String,
+        #[arg(long)]
+        vni: i64,
+        #[arg(long)]
+        mac: String,
+        #[arg(long)]
+        ip: Option<String>,
+        /// The source host's VTEP address (start).
+        #[arg(long)]
+        source: Option<String>,
+        /// The destination host's VTEP address (start).
+        #[arg(long)]
+        destination: Option<String>,
+        /// The VM port the VM arrives on at the destination.
+        #[arg(long)]
+        port: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum PortCommand {
     /// All ports with role, driver, MAC, network and counters.
     List,
@@ -228,6 +259,7 @@ async fn execute(client: &Client, command: &CtlCommand, raw: bool, out: &mut dyn
         CtlCommand::Endpoint(c) => endpoint(client, c).await?,
         CtlCommand::Remote(c) => remote(client, c).await?,
         CtlCommand::Port(c) => port(client, c).await?,
+        CtlCommand::Migration(c) => migration(client, c).await?,
         CtlCommand::Config => (client.get("/v1/config").await?, View::Config),
         CtlCommand::Unit => (client.get("/v1/unit").await?, View::Generic),
         CtlCommand::Stats => (client.get("/v1/stats").await?, View::Generic),
@@ -271,6 +303,8 @@ enum View {
     UpgradeStatus,
     /// `GET /v1/requests/{id}`.
     Request,
+    /// Migrations, one row each.
+    Migrations,
 }
 
 /// The reply to a change, or the queued view when an upgrade made it a 202.
@@ -283,7 +317,7 @@ fn changed(reply: Changed, view: View) -> (Value, View) {
 
 const NETWORK_COLUMNS: &[&str] = &["vni", "name", "flood_vteps"];
 const ENDPOINT_COLUMNS: &[&str] = &["vni", "mac", "ip", "port"];
-const REMOTE_COLUMNS: &[&str] = &["vni", "mac", "ip", "vtep"];
+const REMOTE_COLUMNS: &[&str] = &["vni", "mac", "ip", "vtep", "source"];
 const PORT_COLUMNS: &[&str] =
     &["name", "role", "driver", "mac", "vni", "rx_packets", "tx_packets", "rx_dropped", "tx_dropped"];
 const BINDING_COLUMNS: &[&str] = &["port", "vni"];
@@ -400,7 +434,46 @@ fn render(view: &View, value: &Value) -> String {
             Err(_) => generic(value),
         },
         View::Request => request_status(value),
+        View::Migrations => {
+            let one = |m: &Value| {
+                let mut row = m.clone();
+                row["vni"] = m["vm"]["vni"].clone();
+                row["mac"] = m["vm"]["mac"].clone();
+                row
+            };
+            let rows: Vec<Value> = match value {
+                Value::Array(list) => list.iter().map(one).collect(),
+                // The reply to an event: the migration and what the event did.
+                reply if reply.get("migration").is_some() => {
+                    let mut row = one(&reply["migration"]);
+                    row["outcome"] = reply["outcome"].clone();
+                    vec![row]
+                }
+                single => vec![one(single)],
+            };
+            let mut columns = MIGRATION_COLUMNS.to_vec();
+            if rows.iter().any(|r| r.get("outcome").is_some()) {
+                columns.push("outcome");
+            }
+            table(&columns, &rows)
+        }
     }
+}
+
+const MIGRATION_COLUMNS: &[&str] = &["vni", "mac", "ip", "role", "phase", "source", "destination", "port"];
+
+async fn migration(client: &Client, command: &MigrationCommand) -> Result<(Value, View), ClientError> {
+    Ok(match command {
+        MigrationCommand::List => (client.get("/v1/migrations").await?, View::Migrations),
+        MigrationCommand::Show { vni, mac } => {
+            (client.get(&format!("/v1/migrations/{}/{}", segment(vni), segment(mac))).await?, View::Migrations)
+        }
+        MigrationCommand::Event { event, vni, mac, ip, source, destination, port } => {
+            let body = json!({"event": event, "vni": vni, "mac": mac, "ip": ip, "source": source,
+                "destination": destination, "port": port});
+            (client.call(Method::POST, "/v1/migrations", Some(&body)).await?, View::Migrations)
+        }
+    })
 }
 
 /// `ctl upgrade LIBRARY`: starts the upgrade and, while it runs, prints each step
