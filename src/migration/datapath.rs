@@ -14,7 +14,7 @@ use rustc_hash::FxHashMap;
 
 use super::table::{Handling, Role, VmKey};
 use crate::pipeline::{Burst, Counter, DropReason, PacketBuf, PortId, Side, Stage, Verdict, BURST_SIZE};
-use crate::store::Vni;
+use crate::store::{vni_mac_key, Vni};
 use crate::unit::{Reader, Versioned};
 use crate::wire::{ethernet, ipv4, vxlan, MacAddr};
 
@@ -49,14 +49,9 @@ pub struct HoldTable {
     limits: Option<HoldLimits>,
 }
 
-pub fn key(vni: Vni, mac: MacAddr) -> u128 {
-    let m = mac.0.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
-    (u128::from(vni) << 64) | u128::from(m)
-}
-
 impl HoldTable {
     fn new(entries: impl IntoIterator<Item = (VmKey, HoldEntry)>, port_vni: Vec<Option<Vni>>, limits: HoldLimits) -> Self {
-        let entries = entries.into_iter().map(|(vm, entry)| (key(vm.vni, vm.mac), (vm, entry))).collect();
+        let entries = entries.into_iter().map(|(vm, entry)| (vni_mac_key(vm.vni, vm.mac), (vm, entry))).collect();
         HoldTable { entries, port_vni, limits: Some(limits) }
     }
 
@@ -66,7 +61,7 @@ impl HoldTable {
 
     /// What the stage does with packets for `vm`; `None` if it is not migrating.
     pub fn handling(&self, vm: VmKey) -> Option<Handling> {
-        self.get(key(vm.vni, vm.mac)).map(|e| e.handling)
+        self.get(vni_mac_key(vm.vni, vm.mac)).map(|e| e.handling)
     }
 
     /// The network of VM port `port`.
@@ -208,7 +203,7 @@ impl<P: PacketBuf> MigrationStage<P> {
         if frame.len() < ethernet::HEADER_LEN || !is_announcement(frame) {
             return;
         }
-        let src = key(vni, MacAddr::from_bytes(&frame[6..12]));
+        let src = vni_mac_key(vni, MacAddr::from_bytes(&frame[6..12]));
         let Some((vm, entry)) = self.current.entries.get(&src) else { return };
         if entry.role == Role::Destination
             && entry.handling == Handling::Hold
@@ -236,7 +231,7 @@ fn destination<P: PacketBuf>(packet: &P, side: Side, port_vni: Option<Vni>) -> O
     match side {
         Side::Vm => {
             let vni = port_vni.filter(|_| frame.len() >= ethernet::HEADER_LEN)?;
-            Some(key(vni, MacAddr::from_bytes(&frame[0..6])))
+            Some(vni_mac_key(vni, MacAddr::from_bytes(&frame[0..6])))
         }
         Side::Uplink => {
             // Outer Ethernet, IPv4, UDP to 4789, VXLAN with the I flag, inner Ethernet.
@@ -255,7 +250,7 @@ fn destination<P: PacketBuf>(packet: &P, side: Side, port_vni: Option<Vni>) -> O
             }
             let inner = udp.get(8 + vxlan::HEADER_LEN..8 + vxlan::HEADER_LEN + 6)?;
             let vni = u32::from_be_bytes([0, vx[4], vx[5], vx[6]]);
-            Some(key(vni, MacAddr::from_bytes(inner)))
+            Some(vni_mac_key(vni, MacAddr::from_bytes(inner)))
         }
     }
 }

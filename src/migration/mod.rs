@@ -8,6 +8,6 @@ mod table;
 mod tests;
 
 pub use datapath::{
-    key, Arrival, HoldCounters, HoldEntry, HoldLimits, HoldShared, HoldTable, MigrationStage, MAX_HELD_VMS, RELEASE_BURSTS_PER_LOOP,
+    Arrival, HoldCounters, HoldEntry, HoldLimits, HoldShared, HoldTable, MigrationStage, MAX_HELD_VMS, RELEASE_BURSTS_PER_LOOP,
 };
 pub use table::{EventRefused, Handling, Migration, MigrationEvent, Phase, Role, Transition, Unchanged, VmKey};

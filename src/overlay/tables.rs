@@ -9,7 +9,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::config::VtepConfig;
 use crate::pipeline::PortId;
-use crate::store::{ConfigSnapshot, RemoteSource, Vni};
+use crate::store::{vni_mac_key, ConfigSnapshot, RemoteSource, Vni};
 use crate::unit::Location;
 use crate::wire::MacAddr;
 
@@ -78,11 +78,6 @@ pub struct VRouterTables {
     configured_macs: usize,
 }
 
-fn mac_key(vni: Vni, mac: MacAddr) -> u128 {
-    let m = mac.0.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
-    (u128::from(vni) << 64) | u128::from(m)
-}
-
 fn ip_key(vni: Vni, ip: Ipv4Addr) -> u64 {
     (u64::from(vni) << 32) | u64::from(u32::from(ip))
 }
@@ -122,22 +117,22 @@ impl VRouterTables {
         }
         for ((vni, mac), &(at, _)) in &learned.macs {
             if tables.networks.contains_key(vni) {
-                tables.macs.insert(mac_key(*vni, *mac), at);
+                tables.macs.insert(vni_mac_key(*vni, *mac), at);
             }
         }
         tables.neighbors.extend(learned.neighbors.iter().map(|(&ip, &(mac, _))| (ip, mac)));
         for endpoint in &config.endpoints {
             if let Some(id) = port_id(&endpoint.port) {
-                tables.macs.insert(mac_key(endpoint.vni, endpoint.mac), Location::Port(id));
+                tables.macs.insert(vni_mac_key(endpoint.vni, endpoint.mac), Location::Port(id));
                 if let Some(ip) = endpoint.ip {
                     tables.arp.insert(ip_key(endpoint.vni, ip), endpoint.mac);
                 }
             }
         }
         for remote in &config.remotes {
-            tables.macs.insert(mac_key(remote.vni, remote.mac), Location::Vtep(remote.vtep));
+            tables.macs.insert(vni_mac_key(remote.vni, remote.mac), Location::Vtep(remote.vtep));
             if remote.source == RemoteSource::Migration {
-                tables.relays.insert(mac_key(remote.vni, remote.mac));
+                tables.relays.insert(vni_mac_key(remote.vni, remote.mac));
             }
             if let Some(ip) = remote.ip {
                 tables.arp.insert(ip_key(remote.vni, ip), remote.mac);
@@ -149,13 +144,13 @@ impl VRouterTables {
 
     #[inline]
     pub fn mac_location(&self, vni: Vni, mac: MacAddr) -> Option<Location> {
-        self.macs.get(&mac_key(vni, mac)).copied()
+        self.macs.get(&vni_mac_key(vni, mac)).copied()
     }
 
     /// Whether frames for this VM that arrive over a tunnel are relayed to its
     /// VTEP (a migrating VM, seed 001) rather than dropped by split horizon.
     pub fn relays(&self, vni: Vni, mac: MacAddr) -> bool {
-        self.relays.contains(&mac_key(vni, mac))
+        self.relays.contains(&vni_mac_key(vni, mac))
     }
 
     #[inline]

@@ -12,6 +12,12 @@ use crate::wire::MacAddr;
 pub type Vni = u32;
 pub const VNI_MAX: Vni = (1 << 24) - 1;
 
+/// A VM's identity (VNI, MAC) as one integer: the key of per-packet lookup tables.
+pub fn vni_mac_key(vni: Vni, mac: MacAddr) -> u128 {
+    let mac = mac.0.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
+    (u128::from(vni) << 64) | u128::from(mac)
+}
+
 /// A virtual network (an L2 domain carried over VXLAN).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Network {
