@@ -24,10 +24,10 @@ impl MonitorRuntime {
     /// `board`: whether a bulletin board keeps remote entries up to date.
     pub fn new(monitor: Monitor, linger: Duration, board: bool) -> Self {
         let upgrader = monitor.overlay().map(|host| Upgrader::new(host.clone()));
-        let migration = monitor.overlay().zip(monitor.holding()).and_then(|(host, holding)| {
+        let migration = monitor.overlay().and_then(|host| {
             let setup = host.template();
             Some(MigrationPlane {
-                holding: holding.clone(),
+                holding: monitor.holding().clone(),
                 vm_ports: setup.vm_ports.clone(),
                 local_vtep: setup.underlay.as_ref()?.vtep.address,
                 linger,

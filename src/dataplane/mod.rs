@@ -89,8 +89,8 @@ pub enum StopCause {
 pub struct Dataplane {
     stop: Arc<AtomicBool>,
     overlay: Option<Arc<UnitHost<Mbuf>>>,
-    /// The buffer-or-forward stage's shared table, with the vRouter.
-    holding: Option<Arc<HoldShared>>,
+    /// The buffer-or-forward stage's shared table (used with the vRouter).
+    holding: Arc<HoldShared>,
     housekeeping: Option<std::thread::JoinHandle<()>>,
     workers: Vec<(LcoreId, Arc<CachePadded<WorkerCounters>>)>,
     running: bool,
@@ -176,10 +176,10 @@ impl Dataplane {
             Forwarding::Overlay { config, ageing } => Some(Arc::new(UnitHost::new(unit_setup(&bindings, config, ageing)))),
         };
         let limits = HoldLimits { packets: config.migration.buffer_packets, bytes: config.migration.buffer_bytes };
-        let holding = overlay.as_ref().map(|_| Arc::new(HoldShared::new(limits)));
-        let build_pipeline = |bindings: &[PortBinding], counters: &WorkerCounters| match (&overlay, &holding) {
-            (Some(host), Some(holding)) => unit_pipeline(host, holding, bindings, tsc_hz, counters),
-            _ => cross_connect_pipeline(bindings),
+        let holding = Arc::new(HoldShared::new(limits));
+        let build_pipeline = |bindings: &[PortBinding], counters: &WorkerCounters| match &overlay {
+            None => cross_connect_pipeline(bindings),
+            Some(host) => unit_pipeline(host, &holding, bindings, tsc_hz, counters),
         };
         let mut plans: Vec<Worker> = config
             .dataplane
@@ -225,8 +225,8 @@ impl Dataplane {
             };
             log::info!("port[{index}] \"{name}\": link {}{waiting}", if link.up { "up" } else { "down" });
         }
-        let housekeeping = overlay.clone().zip(holding.clone()).map(|(host, holding)| {
-            let stop = stop.clone();
+        let housekeeping = overlay.clone().map(|host| {
+            let (stop, holding) = (stop.clone(), holding.clone());
             std::thread::Builder::new()
                 .name("housekeeping".into())
                 .spawn(move || {
@@ -460,8 +460,7 @@ fn unit_pipeline(
     for b in bindings.iter().filter(|b| b.config.role == PortRole::Uplink) {
         sides[b.id.index()] = Side::Uplink;
     }
-    let capacity = holding.limits.packets;
-    let migration = MigrationStage::new(holding.clone(), sides.clone(), capacity, counters.migration.clone());
+    let migration = MigrationStage::new(holding.clone(), sides.clone(), counters.migration.clone());
     vec![Box::new(migration), Box::new(UnitStage::new(host.units().clone(), sides, tsc_hz))]
 }
 

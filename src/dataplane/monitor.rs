@@ -20,7 +20,7 @@ pub struct Monitor {
     pub(super) pool: Arc<Mempool>,
     pub(super) started_at: Instant,
     pub(super) overlay: Option<Arc<UnitHost<Mbuf>>>,
-    pub(super) holding: Option<Arc<HoldShared>>,
+    pub(super) holding: Arc<HoldShared>,
 }
 
 impl Monitor {
@@ -56,8 +56,8 @@ impl Monitor {
         self.overlay.as_ref()
     }
 
-    /// The buffer-or-forward stage's shared table, when the vRouter forwards.
-    pub fn holding(&self) -> Option<&Arc<HoldShared>> {
-        self.holding.as_ref()
+    /// The buffer-or-forward stage's shared table.
+    pub fn holding(&self) -> &Arc<HoldShared> {
+        &self.holding
     }
 }

@@ -143,9 +143,10 @@ pub struct MigrationStage<P> {
 }
 
 impl<P: PacketBuf> MigrationStage<P> {
-    /// `capacity`: packets each of the `MAX_HELD_VMS` buffers is allocated for
-    /// up front, so holding never allocates on the worker.
-    pub fn new(shared: Arc<HoldShared>, side_of_port: Vec<Side>, capacity: usize, counters: Arc<CachePadded<HoldCounters>>) -> Self {
+    /// Each of the `MAX_HELD_VMS` buffers is allocated for the packet limit up
+    /// front, so holding never allocates on the worker.
+    pub fn new(shared: Arc<HoldShared>, side_of_port: Vec<Side>, counters: Arc<CachePadded<HoldCounters>>) -> Self {
+        let capacity = shared.limits.packets;
         let buffers =
             (0..MAX_HELD_VMS).map(|_| Held { owner: None, packets: VecDeque::with_capacity(capacity), bytes: 0, releasing: false }).collect();
         MigrationStage {

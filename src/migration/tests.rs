@@ -59,7 +59,7 @@ impl Rig {
     fn new(limits: HoldLimits) -> Self {
         let shared = Arc::new(HoldShared::new(limits));
         let counters = Arc::new(CachePadded::new(HoldCounters::default()));
-        let stage = MigrationStage::new(shared.clone(), vec![Side::Vm, Side::Vm, Side::Uplink], 16, counters.clone());
+        let stage = MigrationStage::new(shared.clone(), vec![Side::Vm, Side::Vm, Side::Uplink], counters.clone());
         Rig { shared, stage, counters }
     }
 
