@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::core::{body_ipv4, body_mac, body_vni, path_mac, path_vni, Control};
 use super::error::ApiError;
 use crate::migration::{
-    EventRefused, HoldEntry, HoldShared, Migration, MigrationEvent, Phase, Role, Transition, VmKey, MAX_HELD_VMS,
+    HoldEntry, HoldShared, Migration, MigrationEvent, Phase, Role, Transition, VmKey, MAX_HELD_VMS,
 };
 use crate::overlay::{port_networks, VmPort};
 use crate::store::{unix_us, Change, ConfigSnapshot, RemoteEndpoint, RemoteSource, VmEndpoint};
@@ -131,14 +131,12 @@ impl Control {
                 return Err(ApiError::conflict("event", problem));
             }
         }
-        if event.port.is_some() && migration.role == Role::Destination {
-            migration.port = event.port.clone().or(migration.port);
+        if let (Some(port), Role::Destination) = (&event.port, migration.role) {
+            migration.port = Some(port.clone());
         }
-        let transition = migration.on(event.event, unix_us(SystemTime::now())).map_err(|e| match e {
-            EventRefused::AlreadyAborted { .. } | EventRefused::AlreadyCompleted { .. } => {
-                ApiError::conflict("event", e.to_string())
-            }
-        })?;
+        let transition = migration
+            .on(event.event, unix_us(SystemTime::now()))
+            .map_err(|e| ApiError::conflict("event", e.to_string()))?;
         let outcome = match transition {
             Transition::Unchanged(kind) => kind.name(),
             Transition::Moved { from, to } => {
@@ -146,8 +144,8 @@ impl Control {
                 "moved"
             }
         };
-        let over_at = migration.phase.is_over().then(Instant::now);
-        let over_at = table.get(&event.vm).and_then(|t| t.over_at).or(over_at);
+        // Lingering counts from the first event that ended it.
+        let over_at = tracked.over_at.or_else(|| migration.phase.is_over().then(Instant::now));
         table.insert(event.vm, Tracked { migration: migration.clone(), over_at });
         self.publish_holds(plane, &table);
         if outcome == "moved" {
