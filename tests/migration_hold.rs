@@ -8,7 +8,7 @@ mod common;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::switch::{vrouter_switch, RunningSwitch};
+use common::switch::{control_socket, vrouter_switch, RunningSwitch};
 use common::tap::TapVm;
 use common::*;
 
@@ -23,8 +23,7 @@ fn pings_to_a_paused_vm_are_held_and_delivered_after_an_abort() {
     // An uplink with a VTEP address makes this switch a migration source.
     let uplink = format!("[[port]]\nname = \"uplink\"\ndevargs = \"net_null0,no-rx=1\"\nrole = \"uplink\"\naddress = \"{HOST_VTEP}/24\"\n");
     let config = vrouter_switch(&dir, &[&x.switch_port("x", 0), &sender.switch_port("s", 1)]) + &uplink;
-    let socket = config.lines().find_map(|l| l.strip_prefix("socket = \"")).unwrap().trim_end_matches('"').to_string();
-    let socket = std::path::Path::new(&socket);
+    let socket = &control_socket(&config);
     let mut switch = RunningSwitch::start(&dir, &config);
     switch.wait_until_running();
     x.quiet();

@@ -13,7 +13,7 @@ use std::process::{Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::switch::{vrouter_switch, RunningSwitch, SwitchPort};
+use common::switch::{control_socket, vrouter_switch, RunningSwitch, SwitchPort};
 use common::tap::TapVm;
 use common::testpmd::Testpmd;
 use common::*;
@@ -241,8 +241,7 @@ fn a_tcp_transfer_between_tap_vms_rides_through_upgrades_with_a_vhost_user_vm_at
     };
     let dir = scratch("a_tcp_transfer_between_tap_vms_rides_through_upgrades");
     let config = vrouter_switch(&dir, &[&a.switch_port("a", 0), &b.switch_port("b", 1), &vhost]);
-    let socket_line = config.lines().find(|l| l.starts_with("socket = ")).unwrap();
-    let socket = PathBuf::from(socket_line.trim_start_matches("socket = ").trim_matches('"'));
+    let socket = control_socket(&config);
     let mut switch = RunningSwitch::start(&dir, &config);
     switch.wait_until_running();
     a.quiet();

@@ -64,6 +64,12 @@ pub fn vrouter_switch(dir: &Path, ports: &[&SwitchPort]) -> String {
     toml + "[[network]]\nvni = 100\nname = \"testbed\"\n"
 }
 
+/// The control socket a config from `vrouter_switch` serves the API on.
+pub fn control_socket(toml: &str) -> PathBuf {
+    let line = toml.lines().find(|l| l.starts_with("socket = ")).expect("a [control] socket line");
+    PathBuf::from(line.trim_start_matches("socket = ").trim_matches('"'))
+}
+
 /// A running `switchyard run`, killed on drop (a failed assertion must not
 /// leave it running). Its log (stderr, at info level) is collected as it comes.
 pub struct RunningSwitch {
