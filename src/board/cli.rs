@@ -134,7 +134,7 @@ pub fn main(args: BoardArgs) -> ExitCode {
     match run(args.command, &mut stdout.lock()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            eprintln!("switchyard board: {message}");
+            eprintln!("switchyard: {message}");
             ExitCode::from(1)
         }
     }
