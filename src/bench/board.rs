@@ -112,7 +112,7 @@ async fn measure(url: &str, updates: u32, watchers: u32) -> Result<BoardReport, 
     let mut deliveries = Deliveries::new(watchers);
     // One update first, not measured: every watcher has its long poll open after it.
     let first = put(&writer, 0).await?;
-    deliveries.expect(first, Instant::now());
+    deliveries.note_sent(first, Instant::now());
     deliveries.wait_for(first, &mut hearing).await?;
 
     let start = Instant::now();
@@ -122,7 +122,7 @@ async fn measure(url: &str, updates: u32, watchers: u32) -> Result<BoardReport, 
         let sent = Instant::now();
         last = put(&writer, i).await?;
         put_us.push(sent.elapsed().as_secs_f64() * 1e6);
-        deliveries.expect(last, sent);
+        deliveries.note_sent(last, sent);
         deliveries.take_ready(&mut hearing)?;
     }
     deliveries.wait_for(last, &mut hearing).await?;
@@ -204,7 +204,7 @@ impl Deliveries {
         index
     }
 
-    fn expect(&mut self, revision: u64, sent: Instant) {
+    fn note_sent(&mut self, revision: u64, sent: Instant) {
         let index = self.slot(revision);
         self.sent[index] = Some(sent);
     }
