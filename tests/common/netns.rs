@@ -26,7 +26,10 @@ pub struct Netns {
 impl Netns {
     /// Creates namespace `name`, first deleting a leftover of the same name.
     pub fn new(name: &str) -> Netns {
-        assert!(nix::unistd::geteuid().is_root(), "this test creates network namespaces: run it as root (make test does)");
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "this test creates network namespaces: run it as root (make test does)"
+        );
         let _ = Command::new("ip").args(["netns", "del", name]).stderr(Stdio::null()).status();
         run(&["ip", "netns", "add", name]);
         let netns = Netns { name: name.to_string() };

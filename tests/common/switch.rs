@@ -52,14 +52,19 @@ pub fn two_port_switch(a: &SwitchPort, b: &SwitchPort) -> String {
 /// paths are short).
 pub fn vrouter_switch(dir: &Path, ports: &[&SwitchPort]) -> String {
     static SWITCHES: AtomicU32 = AtomicU32::new(0);
-    let socket = std::env::temp_dir().join(format!("sy{}-{}.sock", std::process::id(), SWITCHES.fetch_add(1, Ordering::Relaxed)));
+    let socket = std::env::temp_dir().join(format!(
+        "sy{}-{}.sock",
+        std::process::id(),
+        SWITCHES.fetch_add(1, Ordering::Relaxed)
+    ));
     let mut toml = format!(
         "{ONE_WORKER}[control]\nsocket = \"{}\"\ndatabase = \"{}/config.redb\"\n",
         socket.display(),
         dir.display()
     );
     for port in ports {
-        toml += &format!("[[port]]\nname = \"{}\"\ndevargs = \"{}\"\nrole = \"vm\"\nvni = 100\n", port.name, port.devargs);
+        toml +=
+            &format!("[[port]]\nname = \"{}\"\ndevargs = \"{}\"\nrole = \"vm\"\nvni = 100\n", port.name, port.devargs);
     }
     toml + "[[network]]\nvni = 100\nname = \"testbed\"\n"
 }

@@ -143,7 +143,8 @@ impl Drop for Testpmd {
 /// Reads `RX-packets` and `TX-packets` per port out of `show port stats all`.
 pub fn parse_port_stats(text: &str) -> Vec<PortCounts> {
     let mut ports: Vec<PortCounts> = Vec::new();
-    let number = |line: &str, key: &str| -> Option<u64> { line.split(key).nth(1)?.split_whitespace().next()?.parse().ok() };
+    let number =
+        |line: &str, key: &str| -> Option<u64> { line.split(key).nth(1)?.split_whitespace().next()?.parse().ok() };
     for line in text.lines() {
         if line.contains("NIC statistics for port") {
             ports.push(PortCounts::default());
