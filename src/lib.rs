@@ -2,13 +2,14 @@
 //!
 //! Floors, bottom up (a module never imports one above it):
 //! `wire`; `pipeline`, `dpdk`, `store`, `config` (builds `store` records from the TOML);
-//! feature datapaths (`xconnect`); `dataplane`; `bench`, `control`; `main.rs`.
+//! feature modules (`xconnect`, `board`); `dataplane`; `bench`, `control`; `main.rs`.
 //! Raw pointers and FFI live only in `dpdk` (and the `dpdk-ffi` crate): the Rust
 //! lint against them is denied crate-wide in Cargo.toml and allowed there alone.
 
 #![recursion_limit = "256"] // the OpenAPI document is one large json! literal
 
 pub mod bench;
+pub mod board;
 pub mod config;
 pub mod control;
 pub mod dataplane;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use switchyard::bench::{self, BenchOptions, Scenario};
+use switchyard::board::cli::BoardArgs;
 use switchyard::config::Config;
 use switchyard::control::cli::CtlArgs;
 use switchyard::control::{self, MonitorRuntime};
@@ -31,9 +32,10 @@ enum Command {
         stats_json: Option<PathBuf>,
     },
     /// Measure forwarding against dpdk-testpmd (io, macswap) in the same run, or
-    /// (scenario upgrade) loss and output gaps while the switching unit is upgraded.
+    /// (scenario upgrade) loss and output gaps while the switching unit is upgraded,
+    /// or (scenario board) how fast the bulletin board reaches its watchers.
     Bench {
-        /// One of: forward, l2-switch, vxlan-encap, vxlan-decap, upgrade.
+        /// One of: forward, l2-switch, vxlan-encap, vxlan-decap, upgrade, board.
         #[arg(long)]
         scenario: String,
         /// Measuring time per run.
@@ -57,9 +59,17 @@ enum Command {
         /// Scenario upgrade: where to write the throughput plot (SVG).
         #[arg(long, value_name = "PATH", default_value = "out/upgrade.svg")]
         plot: PathBuf,
+        /// Scenario board: record updates to make, one after another.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        updates: u32,
+        /// Scenario board: watchers following the board, each with its own client.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=256))]
+        watchers: u32,
     },
     /// Talk to a running switch's control API (networks, endpoints, ports, stats).
     Ctl(CtlArgs),
+    /// The VM information bulletin board: serve it, or read and change a running one.
+    Board(BoardArgs),
     /// Crash-test workload: commits numbered batches to a config database, printing
     /// each acknowledged generation.
     #[command(hide = true)]
@@ -90,13 +100,27 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Ctl(args) => return switchyard::control::cli::main(args),
+        Command::Board(args) => return switchyard::board::cli::main(args),
         Command::StoreStress { database, batches } => store_stress(&database, batches),
         Command::Run { config, stats_json } => run(&config, stats_json.as_deref()),
-        Command::Bench { scenario, seconds, testpmd, json, churn, upgrades, units, plot } => match Scenario::named(&scenario) {
-            Ok(scenario) => bench::run(&BenchOptions { scenario, seconds, testpmd, json, churn, upgrades, units, plot })
+        Command::Bench { scenario, seconds, testpmd, json, churn, upgrades, units, plot, updates, watchers } => {
+            match Scenario::named(&scenario) {
+                Ok(scenario) => bench::run(&BenchOptions {
+                    scenario,
+                    seconds,
+                    testpmd,
+                    json,
+                    churn,
+                    upgrades,
+                    units,
+                    plot,
+                    updates,
+                    watchers,
+                })
                 .map_err(|message| Failure { code: 1, message }),
-            Err(message) => Err(Failure { code: 2, message }),
-        },
+                Err(message) => Err(Failure { code: 2, message }),
+            }
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

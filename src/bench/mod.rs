@@ -4,8 +4,10 @@
 //! (`net_pcap ... infinite_rx=1`) and sink (`net_null ... no-rx=1`): dpdk-testpmd
 //! in io and macswap modes, then switchyard. Every ratio comes from one run, so
 //! machine speed and noise cancel out as far as they can. The `upgrade`
-//! scenario (upgrade.rs) measures loss and output gaps instead.
+//! scenario (upgrade.rs) measures loss and output gaps instead, and the `board`
+//! scenario (board.rs) the bulletin board's propagation latency, without EAL.
 
+mod board;
 mod churn;
 mod plot;
 mod scenario;
@@ -46,6 +48,10 @@ pub struct BenchOptions {
     pub units: Option<PathBuf>,
     /// `upgrade` scenario: where the throughput plot (SVG) goes.
     pub plot: PathBuf,
+    /// `board` scenario: record updates to make, one after another.
+    pub updates: u32,
+    /// `board` scenario: watchers following the board.
+    pub watchers: u32,
 }
 
 /// One measured forwarder.
@@ -87,6 +93,7 @@ pub fn run(options: &BenchOptions) -> Result<(), String> {
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let result = match options.scenario {
         Scenario::Upgrade => upgrade::run(options, &dir),
+        Scenario::Board => board::run(options, &dir),
         _ => measure_all(options, &dir).and_then(|report| write_json(options.json.as_deref(), &report)),
     };
     let _ = std::fs::remove_dir_all(&dir);

@@ -40,11 +40,20 @@ pub enum Scenario {
     /// L2Switch's traffic while the switching unit is upgraded again and again
     /// (issue 4; measured by `upgrade.rs`, not against testpmd).
     Upgrade,
+    /// No packets: how fast a record update on the bulletin board reaches every
+    /// watcher (issue 5; measured by `board.rs`, without EAL or testpmd).
+    Board,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 5] =
-        [Scenario::Forward, Scenario::L2Switch, Scenario::VxlanEncap, Scenario::VxlanDecap, Scenario::Upgrade];
+    pub const ALL: [Scenario; 6] = [
+        Scenario::Forward,
+        Scenario::L2Switch,
+        Scenario::VxlanEncap,
+        Scenario::VxlanDecap,
+        Scenario::Upgrade,
+        Scenario::Board,
+    ];
 
     pub fn named(name: &str) -> Result<Scenario, String> {
         Self::ALL.into_iter().find(|s| s.name() == name).ok_or_else(|| {
@@ -60,6 +69,7 @@ impl Scenario {
             Scenario::VxlanEncap => "vxlan-encap",
             Scenario::VxlanDecap => "vxlan-decap",
             Scenario::Upgrade => "upgrade",
+            Scenario::Board => "board",
         }
     }
 
@@ -70,6 +80,7 @@ impl Scenario {
             Scenario::VxlanEncap => "64-byte IPv4/UDP frames, 1000 flows, vRouter VM port to uplink, VXLAN-encapsulated (114 bytes out)",
             Scenario::VxlanDecap => "114-byte VXLAN frames carrying 64-byte IPv4/UDP, 1000 flows, vRouter uplink to VM port",
             Scenario::Upgrade => "64-byte IPv4/UDP frames, 1000 flows, vRouter L2 switching VM port to VM port in one VNI while the switching unit is upgraded",
+            Scenario::Board => "bulletin-board record updates, one after another, followed by long-polling watchers",
         }
     }
 
@@ -81,10 +92,11 @@ impl Scenario {
         }
     }
 
-    /// The upgrade scenario judges loss and output gaps, not a rate ratio.
+    /// The upgrade scenario judges loss and output gaps, the board scenario
+    /// propagation latency: not a rate ratio.
     pub fn testpmd_modes(self) -> &'static [&'static str] {
         match self {
-            Scenario::Upgrade => &[],
+            Scenario::Upgrade | Scenario::Board => &[],
             _ => &["io", "macswap"],
         }
     }
@@ -99,6 +111,8 @@ impl Scenario {
             // Upgrade runs no testpmd; the ratio is its traffic's.
             Scenario::L2Switch | Scenario::Upgrade => 0.5,
             Scenario::VxlanEncap | Scenario::VxlanDecap => 0.4,
+            // No packets, no testpmd: nothing to compare.
+            Scenario::Board => 0.0,
         }
     }
 
@@ -113,6 +127,8 @@ impl Scenario {
             Scenario::L2Switch | Scenario::Upgrade => format!("[[port]]\n{generator}\nrole = \"vm\"\n[[port]]\n{sink}\nrole = \"vm\"\n"),
             Scenario::VxlanEncap => format!("[[port]]\n{generator}\nrole = \"vm\"\n[[port]]\n{sink}\nrole = \"uplink\"\n{vtep}\n"),
             Scenario::VxlanDecap => format!("[[port]]\n{generator}\nrole = \"uplink\"\n{vtep}\n[[port]]\n{sink}\nrole = \"vm\"\n"),
+            // The board bench starts no data plane.
+            Scenario::Board => String::new(),
         }
     }
 
@@ -132,7 +148,7 @@ impl Scenario {
         };
         let port = |name: &str| PortNetwork { port: name.into(), vni: VNI };
         match self.traffic() {
-            Scenario::Forward => {}
+            Scenario::Forward | Scenario::Board => {}
             Scenario::L2Switch | Scenario::Upgrade => {
                 config.ports = vec![port("generator"), port("sink")];
                 config.endpoints = vec![VmEndpoint { vni: VNI, mac: DST_MAC, ip: None, port: "sink".into() }];
@@ -241,7 +257,7 @@ mod tests {
         assert_eq!(Scenario::named("forward"), Ok(Scenario::Forward));
         assert_eq!(
             Scenario::named("fwd").unwrap_err(),
-            "unknown bench scenario \"fwd\" (known: forward, l2-switch, vxlan-encap, vxlan-decap, upgrade)"
+            "unknown bench scenario \"fwd\" (known: forward, l2-switch, vxlan-encap, vxlan-decap, upgrade, board)"
         );
     }
 }

@@ -53,4 +53,3 @@ impl TapVm {
         self.netns.ip(&["link", "set", &self.iface, "up"]);
     }
 }
-

@@ -1,0 +1,169 @@
+//! Serving the board on loopback TCP: the listener, the lease sweeper, and a
+//! clean stop. `serve` runs on the caller's tokio runtime (`switchyard board
+//! serve`); `BoardServer::start` gives it a thread of its own (the bench, tests).
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::oneshot;
+
+use super::http::{router, SharedBoard};
+use super::service::Board;
+use crate::store::unix_us;
+
+/// How often expired leases are released.
+pub const SWEEP_PERIOD: Duration = Duration::from_millis(100);
+/// How long a stop waits for requests in flight (watches end at once).
+const DRAIN: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(
+        "board: {0} is not a loopback address; the board has no authentication, so it listens only on 127.0.0.1 or ::1"
+    )]
+    NotLoopback(SocketAddr),
+    #[error("board: cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: io::Error },
+    #[error("board: cannot start its runtime: {0}")]
+    Runtime(io::Error),
+    #[error("board: the server failed: {0}")]
+    Serve(io::Error),
+}
+
+/// Binds `addr`, which must be a loopback address (port 0 picks a free port).
+pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, ServeError> {
+    if !addr.ip().is_loopback() {
+        return Err(ServeError::NotLoopback(addr));
+    }
+    let listener = std::net::TcpListener::bind(addr).map_err(|source| ServeError::Listen { addr, source })?;
+    listener.set_nonblocking(true).map_err(|source| ServeError::Listen { addr, source })?;
+    Ok(listener)
+}
+
+/// Serves `board` on `listener` until `stop` completes. Expired leases are
+/// released before the first request (a lock that ran out while the board was
+/// down) and then every `SWEEP_PERIOD`.
+pub async fn serve(
+    listener: std::net::TcpListener,
+    board: Board,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let listener = tokio::net::TcpListener::from_std(listener).map_err(ServeError::Serve)?;
+    let shared = SharedBoard::new(board);
+    let mut sweep_failure = None;
+    sweep(&shared, &mut sweep_failure).await;
+    let sweeper = tokio::spawn(sweep_forever(shared.clone(), sweep_failure));
+    let stopping = shared.clone();
+    let (drained, drain) = oneshot::channel::<()>();
+    let until_stopped = async move {
+        stop.await;
+        // Watches return what they have, so the drain below does not wait for them.
+        stopping.stop();
+        let _ = drained.send(());
+    };
+    let server = axum::serve(listener, router(shared)).with_graceful_shutdown(until_stopped);
+    let serving = tokio::spawn(async move { server.await });
+    let _ = drain.await;
+    let result = match tokio::time::timeout(DRAIN, serving).await {
+        Ok(Ok(result)) => result.map_err(ServeError::Serve),
+        Ok(Err(e)) => Err(ServeError::Serve(io::Error::other(e))),
+        Err(_) => {
+            log::warn!("board: requests still open after {DRAIN:?}; closing them");
+            Ok(())
+        }
+    };
+    sweeper.abort();
+    result
+}
+
+async fn sweep_forever(shared: Arc<SharedBoard>, mut last_failure: Option<String>) {
+    let mut tick = tokio::time::interval(SWEEP_PERIOD);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        sweep(&shared, &mut last_failure).await;
+    }
+}
+
+/// One `expire`; a failure is logged when it differs from the last one, not
+/// ten times a second.
+async fn sweep(shared: &Arc<SharedBoard>, last_failure: &mut Option<String>) {
+    let outcome = match shared.call(|board| board.expire(unix_us(SystemTime::now()))).await {
+        Ok(Ok(_)) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(e) => Some(e.body.error),
+    };
+    if let Some(failure) = &outcome {
+        if last_failure.as_ref() != Some(failure) {
+            log::error!("board: cannot release an expired lock: {failure}");
+        }
+    }
+    *last_failure = outcome;
+}
+
+/// A board served on a thread of its own; `shutdown` (or drop) stops it.
+pub struct BoardServer {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<Result<(), ServeError>>>,
+}
+
+impl BoardServer {
+    pub fn start(listen: SocketAddr, board: Board) -> Result<BoardServer, ServeError> {
+        let listener = bind(listen)?;
+        let addr = listener.local_addr().map_err(|source| ServeError::Listen { addr: listen, source })?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()
+            .map_err(ServeError::Runtime)?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("sy-board".into())
+            .spawn(move || {
+                // A dropped sender stops the server too.
+                let result = runtime.block_on(serve(listener, board, async move {
+                    let _ = stopped.await;
+                }));
+                runtime.shutdown_timeout(DRAIN);
+                result
+            })
+            .map_err(ServeError::Runtime)?;
+        Ok(BoardServer { addr, stop: Some(stop), thread: Some(thread) })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn shutdown(mut self) -> Result<(), ServeError> {
+        self.stop_now()
+    }
+
+    fn stop_now(&mut self) -> Result<(), ServeError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.thread.take().map(JoinHandle::join) {
+            None => Ok(()),
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(ServeError::Serve(io::Error::other("the board thread panicked"))),
+        }
+    }
+}
+
+impl Drop for BoardServer {
+    fn drop(&mut self) {
+        if let Err(e) = self.stop_now() {
+            log::error!("{e}");
+        }
+    }
+}
