@@ -14,6 +14,7 @@
 //! let handle = control::spawn(&config.control, store, runtime)?; // applies the database once, serves
 //! // ... drop(handle) stops the server and removes the socket
 //! ```
+mod address_migration;
 pub mod cli;
 pub mod client;
 mod core;
@@ -30,7 +31,10 @@ pub mod testing;
 mod tests;
 mod upgrade;
 
-pub use self::core::{Applied, Control, EndpointCreate, NetworkCreate, NetworkReplace, PortBind, RemoteCreate};
+pub use self::core::{
+    AddressMigrationNotify, Applied, Control, EndpointCreate, NetworkCreate, NetworkReplace, PortBind, RemoteCreate,
+};
+pub use address_migration::{ReportOutcome, ReportRecord, REPORTS_KEPT};
 pub use error::{ApiError, ErrorBody, ErrorKind};
 pub use monitor_runtime::MonitorRuntime;
 pub use queue::{RequestStatus, Submitted};

@@ -34,6 +34,11 @@ pub trait Runtime: Send + Sync + 'static {
     fn upgrade(&self, library: &Path, gate: &dyn ConfigGate) -> Result<UpgradeRecord, UpgradeRefused>;
     /// The units bound now, the upgrade running (if any) and the finished ones.
     fn upgrade_status(&self) -> Result<UpgradeStatus, UpgradeRefused>;
+    /// The address-migration reports VMs sent since the last call, as the
+    /// workers judged them (and answered the VMs), oldest first.
+    fn address_reports(&self) -> Vec<crate::rewrite::AddressReport> {
+        Vec::new()
+    }
 }
 
 /// One port of the switch as the data plane sees it (the TOML `[[port]]` list,

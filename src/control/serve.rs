@@ -17,6 +17,8 @@ use crate::store::{Store, StoreError};
 
 /// How long a stop waits for requests in flight before closing connections.
 const DRAIN: Duration = Duration::from_secs(2);
+/// How often the address-migration reports workers queued are applied.
+const REPORT_INTERVAL: Duration = Duration::from_millis(20);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
@@ -135,8 +137,9 @@ pub fn spawn(config: &ControlConfig, store: Store, runtime: Arc<dyn Runtime>) ->
         };
         let (stop, stopped) = oneshot::channel();
         let router = super::http::router(control.clone());
+        let reports = control.clone();
         let thread = std::thread::Builder::new().name("sy-control".into()).spawn(move || {
-            runtime.block_on(serve(unix, tcp, router, stopped));
+            runtime.block_on(serve(unix, tcp, router, reports, stopped));
             runtime.shutdown_timeout(DRAIN);
         })?;
         Ok::<_, io::Error>((stop, thread))
@@ -192,8 +195,21 @@ async fn serve(
     unix: tokio::net::UnixListener,
     tcp: Option<tokio::net::TcpListener>,
     router: axum::Router,
+    control: Arc<Control>,
     stopped: oneshot::Receiver<()>,
 ) {
+    // VM reports of address migrations, off the reactor thread like every change.
+    let reports = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(REPORT_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let control = control.clone();
+            if tokio::task::spawn_blocking(move || control.apply_address_reports()).await.is_err() {
+                log::error!("control: applying address-migration reports failed");
+            }
+        }
+    });
     let (drain, draining) = watch::channel(());
     let until_stop = |mut draining: watch::Receiver<()>| async move {
         let _ = draining.changed().await;
@@ -207,6 +223,7 @@ async fn serve(
     }
     // A dropped sender (handle gone without shutdown) stops the server too.
     let _ = stopped.await;
+    reports.abort();
     let _ = drain.send(());
     let finished = async {
         for server in servers {

@@ -1,9 +1,12 @@
 //! A worker's counters, and the sum over workers the control plane reports.
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
+use crossbeam::utils::CachePadded;
 use serde::Serialize;
 
 use crate::pipeline::{Counter, DropCounters, DropReason, PortCounters};
+use crate::rewrite::{RewriteCounters, RewriteTotals};
 
 /// Everything one worker counts: per port (indexed by port id) and per drop reason.
 #[derive(Debug)]
@@ -17,6 +20,8 @@ pub struct WorkerCounters {
     pub absorbed: Counter,
     /// The longest pause in this worker's output, for the upgrade bench.
     pub output_gap: OutputGap,
+    /// Written by this worker's address rewrite stages.
+    pub rewrite: Arc<CachePadded<RewriteCounters>>,
 }
 
 /// The longest time between two run-loop iterations that transmitted, since
@@ -65,6 +70,7 @@ impl WorkerCounters {
             made: Counter::default(),
             absorbed: Counter::default(),
             output_gap: OutputGap::default(),
+            rewrite: Arc::default(),
         }
     }
 }
@@ -89,6 +95,7 @@ pub struct Totals {
     pub drops: BTreeMap<&'static str, u64>,
     pub made: u64,
     pub absorbed: u64,
+    pub address_rewrite: RewriteTotals,
 }
 
 impl Totals {
@@ -96,6 +103,7 @@ impl Totals {
         let mut totals = Totals {
             ports: vec![PortTotals::default(); port_slots],
             drops: DropReason::ALL.iter().map(|r| (r.name(), 0)).collect(),
+            address_rewrite: RewriteTotals::new(),
             ..Totals::default()
         };
         for worker in workers {
@@ -112,6 +120,7 @@ impl Totals {
             }
             totals.made += worker.made.get();
             totals.absorbed += worker.absorbed.get();
+            totals.address_rewrite.add(&worker.rewrite);
         }
         totals
     }

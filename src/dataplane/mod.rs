@@ -26,6 +26,7 @@ use crate::config::{Config, PortConfig, PortRole};
 use crate::dpdk::{self, Eal, LcoreId, Mbuf, Mempool, Port, PortSetup, RxQueue, TxBuffer};
 use crate::overlay::{Underlay, UnitHost, UnitSetup, VmPort};
 use crate::pipeline::{PortId, QueueId};
+use crate::rewrite::{AddressMigrations, Direction, RewriteCounters, RewritePort};
 use crate::store::ConfigSnapshot;
 use crate::unit::{Side, UnitStage, UnitState};
 use crate::wire::MacAddr;
@@ -88,6 +89,7 @@ pub enum StopCause {
 pub struct Dataplane {
     stop: Arc<AtomicBool>,
     overlay: Option<Arc<UnitHost<Mbuf>>>,
+    address_migrations: Option<Arc<AddressMigrations>>,
     housekeeping: Option<std::thread::JoinHandle<()>>,
     workers: Vec<(LcoreId, Arc<CachePadded<WorkerCounters>>)>,
     running: bool,
@@ -168,39 +170,45 @@ impl Dataplane {
         let bindings: Vec<PortBinding> = ports.iter().map(|p| p.binding.clone()).collect();
         let stop = Arc::new(AtomicBool::new(false));
         let tsc_hz = eal.tsc_hz();
-        let overlay = match forwarding {
-            Forwarding::CrossConnect => None,
-            Forwarding::Overlay { config, ageing } => Some(Arc::new(UnitHost::new(unit_setup(&bindings, config, ageing)))),
+        let (overlay, address_migrations) = match forwarding {
+            Forwarding::CrossConnect => (None, None),
+            Forwarding::Overlay { config, ageing } => {
+                let migrations = Arc::new(AddressMigrations::new(&config, rewrite_ports(&bindings)));
+                (Some(Arc::new(UnitHost::new(unit_setup(&bindings, config, ageing)))), Some(migrations))
+            }
         };
-        let build_pipeline = |bindings: &[PortBinding]| match &overlay {
-            None => cross_connect_pipeline(bindings),
-            Some(host) => unit_pipeline(host, bindings, tsc_hz),
+        let build_pipeline = |bindings: &[PortBinding], counters: &WorkerCounters| match (&overlay, &address_migrations) {
+            (Some(host), Some(migrations)) => unit_pipeline(host, migrations, bindings, &counters.rewrite, tsc_hz),
+            _ => cross_connect_pipeline(bindings),
         };
         let mut plans: Vec<Worker> = config
             .dataplane
             .workers
             .iter()
             .enumerate()
-            .map(|(w, &lcore)| Worker {
-                lcore: LcoreId(lcore),
-                rx_queues: Vec::new(),
-                tx: (0..port_slots)
-                    .map(|slot| {
-                        bindings
-                            .iter()
-                            .any(|b| b.id.index() == slot)
-                            .then(|| TxBuffer::new(PortId(slot as u16), QueueId(w as u16)))
-                    })
-                    .collect(),
-                pipeline: build_pipeline(&bindings),
-                counters: Arc::new(CachePadded::new(WorkerCounters::new(port_slots))),
-                stop: stop.clone(),
-                idle: IdlePolicy {
-                    polls_before_sleep: config.dataplane.idle_polls_before_sleep,
-                    sleep: Duration::from_micros(u64::from(config.dataplane.idle_sleep_us)),
-                },
-                drain_cycles: tsc_hz * u64::from(config.dataplane.tx_drain_us) / 1_000_000,
-                sent: 0,
+            .map(|(w, &lcore)| {
+                let counters = Arc::new(CachePadded::new(WorkerCounters::new(port_slots)));
+                Worker {
+                    lcore: LcoreId(lcore),
+                    rx_queues: Vec::new(),
+                    tx: (0..port_slots)
+                        .map(|slot| {
+                            bindings
+                                .iter()
+                                .any(|b| b.id.index() == slot)
+                                .then(|| TxBuffer::new(PortId(slot as u16), QueueId(w as u16)))
+                        })
+                        .collect(),
+                    pipeline: build_pipeline(&bindings, &counters),
+                    counters,
+                    stop: stop.clone(),
+                    idle: IdlePolicy {
+                        polls_before_sleep: config.dataplane.idle_polls_before_sleep,
+                        sleep: Duration::from_micros(u64::from(config.dataplane.idle_sleep_us)),
+                    },
+                    drain_cycles: tsc_hz * u64::from(config.dataplane.tx_drain_us) / 1_000_000,
+                    sent: 0,
+                }
             })
             .collect();
         let queues = bindings.iter().map(|b| (b.id, b.config.rx_queues));
@@ -219,13 +227,14 @@ impl Dataplane {
             };
             log::info!("port[{index}] \"{name}\": link {}{waiting}", if link.up { "up" } else { "down" });
         }
-        let housekeeping = overlay.clone().map(|host| {
+        let housekeeping = overlay.clone().zip(address_migrations.clone()).map(|(host, migrations)| {
             let stop = stop.clone();
             std::thread::Builder::new()
                 .name("housekeeping".into())
                 .spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
                         host.housekeeping();
+                        migrations.reclaim();
                         std::thread::sleep(HOUSEKEEPING_INTERVAL);
                     }
                 })
@@ -234,6 +243,7 @@ impl Dataplane {
         let mut dataplane = Dataplane {
             stop,
             overlay,
+            address_migrations,
             housekeeping,
             workers: Vec::new(),
             running: true,
@@ -256,6 +266,11 @@ impl Dataplane {
         self.overlay.as_ref()
     }
 
+    /// The address migration tables, when the vRouter forwards.
+    pub fn address_migrations(&self) -> Option<&Arc<AddressMigrations>> {
+        self.address_migrations.as_ref()
+    }
+
     /// A read-only view for the control plane; drop it before the data plane.
     pub fn monitor(&self) -> Monitor {
         Monitor {
@@ -265,6 +280,7 @@ impl Dataplane {
             pool: self.pool.clone(),
             started_at: self.started_at,
             overlay: self.overlay.clone(),
+            address_migrations: self.address_migrations.clone(),
         }
     }
 
@@ -436,15 +452,36 @@ fn unit_setup(bindings: &[PortBinding], config: ConfigSnapshot, ageing: Duration
     UnitSetup { vm_ports, underlay, ageing_ms: ageing.as_millis() as u64, state: UnitState { config, ..UnitState::default() } }
 }
 
-/// A worker's stages with the switching unit: uplink ports use the uplink
-/// binding, every other port the VM-side one.
-fn unit_pipeline(host: &UnitHost<Mbuf>, bindings: &[PortBinding], tsc_hz: u64) -> Pipeline {
+/// A worker's stages with the switching unit (uplink ports use the uplink
+/// binding, every other port the VM-side one), and the address rewrite around
+/// it (issue 6): sources from VM ports before the unit switches or
+/// encapsulates, destinations after it chose a VM port (decapsulated).
+fn unit_pipeline(
+    host: &UnitHost<Mbuf>,
+    migrations: &AddressMigrations,
+    bindings: &[PortBinding],
+    rewrite_counters: &Arc<CachePadded<RewriteCounters>>,
+    tsc_hz: u64,
+) -> Pipeline {
     let slots = bindings.iter().map(|b| b.id.index() + 1).max().unwrap_or(0);
     let mut sides = vec![Side::Vm; slots];
     for b in bindings.iter().filter(|b| b.config.role == PortRole::Uplink) {
         sides[b.id.index()] = Side::Uplink;
     }
-    vec![Box::new(UnitStage::new(host.units().clone(), sides, tsc_hz))]
+    vec![
+        Box::new(migrations.stage(Direction::FromVm, rewrite_counters.clone())),
+        Box::new(UnitStage::new(host.units().clone(), sides, tsc_hz)),
+        Box::new(migrations.stage(Direction::ToVm, rewrite_counters.clone())),
+    ]
+}
+
+/// The VM-role ports, as the address rewrite knows them.
+fn rewrite_ports(bindings: &[PortBinding]) -> Vec<RewritePort> {
+    bindings
+        .iter()
+        .filter(|b| b.config.role == PortRole::Vm)
+        .map(|b| RewritePort { name: b.config.name.clone(), id: b.id, mac: b.mac })
+        .collect()
 }
 
 /// The foundation's pipeline: each port's `forward_to` as a cross-connect.

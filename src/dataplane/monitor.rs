@@ -8,6 +8,7 @@ use crossbeam::utils::CachePadded;
 use super::{PortBinding, PortSummary, Summary, Totals, WorkerCounters};
 use crate::dpdk::{self, LcoreId, Mbuf, Mempool};
 use crate::overlay::UnitHost;
+use crate::rewrite::AddressMigrations;
 
 /// Cloneable and shareable across threads. Drop every clone before the
 /// `Dataplane` (it holds the mempool, which must go before the EAL).
@@ -19,6 +20,7 @@ pub struct Monitor {
     pub(super) pool: Arc<Mempool>,
     pub(super) started_at: Instant,
     pub(super) overlay: Option<Arc<UnitHost<Mbuf>>>,
+    pub(super) address_migrations: Option<Arc<AddressMigrations>>,
 }
 
 impl Monitor {
@@ -52,5 +54,10 @@ impl Monitor {
     /// The vRouter units, when the vRouter forwards.
     pub fn overlay(&self) -> Option<&Arc<UnitHost<Mbuf>>> {
         self.overlay.as_ref()
+    }
+
+    /// The address migration tables, when the vRouter forwards.
+    pub fn address_migrations(&self) -> Option<&Arc<AddressMigrations>> {
+        self.address_migrations.as_ref()
     }
 }

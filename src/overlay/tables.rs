@@ -9,7 +9,7 @@ use rustc_hash::FxHashMap;
 
 use crate::config::VtepConfig;
 use crate::pipeline::PortId;
-use crate::store::{ConfigSnapshot, Vni};
+use crate::store::{ConfigSnapshot, VmEndpoint, Vni};
 use crate::unit::Location;
 use crate::wire::MacAddr;
 
@@ -126,6 +126,21 @@ impl VRouterTables {
                 tables.arp.insert(ip_key(remote.vni, ip), remote.mac);
             }
         }
+        // Address migrations (issue 6): ARP for a migrated VM's primary IP is
+        // answered on its behalf, with the MAC of the VM endpoint on its port that
+        // has the post-migration IP, else of the port's only VM endpoint.
+        for m in &config.address_migrations {
+            let in_network = port_id(&m.port).is_some_and(|id| tables.port_vni.get(id.index()) == Some(&Some(m.vni)));
+            let (Some(post), true) = (m.post_migration_ip, in_network) else { continue };
+            let on_port: Vec<&VmEndpoint> = config.endpoints.iter().filter(|e| e.vni == m.vni && e.port == m.port).collect();
+            let owner = on_port.iter().find(|e| e.ip == Some(post)).or(match on_port.as_slice() {
+                [only] => Some(only),
+                _ => None,
+            });
+            if let Some(owner) = owner {
+                tables.arp.entry(ip_key(m.vni, m.primary_ip)).or_insert(owner.mac);
+            }
+        }
         tables.configured_macs = config.endpoints.len() + config.remotes.len();
         tables
     }
@@ -185,6 +200,7 @@ mod tests {
             endpoints: vec![VmEndpoint { vni: 100, mac: mac(10), ip: Some(Ipv4Addr::new(10, 0, 0, 10)), port: "vm0".into() }],
             remotes: vec![RemoteEndpoint { vni: 100, mac: mac(20), ip: None, vtep: Ipv4Addr::new(192, 0, 2, 2) }],
             ports: vec![PortNetwork { port: "vm1".into(), vni: 100 }, PortNetwork { port: "gone".into(), vni: 100 }],
+            address_migrations: vec![],
         };
         let vm_ports = [VmPort { name: "vm0".into(), id: PortId(0) }, VmPort { name: "vm1".into(), id: PortId(2) }];
         let mut learned = Learned::default();
