@@ -145,10 +145,7 @@ pub(super) fn validate(p: &mut Problems, raw: RawRecords, ports: &[Spanned<RawPo
         let vni = network_exists(p, &raw.vni, &at("vni"));
         let primary = address(p, &raw.primary_ip, &at("primary_ip"));
         let post = match &raw.post_migration_ip {
-            Some(text) => match address(p, text, &at("post_migration_ip")) {
-                Some(ip) => Some(Some(ip)),
-                None => None,
-            },
+            Some(text) => address(p, text, &at("post_migration_ip")).map(Some),
             None => Some(None),
         };
         let port_name = raw.port.get_ref();

@@ -130,7 +130,7 @@ impl Control {
             match status {
                 ReportStatus::InEffect => return Ok((vec![], None, 200)),
                 ReportStatus::Accepted => {}
-                _ => return Err(refused(format!("{}: {why}", status.text()))),
+                _ => return Err(refused(format!("{why} (the configuration changed after the switch accepted it)"))),
             }
             let Some(vni) = current.port_vni(&report.port) else { return Err(refused("the port left its network".into())) };
             let entry = AddressMigration {
@@ -140,7 +140,7 @@ impl Control {
                 port: report.port.clone(),
                 source: MigrationSource::VmReport,
             };
-            check_address_migration(current, &entry).map_err(|p| refused(format!("refused: {}", p.problem)))?;
+            check_address_migration(current, &entry).map_err(|p| refused(p.problem))?;
             Ok((vec![Change::PutAddressMigration(entry.clone())], Some(entry), 200))
         });
         match applied {

@@ -220,4 +220,42 @@ mod tests {
         assert_eq!(tables.arp_answer(101, Ipv4Addr::new(10, 0, 0, 10)), None);
         assert_eq!(tables.sizes()[1], ("macs", 3));
     }
+
+    #[test]
+    fn arp_for_a_migrated_vms_primary_ip_is_answered_with_its_mac() {
+        use crate::store::{AddressMigration, MigrationSource};
+        let ip = |last: u8| Ipv4Addr::new(10, 2, 0, last);
+        let migration = |primary: u8, post: Option<Ipv4Addr>, port: &str| AddressMigration {
+            vni: 100,
+            primary_ip: Ipv4Addr::new(10, 1, 0, primary),
+            post_migration_ip: post,
+            port: port.into(),
+            source: MigrationSource::Notification,
+        };
+        let config = ConfigSnapshot {
+            networks: vec![Network { vni: 100, name: "blue".into(), flood_vteps: vec![] }],
+            endpoints: vec![
+                VmEndpoint { vni: 100, mac: mac(10), ip: Some(ip(5)), port: "vm0".into() },
+                VmEndpoint { vni: 100, mac: mac(11), ip: None, port: "vm0".into() },
+                VmEndpoint { vni: 100, mac: mac(12), ip: None, port: "vm1".into() },
+            ],
+            address_migrations: vec![
+                migration(5, Some(ip(5)), "vm0"), // the endpoint with the post-migration IP
+                migration(6, Some(ip(6)), "vm1"), // the port's only endpoint
+                migration(7, None, "vm1"),        // registered only
+                migration(8, Some(ip(8)), "vm2"), // no endpoint to take the MAC from
+            ],
+            ..ConfigSnapshot::default()
+        };
+        let vm_ports = [
+            VmPort { name: "vm0".into(), id: PortId(0) },
+            VmPort { name: "vm1".into(), id: PortId(1) },
+            VmPort { name: "vm2".into(), id: PortId(2) },
+        ];
+        let tables = VRouterTables::build(&config, &Learned::default(), &vm_ports, None);
+        assert_eq!(tables.arp_answer(100, Ipv4Addr::new(10, 1, 0, 5)), Some(mac(10)));
+        assert_eq!(tables.arp_answer(100, Ipv4Addr::new(10, 1, 0, 6)), Some(mac(12)));
+        assert_eq!(tables.arp_answer(100, Ipv4Addr::new(10, 1, 0, 7)), None);
+        assert_eq!(tables.arp_answer(100, Ipv4Addr::new(10, 1, 0, 8)), None);
+    }
 }

@@ -47,7 +47,7 @@ impl AddressRewrite {
 
     /// VM -> network: reports and ARP for the report address are answered,
     /// sources rewritten.
-    fn from_vm<P: PacketBuf>(&self, burst: &mut Burst<P>) {
+    fn leaving_vm<P: PacketBuf>(&self, burst: &mut Burst<P>) {
         let table = &*self.current;
         let port = burst.in_port();
         let Some(vm_port) = table.vm_port(port).copied() else { return };
@@ -127,7 +127,7 @@ impl AddressRewrite {
 
     /// Network -> VM: destinations rewritten on every packet (received or
     /// made) the unit sends to a VM port with an active migration.
-    fn to_vm<P: PacketBuf>(&self, burst: &mut Burst<P>) {
+    fn entering_vm<P: PacketBuf>(&self, burst: &mut Burst<P>) {
         let table = &*self.current;
         let rewrite = |packet: &mut P, verdict: &mut Verdict| {
             let Verdict::Forward(out) = *verdict else { return };
@@ -166,8 +166,8 @@ impl<P: PacketBuf> Stage<P> for AddressRewrite {
             return;
         }
         match self.direction {
-            Direction::FromVm => self.from_vm(burst),
-            Direction::ToVm => self.to_vm(burst),
+            Direction::FromVm => self.leaving_vm(burst),
+            Direction::ToVm => self.entering_vm(burst),
         }
     }
 
