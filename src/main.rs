@@ -32,7 +32,7 @@ enum Command {
     /// Measure forwarding against dpdk-testpmd (io, macswap) in the same run, or
     /// (scenario upgrade) loss and output gaps while the switching unit is upgraded.
     Bench {
-        /// One of: forward, l2-switch, vxlan-encap, vxlan-decap, upgrade.
+        /// One of: forward, l2-switch, vxlan-encap, vxlan-decap, upgrade, migration-rewrite.
         #[arg(long)]
         scenario: String,
         /// Measuring time per run.

@@ -6,15 +6,16 @@
 //! pings 10.1.0.5 and holds a TCP connection to it, data checked end to end.
 //! VM B then tries to claim A's addresses, from its own port: both reports are
 //! refused with a clear error, and the table does not change. Removing the
-//! migration stops the rewrite. Root only; namespaces and the switch are
-//! removed even when the test fails.
+//! migration stops the rewrite. A second testbed does the same across VXLAN,
+//! with the peer behind the Linux kernel's VXLAN device. Root only; namespaces
+//! and the switch are removed even when the test fails.
 mod common;
 
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::netns::Netns;
+use common::netns::{run, unique_name, Netns};
 use common::switch::RunningSwitch;
 use common::tap::TapVm;
 use common::*;
@@ -199,6 +200,9 @@ fn a_peer_keeps_talking_to_the_primary_ip_and_other_vms_cannot_claim_it() {
     assert_eq!(refused[1]["error"], "the primary IP 10.1.0.5 is registered for port vm0, not vm2");
     assert_eq!(migrations(&socket), table, "the table is unchanged");
     assert_eq!(ok(&["config"])["generation"], generation, "nothing was committed");
+    let shown = ctl(&socket, &["address-migration", "reports"]);
+    println!("$ switchyard ctl address-migration list\n{}", String::from_utf8_lossy(&ctl(&socket, &["address-migration", "list"]).stdout));
+    println!("$ switchyard ctl address-migration reports\n{}", String::from_utf8_lossy(&shown.stdout));
     let metrics = String::from_utf8(ctl(&socket, &["metrics"]).stdout).unwrap();
     for line in [
         "switchyard_address_reports_total{status=\"accepted\"} 1",
@@ -225,5 +229,77 @@ fn a_peer_keeps_talking_to_the_primary_ip_and_other_vms_cannot_claim_it() {
     assert!(stats["address_rewrite"]["from_vm"].as_u64().unwrap() > 100, "{}", stats["address_rewrite"]);
     for (reason, count) in stats["drops"].as_object().unwrap() {
         assert!(count == 0 || reason == "tx_refused", "{reason}: {count}; {}", stats["drops"]);
+    }
+}
+
+/// A veth pair with `inner` (MTU `mtu`, `address`) in `netns`, `outer` up in the
+/// root namespace, offloads off inside (AF_PACKET hands the switch exactly
+/// what the kernel sent).
+fn veth(netns: &Netns, outer: &str, inner: &str, address: &str, mtu: &str) {
+    run(&["ip", "link", "add", outer, "type", "veth", "peer", "name", inner, "netns", &netns.name]);
+    run(&["ip", "link", "set", outer, "up"]);
+    netns.ip(&["link", "set", inner, "mtu", mtu, "up"]);
+    netns.ip(&["addr", "add", address, "dev", inner]);
+    run(&["ip", "netns", "exec", &netns.name, "ethtool", "-K", inner, "tx", "off", "tso", "off", "gso", "off"]);
+}
+
+#[test]
+fn a_peer_behind_the_kernel_vxlan_device_reaches_the_primary_ip() {
+    let (vm, kernel) = (Netns::new(&unique_name("mv")), Netns::new(&unique_name("mk")));
+    let (vm_port, uplink_port) = (unique_name("mvo"), unique_name("muo"));
+    // The VM lives at its post-migration IP; the old network stays on-link.
+    veth(&vm, &vm_port, "eth0", &format!("{POST}/24"), "1450");
+    vm.ip(&["link", "set", "eth0", "address", "02:00:00:0a:00:01"]);
+    vm.ip(&["route", "add", "10.1.0.0/24", "dev", "eth0"]);
+    // The peer, in the VM's old network, behind the kernel VTEP.
+    veth(&kernel, &uplink_port, "ul0", "192.0.2.2/24", "1500");
+    kernel.ip(&["link", "add", "vx100", "type", "vxlan", "id", "100", "local", "192.0.2.2", "remote", "192.0.2.1", "dstport", "4789", "dev", "ul0"]);
+    kernel.ip(&["addr", "add", "10.1.0.1/24", "dev", "vx100"]);
+    kernel.ip(&["link", "set", "vx100", "up"]);
+    run(&["ip", "netns", "exec", &kernel.name, "ethtool", "-K", "vx100", "tx", "off", "tso", "off", "gso", "off"]);
+
+    let dir = scratch("address_migration_vxlan_testbed");
+    let socket = std::env::temp_dir().join(format!("{vm_port}.sock"));
+    let config = format!(
+        "{ONE_WORKER}[control]\nsocket = \"{}\"\ndatabase = \"{}/config.redb\"\n\
+         [[port]]\nname = \"vm0\"\ndevargs = \"net_af_packet0,iface={vm_port}\"\nrole = \"vm\"\nvni = 100\n\
+         [[port]]\nname = \"uplink\"\ndevargs = \"net_af_packet1,iface={uplink_port}\"\nrole = \"uplink\"\naddress = \"192.0.2.1/24\"\n\
+         [[network]]\nvni = 100\nname = \"interop\"\nflood_vteps = [\"192.0.2.2\"]\n\
+         [[endpoint]]\nvni = 100\nmac = \"02:00:00:0a:00:01\"\nip = \"{POST}\"\nport = \"vm0\"\n",
+        socket.display(),
+        dir.display()
+    );
+    let mut switch = RunningSwitch::start(&dir, &config);
+    switch.wait_until_running();
+    // The network control system's notification.
+    let entry = ctl_json(&socket, &["address-migration", "add", "--vni", "100", "--primary", PRIMARY, "--post", POST, "--port", "vm0"]);
+    assert_eq!(entry["source"], "notification");
+
+    // The kernel's ARP for the primary IP crosses the tunnel, reaches the VM as
+    // one for its own address, and its answer comes back for the primary IP.
+    let ping = kernel.ping(PRIMARY, 20);
+    assert!(ping.contains("20 packets transmitted, 20 received, 0% packet loss"), "{ping}");
+    let big = kernel.exec(&["ping", "-c", "5", "-i", "0.05", "-W", "1", "-s", "1372", PRIMARY]).output().unwrap();
+    assert!(String::from_utf8_lossy(&big.stdout).contains("5 received"), "{}", String::from_utf8_lossy(&big.stdout));
+    let server = Running(Some(
+        vm.exec(&["python3", "-u", "-c", ECHO_SERVER]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap(),
+    ));
+    let (connected, client) = python(&kernel, ECHO_CLIENT, &[PRIMARY]);
+    assert!(connected, "TCP over VXLAN to the primary IP: {client}");
+    assert_eq!(client, format!("{PRIMARY} {}", 20 * 65536));
+    let server = server.wait_with_output();
+    assert_eq!(String::from_utf8_lossy(&server.stdout).trim(), format!("{POST} 10.1.0.1"));
+    let neighbours = kernel.exec(&["ip", "neigh", "show", PRIMARY]).output().unwrap();
+    assert!(String::from_utf8_lossy(&neighbours.stdout).contains("02:00:00:0a:00:01"), "answered by the VM itself");
+
+    let exit = switch.stop();
+    let stats = exit.stats;
+    assert_eq!(stats["unaccounted"], 0);
+    assert!(stats["address_rewrite"]["to_vm"].as_u64().unwrap() > 100, "{}", stats["address_rewrite"]);
+    // As in tests/vxlan_interop.rs: frames sent before the kernel VTEP's MAC was
+    // resolved, and the kernel's IPv6 chatter on the underlay.
+    let allowed = ["next_hop_unresolved", "uplink_not_overlay"];
+    for (reason, count) in stats["drops"].as_object().unwrap() {
+        assert!(count == 0 || allowed.contains(&reason.as_str()), "{reason}: {count}; {}", stats["drops"]);
     }
 }
