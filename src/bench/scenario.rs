@@ -11,7 +11,7 @@ use pcap_file::pcap::{PcapPacket, PcapWriter};
 use crate::dataplane::{Forwarding, DEFAULT_MAC_AGEING};
 use crate::overlay::{encapsulate, Tunnel};
 use crate::pipeline::{BytesPacket, PacketBuf};
-use crate::store::{AddressMigration, ConfigSnapshot, MigrationSource, Network, PortNetwork, RemoteEndpoint, VmEndpoint};
+use crate::store::{AddressMigration, ConfigSnapshot, AddressMigrationSource, Network, PortNetwork, RemoteEndpoint, VmEndpoint};
 use crate::wire::ethernet::ethertype;
 use crate::wire::{ipv4, EthernetFrame, Ipv4Packet, MacAddr, UdpDatagram};
 
@@ -189,7 +189,7 @@ fn migrations() -> Vec<AddressMigration> {
         primary_ip: primary,
         post_migration_ip: Some(post),
         port: port.into(),
-        source: MigrationSource::Notification,
+        source: AddressMigrationSource::Notification,
     };
     let mut all: Vec<AddressMigration> = (0..FLOWS)
         .map(|flow| {

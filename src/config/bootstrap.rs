@@ -8,10 +8,10 @@ use toml::Spanned;
 use super::raw::{RawAddressMigration, RawEndpoint, RawNetwork, RawPort, RawRemote};
 use super::{PortRole, Problems};
 use crate::store::rules::{
-    check_address_migration, check_endpoint_mac, check_migration_ips, check_network_name, check_unicast_ipv4, check_vni,
+    check_address_migration, check_endpoint_mac, check_address_migration_ips, check_network_name, check_unicast_ipv4, check_vni,
 };
 use crate::store::{
-    AddressMigration, ConfigSnapshot, MigrationSource, Network, PortNetwork, RemoteEndpoint, VmEndpoint, Vni,
+    AddressMigration, ConfigSnapshot, AddressMigrationSource, Network, PortNetwork, RemoteEndpoint, VmEndpoint, Vni,
 };
 use crate::wire::MacAddr;
 
@@ -167,7 +167,7 @@ pub(super) fn validate(p: &mut Problems, raw: RawRecords, ports: &[Spanned<RawPo
             "post_migration_ip" => raw.post_migration_ip.as_ref().map_or(raw.primary_ip.span().start, |f| f.span().start),
             _ => raw.primary_ip.span().start,
         };
-        if let Err((field, problem)) = check_migration_ips(primary, post) {
+        if let Err((field, problem)) = check_address_migration_ips(primary, post) {
             p.at(span(field), at(field), problem);
             continue;
         }
@@ -180,7 +180,7 @@ pub(super) fn validate(p: &mut Problems, raw: RawRecords, ports: &[Spanned<RawPo
             primary_ip: primary,
             post_migration_ip: post,
             port: port_name.clone(),
-            source: MigrationSource::Notification,
+            source: AddressMigrationSource::Notification,
         };
         match check_address_migration(&snapshot, &entry) {
             Err(problem) => p.at(span(problem.field), at(problem.field), problem.problem),

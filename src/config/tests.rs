@@ -1,5 +1,5 @@
 use super::*;
-use crate::store::{AddressMigration, MigrationSource, Network, PortNetwork, RemoteEndpoint, VmEndpoint};
+use crate::store::{AddressMigration, AddressMigrationSource, Network, PortNetwork, RemoteEndpoint, VmEndpoint};
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -192,7 +192,7 @@ port = "vm0"
                 primary_ip: Ipv4Addr::new(10, 1, 0, 5),
                 post_migration_ip: Some(Ipv4Addr::new(10, 2, 0, 5)),
                 port: "vm0".into(),
-                source: MigrationSource::Notification,
+                source: AddressMigrationSource::Notification,
             }],
         },
     };

@@ -2,7 +2,7 @@
 //! each report on their table version and answer the VM at once; here the
 //! control plane takes what they queued, judges the accepted ones again on the
 //! committed configuration (it may have changed since), commits and applies
-//! them like any change, and keeps the last `REPORTS_KEPT` reports with what
+//! them like any change, and keeps the last `ADDRESS_REPORTS_KEPT` reports with what
 //! became of them for `GET /v1/address-migrations/reports`.
 use std::net::Ipv4Addr;
 use std::sync::PoisonError;
@@ -12,16 +12,16 @@ use serde::{Deserialize, Serialize};
 use super::core::Control;
 use crate::rewrite::AddressReport;
 use crate::store::rules::{check_address_migration, judge_report};
-use crate::store::{unix_us, AddressMigration, Change, MigrationSource};
+use crate::store::{unix_us, AddressMigration, Change, AddressMigrationSource};
 use crate::wire::{MacAddr, ReportStatus};
 
 /// How many reports the log keeps.
-pub const REPORTS_KEPT: usize = 100;
+pub const ADDRESS_REPORTS_KEPT: usize = 100;
 
 /// What became of a report.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum ReportOutcome {
+pub enum AddressReportOutcome {
     /// Committed and applied: the switch rewrites by it now.
     Applied,
     /// The table already said so.
@@ -33,7 +33,7 @@ pub enum ReportOutcome {
 
 /// One report in the log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReportRecord {
+pub struct AddressReportRecord {
     /// When the control plane took it (microseconds since the Unix epoch).
     pub unix_us: u64,
     pub port: String,
@@ -44,7 +44,7 @@ pub struct ReportRecord {
     pub post_migration_ip: Ipv4Addr,
     /// The status the VM was answered with.
     pub status: String,
-    pub outcome: ReportOutcome,
+    pub outcome: AddressReportOutcome,
     /// Applied: the generation it made.
     pub generation: Option<u64>,
     /// Refused: why, naming the records involved.
@@ -65,15 +65,15 @@ impl Control {
         for report in &reports {
             let record = self.apply_address_report(report);
             match record.outcome {
-                ReportOutcome::Applied => log::info!(
+                AddressReportOutcome::Applied => log::info!(
                     "control: VM report on port {}: {} now lives at {} (generation {})",
                     record.port,
                     record.primary_ip,
                     record.post_migration_ip,
                     record.generation.unwrap_or(0)
                 ),
-                ReportOutcome::InEffect => {}
-                ReportOutcome::Refused => log::warn!(
+                AddressReportOutcome::InEffect => {}
+                AddressReportOutcome::Refused => log::warn!(
                     "control: VM report on port {} from {} ({} -> {}) refused: {}",
                     record.port,
                     record.source_mac,
@@ -83,7 +83,7 @@ impl Control {
                 ),
             }
             let mut log = self.address_reports.lock().unwrap_or_else(PoisonError::into_inner);
-            if log.len() == REPORTS_KEPT {
+            if log.len() == ADDRESS_REPORTS_KEPT {
                 log.pop_front();
             }
             log.push_back(record);
@@ -93,12 +93,12 @@ impl Control {
     }
 
     /// The last reports, oldest first.
-    pub fn address_report_log(&self) -> Vec<ReportRecord> {
+    pub fn address_report_log(&self) -> Vec<AddressReportRecord> {
         self.address_reports.lock().unwrap_or_else(PoisonError::into_inner).iter().cloned().collect()
     }
 
-    fn apply_address_report(&self, report: &AddressReport) -> ReportRecord {
-        let mut record = ReportRecord {
+    fn apply_address_report(&self, report: &AddressReport) -> AddressReportRecord {
+        let mut record = AddressReportRecord {
             unix_us: unix_us(std::time::SystemTime::now()),
             port: report.port.clone(),
             source_mac: report.source_mac,
@@ -107,7 +107,7 @@ impl Control {
             primary_ip: report.primary_ip,
             post_migration_ip: report.post_migration_ip,
             status: report.status.name().to_string(),
-            outcome: ReportOutcome::Refused,
+            outcome: AddressReportOutcome::Refused,
             generation: None,
             error: None,
         };
@@ -138,15 +138,15 @@ impl Control {
                 primary_ip: primary,
                 post_migration_ip: Some(post),
                 port: report.port.clone(),
-                source: MigrationSource::VmReport,
+                source: AddressMigrationSource::VmReport,
             };
             check_address_migration(current, &entry).map_err(|p| refused(p.problem))?;
             Ok((vec![Change::PutAddressMigration(entry.clone())], Some(entry), 200))
         });
         match applied {
-            Ok(applied) if applied.body.as_deref() == Some("null") => record.outcome = ReportOutcome::InEffect,
+            Ok(applied) if applied.body.as_deref() == Some("null") => record.outcome = AddressReportOutcome::InEffect,
             Ok(applied) => {
-                record.outcome = ReportOutcome::Applied;
+                record.outcome = AddressReportOutcome::Applied;
                 record.generation = Some(applied.generation);
             }
             Err(e) => record.error = Some(e.message().to_string()),

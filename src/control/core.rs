@@ -14,11 +14,11 @@ use super::request::ConfigRequest;
 use super::runtime::{PortStatus, Runtime};
 use crate::config::PortRole;
 use crate::store::rules::{
-    check_address_migration, check_endpoint_mac, check_flood_vteps, check_migration_ips, check_network_name,
+    check_address_migration, check_endpoint_mac, check_flood_vteps, check_address_migration_ips, check_network_name,
     check_unicast_ipv4, check_vni,
 };
 use crate::store::{
-    AddressMigration, Change, ConfigSnapshot, MigrationSource, Network, PortNetwork, RemoteEndpoint, RequestOutcome,
+    AddressMigration, Change, ConfigSnapshot, AddressMigrationSource, Network, PortNetwork, RemoteEndpoint, RequestOutcome,
     Store, StoreError, VmEndpoint, Vni,
 };
 use crate::wire::MacAddr;
@@ -139,7 +139,7 @@ pub struct Control {
     /// never wait for a commit's fsync or for the runtime.
     current: Mutex<Arc<ConfigSnapshot>>,
     /// The last VM reports and what became of them (`address_migration.rs`).
-    pub(super) address_reports: Mutex<std::collections::VecDeque<super::address_migration::ReportRecord>>,
+    pub(super) address_reports: Mutex<std::collections::VecDeque<super::address_migration::AddressReportRecord>>,
 }
 
 impl Control {
@@ -331,7 +331,7 @@ impl Control {
                 let primary_ip = parse_ipv4("primary_ip", &body.primary_ip)?;
                 let post_migration_ip =
                     body.post_migration_ip.as_deref().map(|ip| parse_ipv4("post_migration_ip", ip)).transpose()?;
-                check_migration_ips(primary_ip, post_migration_ip)
+                check_address_migration_ips(primary_ip, post_migration_ip)
                     .map_err(|(field, problem)| ApiError::bad_request(field, problem))?;
                 match self.runtime.ports().iter().find(|p| p.name == body.port) {
                     None => {
@@ -349,7 +349,7 @@ impl Control {
                     primary_ip,
                     post_migration_ip,
                     port: body.port.clone(),
-                    source: MigrationSource::Notification,
+                    source: AddressMigrationSource::Notification,
                 })
             }
             ConfigRequest::DeleteAddressMigration { vni, primary_ip } => {

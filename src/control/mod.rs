@@ -34,7 +34,7 @@ mod upgrade;
 pub use self::core::{
     AddressMigrationNotify, Applied, Control, EndpointCreate, NetworkCreate, NetworkReplace, PortBind, RemoteCreate,
 };
-pub use address_migration::{ReportOutcome, ReportRecord, REPORTS_KEPT};
+pub use address_migration::{AddressReportOutcome, AddressReportRecord, ADDRESS_REPORTS_KEPT};
 pub use error::{ApiError, ErrorBody, ErrorKind};
 pub use monitor_runtime::MonitorRuntime;
 pub use queue::{RequestStatus, Submitted};

@@ -6,7 +6,7 @@ use super::http::parse_json;
 use super::testing::FakeRuntime;
 use super::*;
 use crate::store::{
-    AddressMigration, ConfigSnapshot, MigrationSource, Network, RemoteEndpoint, RequestState, Store, VmEndpoint,
+    AddressMigration, ConfigSnapshot, AddressMigrationSource, Network, RemoteEndpoint, RequestState, Store, VmEndpoint,
 };
 use crate::upgrade::{ConfigGate, Outcome, Resumed, UpgradeRefused};
 
@@ -851,7 +851,7 @@ fn notify(vni: i64, primary: &str, post: Option<&str>, port: &str) -> AddressMig
     AddressMigrationNotify { vni, primary_ip: primary.into(), post_migration_ip: post.map(str::to_string), port: port.into() }
 }
 
-fn migration(primary: [u8; 4], post: Option<[u8; 4]>, port: &str, source: MigrationSource) -> AddressMigration {
+fn migration(primary: [u8; 4], post: Option<[u8; 4]>, port: &str, source: AddressMigrationSource) -> AddressMigration {
     AddressMigration {
         vni: 100,
         primary_ip: primary.into(),
@@ -867,13 +867,13 @@ fn address_migrations_are_notified_replaced_listed_and_removed() {
     let c = &s.control;
     let created = c.execute(ConfigRequest::NotifyAddressMigration(notify(100, "10.1.0.5", None, "vm0"))).unwrap();
     assert_eq!(created.status, 201);
-    assert_eq!(c.address_migrations(), [migration([10, 1, 0, 5], None, "vm0", MigrationSource::Notification)]);
+    assert_eq!(c.address_migrations(), [migration([10, 1, 0, 5], None, "vm0", AddressMigrationSource::Notification)]);
     // The same primary IP again replaces its entry (200); the same content again commits nothing.
     let replaced = c.execute(ConfigRequest::NotifyAddressMigration(notify(100, "10.1.0.5", Some("10.2.0.5"), "vm0"))).unwrap();
     assert_eq!((replaced.status, replaced.generation), (200, created.generation + 1));
     let again = c.execute(ConfigRequest::NotifyAddressMigration(notify(100, "10.1.0.5", Some("10.2.0.5"), "vm0"))).unwrap();
     assert_eq!((again.status, again.generation), (200, replaced.generation));
-    let entry = migration([10, 1, 0, 5], Some([10, 2, 0, 5]), "vm0", MigrationSource::Notification);
+    let entry = migration([10, 1, 0, 5], Some([10, 2, 0, 5]), "vm0", AddressMigrationSource::Notification);
     assert_eq!(c.address_migration("100", "10.1.0.5").unwrap(), entry);
     assert_eq!(s.applied().last().unwrap().address_migrations, std::slice::from_ref(&entry), "handed to the data plane");
     assert_eq!(c.store().snapshot().unwrap().address_migrations, [entry]);
@@ -939,9 +939,9 @@ fn accepted_vm_reports_are_applied_and_every_report_is_logged() {
     fake.push_address_report(report("vm0", [10, 2, 0, 5], [10, 1, 0, 77], [10, 2, 0, 5], ReportStatus::Accepted));
     assert_eq!(c.apply_address_reports(), 3);
     assert_eq!(c.snapshot().generation, before + 1, "one commit");
-    assert_eq!(c.address_migrations(), [migration([10, 1, 0, 5], Some([10, 2, 0, 5]), "vm0", MigrationSource::VmReport)]);
+    assert_eq!(c.address_migrations(), [migration([10, 1, 0, 5], Some([10, 2, 0, 5]), "vm0", AddressMigrationSource::VmReport)]);
     let log = c.address_report_log();
-    assert_eq!(log.iter().map(|r| r.outcome).collect::<Vec<_>>(), [ReportOutcome::Applied, ReportOutcome::Refused, ReportOutcome::Refused]);
+    assert_eq!(log.iter().map(|r| r.outcome).collect::<Vec<_>>(), [AddressReportOutcome::Applied, AddressReportOutcome::Refused, AddressReportOutcome::Refused]);
     assert_eq!(log[0].generation, Some(before + 1));
     assert_eq!(log[1].status, "post_migration_ip_on_other_port");
     assert_eq!(log[1].error.as_deref(), Some("the post-migration IP 10.2.0.5 is bound to port vm0, not vm1"));
@@ -953,7 +953,7 @@ fn accepted_vm_reports_are_applied_and_every_report_is_logged() {
     fake.push_address_report(report("vm0", [10, 2, 0, 5], [10, 1, 0, 5], [10, 2, 0, 5], ReportStatus::Accepted));
     c.apply_address_reports();
     assert_eq!(c.snapshot().generation, before + 1);
-    assert_eq!(c.address_report_log().last().unwrap().outcome, ReportOutcome::InEffect);
+    assert_eq!(c.address_report_log().last().unwrap().outcome, AddressReportOutcome::InEffect);
 }
 
 #[test]

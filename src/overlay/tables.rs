@@ -223,14 +223,14 @@ mod tests {
 
     #[test]
     fn arp_for_a_migrated_vms_primary_ip_is_answered_with_its_mac() {
-        use crate::store::{AddressMigration, MigrationSource};
+        use crate::store::{AddressMigration, AddressMigrationSource};
         let ip = |last: u8| Ipv4Addr::new(10, 2, 0, last);
         let migration = |primary: u8, post: Option<Ipv4Addr>, port: &str| AddressMigration {
             vni: 100,
             primary_ip: Ipv4Addr::new(10, 1, 0, primary),
             post_migration_ip: post,
             port: port.into(),
-            source: MigrationSource::Notification,
+            source: AddressMigrationSource::Notification,
         };
         let config = ConfigSnapshot {
             networks: vec![Network { vni: 100, name: "blue".into(), flood_vteps: vec![] }],

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use super::counters::RewriteCounters;
 use super::report::ReportQueue;
 use super::stage::AddressRewrite;
-use super::table::{AddressMigrationTable, MigrationRecord, VmPortRecord, ABSENT_PORT};
+use super::table::{AddressMigrationTable, AddressMigrationRecord, VmPortRecord, ABSENT_PORT};
 use super::translate::Direction;
 use crate::pipeline::PortId;
 use crate::store::ConfigSnapshot;
@@ -117,10 +117,10 @@ impl AddressMigrations {
 /// The table for `config` on these ports.
 pub fn build(config: &ConfigSnapshot, ports: &[RewritePort]) -> AddressMigrationTable {
     let id = |name: &str| ports.iter().find(|p| p.name == name).map_or(ABSENT_PORT, |p| p.id);
-    let records: Vec<MigrationRecord> = config
+    let records: Vec<AddressMigrationRecord> = config
         .address_migrations
         .iter()
-        .map(|m| MigrationRecord { vni: m.vni, primary: m.primary_ip, post: m.post_migration_ip, port: id(&m.port) })
+        .map(|m| AddressMigrationRecord { vni: m.vni, primary: m.primary_ip, post: m.post_migration_ip, port: id(&m.port) })
         .collect();
     let bound: Vec<(u32, Ipv4Addr, PortId)> =
         config.endpoints.iter().filter_map(|e| Some((e.vni, e.ip?, id(&e.port)))).collect();

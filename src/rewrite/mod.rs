@@ -27,5 +27,5 @@ pub use control::{build, AddressMigrations, AddressReport, RewritePort};
 pub use counters::{RewriteCounters, RewriteTotals};
 pub use report::{ReportEvent, ReportQueue};
 pub use stage::AddressRewrite;
-pub use table::{AddressMap, AddressMigrationTable, MigrationRecord, PortRewrites, VmPortRecord};
+pub use table::{AddressMap, AddressMigrationTable, AddressMigrationRecord, PortRewrites, VmPortRecord};
 pub use translate::{rewrite_frame, Direction, Rewritten};

@@ -48,7 +48,7 @@ pub struct PortRewrites {
 /// An address migration as the table takes it (the port resolved to its id,
 /// `ABSENT_PORT` if the switch has no such port).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MigrationRecord {
+pub struct AddressMigrationRecord {
     pub vni: u32,
     pub primary: Ipv4Addr,
     pub post: Option<Ipv4Addr>,
@@ -89,7 +89,7 @@ impl AddressMigrationTable {
     /// `bound` lists (VNI, IP, port) of every VM endpoint with an IP. A
     /// migration rewrites only while its port is in its network and its
     /// post-migration IP is known.
-    pub fn build(generation: u64, records: &[MigrationRecord], bound: &[(u32, Ipv4Addr, PortId)], vm_ports: &[VmPortRecord]) -> Self {
+    pub fn build(generation: u64, records: &[AddressMigrationRecord], bound: &[(u32, Ipv4Addr, PortId)], vm_ports: &[VmPortRecord]) -> Self {
         let slots = vm_ports.iter().map(|p| p.id.index() + 1).max().unwrap_or(0);
         let mut table = AddressMigrationTable {
             generation,

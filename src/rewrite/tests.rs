@@ -12,7 +12,7 @@ use crossbeam::utils::CachePadded;
 use super::*;
 use crate::pipeline::{Burst, BytesPacket, DropReason, PacketBuf, PortId, Stage, Verdict};
 use crate::store::rules::judge_report;
-use crate::store::{AddressMigration, ConfigSnapshot, MigrationSource, Network, PortNetwork, VmEndpoint};
+use crate::store::{AddressMigration, ConfigSnapshot, AddressMigrationSource, Network, PortNetwork, VmEndpoint};
 use crate::wire::address_report::{kind, REPORT_ADDRESS, REPORT_PORT};
 use crate::wire::checksum::{checksum, Checksum};
 use crate::wire::test_util::{fuzz, XorShift};
@@ -465,14 +465,14 @@ fn config(post: Option<[u8; 4]>) -> ConfigSnapshot {
                 primary_ip: PRIMARY.into(),
                 post_migration_ip: post.map(Ipv4Addr::from),
                 port: "vm0".into(),
-                source: MigrationSource::Notification,
+                source: AddressMigrationSource::Notification,
             },
             AddressMigration {
                 vni: 100,
                 primary_ip: [10, 1, 0, 6].into(),
                 post_migration_ip: None,
                 port: "vm1".into(),
-                source: MigrationSource::Notification,
+                source: AddressMigrationSource::Notification,
             },
         ],
     }

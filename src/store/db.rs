@@ -46,7 +46,7 @@ fn mac_key(vni: Vni, mac: MacAddr) -> String {
     format!("{vni:08}/{mac}")
 }
 
-fn migration_key(vni: Vni, primary_ip: Ipv4Addr) -> String {
+fn address_migration_key(vni: Vni, primary_ip: Ipv4Addr) -> String {
     format!("{vni:08}/{:08x}", primary_ip.to_bits())
 }
 
@@ -273,11 +273,11 @@ impl Store {
                         self.delete(&mut ports, port, || format!("the network binding of port {port}"))?
                     }
                     Change::PutAddressMigration(m) => {
-                        self.put(&mut migrations, &migration_key(m.vni, m.primary_ip), m)?
+                        self.put(&mut migrations, &address_migration_key(m.vni, m.primary_ip), m)?
                     }
                     Change::DeleteAddressMigration { vni, primary_ip } => self.delete(
                         &mut migrations,
-                        &migration_key(*vni, *primary_ip),
+                        &address_migration_key(*vni, *primary_ip),
                         || format!("the address migration of {primary_ip} in VNI {vni}"),
                     )?,
                 }
@@ -341,7 +341,7 @@ impl Store {
             }
             let mut migrations = txn.open_table(ADDRESS_MIGRATIONS).map_err(|e| self.db_error(e))?;
             for m in &seed.address_migrations {
-                self.put(&mut migrations, &migration_key(m.vni, m.primary_ip), m)?;
+                self.put(&mut migrations, &address_migration_key(m.vni, m.primary_ip), m)?;
             }
         }
         self.commit_durably(txn)?;

@@ -16,6 +16,6 @@ mod tests;
 pub use change::Change;
 pub use db::{Store, StoreError, SCHEMA_VERSION};
 pub use model::{
-    AddressMigration, ConfigSnapshot, MigrationSource, Network, PortNetwork, RemoteEndpoint, VmEndpoint, Vni, VNI_MAX,
+    AddressMigration, ConfigSnapshot, AddressMigrationSource, Network, PortNetwork, RemoteEndpoint, VmEndpoint, Vni, VNI_MAX,
 };
 pub use requests::{unix_us, RequestOutcome, RequestRecord, RequestState, FINISHED_KEPT};

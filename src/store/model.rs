@@ -56,7 +56,7 @@ pub struct PortNetwork {
 /// Who set an address migration's post-migration IP.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum MigrationSource {
+pub enum AddressMigrationSource {
     /// The network control system: the API, the CLI or the TOML bootstrap.
     #[default]
     Notification,
@@ -78,7 +78,7 @@ pub struct AddressMigration {
     /// The VM-role port the VM is attached to.
     pub port: String,
     #[serde(default)]
-    pub source: MigrationSource,
+    pub source: AddressMigrationSource,
 }
 
 /// Everything the database holds, as one consistent version.

@@ -76,7 +76,7 @@ pub fn check_flood_vteps(vteps: &[Ipv4Addr]) -> Result<(), (usize, String)> {
 
 /// The addresses of an address migration on their own: unicast, not the report
 /// address, and two different ones. The error names the field at fault.
-pub fn check_migration_ips(primary: Ipv4Addr, post: Option<Ipv4Addr>) -> Result<(), (&'static str, String)> {
+pub fn check_address_migration_ips(primary: Ipv4Addr, post: Option<Ipv4Addr>) -> Result<(), (&'static str, String)> {
     for (field, ip) in [("primary_ip", Some(primary)), ("post_migration_ip", post)] {
         let Some(ip) = ip else { continue };
         check_unicast_ipv4(ip).map_err(|problem| (field, problem))?;
@@ -94,7 +94,7 @@ pub fn check_migration_ips(primary: Ipv4Addr, post: Option<Ipv4Addr>) -> Result<
 /// the problem, and whether it is a clash with other records (a conflict) or a
 /// mistake in the request itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MigrationProblem {
+pub struct AddressMigrationProblem {
     pub field: &'static str,
     pub problem: String,
     pub conflict: bool,
@@ -105,11 +105,11 @@ pub struct MigrationProblem {
 /// addresses is another migration's address or another port's VM endpoint's
 /// (a rewrite would take that VM's traffic). Both the API and the TOML
 /// bootstrap check with this; that the network and the port exist is theirs.
-pub fn check_address_migration(config: &ConfigSnapshot, entry: &AddressMigration) -> Result<(), MigrationProblem> {
-    let clash = |field, problem| Err(MigrationProblem { field, problem, conflict: true });
+pub fn check_address_migration(config: &ConfigSnapshot, entry: &AddressMigration) -> Result<(), AddressMigrationProblem> {
+    let clash = |field, problem| Err(AddressMigrationProblem { field, problem, conflict: true });
     if let Some(vni) = config.port_vni(&entry.port).filter(|vni| *vni != entry.vni) {
         let problem = format!("port {} is in network {vni}, not {}", entry.port, entry.vni);
-        return Err(MigrationProblem { field: "port", problem, conflict: false });
+        return Err(AddressMigrationProblem { field: "port", problem, conflict: false });
     }
     let others = config.address_migrations.iter().filter(|m| m.vni == entry.vni && m.primary_ip != entry.primary_ip);
     for other in others {

@@ -25,7 +25,7 @@ fn migration(vni: Vni, primary: [u8; 4], post: Option<[u8; 4]>) -> AddressMigrat
         primary_ip: Ipv4Addr::from(primary),
         post_migration_ip: post.map(Ipv4Addr::from),
         port: "vm0".into(),
-        source: MigrationSource::Notification,
+        source: AddressMigrationSource::Notification,
     }
 }
 
@@ -397,7 +397,7 @@ fn address_migrations_round_trip_in_address_order() {
             Change::PutAddressMigration(migration(7, [10, 9, 0, 1], Some([10, 8, 0, 1]))),
         ],
         vec![Change::PutAddressMigration(AddressMigration {
-            source: MigrationSource::VmReport,
+            source: AddressMigrationSource::VmReport,
             ..migration(100, [10, 1, 0, 5], Some([10, 2, 0, 5]))
         })],
         vec![Change::DeleteAddressMigration { vni: 7, primary_ip: Ipv4Addr::new(10, 9, 0, 1) }],
@@ -410,7 +410,7 @@ fn address_migrations_round_trip_in_address_order() {
     }
     let primaries: Vec<Ipv4Addr> = memory.address_migrations.iter().map(|m| m.primary_ip).collect();
     assert_eq!(primaries, [Ipv4Addr::new(10, 1, 0, 5), Ipv4Addr::new(10, 1, 0, 20)]);
-    assert_eq!(memory.address_migrations[0].source, MigrationSource::VmReport);
+    assert_eq!(memory.address_migrations[0].source, AddressMigrationSource::VmReport);
     let gone = store.commit(&[Change::DeleteAddressMigration { vni: 7, primary_ip: Ipv4Addr::new(10, 9, 0, 1) }]);
     assert_eq!(
         gone.unwrap_err().to_string(),
