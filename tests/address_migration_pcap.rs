@@ -278,9 +278,11 @@ fn every_direction_and_case_is_rewritten_with_valid_checksums() {
     let mut ihl_4 = ipv4(PEER, PRIMARY, UDP, 0, &udp(PEER, PRIMARY, (1, 2), b"x", true));
     ihl_4[0] = 0x44;
     let short_quote = ipv4(PEER, PRIMARY, ICMP, 0, &icmp(3, 1, &a_udp(PRIMARY)[..10]));
+    // A first fragment too short to hold the TCP checksum (RFC 1858).
+    let tiny_fragment = ipv4(PEER, PRIMARY, TCP, 0x2000, &tcp(PEER, PRIMARY, &[0; 32])[..8]);
     let mut vm1_in = peer_in(PRIMARY);
     vm1_in.push(arp(MacAddr::BROADCAST, 1, (VM_B, PEER), (MacAddr::ZERO, PRIMARY)));
-    vm1_in.extend([frame(VM_A, VM_B, truncated_udp), frame(VM_A, VM_B, ihl_4), frame(VM_A, VM_B, short_quote)]);
+    vm1_in.extend([truncated_udp, ihl_4, short_quote, tiny_fragment].map(|ip| frame(VM_A, VM_B, ip)));
     let uplink_in: Vec<Vec<u8>> = remote_in(PRIMARY).iter().map(|f| vxlan(f)).collect();
     let mut vm0_in = a_out(POST);
     vm0_in.extend([
@@ -348,10 +350,15 @@ fn every_direction_and_case_is_rewritten_with_valid_checksums() {
     }
 
     let stats = &out.stats;
-    for reason in ["rewrite_truncated_l4", "rewrite_malformed_ipv4", "rewrite_malformed_icmp_error", "malformed_address_report"] {
-        assert_eq!(stats["drops"][reason], 1, "{reason}: {}", stats["drops"]);
+    for (reason, count) in [
+        ("rewrite_truncated_l4", 2),
+        ("rewrite_malformed_ipv4", 1),
+        ("rewrite_malformed_icmp_error", 1),
+        ("malformed_address_report", 1),
+    ] {
+        assert_eq!(stats["drops"][reason], count, "{reason}: {}", stats["drops"]);
     }
-    assert_eq!(stats["dropped"], 4, "{}", stats["drops"]);
+    assert_eq!(stats["dropped"], 5, "{}", stats["drops"]);
     assert_eq!((stats["made"].as_u64(), stats["absorbed"].as_u64()), (Some(2), Some(2)), "replies made, report and ARP absorbed");
     let rewrite = &stats["address_rewrite"];
     assert_eq!(rewrite["to_vm"], 10, "{rewrite}"); // 4 from the peer, 5 over VXLAN, the ARP reply
