@@ -10,6 +10,7 @@ use std::sync::PoisonError;
 use serde::{Deserialize, Serialize};
 
 use super::core::Control;
+use super::error::ApiError;
 use crate::rewrite::AddressReport;
 use crate::store::rules::{check_address_migration, judge_report};
 use crate::store::{unix_us, AddressMigration, Change, AddressMigrationSource};
@@ -124,15 +125,22 @@ impl Control {
             return record;
         }
         let (primary, post) = (report.primary_ip, report.post_migration_ip);
+        let mut in_effect = false;
+        // Judged again on the committed configuration, under the writers' turn.
         let applied = self.change_with_status(None, |current| {
-            let refused = |why: String| super::error::ApiError::conflict("post_migration_ip", why);
+            let refused = |why: String| ApiError::conflict("post_migration_ip", why);
             let (status, why) = judge_report(current, &report.port, report.source_ip, primary, post);
             match status {
-                ReportStatus::InEffect => return Ok((vec![], None, 200)),
+                ReportStatus::InEffect => {
+                    in_effect = true;
+                    return Ok((vec![], (), 200));
+                }
                 ReportStatus::Accepted => {}
                 _ => return Err(refused(format!("{why} (the configuration changed after the switch accepted it)"))),
             }
-            let Some(vni) = current.port_vni(&report.port) else { return Err(refused("the port left its network".into())) };
+            let Some(vni) = current.port_vni(&report.port) else {
+                return Err(refused(format!("port {} left its network", report.port)));
+            };
             let entry = AddressMigration {
                 vni,
                 primary_ip: primary,
@@ -141,10 +149,10 @@ impl Control {
                 source: AddressMigrationSource::VmReport,
             };
             check_address_migration(current, &entry).map_err(|p| refused(p.problem))?;
-            Ok((vec![Change::PutAddressMigration(entry.clone())], Some(entry), 200))
+            Ok((vec![Change::PutAddressMigration(entry)], (), 200))
         });
         match applied {
-            Ok(applied) if applied.body.as_deref() == Some("null") => record.outcome = AddressReportOutcome::InEffect,
+            Ok(_) if in_effect => record.outcome = AddressReportOutcome::InEffect,
             Ok(applied) => {
                 record.outcome = AddressReportOutcome::Applied;
                 record.generation = Some(applied.generation);
