@@ -6,6 +6,7 @@
 //! became of them for `GET /v1/address-migrations/reports`.
 use std::net::Ipv4Addr;
 use std::sync::PoisonError;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +19,8 @@ use crate::wire::{MacAddr, ReportStatus};
 
 /// How many reports the log keeps.
 pub const ADDRESS_REPORTS_KEPT: usize = 100;
+/// Refused reports are logged at most this often (all are kept in the report log).
+const WARNING_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What became of a report.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,6 +66,7 @@ impl Control {
             return 0;
         }
         let reports = self.runtime().address_reports();
+        let mut last_warning = *self.report_warned.lock().unwrap_or_else(PoisonError::into_inner);
         for report in &reports {
             let record = self.apply_address_report(report);
             match record.outcome {
@@ -74,14 +78,19 @@ impl Control {
                     record.generation.unwrap_or(0)
                 ),
                 AddressReportOutcome::InEffect => {}
-                AddressReportOutcome::Refused => log::warn!(
-                    "control: VM report on port {} from {} ({} -> {}) refused: {}",
-                    record.port,
-                    record.source_mac,
-                    record.primary_ip,
-                    record.post_migration_ip,
-                    record.error.as_deref().unwrap_or("")
-                ),
+                // A VM repeating refused reports must not flood the log: one a second.
+                AddressReportOutcome::Refused if last_warning.is_some_and(|at| at.elapsed() < WARNING_INTERVAL) => {}
+                AddressReportOutcome::Refused => {
+                    last_warning = Some(Instant::now());
+                    log::warn!(
+                        "control: VM report on port {} from {} ({} -> {}) refused: {}",
+                        record.port,
+                        record.source_mac,
+                        record.primary_ip,
+                        record.post_migration_ip,
+                        record.error.as_deref().unwrap_or("")
+                    )
+                }
             }
             let mut log = self.address_reports.lock().unwrap_or_else(PoisonError::into_inner);
             if log.len() == ADDRESS_REPORTS_KEPT {
@@ -89,6 +98,7 @@ impl Control {
             }
             log.push_back(record);
         }
+        *self.report_warned.lock().unwrap_or_else(PoisonError::into_inner) = last_warning;
         drop(paused);
         reports.len()
     }

@@ -140,6 +140,8 @@ pub struct Control {
     current: Mutex<Arc<ConfigSnapshot>>,
     /// The last VM reports and what became of them (`address_migration.rs`).
     pub(super) address_reports: Mutex<std::collections::VecDeque<super::address_migration::AddressReportRecord>>,
+    /// When a refused report was last logged.
+    pub(super) report_warned: Mutex<Option<std::time::Instant>>,
 }
 
 impl Control {
@@ -156,6 +158,7 @@ impl Control {
             writer: Mutex::new(()),
             current: Mutex::new(snapshot),
             address_reports: Mutex::default(),
+            report_warned: Mutex::default(),
         };
         control.apply_left_over_queue()?;
         Ok(control)
