@@ -67,6 +67,7 @@ bench: build
 	$(SWITCHYARD) bench --scenario l2-switch --seconds 5 --churn 1000
 	$(SWITCHYARD) bench --scenario vxlan-encap --seconds 5
 	$(SWITCHYARD) bench --scenario vxlan-decap --seconds 5
+	$(SWITCHYARD) bench --scenario migration-rewrite --seconds 5
 	$(SWITCHYARD) bench --scenario upgrade --upgrades 100
 	$(SWITCHYARD) bench --scenario board --updates 1000 --watchers 3
 	$(CARGO) bench --bench wire

@@ -1,7 +1,11 @@
 //! Stages on a burst of byte-vector packets, without EAL: ns per packet of the
 //! work a stage adds (`cargo bench --bench stages`).
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use switchyard::pipeline::{Burst, BytesPacket, PortId, Stage, BURST_SIZE};
+use std::sync::Arc;
+
+use switchyard::bench::Scenario;
+use switchyard::pipeline::{Burst, BytesPacket, PortId, Stage, Verdict, BURST_SIZE};
+use switchyard::rewrite::{AddressMigrations, Direction, RewritePort};
 use switchyard::wire::MacAddr;
 use switchyard::xconnect::{CrossConnect, Route};
 
@@ -26,5 +30,46 @@ fn cross_connect(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, cross_connect);
+/// The `migration-rewrite` bench's table (1001 address migrations): a burst
+/// from the generator port, each packet's source a post-migration IP, through
+/// the from-VM stage, then forwarded to the sink and through the to-VM stage.
+fn address_rewrite(c: &mut Criterion) {
+    let ports = vec![
+        RewritePort { name: "generator".into(), id: PortId(0), mac: MacAddr([2, 0, 0, 0, 0, 1]) },
+        RewritePort { name: "sink".into(), id: PortId(1), mac: MacAddr([2, 0, 0, 0, 0, 2]) },
+    ];
+    let migrations = AddressMigrations::new(&Scenario::MigrationRewrite.overlay_config(), ports);
+    let counters = Arc::default();
+    let mut from_vm = migrations.stage(Direction::FromVm, Arc::clone(&counters));
+    let mut to_vm = migrations.stage(Direction::ToVm, counters);
+    let burst = || {
+        let mut burst = Burst::new(PortId(0));
+        for i in 0..BURST_SIZE as u8 {
+            let mut frame = vec![0u8; 60];
+            frame[12..14].copy_from_slice(&[0x08, 0x00]);
+            frame[14..24].copy_from_slice(&[0x45, 0, 0, 46, 0, 0, 0x40, 0, 64, 17]);
+            frame[26..30].copy_from_slice(&[10, 0, 0, i]);
+            frame[30..34].copy_from_slice(&[10, 1, 0, 1]);
+            frame[34..42].copy_from_slice(&[4, 0, 15, 160, 0, 26, 0x12, 0x34]);
+            let _ = burst.push(BytesPacket::new(&frame));
+        }
+        burst
+    };
+    let mut group = c.benchmark_group("stage");
+    group.throughput(Throughput::Elements(BURST_SIZE as u64));
+    group.bench_function("address_rewrite_both_directions_burst_of_32", |b| {
+        b.iter_batched_ref(
+            burst,
+            |burst| {
+                from_vm.process(black_box(&mut *burst));
+                burst.decide_all(Verdict::Forward(PortId(1)));
+                to_vm.process(burst);
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, cross_connect, address_rewrite);
 criterion_main!(benches);

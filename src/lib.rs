@@ -2,7 +2,7 @@
 //!
 //! Floors, bottom up (a module never imports one above it):
 //! `wire`; `pipeline`, `dpdk`, `store`, `config` (builds `store` records from the TOML);
-//! feature modules (`xconnect`, `board`); `dataplane`; `bench`, `control`; `main.rs`.
+//! feature modules (`xconnect`, `overlay`, `rewrite`, `migration`, `board`); `dataplane`; `bench`, `control`; `main.rs`.
 //! Raw pointers and FFI live only in `dpdk` (and the `dpdk-ffi` crate): the Rust
 //! lint against them is denied crate-wide in Cargo.toml and allowed there alone.
 
@@ -17,6 +17,7 @@ pub mod dpdk;
 pub mod migration;
 pub mod overlay;
 pub mod pipeline;
+pub mod rewrite;
 pub mod store;
 pub mod telemetry;
 pub mod unit;

@@ -35,7 +35,7 @@ enum Command {
     /// (scenario upgrade) loss and output gaps while the switching unit is upgraded,
     /// or (scenario board) how fast the bulletin board reaches its watchers.
     Bench {
-        /// One of: forward, l2-switch, vxlan-encap, vxlan-decap, upgrade, board.
+        /// One of: forward, l2-switch, vxlan-encap, vxlan-decap, upgrade, board, migration-rewrite.
         #[arg(long)]
         scenario: String,
         /// Measuring time per run.

@@ -111,7 +111,10 @@ fn bad_command_line_is_exit_code_2() {
     assert_eq!(out.status.code(), Some(2));
     let out = switchyard().args(["bench", "--scenario", "nope", "--seconds", "1"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert_eq!(stderr_lines(&out), ["switchyard: unknown bench scenario \"nope\" (known: forward, l2-switch, vxlan-encap, vxlan-decap, upgrade, board)"]);
+    assert_eq!(
+        stderr_lines(&out),
+        ["switchyard: unknown bench scenario \"nope\" (known: forward, l2-switch, vxlan-encap, vxlan-decap, upgrade, board, migration-rewrite)"]
+    );
 }
 
 #[test]

@@ -855,3 +855,51 @@ fn ctl_upgrade_prints_each_step_and_changes_meanwhile_are_queued() {
         (1, "switchyard ctl: there is no request 77 (the outcomes of the last 1000 are kept) (field: id)\n")
     );
 }
+
+#[tokio::test]
+async fn address_migrations_over_the_api_and_ctl() {
+    let server = Server::start();
+    let client = server.client();
+    populate(&client).await;
+    let body = json!({"vni": 100, "primary_ip": "10.1.0.5", "port": "vm0"});
+    let reply = client.send(Method::POST, "/v1/address-migrations", Some("application/json"), body.to_string().into_bytes()).await.unwrap();
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    let entry = json!({"vni": 100, "primary_ip": "10.1.0.5", "post_migration_ip": null, "port": "vm0", "source": "notification"});
+    assert_eq!(reply.json().unwrap(), entry);
+    // A notification for the same primary IP replaces the entry: 200.
+    let body = json!({"vni": 100, "primary_ip": "10.1.0.5", "post_migration_ip": "10.2.0.5", "port": "vm0"});
+    let reply = client.send(Method::POST, "/v1/address-migrations", Some("application/json"), body.to_string().into_bytes()).await.unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(client.get("/v1/address-migrations/100/10.1.0.5").await.unwrap()["post_migration_ip"], "10.2.0.5");
+    assert_eq!(client.get("/v1/config").await.unwrap()["address_migrations"][0]["port"], "vm0");
+    assert_eq!(server.fake.last_applied().unwrap().address_migrations.len(), 1, "applied to the data plane");
+    assert_eq!(client.get("/v1/address-migrations/reports").await.unwrap(), json!([]));
+
+    let bad = |body: Value| body.to_string();
+    for (body, status, field) in [
+        (bad(json!({"vni": 100, "primary_ip": "10.1.0.6", "port": "vm0", "mac": "x"})), 400, "mac"),
+        (bad(json!({"vni": 100, "primary_ip": 5, "port": "vm0"})), 400, "primary_ip"),
+        (bad(json!({"vni": 100, "primary_ip": "10.1.0.6", "post_migration_ip": "10.2.0.5", "port": "vm1"})), 409, "post_migration_ip"),
+        (bad(json!({"vni": 100, "primary_ip": "10.1.0.6", "port": "uplink0"})), 400, "port"),
+    ] {
+        let (got, got_field, message) = refused(&client, Method::POST, "/v1/address-migrations", Some("application/json"), &body).await;
+        assert_eq!((got, got_field), (status, json!(field)), "{message}");
+    }
+    let (status, field, _) = refused(&client, Method::GET, "/v1/address-migrations/100/10.9.9.9", None, "").await;
+    assert_eq!((status, field), (404, json!("primary_ip")));
+
+    let (code, out, err) = server.ctl(&["address-migration", "list"]);
+    assert_eq!((code, err.as_str()), (0, ""));
+    assert_eq!(out, "VNI  PRIMARY_IP  POST_MIGRATION_IP  PORT  SOURCE\n100  10.1.0.5    10.2.0.5           vm0   notification\n");
+    let (code, out, _) = server.ctl(&["address-migration", "add", "--vni", "100", "--primary", "10.1.0.7", "--port", "vm1"]);
+    assert_eq!((code, out.lines().nth(1)), (0, Some("100  10.1.0.7    -                  vm1   notification")));
+    let (code, _, err) = server.ctl(&["address-migration", "add", "--vni", "100", "--primary", "10.1.0.8", "--post", "10.2.0.5", "--port", "vm1"]);
+    assert_eq!(code, 1);
+    assert_eq!(err, "switchyard ctl: 10.2.0.5 is already the post-migration IP of the address migration of 10.1.0.5 (field: post_migration_ip)\n");
+    let (code, out, _) = server.ctl(&["address-migration", "delete", "100", "10.1.0.7"]);
+    assert_eq!((code, out.as_str()), (0, "deleted the address migration of 10.1.0.7 in network 100\n"));
+    let (_, out, _) = server.ctl(&["config"]);
+    assert!(out.contains("address migrations\nVNI  PRIMARY_IP  POST_MIGRATION_IP  PORT  SOURCE\n100  10.1.0.5"), "{out}");
+    let (code, out, _) = server.ctl(&["address-migration", "reports"]);
+    assert_eq!((code, out.as_str()), (0, "PORT  SOURCE_IP  PRIMARY_IP  POST_MIGRATION_IP  STATUS  OUTCOME  GENERATION  ERROR\n"));
+}

@@ -11,7 +11,7 @@ use pcap_file::pcap::{PcapPacket, PcapWriter};
 use crate::dataplane::{Forwarding, DEFAULT_MAC_AGEING};
 use crate::overlay::{encapsulate, Tunnel};
 use crate::pipeline::{BytesPacket, PacketBuf};
-use crate::store::{ConfigSnapshot, Network, PortNetwork, RemoteEndpoint, VmEndpoint};
+use crate::store::{AddressMigration, ConfigSnapshot, AddressMigrationSource, Network, PortNetwork, RemoteEndpoint, VmEndpoint};
 use crate::wire::ethernet::ethertype;
 use crate::wire::{ipv4, EthernetFrame, Ipv4Packet, MacAddr, UdpDatagram};
 
@@ -43,16 +43,20 @@ pub enum Scenario {
     /// No packets: how fast a record update on the bulletin board reaches every
     /// watcher (issue 5; measured by `board.rs`, without EAL or testpmd).
     Board,
+    /// L2Switch with every packet's source and destination rewritten by
+    /// address migrations (issue 6): each flow's source is a post-migration IP.
+    MigrationRewrite,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 6] = [
+    pub const ALL: [Scenario; 7] = [
         Scenario::Forward,
         Scenario::L2Switch,
         Scenario::VxlanEncap,
         Scenario::VxlanDecap,
         Scenario::Upgrade,
         Scenario::Board,
+        Scenario::MigrationRewrite,
     ];
 
     pub fn named(name: &str) -> Result<Scenario, String> {
@@ -70,6 +74,7 @@ impl Scenario {
             Scenario::VxlanDecap => "vxlan-decap",
             Scenario::Upgrade => "upgrade",
             Scenario::Board => "board",
+            Scenario::MigrationRewrite => "migration-rewrite",
         }
     }
 
@@ -81,13 +86,14 @@ impl Scenario {
             Scenario::VxlanDecap => "114-byte VXLAN frames carrying 64-byte IPv4/UDP, 1000 flows, vRouter uplink to VM port",
             Scenario::Upgrade => "64-byte IPv4/UDP frames, 1000 flows, vRouter L2 switching VM port to VM port in one VNI while the switching unit is upgraded",
             Scenario::Board => "bulletin-board record updates, one after another, followed by long-polling watchers",
+            Scenario::MigrationRewrite => "64-byte IPv4/UDP frames, 1000 flows, vRouter L2 switching VM port to VM port in one VNI, every packet's source (1000 address migrations) and destination rewritten, IPv4 and UDP checksums updated incrementally",
         }
     }
 
     /// The scenario whose ports, generator and configuration this one uses.
     fn traffic(self) -> Scenario {
         match self {
-            Scenario::Upgrade => Scenario::L2Switch,
+            Scenario::Upgrade | Scenario::MigrationRewrite => Scenario::L2Switch,
             other => other,
         }
     }
@@ -110,6 +116,7 @@ impl Scenario {
             Scenario::Forward => 0.8,
             // Upgrade runs no testpmd; the ratio is its traffic's.
             Scenario::L2Switch | Scenario::Upgrade => 0.5,
+            Scenario::MigrationRewrite => 0.45,
             Scenario::VxlanEncap | Scenario::VxlanDecap => 0.4,
             // No packets, no testpmd: nothing to compare.
             Scenario::Board => 0.0,
@@ -123,8 +130,8 @@ impl Scenario {
         let vtep = format!("address = \"{LOCAL_VTEP}/24\"\nnext_hop_mac = \"{NEXT_HOP_MAC}\"");
         match self.traffic() {
             Scenario::Forward => format!("[[port]]\n{generator}\nrole = \"vm\"\nforward_to = \"sink\"\n[[port]]\n{sink}\nrole = \"uplink\"\n"),
-            // `traffic()` maps Upgrade to L2Switch.
-            Scenario::L2Switch | Scenario::Upgrade => format!("[[port]]\n{generator}\nrole = \"vm\"\n[[port]]\n{sink}\nrole = \"vm\"\n"),
+            // `traffic()` maps Upgrade and MigrationRewrite to L2Switch.
+            Scenario::L2Switch | Scenario::Upgrade | Scenario::MigrationRewrite => format!("[[port]]\n{generator}\nrole = \"vm\"\n[[port]]\n{sink}\nrole = \"vm\"\n"),
             Scenario::VxlanEncap => format!("[[port]]\n{generator}\nrole = \"vm\"\n[[port]]\n{sink}\nrole = \"uplink\"\n{vtep}\n"),
             Scenario::VxlanDecap => format!("[[port]]\n{generator}\nrole = \"uplink\"\n{vtep}\n[[port]]\n{sink}\nrole = \"vm\"\n"),
             // The board bench starts no data plane.
@@ -149,7 +156,7 @@ impl Scenario {
         let port = |name: &str| PortNetwork { port: name.into(), vni: VNI };
         match self.traffic() {
             Scenario::Forward | Scenario::Board => {}
-            Scenario::L2Switch | Scenario::Upgrade => {
+            Scenario::L2Switch | Scenario::Upgrade | Scenario::MigrationRewrite => {
                 config.ports = vec![port("generator"), port("sink")];
                 config.endpoints = vec![VmEndpoint { vni: VNI, mac: DST_MAC, ip: None, port: "sink".into() }];
             }
@@ -161,6 +168,9 @@ impl Scenario {
                 config.ports = vec![port("sink")];
                 config.endpoints = vec![VmEndpoint { vni: VNI, mac: DST_MAC, ip: None, port: "sink".into() }];
             }
+        }
+        if self == Scenario::MigrationRewrite {
+            config.address_migrations = migrations();
         }
         config
     }
@@ -180,11 +190,41 @@ impl Scenario {
     }
 }
 
+/// The address migrations of `migration-rewrite`: each flow's source address
+/// is the post-migration IP of a VM on the generator port (primary
+/// 10.9.x.y), and the destination 10.1.0.1 the primary IP of one on the sink
+/// (living at 10.3.0.1), so every packet is rewritten in both directions.
+fn migrations() -> Vec<AddressMigration> {
+    let migration = |primary: Ipv4Addr, post: Ipv4Addr, port: &str| AddressMigration {
+        vni: VNI,
+        primary_ip: primary,
+        post_migration_ip: Some(post),
+        port: port.into(),
+        source: AddressMigrationSource::Notification,
+    };
+    let mut all: Vec<AddressMigration> = (0..FLOWS)
+        .map(|flow| {
+            let [hi, lo] = flow.to_be_bytes();
+            migration(Ipv4Addr::new(10, 9, hi, lo), flow_source(flow), "generator")
+        })
+        .collect();
+    all.push(migration(FLOW_DESTINATION, Ipv4Addr::new(10, 3, 0, 1), "sink"));
+    all.sort_by_key(|m| m.primary_ip);
+    all
+}
+
+/// The destination of every generator flow.
+const FLOW_DESTINATION: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 1);
+
+fn flow_source(flow: u16) -> Ipv4Addr {
+    let [hi, lo] = flow.to_be_bytes();
+    Ipv4Addr::new(10, 0, hi, lo)
+}
+
 /// A minimal IPv4/UDP frame of flow `flow` (distinct source address and port).
 fn udp_frame(flow: u16) -> Vec<u8> {
     let mut frame = vec![0u8; FRAME_LEN];
-    let [hi, lo] = flow.to_be_bytes();
-    let (src, dst) = (Ipv4Addr::new(10, 0, hi, lo), Ipv4Addr::new(10, 1, 0, 1));
+    let (src, dst) = (flow_source(flow), FLOW_DESTINATION);
     {
         let mut eth = EthernetFrame::new_unchecked(&mut frame[..]);
         eth.set_dst(DST_MAC);
@@ -253,11 +293,38 @@ mod tests {
     }
 
     #[test]
+    fn migration_rewrite_rewrites_every_generator_packet_both_ways() {
+        let config = Scenario::MigrationRewrite.overlay_config();
+        let ports = [
+            crate::rewrite::RewritePort { name: "generator".into(), id: crate::pipeline::PortId(0), mac: SRC_MAC },
+            crate::rewrite::RewritePort { name: "sink".into(), id: crate::pipeline::PortId(1), mac: DST_MAC },
+        ];
+        let table = crate::rewrite::build(&config, &ports);
+        assert_eq!(table.sizes(), (1001, 0));
+        let (from_vm, to_vm) = (crate::rewrite::Direction::FromVm, crate::rewrite::Direction::ToVm);
+        for flow in [0, 1, 999] {
+            let mut frame = udp_frame(flow);
+            let out = |port: u16| table.port(crate::pipeline::PortId(port)).unwrap();
+            let done = Ok(crate::rewrite::Rewritten::Address { icmp_error: false });
+            assert_eq!(crate::rewrite::rewrite_frame(&mut frame, from_vm, &out(0).from_vm), done);
+            assert_eq!(crate::rewrite::rewrite_frame(&mut frame, to_vm, &out(1).to_vm), done);
+            let ip = Ipv4Packet::new_checked(&frame[14..]).unwrap();
+            assert!(ip.verify_checksum());
+            assert_eq!(ip.dst_addr(), Ipv4Addr::new(10, 3, 0, 1));
+            assert_eq!(ip.src_addr().octets()[..2], [10, 9]);
+            assert!(UdpDatagram::new_checked(ip.payload()).unwrap().verify_checksum(ip.src_addr(), ip.dst_addr()));
+        }
+        let mut sorted = config.address_migrations.clone();
+        sorted.sort_by_key(|m| (m.vni, m.primary_ip));
+        assert_eq!(config.address_migrations, sorted, "in the database's order");
+    }
+
+    #[test]
     fn unknown_scenario_names_the_known_ones() {
         assert_eq!(Scenario::named("forward"), Ok(Scenario::Forward));
         assert_eq!(
             Scenario::named("fwd").unwrap_err(),
-            "unknown bench scenario \"fwd\" (known: forward, l2-switch, vxlan-encap, vxlan-decap, upgrade, board)"
+            "unknown bench scenario \"fwd\" (known: forward, l2-switch, vxlan-encap, vxlan-decap, upgrade, board, migration-rewrite)"
         );
     }
 }

@@ -1,20 +1,25 @@
-//! `[[network]]`, `[[endpoint]]`, `[[remote]]` and `port.vni`: the records that seed
+//! `[[network]]`, `[[endpoint]]`, `[[remote]]`, `[[address_migration]]` and `port.vni`: the records that seed
 //! the config database on first start. After that the database is the record and
 //! these tables are not read again (see `Store::bootstrap_if_empty`).
 use std::net::Ipv4Addr;
 
 use toml::Spanned;
 
-use super::raw::{RawEndpoint, RawNetwork, RawPort, RawRemote};
+use super::raw::{RawAddressMigration, RawEndpoint, RawNetwork, RawPort, RawRemote};
 use super::{PortRole, Problems};
-use crate::store::rules::{check_endpoint_mac, check_network_name, check_unicast_ipv4, check_vni};
-use crate::store::{ConfigSnapshot, Network, PortNetwork, RemoteEndpoint, RemoteSource, VmEndpoint, Vni};
+use crate::store::rules::{
+    check_address_migration, check_address_migration_ips, check_endpoint_mac, check_network_name, check_unicast_ipv4, check_vni,
+};
+use crate::store::{
+    AddressMigration, AddressMigrationSource, ConfigSnapshot, Network, PortNetwork, RemoteEndpoint, RemoteSource, VmEndpoint, Vni,
+};
 use crate::wire::MacAddr;
 
 pub(super) struct RawRecords {
     pub networks: Option<Spanned<Vec<Spanned<RawNetwork>>>>,
     pub endpoints: Option<Spanned<Vec<Spanned<RawEndpoint>>>>,
     pub remotes: Option<Spanned<Vec<Spanned<RawRemote>>>>,
+    pub address_migrations: Option<Spanned<Vec<Spanned<RawAddressMigration>>>>,
 }
 
 /// Validates the records against each other and against the ports; the result is
@@ -132,7 +137,58 @@ pub(super) fn validate(p: &mut Problems, raw: RawRecords, ports: &[Spanned<RawPo
     endpoints.sort_by_key(|e| (e.vni, e.mac));
     remotes.sort_by_key(|r| (r.vni, r.mac));
     port_networks.sort_by(|a, b| a.port.cmp(&b.port));
-    ConfigSnapshot { generation: 0, networks, endpoints, remotes, ports: port_networks }
+    let mut snapshot = ConfigSnapshot { generation: 0, networks, endpoints, remotes, ports: port_networks, ..Default::default() };
+
+    for (i, raw) in list(raw.address_migrations).iter().enumerate() {
+        let at = |key: &str| format!("address_migration[{i}].{key}");
+        let raw = raw.get_ref();
+        let vni = network_exists(p, &raw.vni, &at("vni"));
+        let primary = address(p, &raw.primary_ip, &at("primary_ip"));
+        let post = match &raw.post_migration_ip {
+            Some(text) => address(p, text, &at("post_migration_ip")).map(Some),
+            None => Some(None),
+        };
+        let port_name = raw.port.get_ref();
+        let port_ok = match ports.iter().map(Spanned::get_ref).find(|port| port.name.get_ref() == port_name) {
+            None => {
+                p.at(raw.port.span().start, at("port"), format!("no port named {port_name:?}"));
+                false
+            }
+            Some(port) if port.role != PortRole::Vm => {
+                let problem = format!("port {port_name:?} has role {}; address migrations are for vm-role ports", port.role);
+                p.at(raw.port.span().start, at("port"), problem);
+                false
+            }
+            Some(_) => true,
+        };
+        let (Some(vni), Some(primary), Some(post), true) = (vni, primary, post, port_ok) else { continue };
+        let span = |field: &str| match field {
+            "port" => raw.port.span().start,
+            "post_migration_ip" => raw.post_migration_ip.as_ref().map_or(raw.primary_ip.span().start, |f| f.span().start),
+            _ => raw.primary_ip.span().start,
+        };
+        if let Err((field, problem)) = check_address_migration_ips(primary, post) {
+            p.at(span(field), at(field), problem);
+            continue;
+        }
+        if let Some(j) = snapshot.address_migrations.iter().position(|m| m.vni == vni && m.primary_ip == primary) {
+            p.at(span("primary_ip"), at("primary_ip"), format!("{primary} in VNI {vni} is already address_migration[{j}]"));
+            continue;
+        }
+        let entry = AddressMigration {
+            vni,
+            primary_ip: primary,
+            post_migration_ip: post,
+            port: port_name.clone(),
+            source: AddressMigrationSource::Notification,
+        };
+        match check_address_migration(&snapshot, &entry) {
+            Err(problem) => p.at(span(problem.field), at(problem.field), problem.problem),
+            Ok(()) => snapshot.address_migrations.push(entry),
+        }
+    }
+    snapshot.address_migrations.sort_by_key(|m| (m.vni, m.primary_ip));
+    snapshot
 }
 
 fn list<T>(tables: Option<Spanned<Vec<Spanned<T>>>>) -> Vec<Spanned<T>> {

@@ -52,6 +52,12 @@
 //! mac = "02:00:00:00:02:01"
 //! ip = "10.1.0.2"        # optional
 //! vtep = "192.0.2.2"
+//!
+//! [[address_migration]]  # a VM that moved to another network (docs/address-migration.md)
+//! vni = 100
+//! primary_ip = "10.1.0.5"           # what peers keep using
+//! post_migration_ip = "10.2.0.5"    # optional: without it the VM's report sets it
+//! port = "vm0"                      # the VM's vm-role port
 //! ```
 //!
 //! Every problem is reported as one line, `config error: <origin>:
@@ -830,7 +836,12 @@ fn validate(raw: RawConfig) -> Result<Config, String> {
     let control = control::validate(&mut p, raw.control, file_prefix.as_deref());
     let migration = migration::validate_migration(&mut p, raw.migration, mbufs);
     let board = migration::validate_board(&mut p, raw.board);
-    let records = bootstrap::RawRecords { networks: raw.network, endpoints: raw.endpoint, remotes: raw.remote };
+    let records = bootstrap::RawRecords {
+        networks: raw.network,
+        endpoints: raw.endpoint,
+        remotes: raw.remote,
+        address_migrations: raw.address_migration,
+    };
     let bootstrap = bootstrap::validate(&mut p, records, &raw_ports);
 
     if let Some((_, problem)) = p.first {

@@ -31,6 +31,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub remote: Option<Spanned<Vec<Spanned<RawRemote>>>>,
     #[serde(default)]
+    pub address_migration: Option<Spanned<Vec<Spanned<RawAddressMigration>>>>,
+    #[serde(default)]
     pub migration: Option<Spanned<RawMigration>>,
     #[serde(default)]
     pub board: Option<Spanned<RawBoard>>,
@@ -97,6 +99,16 @@ pub struct RawRemote {
     #[serde(default)]
     pub ip: Option<Spanned<String>>,
     pub vtep: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAddressMigration {
+    pub vni: Spanned<i64>,
+    pub primary_ip: Spanned<String>,
+    #[serde(default)]
+    pub post_migration_ip: Option<Spanned<String>>,
+    pub port: Spanned<String>,
 }
 
 #[derive(Deserialize, Default)]

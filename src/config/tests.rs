@@ -1,5 +1,5 @@
 use super::*;
-use crate::store::{Network, PortNetwork, RemoteEndpoint, VmEndpoint};
+use crate::store::{AddressMigration, AddressMigrationSource, Network, PortNetwork, RemoteEndpoint, VmEndpoint};
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -111,6 +111,12 @@ port = "vm0"
 vni = 200
 mac = "02:00:00:00:02:01"
 vtep = "192.0.2.2"
+
+[[address_migration]]
+vni = 100
+primary_ip = "10.1.0.5"
+post_migration_ip = "10.2.0.5"
+port = "vm0"
 "#,
         pcap = pcap.path()
     );
@@ -184,6 +190,13 @@ vtep = "192.0.2.2"
                 source: Default::default(),
             }],
             ports: vec![PortNetwork { port: "vm0".into(), vni: 100 }],
+            address_migrations: vec![AddressMigration {
+                vni: 100,
+                primary_ip: Ipv4Addr::new(10, 1, 0, 5),
+                post_migration_ip: Some(Ipv4Addr::new(10, 2, 0, 5)),
+                port: "vm0".into(),
+                source: AddressMigrationSource::Notification,
+            }],
         },
     };
     let config = ok(&text);
@@ -256,7 +269,7 @@ fn toml_errors_name_the_line() {
     );
     assert_eq!(
         err("[bogus]\nx = 1\n"),
-        "config error: x.toml: line 1: unknown field `bogus`, expected one of `eal`, `mempool`, `dataplane`, `port`, `control`, `network`, `endpoint`, `remote`, `migration`, `board`"
+        "config error: x.toml: line 1: unknown field `bogus`, expected one of `eal`, `mempool`, `dataplane`, `port`, `control`, `network`, `endpoint`, `remote`, `address_migration`, `migration`, `board`"
     );
     assert_eq!(
         err("[eal]\nlcore = \"0-1\"\n"),
@@ -918,6 +931,39 @@ fn bootstrap_errors() {
             "",
             &format!("{BLUE}[[remote]]\nvni = 100\nmac = \"02:00:00:00:00:01\"\nvtep = \"255.255.255.255\"\n"),
             "remote[0].vtep: 255.255.255.255 is the broadcast address, not a unicast IPv4 address",
+        ),
+        (
+            "",
+            &format!("{BLUE}[[address_migration]]\nvni = 200\nprimary_ip = \"10.1.0.5\"\nport = \"vm0\"\n"),
+            "address_migration[0].vni: no [[network]] has VNI 200",
+        ),
+        (
+            "",
+            &format!("{BLUE}[[address_migration]]\nvni = 100\nprimary_ip = \"10.1.0.5\"\nport = \"uplink0\"\n"),
+            "address_migration[0].port: port \"uplink0\" has role uplink; address migrations are for vm-role ports",
+        ),
+        (
+            "",
+            &format!("{BLUE}[[address_migration]]\nvni = 100\nprimary_ip = \"10.1.0.5\"\npost_migration_ip = \"10.1.0.5\"\nport = \"vm0\"\n"),
+            "address_migration[0].post_migration_ip: 10.1.0.5 is also the primary IP; a migration moves a VM to another address",
+        ),
+        (
+            "",
+            &format!("{BLUE}[[address_migration]]\nvni = 100\nprimary_ip = \"169.254.83.89\"\nport = \"vm0\"\n"),
+            "address_migration[0].primary_ip: 169.254.83.89 is the address VMs send their migration reports to",
+        ),
+        (
+            "",
+            &format!(
+                "{BLUE}[[address_migration]]\nvni = 100\nprimary_ip = \"10.1.0.5\"\npost_migration_ip = \"10.2.0.5\"\nport = \"vm0\"\n\
+                 [[address_migration]]\nvni = 100\nprimary_ip = \"10.1.0.6\"\npost_migration_ip = \"10.2.0.5\"\nport = \"vm0\"\n"
+            ),
+            "address_migration[1].post_migration_ip: 10.2.0.5 is already the post-migration IP of the address migration of 10.1.0.5",
+        ),
+        (
+            "vni = 200",
+            &format!("{BLUE}[[network]]\nvni = 200\nname = \"red\"\n[[address_migration]]\nvni = 100\nprimary_ip = \"10.1.0.5\"\nport = \"vm0\"\n"),
+            "address_migration[0].port: port vm0 is in network 200, not 100",
         ),
         ("vni = 5", BLUE, "port[0].vni: no [[network]] has VNI 5"),
         ("vni = 0", BLUE, "port[0].vni: 0 is out of range 1..=16777215"),

@@ -48,6 +48,10 @@ pub enum CtlCommand {
     /// Ports and their network binding.
     #[command(subcommand)]
     Port(PortCommand),
+    /// Address migrations: VMs moved to another network, rewritten between their
+    /// primary and post-migration IPs.
+    #[command(subcommand, name = "address-migration")]
+    AddressMigration(AddressMigrationCommand),
     /// The whole configuration with its generation.
     Config,
     /// Active switching unit(s).
@@ -211,6 +215,33 @@ pub enum PortCommand {
     Unbind { name: String },
 }
 
+#[derive(Subcommand, Debug)]
+pub enum AddressMigrationCommand {
+    /// All address migrations.
+    List,
+    /// One address migration.
+    Show { vni: String, primary_ip: String },
+    /// Notify an address migration (creates it, or replaces the one of this primary IP).
+    Add {
+        #[arg(long)]
+        vni: i64,
+        /// The IP peers keep using.
+        #[arg(long, value_name = "IP")]
+        primary: String,
+        /// Where the VM lives now; without it the primary IP is only registered
+        /// for the port and the VM's report sets it.
+        #[arg(long, value_name = "IP")]
+        post: Option<String>,
+        /// The VM's vm-role port.
+        #[arg(long)]
+        port: String,
+    },
+    /// Remove an address migration.
+    Delete { vni: String, primary_ip: String },
+    /// The last VM reports and what became of them.
+    Reports,
+}
+
 /// Runs the command and prints `switchyard ctl: <error> (field: x)` on failure.
 pub fn main(args: CtlArgs) -> ExitCode {
     let stdout = std::io::stdout();
@@ -260,6 +291,7 @@ async fn execute(client: &Client, command: &CtlCommand, raw: bool, out: &mut dyn
         CtlCommand::Remote(c) => remote(client, c).await?,
         CtlCommand::Port(c) => port(client, c).await?,
         CtlCommand::Migration(c) => migration(client, c).await?,
+        CtlCommand::AddressMigration(c) => address_migration(client, c).await?,
         CtlCommand::Config => (client.get("/v1/config").await?, View::Config),
         CtlCommand::Unit => (client.get("/v1/unit").await?, View::Generic),
         CtlCommand::Stats => (client.get("/v1/stats").await?, View::Generic),
@@ -321,6 +353,10 @@ const REMOTE_COLUMNS: &[&str] = &["vni", "mac", "ip", "vtep", "source"];
 const PORT_COLUMNS: &[&str] =
     &["name", "role", "driver", "mac", "vni", "rx_packets", "tx_packets", "rx_dropped", "tx_dropped"];
 const BINDING_COLUMNS: &[&str] = &["port", "vni"];
+const ADDRESS_MIGRATION_COLUMNS: &[&str] = &["vni", "primary_ip", "post_migration_ip", "port", "source"];
+const REPORT_COLUMNS: &[&str] =
+    &["port", "source_ip", "primary_ip", "post_migration_ip", "status", "outcome", "generation", "error"];
+const MIGRATION_COLUMNS: &[&str] = &["vni", "mac", "ip", "role", "phase", "source", "destination", "port"];
 
 async fn network(client: &Client, command: &NetworkCommand) -> Result<(Value, View), ClientError> {
     let table = View::Table(NETWORK_COLUMNS);
@@ -406,6 +442,26 @@ async fn port(client: &Client, command: &PortCommand) -> Result<(Value, View), C
     })
 }
 
+async fn address_migration(client: &Client, command: &AddressMigrationCommand) -> Result<(Value, View), ClientError> {
+    let table = View::Table(ADDRESS_MIGRATION_COLUMNS);
+    let one = |vni: &str, primary: &str| format!("/v1/address-migrations/{}/{}", segment(vni), segment(primary));
+    Ok(match command {
+        AddressMigrationCommand::List => (client.get("/v1/address-migrations").await?, table),
+        AddressMigrationCommand::Show { vni, primary_ip } => (client.get(&one(vni, primary_ip)).await?, table),
+        AddressMigrationCommand::Add { vni, primary, post, port } => {
+            let body = json!({"vni": vni, "primary_ip": primary, "post_migration_ip": post, "port": port});
+            changed(client.change(Method::POST, "/v1/address-migrations", Some(&body)).await?, table)
+        }
+        AddressMigrationCommand::Delete { vni, primary_ip } => {
+            let reply = client.change(Method::DELETE, &one(vni, primary_ip), None).await?;
+            changed(reply, View::Done(format!("deleted the address migration of {primary_ip} in network {vni}")))
+        }
+        AddressMigrationCommand::Reports => {
+            (client.get("/v1/address-migrations/reports").await?, View::Table(REPORT_COLUMNS))
+        }
+    })
+}
+
 fn render(view: &View, value: &Value) -> String {
     match view {
         View::Table(columns) => match value {
@@ -419,6 +475,7 @@ fn render(view: &View, value: &Value) -> String {
                 ("VM endpoints", "endpoints", ENDPOINT_COLUMNS),
                 ("remote endpoints", "remotes", REMOTE_COLUMNS),
                 ("port bindings", "ports", BINDING_COLUMNS),
+                ("address migrations", "address_migrations", ADDRESS_MIGRATION_COLUMNS),
             ] {
                 let rows = value[key].as_array().cloned().unwrap_or_default();
                 text.push_str(&format!("\n{title}\n{}", table(columns, &rows)));
@@ -459,8 +516,6 @@ fn render(view: &View, value: &Value) -> String {
         }
     }
 }
-
-const MIGRATION_COLUMNS: &[&str] = &["vni", "mac", "ip", "role", "phase", "source", "destination", "port"];
 
 async fn migration(client: &Client, command: &MigrationCommand) -> Result<(Value, View), ClientError> {
     Ok(match command {

@@ -15,10 +15,13 @@ use super::migration::Migrations;
 use super::request::ConfigRequest;
 use super::runtime::{PortStatus, Runtime};
 use crate::config::PortRole;
-use crate::store::rules::{check_endpoint_mac, check_flood_vteps, check_network_name, check_unicast_ipv4, check_vni};
+use crate::store::rules::{
+    check_address_migration, check_endpoint_mac, check_flood_vteps, check_address_migration_ips, check_network_name,
+    check_unicast_ipv4, check_vni,
+};
 use crate::store::{
-    Change, ConfigSnapshot, Network, PortNetwork, RemoteEndpoint, RemoteSource, RequestOutcome, Store, StoreError, VmEndpoint,
-    Vni,
+    AddressMigration, AddressMigrationSource, Change, ConfigSnapshot, Network, PortNetwork, RemoteEndpoint, RemoteSource,
+    RequestOutcome, Store, StoreError, VmEndpoint, Vni,
 };
 use crate::wire::MacAddr;
 
@@ -73,6 +76,20 @@ pub struct PortBind {
     pub vni: i64,
 }
 
+/// `POST /v1/address-migrations`: the network control system's notification
+/// that the VM on `port` moved from `primary_ip` to `post_migration_ip` (or,
+/// without it, that `primary_ip` is registered for that VM, whose report will
+/// say where it lives).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddressMigrationNotify {
+    pub vni: i64,
+    pub primary_ip: String,
+    #[serde(default)]
+    pub post_migration_ip: Option<String>,
+    pub port: String,
+}
+
 /// A change that went through: the status and body the API answers with, and
 /// the generation it left (the same one when it asked for what already was).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -105,6 +122,8 @@ pub(super) enum Checked {
     DeleteRemote(Vni, MacAddr),
     BindPort(PortNetwork),
     UnbindPort(String),
+    NotifyAddressMigration(AddressMigration),
+    DeleteAddressMigration(Vni, Ipv4Addr),
 }
 
 pub struct Control {
@@ -123,6 +142,10 @@ pub struct Control {
     current: Mutex<Arc<ConfigSnapshot>>,
     /// The migration information table (`migration.rs`).
     pub(super) migrations: Migrations,
+    /// The last VM reports and what became of them (`address_migration.rs`).
+    pub(super) address_reports: Mutex<std::collections::VecDeque<super::address_migration::AddressReportRecord>>,
+    /// When a refused report was last logged.
+    pub(super) report_warned: Mutex<Option<std::time::Instant>>,
 }
 
 impl Control {
@@ -140,6 +163,8 @@ impl Control {
             writer: Mutex::new(()),
             current: Mutex::new(snapshot),
             migrations,
+            address_reports: Mutex::default(),
+            report_warned: Mutex::default(),
         };
         control.apply_left_over_queue()?;
         Ok(control)
@@ -226,6 +251,26 @@ impl Control {
                     Ok((vec![Change::DeletePortNetwork { port: name.clone() }], ()))
                 })
             }
+            Checked::NotifyAddressMigration(entry) => self.change_with_status(queued, |current| {
+                network_exists(current, entry.vni)?;
+                check_address_migration(current, &entry).map_err(|p| {
+                    if p.conflict {
+                        ApiError::conflict(p.field, p.problem)
+                    } else {
+                        ApiError::bad_request(p.field, p.problem)
+                    }
+                })?;
+                let old = current.address_migrations.iter().find(|m| m.vni == entry.vni && m.primary_ip == entry.primary_ip);
+                Ok(match old {
+                    Some(old) if *old == entry => (vec![], entry, 200),
+                    Some(_) => (vec![Change::PutAddressMigration(entry.clone())], entry, 200),
+                    None => (vec![Change::PutAddressMigration(entry.clone())], entry, 201),
+                })
+            }),
+            Checked::DeleteAddressMigration(vni, primary_ip) => self.change(queued, status, |current| {
+                find_address_migration(current, vni, primary_ip)?;
+                Ok((vec![Change::DeleteAddressMigration { vni, primary_ip }], ()))
+            }),
         }
     }
 
@@ -290,6 +335,35 @@ impl Control {
             }
             // A binding may outlive its port in the TOML; unbinding it stays possible.
             ConfigRequest::UnbindPort { name } => Checked::UnbindPort(name.clone()),
+            ConfigRequest::NotifyAddressMigration(body) => {
+                let vni = body_vni(body.vni)?;
+                let primary_ip = parse_ipv4("primary_ip", &body.primary_ip)?;
+                let post_migration_ip =
+                    body.post_migration_ip.as_deref().map(|ip| parse_ipv4("post_migration_ip", ip)).transpose()?;
+                check_address_migration_ips(primary_ip, post_migration_ip)
+                    .map_err(|(field, problem)| ApiError::bad_request(field, problem))?;
+                match self.runtime.ports().iter().find(|p| p.name == body.port) {
+                    None => {
+                        return Err(ApiError::bad_request("port", format!("there is no port named {:?}", body.port)));
+                    }
+                    Some(port) if port.role != PortRole::Vm => {
+                        let problem =
+                            format!("port {} has role {}; address migrations are for vm-role ports", port.name, port.role);
+                        return Err(ApiError::bad_request("port", problem));
+                    }
+                    Some(_) => {}
+                }
+                Checked::NotifyAddressMigration(AddressMigration {
+                    vni,
+                    primary_ip,
+                    post_migration_ip,
+                    port: body.port.clone(),
+                    source: AddressMigrationSource::Notification,
+                })
+            }
+            ConfigRequest::DeleteAddressMigration { vni, primary_ip } => {
+                Checked::DeleteAddressMigration(path_vni(vni)?, path_ipv4("primary_ip", primary_ip)?)
+            }
         })
     }
 
@@ -327,9 +401,19 @@ impl Control {
         status: u16,
         plan: impl FnOnce(&ConfigSnapshot) -> Result<(Vec<Change>, R), ApiError>,
     ) -> Result<Applied, ApiError> {
+        self.change_with_status(queued, |current| plan(current).map(|(changes, reply)| (changes, reply, status)))
+    }
+
+    /// `change` for a plan that also decides the success status (a notification
+    /// answers 201 when it created a record, 200 when it replaced one).
+    pub(super) fn change_with_status<R: Serialize>(
+        &self,
+        queued: Option<u64>,
+        plan: impl FnOnce(&ConfigSnapshot) -> Result<(Vec<Change>, R, u16), ApiError>,
+    ) -> Result<Applied, ApiError> {
         let _turn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let current = self.snapshot();
-        let (changes, reply) = plan(&current)?;
+        let (changes, reply, status) = plan(&current)?;
         let encode_error = |e: serde_json::Error| ApiError::internal(format!("the reply could not be encoded: {e}"));
         let body = if status == 204 { None } else { Some(serde_json::to_string(&reply).map_err(encode_error)?) };
         let finished = match queued {
@@ -444,6 +528,26 @@ impl Control {
     pub fn unbind_port(&self, name: &str) -> Result<(), ApiError> {
         self.execute(ConfigRequest::UnbindPort { name: name.to_string() })?.decode()
     }
+
+    // Address migrations.
+
+    pub fn address_migrations(&self) -> Vec<AddressMigration> {
+        self.snapshot().address_migrations.clone()
+    }
+
+    pub fn address_migration(&self, vni: &str, primary_ip: &str) -> Result<AddressMigration, ApiError> {
+        let (vni, primary_ip) = (path_vni(vni)?, path_ipv4("primary_ip", primary_ip)?);
+        find_address_migration(&self.snapshot(), vni, primary_ip).cloned()
+    }
+
+    pub fn notify_address_migration(&self, body: AddressMigrationNotify) -> Result<AddressMigration, ApiError> {
+        self.execute(ConfigRequest::NotifyAddressMigration(body))?.decode()
+    }
+
+    pub fn delete_address_migration(&self, vni: &str, primary_ip: &str) -> Result<(), ApiError> {
+        let request = ConfigRequest::DeleteAddressMigration { vni: vni.to_string(), primary_ip: primary_ip.to_string() };
+        self.execute(request)?.decode()
+    }
 }
 
 /// Refuses to delete a network that endpoints, remotes or ports still use, naming them.
@@ -451,7 +555,8 @@ fn network_is_unused(current: &ConfigSnapshot, vni: Vni) -> Result<(), ApiError>
     let endpoints = current.endpoints.iter().filter(|e| e.vni == vni).count();
     let remotes = current.remotes.iter().filter(|r| r.vni == vni).count();
     let ports: Vec<&str> = current.ports.iter().filter(|p| p.vni == vni).map(|p| p.port.as_str()).collect();
-    if endpoints + remotes + ports.len() == 0 {
+    let migrations = current.address_migrations.iter().filter(|m| m.vni == vni).count();
+    if endpoints + remotes + ports.len() + migrations == 0 {
         return Ok(());
     }
     let mut users = Vec::new();
@@ -463,6 +568,9 @@ fn network_is_unused(current: &ConfigSnapshot, vni: Vni) -> Result<(), ApiError>
     }
     if !ports.is_empty() {
         users.push(format!("{} ({})", count(ports.len(), "port"), ports.join(", ")));
+    }
+    if migrations > 0 {
+        users.push(count(migrations, "address migration"));
     }
     let problem = format!("network {vni} is still used by {}; remove them first", join_and(&users));
     Err(ApiError::conflict("vni", problem))
@@ -504,6 +612,11 @@ fn describe(changes: &[Change]) -> String {
         Change::DeleteRemote { vni, mac } => format!("delete remote {vni}/{mac}"),
         Change::PutPortNetwork(p) => format!("bind port {} to {}", p.port, p.vni),
         Change::DeletePortNetwork { port } => format!("unbind port {port}"),
+        Change::PutAddressMigration(m) => match m.post_migration_ip {
+            Some(post) => format!("address migration {}/{} -> {post} on {} ({:?})", m.vni, m.primary_ip, m.port, m.source),
+            None => format!("address migration {}/{} registered for {}", m.vni, m.primary_ip, m.port),
+        },
+        Change::DeleteAddressMigration { vni, primary_ip } => format!("delete address migration {vni}/{primary_ip}"),
     };
     changes.iter().map(one).collect::<Vec<_>>().join(", ")
 }
@@ -531,6 +644,10 @@ pub(super) fn body_mac(text: &str) -> Result<MacAddr, ApiError> {
 
 fn parse_ipv4(field: &str, text: &str) -> Result<Ipv4Addr, ApiError> {
     text.parse().map_err(|_| ApiError::bad_request(field, format!("{text:?} is not an IPv4 address such as 192.0.2.1")))
+}
+
+fn path_ipv4(field: &str, text: &str) -> Result<Ipv4Addr, ApiError> {
+    text.parse().map_err(|_| ApiError::bad_request(field, format!("{text:?} is not an IPv4 address such as 10.1.0.5")))
 }
 
 pub(super) fn body_ipv4(field: &str, text: &str) -> Result<Ipv4Addr, ApiError> {
@@ -588,6 +705,16 @@ fn find_endpoint(snapshot: &ConfigSnapshot, vni: Vni, mac: MacAddr) -> Result<&V
         .iter()
         .find(|e| e.vni == vni && e.mac == mac)
         .ok_or_else(|| ApiError::not_found("mac", format!("there is no VM endpoint with MAC {mac} in VNI {vni}")))
+}
+
+pub(super) fn find_address_migration(
+    snapshot: &ConfigSnapshot,
+    vni: Vni,
+    primary_ip: Ipv4Addr,
+) -> Result<&AddressMigration, ApiError> {
+    snapshot.address_migrations.iter().find(|m| m.vni == vni && m.primary_ip == primary_ip).ok_or_else(|| {
+        ApiError::not_found("primary_ip", format!("there is no address migration of {primary_ip} in VNI {vni}"))
+    })
 }
 
 fn find_remote(snapshot: &ConfigSnapshot, vni: Vni, mac: MacAddr) -> Result<&RemoteEndpoint, ApiError> {

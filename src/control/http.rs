@@ -12,7 +12,9 @@ use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::core::{Applied, Control, EndpointCreate, NetworkCreate, NetworkReplace, PortBind, RemoteCreate};
+use super::core::{
+    AddressMigrationNotify, Applied, Control, EndpointCreate, NetworkCreate, NetworkReplace, PortBind, RemoteCreate,
+};
 use super::error::{ApiError, ErrorBody, ErrorKind};
 use super::migration::MigrationEventBody;
 use super::queue::Submitted;
@@ -74,6 +76,11 @@ fn routes() -> Routes {
         .add("get", "/v1/ports/{name}", get_port)
         .add("put", "/v1/ports/{name}/network", bind_port)
         .add("delete", "/v1/ports/{name}/network", unbind_port)
+        .add("get", "/v1/address-migrations", list_address_migrations)
+        .add("post", "/v1/address-migrations", notify_address_migration)
+        .add("get", "/v1/address-migrations/reports", list_address_reports)
+        .add("get", "/v1/address-migrations/{vni}/{primary_ip}", get_address_migration)
+        .add("delete", "/v1/address-migrations/{vni}/{primary_ip}", delete_address_migration)
         .add("get", "/v1/config", get_config)
         .add("get", "/v1/unit", get_unit)
         .add("get", "/v1/stats", get_stats)
@@ -207,6 +214,35 @@ async fn bind_port(
 
 async fn unbind_port(State(c): State<Shared>, Path(name): Path<String>) -> Result<Response, ApiError> {
     submit(c, ConfigRequest::UnbindPort { name }).await
+}
+
+async fn list_address_migrations(State(c): State<Shared>) -> Reply<impl Serialize> {
+    Ok(Json(blocking(c, Control::address_migrations).await?))
+}
+
+async fn get_address_migration(
+    State(c): State<Shared>,
+    Path((vni, primary_ip)): Path<(String, String)>,
+) -> Reply<impl Serialize> {
+    Ok(Json(blocking(c, move |c| c.address_migration(&vni, &primary_ip)).await??))
+}
+
+async fn notify_address_migration(
+    State(c): State<Shared>,
+    JsonBody(body): JsonBody<AddressMigrationNotify>,
+) -> Result<Response, ApiError> {
+    submit(c, ConfigRequest::NotifyAddressMigration(body)).await
+}
+
+async fn delete_address_migration(
+    State(c): State<Shared>,
+    Path((vni, primary_ip)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    submit(c, ConfigRequest::DeleteAddressMigration { vni, primary_ip }).await
+}
+
+async fn list_address_reports(State(c): State<Shared>) -> Reply<impl Serialize> {
+    Ok(Json(blocking(c, Control::address_report_log).await?))
 }
 
 /// The one way a change request goes: applied now, or 202 while an upgrade runs.

@@ -14,6 +14,7 @@
 //! let handle = control::spawn(&config.control, store, runtime)?; // applies the database once, serves
 //! // ... drop(handle) stops the server and removes the socket
 //! ```
+mod address_migration;
 pub mod cli;
 pub mod client;
 mod core;
@@ -33,7 +34,10 @@ pub mod testing;
 mod tests;
 mod upgrade;
 
-pub use self::core::{Applied, Control, EndpointCreate, NetworkCreate, NetworkReplace, PortBind, RemoteCreate};
+pub use self::core::{
+    AddressMigrationNotify, Applied, Control, EndpointCreate, NetworkCreate, NetworkReplace, PortBind, RemoteCreate,
+};
+pub use address_migration::{AddressReportOutcome, AddressReportRecord, ADDRESS_REPORTS_KEPT};
 pub use error::{ApiError, ErrorBody, ErrorKind};
 pub use migration::{EventReply, MigrationEventBody, MigrationPlane};
 pub use monitor_runtime::MonitorRuntime;

@@ -45,6 +45,13 @@ impl MonitorRuntime {
 impl Runtime for MonitorRuntime {
     fn apply(&self, changes: &[Change], config: &ConfigSnapshot) {
         let Some(host) = self.monitor.overlay() else { return };
+        // The address rewrite's tables are published straight to its stages
+        // (any change may matter: migrations, endpoints' addresses, bindings).
+        if let Some(migrations) = self.monitor.address_migrations() {
+            if migrations.current().generation != config.generation {
+                migrations.apply(config);
+            }
+        }
         let command = if changes.is_empty() {
             // At start: the units were built from this snapshot, unless the
             // database moved on since (queued requests applied at start).
@@ -84,7 +91,13 @@ impl Runtime for MonitorRuntime {
 
     fn unit_info(&self) -> Value {
         match self.monitor.overlay() {
-            Some(host) => host.info(),
+            Some(host) => {
+                let mut info = host.info();
+                if let Some(migrations) = self.monitor.address_migrations() {
+                    info["address_migrations"] = migrations.info();
+                }
+                info
+            }
             None => json!({ "vm": null, "uplink": null, "forwarding": "cross-connect" }),
         }
     }
@@ -137,5 +150,9 @@ impl Runtime for MonitorRuntime {
 
     fn migration_plane(&self) -> Option<MigrationPlane> {
         self.migration.clone()
+    }
+
+    fn address_reports(&self) -> Vec<crate::rewrite::AddressReport> {
+        self.monitor.address_migrations().map(|m| m.take_reports()).unwrap_or_default()
     }
 }

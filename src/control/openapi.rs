@@ -63,6 +63,7 @@ fn parameter(name: &str) -> Value {
         "vni" => (json!({"type": "integer", "minimum": 1, "maximum": 16_777_215}), "VXLAN network identifier"),
         "mac" => (json!({"type": "string", "example": "02:00:00:00:00:01"}), "MAC address"),
         "id" => (json!({"type": "integer", "minimum": 1}), "request id from a 202 reply"),
+        "primary_ip" => (json!({"type": "string", "format": "ipv4", "example": "10.1.0.5"}), "the VM's primary IPv4 address"),
         _ => (json!({"type": "string"}), "port name from the [[port]] list"),
     };
     json!({"name": name, "in": "path", "required": true, "description": description, "schema": schema})
@@ -123,6 +124,29 @@ pub fn document() -> Value {
             afterwards, in order", &[], Some(schema("UpgradeStart")), ("200", Some(schema("UpgradeRecord"))),
             &["409", "422"]),
     });
+    let mut notify = queueable(operation(
+        "Notify an address migration (the network control system): creates the entry of (vni, primary_ip), or \
+         replaces it (200). Without post_migration_ip the primary IP is only registered for the port, and the VM's \
+         report sets it",
+        &[],
+        Some(schema("AddressMigrationNotify")),
+        ("201", Some(schema("AddressMigration"))),
+        &["409"],
+    ));
+    notify["responses"]["200"] = json!({"description": "an existing entry was replaced (or already was so)",
+        "content": json_content(schema("AddressMigration"))});
+    let address_migrations_path = json!({
+        "get": operation("List address migrations", &[], None, ("200", Some(list_of("AddressMigration"))), &[]),
+        "post": notify,
+    });
+    let address_migration_path = json!({
+        "get": operation("Show an address migration", &["vni", "primary_ip"], None, ("200", Some(schema("AddressMigration"))),
+            &["400", "404"]),
+        "delete": queueable(operation("Remove an address migration", &["vni", "primary_ip"], None, ("204", None),
+            &["400", "404"])),
+    });
+    let reports = json!({"get": operation("The last 100 VM reports of address migrations and what became of them", &[],
+        None, ("200", Some(list_of("AddressReport"))), &[])});
     let request = json!({"get": operation("What became of a change request queued during an upgrade", &["id"], None,
         ("200", Some(schema("RequestStatus"))), &["400", "404"])});
     let migrations = json!({
@@ -157,10 +181,33 @@ pub fn document() -> Value {
                     "source": {"enum": ["board", "migration"], "description":
                         "absent for the operator's entries; board: follows the bulletin board; migration: a migrating \
                         VM, whose frames arriving over a tunnel are relayed"}}});
+    let address_migration = json!({"type": "object",
+        "required": ["vni", "primary_ip", "post_migration_ip", "port", "source"],
+        "properties": {
+            "vni": vni, "primary_ip": ipv4,
+            "post_migration_ip": {"type": ["string", "null"], "format": "ipv4",
+                "description": "null: registered only, waiting for the VM's report"},
+            "port": {"type": "string", "description": "the VM's vm-role port"},
+            "source": {"enum": ["notification", "vm_report"], "description": "who set the post-migration IP"}}});
+    let address_migration_notify = json!({"type": "object", "additionalProperties": false,
+        "required": ["vni", "primary_ip", "port"],
+        "properties": {"vni": vni, "primary_ip": ipv4, "post_migration_ip": opt_ipv4,
+            "port": {"type": "string", "description": "a vm-role port"}}});
+    let address_report = json!({"type": "object",
+        "required": ["unix_us", "port", "source_mac", "source_ip", "request_id", "primary_ip", "post_migration_ip",
+            "status", "outcome", "generation", "error"],
+        "properties": {
+            "unix_us": {"type": "integer"}, "port": {"type": "string"}, "source_mac": mac,
+            "source_ip": ipv4, "request_id": {"type": "integer"}, "primary_ip": ipv4, "post_migration_ip": ipv4,
+            "status": {"type": "string", "description": "what the VM was answered (docs/address-migration.md)"},
+            "outcome": {"enum": ["applied", "in_effect", "refused"]},
+            "generation": {"type": ["integer", "null"], "description": "applied: the generation it made"},
+            "error": {"type": ["string", "null"], "description": "refused: why"}}});
     let free_json = json!({"type": "object"});
     let read = |summary: &str, body: Value| json!({"get": operation(summary, &[], None, ("200", Some(body)), &[])});
 
-    json!({
+    // Built in two parts: one json! of everything would exceed the macro recursion limit.
+    let mut document = json!({
         "openapi": "3.1.0",
         "info": {
             "title": "Switchyard control API",
@@ -303,5 +350,15 @@ pub fn document() -> Value {
                 "E500": error_response("the config database failed; nothing was changed")
             }
         }
-    })
+    });
+    let paths = &mut document["paths"];
+    paths["/v1/address-migrations"] = address_migrations_path;
+    paths["/v1/address-migrations/reports"] = reports;
+    paths["/v1/address-migrations/{vni}/{primary_ip}"] = address_migration_path;
+    let schemas = &mut document["components"]["schemas"];
+    schemas["AddressMigration"] = address_migration;
+    schemas["AddressMigrationNotify"] = address_migration_notify;
+    schemas["AddressReport"] = address_report;
+    schemas["ConfigSnapshot"]["properties"]["address_migrations"] = list_of("AddressMigration");
+    document
 }

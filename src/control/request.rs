@@ -3,7 +3,7 @@
 //! that queue persists (as JSON) in the config database.
 use serde::{Deserialize, Serialize};
 
-use super::core::{EndpointCreate, NetworkCreate, NetworkReplace, PortBind, RemoteCreate};
+use super::core::{AddressMigrationNotify, EndpointCreate, NetworkCreate, NetworkReplace, PortBind, RemoteCreate};
 
 /// One change request. Path parameters are kept as sent (decoded from the path)
 /// and checked like the bodies when the request is applied.
@@ -28,18 +28,26 @@ pub enum ConfigRequest {
     BindPort { name: String, body: PortBind },
     /// `DELETE /v1/ports/{name}/network`
     UnbindPort { name: String },
+    /// `POST /v1/address-migrations`
+    NotifyAddressMigration(AddressMigrationNotify),
+    /// `DELETE /v1/address-migrations/{vni}/{primary_ip}`
+    DeleteAddressMigration { vni: String, primary_ip: String },
 }
 
 impl ConfigRequest {
     /// The HTTP method of the route that takes this request.
     pub fn method(&self) -> &'static str {
         match self {
-            ConfigRequest::CreateNetwork(_) | ConfigRequest::AddEndpoint(_) | ConfigRequest::AddRemote(_) => "POST",
+            ConfigRequest::CreateNetwork(_)
+            | ConfigRequest::AddEndpoint(_)
+            | ConfigRequest::AddRemote(_)
+            | ConfigRequest::NotifyAddressMigration(_) => "POST",
             ConfigRequest::ReplaceNetwork { .. } | ConfigRequest::BindPort { .. } => "PUT",
             ConfigRequest::DeleteNetwork { .. }
             | ConfigRequest::DeleteEndpoint { .. }
             | ConfigRequest::DeleteRemote { .. }
-            | ConfigRequest::UnbindPort { .. } => "DELETE",
+            | ConfigRequest::UnbindPort { .. }
+            | ConfigRequest::DeleteAddressMigration { .. } => "DELETE",
         }
     }
 
@@ -57,11 +65,16 @@ impl ConfigRequest {
             ConfigRequest::BindPort { name, .. } | ConfigRequest::UnbindPort { name } => {
                 format!("/v1/ports/{}/network", segment(name))
             }
+            ConfigRequest::NotifyAddressMigration(_) => "/v1/address-migrations".into(),
+            ConfigRequest::DeleteAddressMigration { vni, primary_ip } => {
+                format!("/v1/address-migrations/{}/{}", segment(vni), segment(primary_ip))
+            }
         }
     }
 
     /// The status a successful request is answered with: 201 for a create, 200
-    /// for a replace or bind (with the record), 204 for a delete (no body).
+    /// for a replace or bind (with the record), 204 for a delete (no body). An
+    /// address migration notification answers 200 instead when it replaced one.
     pub fn success_status(&self) -> u16 {
         match self.method() {
             "POST" => 201,

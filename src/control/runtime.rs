@@ -39,6 +39,12 @@ pub trait Runtime: Send + Sync + 'static {
     fn migration_plane(&self) -> Option<MigrationPlane> {
         None
     }
+
+    /// The address-migration reports VMs sent since the last call, as the
+    /// workers judged them (and answered the VMs), oldest first.
+    fn address_reports(&self) -> Vec<crate::rewrite::AddressReport> {
+        Vec::new()
+    }
 }
 
 /// One port of the switch as the data plane sees it (the TOML `[[port]]` list,

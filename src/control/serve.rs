@@ -20,6 +20,8 @@ const DRAIN: Duration = Duration::from_secs(2);
 /// How often migration housekeeping runs: a VM announcing itself at its
 /// destination is noticed within this time.
 const MIGRATION_TICK: Duration = Duration::from_millis(5);
+/// How often the address-migration reports workers queued are applied.
+const REPORT_INTERVAL: Duration = Duration::from_millis(20);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
@@ -138,9 +140,9 @@ pub fn spawn(config: &ControlConfig, store: Store, runtime: Arc<dyn Runtime>) ->
         };
         let (stop, stopped) = oneshot::channel();
         let router = super::http::router(control.clone());
-        let ticking = control.clone();
+        let housekeeping = control.clone();
         let thread = std::thread::Builder::new().name("sy-control".into()).spawn(move || {
-            runtime.block_on(serve(unix, tcp, router, ticking, stopped));
+            runtime.block_on(serve(unix, tcp, router, housekeeping, stopped));
             runtime.shutdown_timeout(DRAIN);
         })?;
         Ok::<_, io::Error>((stop, thread))
@@ -192,6 +194,21 @@ fn bind_unix(path: &Path) -> Result<std::os::unix::net::UnixListener, ControlErr
     Ok(listener)
 }
 
+/// Runs `job` on a blocking thread every `interval`; a late tick waits, none pile up.
+fn periodic(interval: Duration, control: Arc<Control>, what: &'static str, job: fn(&Control)) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let control = control.clone();
+            if tokio::task::spawn_blocking(move || job(&control)).await.is_err() {
+                log::error!("control: {what} failed");
+            }
+        }
+    })
+}
+
 async fn serve(
     unix: tokio::net::UnixListener,
     tcp: Option<tokio::net::TcpListener>,
@@ -199,15 +216,14 @@ async fn serve(
     control: Arc<Control>,
     stopped: oneshot::Receiver<()>,
 ) {
-    // Migration housekeeping: VMs announcing themselves, finished migrations.
-    let ticker = tokio::spawn(async move {
-        let mut interval = tokio::time::interval(MIGRATION_TICK);
-        loop {
-            interval.tick().await;
-            let control = control.clone();
-            let _ = tokio::task::spawn_blocking(move || control.migration_tick()).await;
-        }
-    });
+    // Housekeeping, off the reactor thread like every change: VMs announcing
+    // themselves and finished migrations; VM reports of address migrations.
+    let housekeeping = [
+        periodic(MIGRATION_TICK, control.clone(), "migration housekeeping", Control::migration_tick),
+        periodic(REPORT_INTERVAL, control, "applying address-migration reports", |control| {
+            control.apply_address_reports();
+        }),
+    ];
     let (drain, draining) = watch::channel(());
     let until_stop = |mut draining: watch::Receiver<()>| async move {
         let _ = draining.changed().await;
@@ -221,7 +237,9 @@ async fn serve(
     }
     // A dropped sender (handle gone without shutdown) stops the server too.
     let _ = stopped.await;
-    ticker.abort();
+    for task in &housekeeping {
+        task.abort();
+    }
     let _ = drain.send(());
     let finished = async {
         for server in servers {

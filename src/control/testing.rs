@@ -20,6 +20,8 @@ use crate::wire::MacAddr;
 pub struct FakeRuntime {
     ports: Vec<PortView>,
     applied: Mutex<Vec<ConfigSnapshot>>,
+    /// Address-migration reports "workers judged", handed out by `address_reports`.
+    reports: Mutex<Vec<crate::rewrite::AddressReport>>,
     upgrades: Mutex<FakeUpgrades>,
     /// Signalled whenever `upgrades` changes (a step done, held, released).
     upgrade_changed: Condvar,
@@ -76,6 +78,7 @@ impl FakeRuntime {
         FakeRuntime {
             ports,
             applied: Mutex::new(Vec::new()),
+            reports: Mutex::new(Vec::new()),
             upgrades: Mutex::new(FakeUpgrades {
                 unit: Some(unit),
                 running: None,
@@ -101,6 +104,11 @@ impl FakeRuntime {
     pub fn without_unit(self) -> FakeRuntime {
         self.lock_upgrades().unit = None;
         self
+    }
+
+    /// Queues a VM report as if a worker had judged it.
+    pub fn push_address_report(&self, report: crate::rewrite::AddressReport) {
+        self.reports.lock().unwrap_or_else(PoisonError::into_inner).push(report);
     }
 
     /// Every snapshot passed to `apply`, oldest first.
@@ -336,6 +344,10 @@ impl Runtime for FakeRuntime {
         }
         self.upgrade_changed.notify_all();
         Ok(record)
+    }
+
+    fn address_reports(&self) -> Vec<crate::rewrite::AddressReport> {
+        std::mem::take(&mut *self.reports.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     fn upgrade_status(&self) -> Result<UpgradeStatus, UpgradeRefused> {

@@ -5,7 +5,9 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use super::http::parse_json;
 use super::testing::FakeRuntime;
 use super::*;
-use crate::store::{ConfigSnapshot, Network, RemoteEndpoint, RequestState, Store, VmEndpoint};
+use crate::store::{
+    AddressMigration, ConfigSnapshot, AddressMigrationSource, Network, RemoteEndpoint, RequestState, Store, VmEndpoint,
+};
 use crate::upgrade::{ConfigGate, Outcome, Resumed, UpgradeRefused};
 
 /// FakeRuntime that also checks, on every apply, that the database already holds
@@ -55,6 +57,9 @@ impl Runtime for ProbeRuntime {
     }
     fn upgrade_status(&self) -> Result<crate::upgrade::UpgradeStatus, crate::upgrade::UpgradeRefused> {
         self.fake.upgrade_status()
+    }
+    fn address_reports(&self) -> Vec<crate::rewrite::AddressReport> {
+        self.fake.address_reports()
     }
 }
 
@@ -818,6 +823,18 @@ fn config_requests_round_trip_as_json_and_name_their_route() {
             200,
         ),
         (ConfigRequest::UnbindPort { name: "vm0".into() }, "DELETE", "/v1/ports/vm0/network", 204),
+        (
+            ConfigRequest::NotifyAddressMigration(notify(100, "10.1.0.5", Some("10.2.0.5"), "vm0")),
+            "POST",
+            "/v1/address-migrations",
+            201,
+        ),
+        (
+            ConfigRequest::DeleteAddressMigration { vni: "100".into(), primary_ip: "10.1.0.5".into() },
+            "DELETE",
+            "/v1/address-migrations/100/10.1.0.5",
+            204,
+        ),
     ];
     for (request, method, path, status) in requests {
         assert_eq!((request.method(), request.path().as_str(), request.success_status()), (method, path, status));
@@ -828,4 +845,128 @@ fn config_requests_round_trip_as_json_and_name_their_route() {
         serde_json::to_value(create(100, "blue")).unwrap(),
         serde_json::json!({"create_network": {"vni": 100, "name": "blue", "flood_vteps": []}})
     );
+}
+
+fn notify(vni: i64, primary: &str, post: Option<&str>, port: &str) -> AddressMigrationNotify {
+    AddressMigrationNotify { vni, primary_ip: primary.into(), post_migration_ip: post.map(str::to_string), port: port.into() }
+}
+
+fn migration(primary: [u8; 4], post: Option<[u8; 4]>, port: &str, source: AddressMigrationSource) -> AddressMigration {
+    AddressMigration {
+        vni: 100,
+        primary_ip: primary.into(),
+        post_migration_ip: post.map(std::net::Ipv4Addr::from),
+        port: port.into(),
+        source,
+    }
+}
+
+#[test]
+fn address_migrations_are_notified_replaced_listed_and_removed() {
+    let s = Setup::populated();
+    let c = &s.control;
+    let created = c.execute(ConfigRequest::NotifyAddressMigration(notify(100, "10.1.0.5", None, "vm0"))).unwrap();
+    assert_eq!(created.status, 201);
+    assert_eq!(c.address_migrations(), [migration([10, 1, 0, 5], None, "vm0", AddressMigrationSource::Notification)]);
+    // The same primary IP again replaces its entry (200); the same content again commits nothing.
+    let replaced = c.execute(ConfigRequest::NotifyAddressMigration(notify(100, "10.1.0.5", Some("10.2.0.5"), "vm0"))).unwrap();
+    assert_eq!((replaced.status, replaced.generation), (200, created.generation + 1));
+    let again = c.execute(ConfigRequest::NotifyAddressMigration(notify(100, "10.1.0.5", Some("10.2.0.5"), "vm0"))).unwrap();
+    assert_eq!((again.status, again.generation), (200, replaced.generation));
+    let entry = migration([10, 1, 0, 5], Some([10, 2, 0, 5]), "vm0", AddressMigrationSource::Notification);
+    assert_eq!(c.address_migration("100", "10.1.0.5").unwrap(), entry);
+    assert_eq!(s.applied().last().unwrap().address_migrations, std::slice::from_ref(&entry), "handed to the data plane");
+    assert_eq!(c.store().snapshot().unwrap().address_migrations, [entry]);
+    let message = s.refused(|c| c.delete_network("100"), 409, Some("vni"));
+    assert!(message.ends_with("1 port (vm0) and 1 address migration; remove them first"), "{message}");
+    c.delete_address_migration("100", "10.1.0.5").unwrap();
+    assert!(c.address_migrations().is_empty());
+    s.refused(|c| c.delete_address_migration("100", "10.1.0.5"), 404, Some("primary_ip"));
+    s.refused(|c| c.delete_address_migration("100", "10.1.0"), 400, Some("primary_ip"));
+    s.refused(|c| c.address_migration("0", "10.1.0.5"), 400, Some("vni"));
+}
+
+#[test]
+fn address_migration_validation() {
+    let s = Setup::populated();
+    s.control.notify_address_migration(notify(100, "10.1.0.5", Some("10.2.0.5"), "vm0")).unwrap();
+    let cases: &[(AddressMigrationNotify, u16, &str, &str)] = &[
+        (notify(300, "10.1.0.6", None, "vm0"), 400, "vni", "there is no network with VNI 300; create it first"),
+        (notify(0, "10.1.0.6", None, "vm0"), 400, "vni", "VNI 0 is out of range 1..=16777215"),
+        (notify(100, "10.1.0", None, "vm0"), 400, "primary_ip", "\"10.1.0\" is not an IPv4 address such as 192.0.2.1"),
+        (notify(100, "224.0.0.1", None, "vm0"), 400, "primary_ip", "224.0.0.1 is a multicast address, not a unicast IPv4 address"),
+        (notify(100, "10.1.0.6", Some("10.1.0.6"), "vm0"), 400, "post_migration_ip", "10.1.0.6 is also the primary IP; a migration moves a VM to another address"),
+        (notify(100, "10.1.0.6", Some("169.254.83.89"), "vm0"), 400, "post_migration_ip", "169.254.83.89 is the address VMs send their migration reports to"),
+        (notify(100, "10.1.0.6", None, "vm9"), 400, "port", "there is no port named \"vm9\""),
+        (notify(100, "10.1.0.6", None, "uplink0"), 400, "port", "port uplink0 has role uplink; address migrations are for vm-role ports"),
+        (notify(200, "10.1.0.6", None, "vm0"), 400, "port", "port vm0 is in network 100, not 200"),
+        (notify(100, "10.2.0.5", None, "vm1"), 409, "primary_ip", "10.2.0.5 is the post-migration IP of the address migration of 10.1.0.5"),
+        (notify(100, "10.1.0.6", Some("10.1.0.5"), "vm1"), 409, "post_migration_ip", "10.1.0.5 is the primary IP of another address migration"),
+        (notify(100, "10.1.0.6", Some("10.2.0.5"), "vm1"), 409, "post_migration_ip", "10.2.0.5 is already the post-migration IP of the address migration of 10.1.0.5"),
+        (notify(100, "10.1.0.1", None, "vm1"), 409, "primary_ip", "10.1.0.1 is the IP of VM endpoint 02:00:00:00:00:01 on port vm0"),
+    ];
+    for (body, status, field, expected) in cases {
+        let message = s.refused(|c| c.notify_address_migration(body.clone()), *status, Some(field));
+        assert_eq!(message, *expected);
+    }
+}
+
+fn report(port: &str, source: [u8; 4], primary: [u8; 4], post: [u8; 4], status: crate::wire::ReportStatus) -> crate::rewrite::AddressReport {
+    crate::rewrite::AddressReport {
+        port: port.into(),
+        source_mac: crate::wire::MacAddr([2, 0, 0, 0, 0, 0x0a]),
+        source_ip: source.into(),
+        request_id: 1,
+        primary_ip: primary.into(),
+        post_migration_ip: post.into(),
+        status,
+    }
+}
+
+#[test]
+fn accepted_vm_reports_are_applied_and_every_report_is_logged() {
+    use crate::wire::ReportStatus;
+    let s = Setup::populated();
+    let c = &s.control;
+    c.add_endpoint(endpoint(100, "02:00:00:00:00:0a", Some("10.2.0.5"), "vm0")).unwrap();
+    c.bind_port("vm1", PortBind { vni: 100 }).unwrap();
+    c.notify_address_migration(notify(100, "10.1.0.5", None, "vm0")).unwrap();
+    let before = c.snapshot().generation;
+    let fake = &s.runtime.fake;
+    fake.push_address_report(report("vm0", [10, 2, 0, 5], [10, 1, 0, 5], [10, 2, 0, 5], ReportStatus::Accepted));
+    fake.push_address_report(report("vm1", [10, 2, 0, 5], [10, 1, 0, 5], [10, 2, 0, 5], ReportStatus::PostMigrationIpOnOtherPort));
+    // Accepted by a worker, but the configuration it judged on is gone: refused here.
+    fake.push_address_report(report("vm0", [10, 2, 0, 5], [10, 1, 0, 77], [10, 2, 0, 5], ReportStatus::Accepted));
+    assert_eq!(c.apply_address_reports(), 3);
+    assert_eq!(c.snapshot().generation, before + 1, "one commit");
+    assert_eq!(c.address_migrations(), [migration([10, 1, 0, 5], Some([10, 2, 0, 5]), "vm0", AddressMigrationSource::VmReport)]);
+    let log = c.address_report_log();
+    assert_eq!(log.iter().map(|r| r.outcome).collect::<Vec<_>>(), [AddressReportOutcome::Applied, AddressReportOutcome::Refused, AddressReportOutcome::Refused]);
+    assert_eq!(log[0].generation, Some(before + 1));
+    assert_eq!(log[1].status, "post_migration_ip_on_other_port");
+    assert_eq!(log[1].error.as_deref(), Some("the post-migration IP 10.2.0.5 is bound to port vm0, not vm1"));
+    assert_eq!(
+        log[2].error.as_deref(),
+        Some("the primary IP 10.1.0.77 is not registered in network 100 (the configuration changed after the switch accepted it)")
+    );
+    // The same report again changes nothing.
+    fake.push_address_report(report("vm0", [10, 2, 0, 5], [10, 1, 0, 5], [10, 2, 0, 5], ReportStatus::Accepted));
+    c.apply_address_reports();
+    assert_eq!(c.snapshot().generation, before + 1);
+    assert_eq!(c.address_report_log().last().unwrap().outcome, AddressReportOutcome::InEffect);
+}
+
+#[test]
+fn vm_reports_wait_while_an_upgrade_pauses_changes() {
+    use crate::wire::ReportStatus;
+    let s = Setup::populated();
+    let c = &s.control;
+    c.add_endpoint(endpoint(100, "02:00:00:00:00:0a", Some("10.2.0.5"), "vm0")).unwrap();
+    c.notify_address_migration(notify(100, "10.1.0.5", None, "vm0")).unwrap();
+    s.runtime.fake.push_address_report(report("vm0", [10, 2, 0, 5], [10, 1, 0, 5], [10, 2, 0, 5], ReportStatus::Accepted));
+    c.pause();
+    assert_eq!(c.apply_address_reports(), 0, "left in the workers' queue");
+    c.resume();
+    assert_eq!(c.apply_address_reports(), 1);
+    assert_eq!(c.address_migrations()[0].post_migration_ip, Some([10, 2, 0, 5].into()));
 }

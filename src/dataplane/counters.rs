@@ -1,6 +1,5 @@
 //! A worker's counters, and the sum over workers the control plane reports.
 use std::collections::BTreeMap;
-
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
@@ -10,6 +9,7 @@ use serde::Serialize;
 use crate::migration::HoldCounters;
 
 use crate::pipeline::{Counter, DropCounters, DropReason, PortCounters};
+use crate::rewrite::{RewriteCounters, RewriteTotals};
 
 /// Everything one worker counts: per port (indexed by port id) and per drop reason.
 #[derive(Debug)]
@@ -25,6 +25,8 @@ pub struct WorkerCounters {
     pub output_gap: OutputGap,
     /// The buffer-or-forward stage's counters (a migrating VM's packets).
     pub migration: Arc<CachePadded<HoldCounters>>,
+    /// Written by this worker's address rewrite stages.
+    pub rewrite: Arc<CachePadded<RewriteCounters>>,
 }
 
 /// The longest time between two run-loop iterations that transmitted, since
@@ -74,6 +76,7 @@ impl WorkerCounters {
             absorbed: Counter::default(),
             output_gap: OutputGap::default(),
             migration: Arc::default(),
+            rewrite: Arc::default(),
         }
     }
 }
@@ -99,6 +102,7 @@ pub struct Totals {
     pub made: u64,
     pub absorbed: u64,
     pub migration: MigrationTotals,
+    pub address_rewrite: RewriteTotals,
 }
 
 /// What the buffer-or-forward stage did, summed over workers (peaks: the
@@ -121,6 +125,7 @@ impl Totals {
         let mut totals = Totals {
             ports: vec![PortTotals::default(); port_slots],
             drops: DropReason::ALL.iter().map(|r| (r.name(), 0)).collect(),
+            address_rewrite: RewriteTotals::new(),
             ..Totals::default()
         };
         for worker in workers {
@@ -143,6 +148,7 @@ impl Totals {
             m.holding += c.holding.load(Relaxed);
             m.peak_packets = m.peak_packets.max(c.peak_packets.load(Relaxed));
             m.peak_bytes = m.peak_bytes.max(c.peak_bytes.load(Relaxed));
+            totals.address_rewrite.add(&worker.rewrite);
         }
         totals
     }

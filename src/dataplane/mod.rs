@@ -27,6 +27,7 @@ use crate::dpdk::{self, Eal, LcoreId, Mbuf, Mempool, Port, PortSetup, RxQueue, T
 use crate::migration::{HoldLimits, HoldShared, MigrationStage};
 use crate::overlay::{Underlay, UnitHost, UnitSetup, VmPort};
 use crate::pipeline::{PortId, QueueId};
+use crate::rewrite::{AddressMigrations, Direction, RewritePort};
 use crate::store::ConfigSnapshot;
 use crate::unit::{Side, UnitStage, UnitState};
 use crate::wire::MacAddr;
@@ -91,6 +92,7 @@ pub struct Dataplane {
     overlay: Option<Arc<UnitHost<Mbuf>>>,
     /// The buffer-or-forward stage's shared table (used with the vRouter).
     holding: Arc<HoldShared>,
+    address_migrations: Option<Arc<AddressMigrations>>,
     housekeeping: Option<std::thread::JoinHandle<()>>,
     workers: Vec<(LcoreId, Arc<CachePadded<WorkerCounters>>)>,
     running: bool,
@@ -171,42 +173,47 @@ impl Dataplane {
         let bindings: Vec<PortBinding> = ports.iter().map(|p| p.binding.clone()).collect();
         let stop = Arc::new(AtomicBool::new(false));
         let tsc_hz = eal.tsc_hz();
-        let overlay = match forwarding {
-            Forwarding::CrossConnect => None,
-            Forwarding::Overlay { config, ageing } => Some(Arc::new(UnitHost::new(unit_setup(&bindings, config, ageing)))),
+        let (overlay, address_migrations) = match forwarding {
+            Forwarding::CrossConnect => (None, None),
+            Forwarding::Overlay { config, ageing } => {
+                let migrations = Arc::new(AddressMigrations::new(&config, rewrite_ports(&bindings)));
+                (Some(Arc::new(UnitHost::new(unit_setup(&bindings, config, ageing)))), Some(migrations))
+            }
         };
         let limits = HoldLimits { packets: config.migration.buffer_packets, bytes: config.migration.buffer_bytes };
         let holding = Arc::new(HoldShared::new(limits));
-        let build_pipeline = |bindings: &[PortBinding], counters: &WorkerCounters| match &overlay {
-            None => cross_connect_pipeline(bindings),
-            Some(host) => unit_pipeline(host, &holding, bindings, tsc_hz, counters),
+        let build_pipeline = |bindings: &[PortBinding], counters: &WorkerCounters| match (&overlay, &address_migrations) {
+            (Some(host), Some(migrations)) => unit_pipeline(host, &holding, migrations, bindings, tsc_hz, counters),
+            _ => cross_connect_pipeline(bindings),
         };
         let mut plans: Vec<Worker> = config
             .dataplane
             .workers
             .iter()
             .enumerate()
-            .map(|(w, &lcore)| (w, lcore, WorkerCounters::new(port_slots)))
-            .map(|(w, lcore, counters)| Worker {
-                lcore: LcoreId(lcore),
-                rx_queues: Vec::new(),
-                tx: (0..port_slots)
-                    .map(|slot| {
-                        bindings
-                            .iter()
-                            .any(|b| b.id.index() == slot)
-                            .then(|| TxBuffer::new(PortId(slot as u16), QueueId(w as u16)))
-                    })
-                    .collect(),
-                pipeline: build_pipeline(&bindings, &counters),
-                counters: Arc::new(CachePadded::new(counters)),
-                stop: stop.clone(),
-                idle: IdlePolicy {
-                    polls_before_sleep: config.dataplane.idle_polls_before_sleep,
-                    sleep: Duration::from_micros(u64::from(config.dataplane.idle_sleep_us)),
-                },
-                drain_cycles: tsc_hz * u64::from(config.dataplane.tx_drain_us) / 1_000_000,
-                sent: 0,
+            .map(|(w, &lcore)| {
+                let counters = Arc::new(CachePadded::new(WorkerCounters::new(port_slots)));
+                Worker {
+                    lcore: LcoreId(lcore),
+                    rx_queues: Vec::new(),
+                    tx: (0..port_slots)
+                        .map(|slot| {
+                            bindings
+                                .iter()
+                                .any(|b| b.id.index() == slot)
+                                .then(|| TxBuffer::new(PortId(slot as u16), QueueId(w as u16)))
+                        })
+                        .collect(),
+                    pipeline: build_pipeline(&bindings, &counters),
+                    counters,
+                    stop: stop.clone(),
+                    idle: IdlePolicy {
+                        polls_before_sleep: config.dataplane.idle_polls_before_sleep,
+                        sleep: Duration::from_micros(u64::from(config.dataplane.idle_sleep_us)),
+                    },
+                    drain_cycles: tsc_hz * u64::from(config.dataplane.tx_drain_us) / 1_000_000,
+                    sent: 0,
+                }
             })
             .collect();
         let queues = bindings.iter().map(|b| (b.id, b.config.rx_queues));
@@ -225,7 +232,7 @@ impl Dataplane {
             };
             log::info!("port[{index}] \"{name}\": link {}{waiting}", if link.up { "up" } else { "down" });
         }
-        let housekeeping = overlay.clone().map(|host| {
+        let housekeeping = overlay.clone().zip(address_migrations.clone()).map(|(host, migrations)| {
             let (stop, holding) = (stop.clone(), holding.clone());
             std::thread::Builder::new()
                 .name("housekeeping".into())
@@ -233,6 +240,7 @@ impl Dataplane {
                     while !stop.load(Ordering::Relaxed) {
                         host.housekeeping();
                         holding.reclaim();
+                        migrations.reclaim();
                         std::thread::sleep(HOUSEKEEPING_INTERVAL);
                     }
                 })
@@ -242,6 +250,7 @@ impl Dataplane {
             stop,
             overlay,
             holding,
+            address_migrations,
             housekeeping,
             workers: Vec::new(),
             running: true,
@@ -264,6 +273,11 @@ impl Dataplane {
         self.overlay.as_ref()
     }
 
+    /// The address migration tables, when the vRouter forwards.
+    pub fn address_migrations(&self) -> Option<&Arc<AddressMigrations>> {
+        self.address_migrations.as_ref()
+    }
+
     /// A read-only view for the control plane; drop it before the data plane.
     pub fn monitor(&self) -> Monitor {
         Monitor {
@@ -274,6 +288,7 @@ impl Dataplane {
             started_at: self.started_at,
             overlay: self.overlay.clone(),
             holding: self.holding.clone(),
+            address_migrations: self.address_migrations.clone(),
         }
     }
 
@@ -445,12 +460,15 @@ fn unit_setup(bindings: &[PortBinding], config: ConfigSnapshot, ageing: Duration
     UnitSetup { vm_ports, underlay, ageing_ms: ageing.as_millis() as u64, state: UnitState { config, ..UnitState::default() } }
 }
 
-/// A worker's stages with the switching unit: buffer-or-forward for migrating
-/// VMs, then the unit. Uplink ports use the uplink binding, every other port
-/// the VM-side one.
+/// A worker's stages with the switching unit (uplink ports use the uplink
+/// binding, every other port the VM-side one): buffer-or-forward for migrating
+/// VMs (issue 5), and the address rewrite around the unit (issue 6): sources
+/// from VM ports before the unit switches or encapsulates, destinations after
+/// it chose a VM port (decapsulated).
 fn unit_pipeline(
     host: &UnitHost<Mbuf>,
     holding: &Arc<HoldShared>,
+    migrations: &AddressMigrations,
     bindings: &[PortBinding],
     tsc_hz: u64,
     counters: &WorkerCounters,
@@ -460,8 +478,21 @@ fn unit_pipeline(
     for b in bindings.iter().filter(|b| b.config.role == PortRole::Uplink) {
         sides[b.id.index()] = Side::Uplink;
     }
-    let migration = MigrationStage::new(holding.clone(), sides.clone(), counters.migration.clone());
-    vec![Box::new(migration), Box::new(UnitStage::new(host.units().clone(), sides, tsc_hz))]
+    vec![
+        Box::new(MigrationStage::new(holding.clone(), sides.clone(), counters.migration.clone())),
+        Box::new(migrations.stage(Direction::FromVm, counters.rewrite.clone())),
+        Box::new(UnitStage::new(host.units().clone(), sides, tsc_hz)),
+        Box::new(migrations.stage(Direction::ToVm, counters.rewrite.clone())),
+    ]
+}
+
+/// The VM-role ports, as the address rewrite knows them.
+fn rewrite_ports(bindings: &[PortBinding]) -> Vec<RewritePort> {
+    bindings
+        .iter()
+        .filter(|b| b.config.role == PortRole::Vm)
+        .map(|b| RewritePort { name: b.config.name.clone(), id: b.id, mac: b.mac })
+        .collect()
 }
 
 /// The foundation's pipeline: each port's `forward_to` as a cross-connect.

@@ -9,6 +9,7 @@ use super::{PortBinding, PortSummary, Summary, Totals, WorkerCounters};
 use crate::dpdk::{self, LcoreId, Mbuf, Mempool};
 use crate::migration::HoldShared;
 use crate::overlay::UnitHost;
+use crate::rewrite::AddressMigrations;
 
 /// Cloneable and shareable across threads. Drop every clone before the
 /// `Dataplane` (it holds the mempool, which must go before the EAL).
@@ -21,6 +22,7 @@ pub struct Monitor {
     pub(super) started_at: Instant,
     pub(super) overlay: Option<Arc<UnitHost<Mbuf>>>,
     pub(super) holding: Arc<HoldShared>,
+    pub(super) address_migrations: Option<Arc<AddressMigrations>>,
 }
 
 impl Monitor {
@@ -59,5 +61,10 @@ impl Monitor {
     /// The buffer-or-forward stage's shared table.
     pub fn holding(&self) -> &Arc<HoldShared> {
         &self.holding
+    }
+
+    /// The address migration tables, when the vRouter forwards.
+    pub fn address_migrations(&self) -> Option<&Arc<AddressMigrations>> {
+        self.address_migrations.as_ref()
     }
 }

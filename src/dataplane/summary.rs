@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::counters::{MigrationTotals, PortTotals, Totals};
+use crate::rewrite::RewriteTotals;
 use super::PortBinding;
 use crate::dpdk::{Link, PortStats};
 
@@ -64,6 +65,8 @@ pub struct Summary {
     pub unaccounted: i128,
     pub ports: Vec<PortSummary>,
     pub drops: BTreeMap<&'static str, u64>,
+    /// What the address rewrite did (zero without address migrations).
+    pub address_rewrite: RewriteTotals,
     pub mempool_in_use: u32,
 }
 
@@ -85,6 +88,7 @@ impl Summary {
                 - i128::from(totals.migration.holding),
             ports,
             drops: totals.drops,
+            address_rewrite: totals.address_rewrite,
             mempool_in_use,
         }
     }
@@ -115,6 +119,17 @@ impl fmt::Display for Summary {
         }
         for (reason, count) in self.drops.iter().filter(|(_, &n)| n > 0) {
             writeln!(f, "drop {reason:<24} {count:>12}")?;
+        }
+        let rewrite = &self.address_rewrite;
+        if rewrite.to_vm + rewrite.from_vm > 0 {
+            writeln!(
+                f,
+                "address rewrite: to VM {}, from VM {}, ICMP errors translated {}",
+                rewrite.to_vm, rewrite.from_vm, rewrite.icmp_errors
+            )?;
+        }
+        for (status, count) in rewrite.reports.iter().filter(|(_, &n)| n > 0) {
+            writeln!(f, "address report {status:<32} {count:>6}")?;
         }
         write!(f, "total rx {}", self.rx_packets)?;
         if self.made > 0 {

@@ -9,7 +9,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::config::VtepConfig;
 use crate::pipeline::PortId;
-use crate::store::{vni_mac_key, ConfigSnapshot, RemoteSource, Vni};
+use crate::store::{vni_mac_key, ConfigSnapshot, RemoteSource, VmEndpoint, Vni};
 use crate::unit::Location;
 use crate::wire::MacAddr;
 
@@ -138,6 +138,21 @@ impl VRouterTables {
                 tables.arp.insert(ip_key(remote.vni, ip), remote.mac);
             }
         }
+        // Address migrations (issue 6): ARP for a migrated VM's primary IP is
+        // answered on its behalf, with the MAC of the VM endpoint on its port that
+        // has the post-migration IP, else of the port's only VM endpoint.
+        for m in &config.address_migrations {
+            let in_network = port_id(&m.port).is_some_and(|id| tables.port_vni.get(id.index()) == Some(&Some(m.vni)));
+            let (Some(post), true) = (m.post_migration_ip, in_network) else { continue };
+            let on_port: Vec<&VmEndpoint> = config.endpoints.iter().filter(|e| e.vni == m.vni && e.port == m.port).collect();
+            let owner = on_port.iter().find(|e| e.ip == Some(post)).or(match on_port.as_slice() {
+                [only] => Some(only),
+                _ => None,
+            });
+            if let Some(owner) = owner {
+                tables.arp.entry(ip_key(m.vni, m.primary_ip)).or_insert(owner.mac);
+            }
+        }
         tables.configured_macs = config.endpoints.len() + config.remotes.len();
         tables
     }
@@ -203,6 +218,7 @@ mod tests {
             endpoints: vec![VmEndpoint { vni: 100, mac: mac(10), ip: Some(Ipv4Addr::new(10, 0, 0, 10)), port: "vm0".into() }],
             remotes: vec![RemoteEndpoint { vni: 100, mac: mac(20), ip: None, vtep: Ipv4Addr::new(192, 0, 2, 2), source: Default::default() }],
             ports: vec![PortNetwork { port: "vm1".into(), vni: 100 }, PortNetwork { port: "gone".into(), vni: 100 }],
+            address_migrations: vec![],
         };
         let vm_ports = [VmPort { name: "vm0".into(), id: PortId(0) }, VmPort { name: "vm1".into(), id: PortId(2) }];
         let mut learned = Learned::default();
@@ -221,5 +237,43 @@ mod tests {
         assert_eq!(tables.arp_answer(100, Ipv4Addr::new(10, 0, 0, 10)), Some(mac(10)));
         assert_eq!(tables.arp_answer(101, Ipv4Addr::new(10, 0, 0, 10)), None);
         assert_eq!(tables.sizes()[1], ("macs", 3));
+    }
+
+    #[test]
+    fn arp_for_a_migrated_vms_primary_ip_is_answered_with_its_mac() {
+        use crate::store::{AddressMigration, AddressMigrationSource};
+        let ip = |last: u8| Ipv4Addr::new(10, 2, 0, last);
+        let migration = |primary: u8, post: Option<Ipv4Addr>, port: &str| AddressMigration {
+            vni: 100,
+            primary_ip: Ipv4Addr::new(10, 1, 0, primary),
+            post_migration_ip: post,
+            port: port.into(),
+            source: AddressMigrationSource::Notification,
+        };
+        let config = ConfigSnapshot {
+            networks: vec![Network { vni: 100, name: "blue".into(), flood_vteps: vec![] }],
+            endpoints: vec![
+                VmEndpoint { vni: 100, mac: mac(10), ip: Some(ip(5)), port: "vm0".into() },
+                VmEndpoint { vni: 100, mac: mac(11), ip: None, port: "vm0".into() },
+                VmEndpoint { vni: 100, mac: mac(12), ip: None, port: "vm1".into() },
+            ],
+            address_migrations: vec![
+                migration(5, Some(ip(5)), "vm0"), // the endpoint with the post-migration IP
+                migration(6, Some(ip(6)), "vm1"), // the port's only endpoint
+                migration(7, None, "vm1"),        // registered only
+                migration(8, Some(ip(8)), "vm2"), // no endpoint to take the MAC from
+            ],
+            ..ConfigSnapshot::default()
+        };
+        let vm_ports = [
+            VmPort { name: "vm0".into(), id: PortId(0) },
+            VmPort { name: "vm1".into(), id: PortId(1) },
+            VmPort { name: "vm2".into(), id: PortId(2) },
+        ];
+        let tables = VRouterTables::build(&config, &Learned::default(), &vm_ports, None);
+        assert_eq!(tables.arp_answer(100, Ipv4Addr::new(10, 1, 0, 5)), Some(mac(10)));
+        assert_eq!(tables.arp_answer(100, Ipv4Addr::new(10, 1, 0, 6)), Some(mac(12)));
+        assert_eq!(tables.arp_answer(100, Ipv4Addr::new(10, 1, 0, 7)), None);
+        assert_eq!(tables.arp_answer(100, Ipv4Addr::new(10, 1, 0, 8)), None);
     }
 }

@@ -140,6 +140,12 @@ impl<P: PacketBuf> Burst<P> {
         &self.made
     }
 
+    /// The packets stages made so far with their verdicts, for a stage that
+    /// rewrites what leaves (the address rewrite after the switching unit).
+    pub fn made_mut(&mut self) -> impl Iterator<Item = (&mut P, &mut Verdict)> {
+        self.made.iter_mut().map(|(packet, verdict)| (packet, verdict))
+    }
+
     /// Packets stages meant to make but could not.
     pub fn unmade(&self) -> u32 {
         self.unmade

@@ -104,6 +104,20 @@ drop_reasons! {
     /// A loaded switching unit returned a verdict this daemon cannot read (a
     /// drop reason or verdict kind it does not know).
     UnitFault => "unit_fault",
+    /// A packet whose address was to be rewritten has a malformed IPv4 header
+    /// (IHL < 5, or its header or total length beyond the frame).
+    RewriteMalformedIpv4 => "rewrite_malformed_ipv4",
+    /// A packet whose address was to be rewritten lacks its TCP or UDP checksum
+    /// (the header is cut short, or a first fragment is too short to hold it), so
+    /// the checksum could not be fixed.
+    RewriteTruncatedL4 => "rewrite_truncated_l4",
+    /// An ICMP error whose address was to be rewritten does not carry a readable
+    /// IPv4 header of the packet it is about (shorter than 20 bytes, not version 4, IHL < 5).
+    RewriteMalformedIcmpError => "rewrite_malformed_icmp_error",
+    /// A datagram to the address-migration report address that is not a report:
+    /// fragmented, a bad IPv4 or UDP header, shorter than 20 bytes, or the wrong
+    /// magic, version or kind.
+    MalformedAddressReport => "malformed_address_report",
 }
 
 impl DropReason {

@@ -1,7 +1,9 @@
 //! One edit of the configuration, and how a snapshot takes it.
 use serde::{Deserialize, Serialize};
 
-use super::model::{ConfigSnapshot, Network, PortNetwork, RemoteEndpoint, VmEndpoint, Vni};
+use std::net::Ipv4Addr;
+
+use super::model::{AddressMigration, ConfigSnapshot, Network, PortNetwork, RemoteEndpoint, VmEndpoint, Vni};
 use crate::wire::MacAddr;
 
 /// One edit. `Store::commit` applies a list of them in one transaction.
@@ -29,11 +31,18 @@ pub enum Change {
     DeletePortNetwork {
         port: String,
     },
+    /// Creates or replaces the address migration (vni, primary IP).
+    PutAddressMigration(AddressMigration),
+    DeleteAddressMigration {
+        vni: Vni,
+        primary_ip: Ipv4Addr,
+    },
 }
 
 impl ConfigSnapshot {
     /// Applies `changes` in memory, keeping every list in the database's key order
-    /// (networks by VNI, endpoints and remotes by VNI then MAC, ports by name), so the
+    /// (networks by VNI, endpoints and remotes by VNI then MAC, ports by name,
+    /// address migrations by VNI then primary IP), so the
     /// result equals what `Store::snapshot` reads back after the same commit.
     /// Deleting a record that is absent does nothing; the generation is not touched.
     pub fn apply(&mut self, changes: &[Change]) {
@@ -47,6 +56,10 @@ impl ConfigSnapshot {
                 Change::DeleteRemote { vni, mac } => delete(&mut self.remotes, &(*vni, *mac), |r| (r.vni, r.mac)),
                 Change::PutPortNetwork(p) => put(&mut self.ports, p.clone(), |r| r.port.clone()),
                 Change::DeletePortNetwork { port } => delete(&mut self.ports, port, |r| r.port.clone()),
+                Change::PutAddressMigration(m) => put(&mut self.address_migrations, m.clone(), |r| (r.vni, r.primary_ip)),
+                Change::DeleteAddressMigration { vni, primary_ip } => {
+                    delete(&mut self.address_migrations, &(*vni, *primary_ip), |r| (r.vni, r.primary_ip))
+                }
             }
         }
     }

@@ -3,6 +3,7 @@
 //! write transaction as the records it counts. Config requests queued during an
 //! upgrade live in the same file (`requests.rs`).
 use std::fmt;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle};
@@ -15,9 +16,10 @@ use super::requests::{RequestOutcome, FINISHED_REQUESTS, QUEUED_REQUESTS};
 use crate::wire::MacAddr;
 
 /// The layout this code reads and writes. A file with another version is refused,
-/// except version 1, which lacks only the request tables and is upgraded in place
-/// (so an older switchyard refuses the file rather than ignore queued requests).
-pub const SCHEMA_VERSION: u64 = 2;
+/// except versions 1 (no request tables) and 2 (no address migrations), which
+/// only lack tables and are upgraded in place (so an older switchyard refuses the
+/// file rather than ignore queued requests or address migrations).
+pub const SCHEMA_VERSION: u64 = 3;
 
 /// `schema_version`, `generation` and `next_request_id`.
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -29,6 +31,9 @@ const ENDPOINTS: TableDefinition<&str, &str> = TableDefinition::new("endpoints")
 const REMOTES: TableDefinition<&str, &str> = TableDefinition::new("remotes");
 /// Key: the port name.
 const PORTS: TableDefinition<&str, &str> = TableDefinition::new("port_networks");
+/// Key: "<vni as 8 digits>/<primary IP as 8 hex digits>" ("00000100/0a010005"),
+/// so text order is (VNI, address) order.
+const ADDRESS_MIGRATIONS: TableDefinition<&str, &str> = TableDefinition::new("address_migrations");
 
 const SCHEMA_KEY: &str = "schema_version";
 const GENERATION_KEY: &str = "generation";
@@ -39,6 +44,10 @@ fn network_key(vni: Vni) -> String {
 
 fn mac_key(vni: Vni, mac: MacAddr) -> String {
     format!("{vni:08}/{mac}")
+}
+
+fn address_migration_key(vni: Vni, primary_ip: Ipv4Addr) -> String {
+    format!("{vni:08}/{:08x}", primary_ip.to_bits())
 }
 
 /// Every error names the database file.
@@ -134,16 +143,18 @@ impl Store {
                     txn.abort().map_err(|e| self.db_error(e))?;
                     Ok(())
                 }
-                Some(1) => {
+                Some(old @ (1 | 2)) => {
                     {
                         let mut meta = txn.open_table(META).map_err(|e| self.db_error(e))?;
                         meta.insert(SCHEMA_KEY, SCHEMA_VERSION).map_err(|e| self.db_error(e))?;
+                        // Version 2 added the request tables, version 3 the address migrations.
                         txn.open_table(QUEUED_REQUESTS).map_err(|e| self.db_error(e))?;
                         txn.open_table(FINISHED_REQUESTS).map_err(|e| self.db_error(e))?;
+                        txn.open_table(ADDRESS_MIGRATIONS).map_err(|e| self.db_error(e))?;
                     }
                     self.commit_durably(txn)?;
                     log::info!(
-                        "config database {}: upgraded from schema version 1 to {SCHEMA_VERSION}",
+                        "config database {}: upgraded from schema version {old} to {SCHEMA_VERSION}",
                         self.path.display()
                     );
                     Ok(())
@@ -159,7 +170,7 @@ impl Store {
             let mut meta = txn.open_table(META).map_err(|e| self.db_error(e))?;
             meta.insert(SCHEMA_KEY, SCHEMA_VERSION).map_err(|e| self.db_error(e))?;
             meta.insert(GENERATION_KEY, 0).map_err(|e| self.db_error(e))?;
-            for table in [NETWORKS, ENDPOINTS, REMOTES, PORTS] {
+            for table in [NETWORKS, ENDPOINTS, REMOTES, PORTS, ADDRESS_MIGRATIONS] {
                 txn.open_table(table).map_err(|e| self.db_error(e))?;
             }
             txn.open_table(QUEUED_REQUESTS).map_err(|e| self.db_error(e))?;
@@ -179,6 +190,7 @@ impl Store {
             endpoints: self.read_all(&txn, ENDPOINTS)?,
             remotes: self.read_all(&txn, REMOTES)?,
             ports: self.read_all(&txn, PORTS)?,
+            address_migrations: self.read_all(&txn, ADDRESS_MIGRATIONS)?,
         })
     }
 
@@ -242,6 +254,7 @@ impl Store {
             let mut endpoints = txn.open_table(ENDPOINTS).map_err(|e| self.db_error(e))?;
             let mut remotes = txn.open_table(REMOTES).map_err(|e| self.db_error(e))?;
             let mut ports = txn.open_table(PORTS).map_err(|e| self.db_error(e))?;
+            let mut migrations = txn.open_table(ADDRESS_MIGRATIONS).map_err(|e| self.db_error(e))?;
             for change in changes {
                 match change {
                     Change::PutNetwork(n) => self.put(&mut networks, &network_key(n.vni), n)?,
@@ -259,6 +272,14 @@ impl Store {
                     Change::DeletePortNetwork { port } => {
                         self.delete(&mut ports, port, || format!("the network binding of port {port}"))?
                     }
+                    Change::PutAddressMigration(m) => {
+                        self.put(&mut migrations, &address_migration_key(m.vni, m.primary_ip), m)?
+                    }
+                    Change::DeleteAddressMigration { vni, primary_ip } => self.delete(
+                        &mut migrations,
+                        &address_migration_key(*vni, *primary_ip),
+                        || format!("the address migration of {primary_ip} in VNI {vni}"),
+                    )?,
                 }
             }
             let mut meta = txn.open_table(META).map_err(|e| self.db_error(e))?;
@@ -283,7 +304,10 @@ impl Store {
     /// otherwise leaves the database alone and returns false: after the first start
     /// the database, not the TOML file, is the record. An empty seed writes nothing.
     pub fn bootstrap_if_empty(&self, seed: &ConfigSnapshot) -> Result<bool, StoreError> {
-        let empty = seed.networks.is_empty() && seed.endpoints.is_empty() && seed.remotes.is_empty();
+        let empty = seed.networks.is_empty()
+            && seed.endpoints.is_empty()
+            && seed.remotes.is_empty()
+            && seed.address_migrations.is_empty();
         if empty && seed.ports.is_empty() {
             return Ok(false);
         }
@@ -314,6 +338,10 @@ impl Store {
             let mut ports = txn.open_table(PORTS).map_err(|e| self.db_error(e))?;
             for p in &seed.ports {
                 self.put(&mut ports, &p.port, p)?;
+            }
+            let mut migrations = txn.open_table(ADDRESS_MIGRATIONS).map_err(|e| self.db_error(e))?;
+            for m in &seed.address_migrations {
+                self.put(&mut migrations, &address_migration_key(m.vni, m.primary_ip), m)?;
             }
         }
         self.commit_durably(txn)?;

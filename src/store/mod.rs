@@ -15,5 +15,8 @@ mod tests;
 
 pub use change::Change;
 pub use db::{Store, StoreError, SCHEMA_VERSION};
-pub use model::{ConfigSnapshot, Network, PortNetwork, RemoteEndpoint, RemoteSource, VmEndpoint, Vni, vni_mac_key, VNI_MAX};
+pub use model::{
+    vni_mac_key, AddressMigration, AddressMigrationSource, ConfigSnapshot, Network, PortNetwork, RemoteEndpoint, RemoteSource,
+    VmEndpoint, Vni, VNI_MAX,
+};
 pub use requests::{unix_us, RequestOutcome, RequestRecord, RequestState, FINISHED_KEPT};

@@ -1,5 +1,5 @@
 //! The configuration records an operator manages: virtual networks, VM endpoints,
-//! remote endpoints and VM-port bindings. The config database stores exactly these,
+//! remote endpoints, VM-port bindings and address migrations. The config database stores exactly these,
 //! the REST API reads and writes them, and the switching unit builds its tables
 //! from a `ConfigSnapshot` of them.
 use std::net::Ipv4Addr;
@@ -82,6 +82,34 @@ pub struct PortNetwork {
     pub vni: Vni,
 }
 
+/// Who set an address migration's post-migration IP.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AddressMigrationSource {
+    /// The network control system: the API, the CLI or the TOML bootstrap.
+    #[default]
+    Notification,
+    /// The VM itself, in a report on its VM port (docs/address-migration.md).
+    VmReport,
+}
+
+/// A VM that moved to another network and got a new address (seed 003): peers
+/// keep using its primary IP, and the switch rewrites it to the post-migration
+/// IP towards the VM's port, and back on what the VM sends.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddressMigration {
+    pub vni: Vni,
+    pub primary_ip: Ipv4Addr,
+    /// `None`: the primary IP is registered for the port, and the VM's report
+    /// will say where it lives now; nothing is rewritten until then.
+    #[serde(default)]
+    pub post_migration_ip: Option<Ipv4Addr>,
+    /// The VM-role port the VM is attached to.
+    pub port: String,
+    #[serde(default)]
+    pub source: AddressMigrationSource,
+}
+
 /// Everything the database holds, as one consistent version.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConfigSnapshot {
@@ -91,4 +119,18 @@ pub struct ConfigSnapshot {
     pub endpoints: Vec<VmEndpoint>,
     pub remotes: Vec<RemoteEndpoint>,
     pub ports: Vec<PortNetwork>,
+    /// By VNI, then primary IP.
+    #[serde(default)]
+    pub address_migrations: Vec<AddressMigration>,
+}
+
+impl ConfigSnapshot {
+    /// The network a VM-role port belongs to, as the vRouter decides it: its
+    /// binding, else the network of its first VM endpoint (networks that exist only).
+    pub fn port_vni(&self, port: &str) -> Option<Vni> {
+        let exists = |vni: &Vni| self.networks.iter().any(|n| n.vni == *vni);
+        let bound = self.ports.iter().filter(|b| b.port == port).map(|b| b.vni);
+        let endpoint = self.endpoints.iter().filter(|e| e.port == port).map(|e| e.vni);
+        bound.chain(endpoint).find(exists)
+    }
 }

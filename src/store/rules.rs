@@ -7,8 +7,9 @@
 //! a noun (`VNI 0 is out of range ...`).
 use std::net::Ipv4Addr;
 
-use super::model::{Vni, VNI_MAX};
-use crate::wire::MacAddr;
+use super::model::{AddressMigration, ConfigSnapshot, Vni, VNI_MAX};
+use crate::wire::address_report::REPORT_ADDRESS;
+use crate::wire::{MacAddr, ReportStatus};
 
 /// Network names: 1 to 64 of these characters.
 pub const NETWORK_NAME_MAX: usize = 64;
@@ -71,6 +72,130 @@ pub fn check_flood_vteps(vteps: &[Ipv4Addr]) -> Result<(), (usize, String)> {
         }
     }
     Ok(())
+}
+
+/// The addresses of an address migration on their own: unicast, not the report
+/// address, and two different ones. The error names the field at fault.
+pub fn check_address_migration_ips(primary: Ipv4Addr, post: Option<Ipv4Addr>) -> Result<(), (&'static str, String)> {
+    for (field, ip) in [("primary_ip", Some(primary)), ("post_migration_ip", post)] {
+        let Some(ip) = ip else { continue };
+        check_unicast_ipv4(ip).map_err(|problem| (field, problem))?;
+        if ip == REPORT_ADDRESS {
+            return Err((field, format!("{ip} is the address VMs send their migration reports to")));
+        }
+    }
+    if post == Some(primary) {
+        return Err(("post_migration_ip", format!("{primary} is also the primary IP; a migration moves a VM to another address")));
+    }
+    Ok(())
+}
+
+/// Why an address migration cannot join a configuration: the field at fault,
+/// the problem, and whether it is a clash with other records (a conflict) or a
+/// mistake in the request itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AddressMigrationProblem {
+    pub field: &'static str,
+    pub problem: String,
+    pub conflict: bool,
+}
+
+/// Whether `entry` fits `config`, replacing the entry of its (VNI, primary IP)
+/// if there is one: its port is not in another network, and neither of its
+/// addresses is another migration's address or another port's VM endpoint's
+/// (a rewrite would take that VM's traffic). Both the API and the TOML
+/// bootstrap check with this; that the network and the port exist is theirs.
+pub fn check_address_migration(config: &ConfigSnapshot, entry: &AddressMigration) -> Result<(), AddressMigrationProblem> {
+    let clash = |field, problem| Err(AddressMigrationProblem { field, problem, conflict: true });
+    if let Some(vni) = config.port_vni(&entry.port).filter(|vni| *vni != entry.vni) {
+        let problem = format!("port {} is in network {vni}, not {}", entry.port, entry.vni);
+        return Err(AddressMigrationProblem { field: "port", problem, conflict: false });
+    }
+    let others = config.address_migrations.iter().filter(|m| m.vni == entry.vni && m.primary_ip != entry.primary_ip);
+    for other in others {
+        if other.post_migration_ip == Some(entry.primary_ip) {
+            let problem = format!("{} is the post-migration IP of the address migration of {}", entry.primary_ip, other.primary_ip);
+            return clash("primary_ip", problem);
+        }
+        let Some(post) = entry.post_migration_ip else { continue };
+        if other.primary_ip == post {
+            return clash("post_migration_ip", format!("{post} is the primary IP of another address migration"));
+        }
+        if other.post_migration_ip == Some(post) {
+            let problem = format!("{post} is already the post-migration IP of the address migration of {}", other.primary_ip);
+            return clash("post_migration_ip", problem);
+        }
+    }
+    let endpoints = config.endpoints.iter().filter(|e| e.vni == entry.vni && e.port != entry.port);
+    for endpoint in endpoints {
+        for (field, ip) in [("primary_ip", Some(entry.primary_ip)), ("post_migration_ip", entry.post_migration_ip)] {
+            if ip.is_some() && endpoint.ip == ip {
+                let problem = format!(
+                    "{} is the IP of VM endpoint {} on port {}",
+                    endpoint.ip.map_or_else(String::new, |ip| ip.to_string()),
+                    endpoint.mac,
+                    endpoint.port
+                );
+                return clash(field, problem);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// How a VM's report "primary IP `primary`, now at `post`", sent from
+/// `source` on VM port `port`, is judged against `config`, with a sentence
+/// naming the records involved. A VM may only complete or move the address
+/// migration registered for its own port, and only to an address a VM endpoint
+/// binds to that port, so it cannot claim another VM's address (issue 6). The
+/// workers judge with the same rules on their table version
+/// (`rewrite::AddressMigrationTable::judge_report`).
+pub fn judge_report(
+    config: &ConfigSnapshot,
+    port: &str,
+    source: Ipv4Addr,
+    primary: Ipv4Addr,
+    post: Ipv4Addr,
+) -> (ReportStatus, String) {
+    use ReportStatus::*;
+    if source != post {
+        return (SourceNotPostMigrationIp, format!("the report came from {source}, not from the post-migration IP {post}"));
+    }
+    let Some(vni) = config.port_vni(port) else {
+        return (PostMigrationIpNotBound, format!("port {port} is in no network, so no VM endpoint binds {post} to it"));
+    };
+    let holders: Vec<&str> =
+        config.endpoints.iter().filter(|e| e.vni == vni && e.ip == Some(post)).map(|e| e.port.as_str()).collect();
+    match holders.first() {
+        None => {
+            return (PostMigrationIpNotBound, format!("no VM endpoint in network {vni} has the post-migration IP {post}"));
+        }
+        Some(other) if !holders.contains(&port) => {
+            return (PostMigrationIpOnOtherPort, format!("the post-migration IP {post} is bound to port {other}, not {port}"));
+        }
+        Some(_) => {}
+    }
+    let Some(entry) = config.address_migrations.iter().find(|m| m.vni == vni && m.primary_ip == primary) else {
+        return (PrimaryIpNotRegistered, format!("the primary IP {primary} is not registered in network {vni}"));
+    };
+    if entry.port != port {
+        let problem = format!("the primary IP {primary} is registered for port {}, not {port}", entry.port);
+        return (PrimaryIpOfOtherPort, problem);
+    }
+    let in_use = config.address_migrations.iter().find(|m| {
+        m.vni == vni && m.primary_ip != primary && (m.post_migration_ip == Some(post) || m.primary_ip == post)
+    });
+    if let Some(other) = in_use {
+        let problem = format!("the post-migration IP {post} is already used by the address migration of {}", other.primary_ip);
+        return (PostMigrationIpInUse, problem);
+    }
+    if post == primary {
+        return (PostMigrationIpInUse, format!("the post-migration IP {post} is the primary IP itself"));
+    }
+    if entry.post_migration_ip == Some(post) {
+        return (InEffect, format!("{primary} is rewritten to {post} for port {port} already"));
+    }
+    (Accepted, format!("{primary} is rewritten to {post} for port {port} from now on"))
 }
 
 #[cfg(test)]

@@ -19,6 +19,16 @@ fn remote(vni: Vni, last: u8) -> RemoteEndpoint {
     RemoteEndpoint { vni, mac: mac(last), ip: None, vtep: Ipv4Addr::new(192, 0, 2, 3), source: Default::default() }
 }
 
+fn migration(vni: Vni, primary: [u8; 4], post: Option<[u8; 4]>) -> AddressMigration {
+    AddressMigration {
+        vni,
+        primary_ip: Ipv4Addr::from(primary),
+        post_migration_ip: post.map(Ipv4Addr::from),
+        port: "vm0".into(),
+        source: AddressMigrationSource::Notification,
+    }
+}
+
 fn temp() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("sub/dir/config.redb");
@@ -142,6 +152,7 @@ fn bootstrap_seeds_only_a_never_written_database() {
         endpoints: vec![endpoint(100, 1)],
         remotes: vec![remote(100, 2)],
         ports: vec![PortNetwork { port: "vm0".into(), vni: 100 }],
+        address_migrations: vec![migration(100, [10, 1, 0, 5], Some([10, 2, 0, 5]))],
     };
     assert!(store.bootstrap_if_empty(&seed).unwrap());
     assert_eq!(store.snapshot().unwrap(), ConfigSnapshot { generation: 1, ..seed.clone() });
@@ -173,7 +184,7 @@ fn unknown_schema_version_is_refused_naming_the_file() {
     assert_eq!(
         err,
         format!(
-            "config database {}: schema version 99 is not supported (this switchyard reads version 2); \
+            "config database {}: schema version 99 is not supported (this switchyard reads version 3); \
              use the switchyard that wrote it, or move the file away to bootstrap again from the TOML config",
             path.display()
         )
@@ -371,4 +382,79 @@ fn corrupt_queued_requests_name_table_and_key() {
     }
     let err = Store::open(&path).unwrap().queued_requests().unwrap_err().to_string();
     assert!(err.contains("table queued_requests, key \"4\": cannot decode the record"), "{err}");
+}
+
+#[test]
+fn address_migrations_round_trip_in_address_order() {
+    let (_dir, path) = temp();
+    let store = Store::open(&path).unwrap();
+    let mut memory = ConfigSnapshot::default();
+    // 10.1.0.20 sorts after 10.1.0.5 as an address, before it as decimal text.
+    let batches = [
+        vec![
+            Change::PutAddressMigration(migration(100, [10, 1, 0, 20], Some([10, 2, 0, 20]))),
+            Change::PutAddressMigration(migration(100, [10, 1, 0, 5], None)),
+            Change::PutAddressMigration(migration(7, [10, 9, 0, 1], Some([10, 8, 0, 1]))),
+        ],
+        vec![Change::PutAddressMigration(AddressMigration {
+            source: AddressMigrationSource::VmReport,
+            ..migration(100, [10, 1, 0, 5], Some([10, 2, 0, 5]))
+        })],
+        vec![Change::DeleteAddressMigration { vni: 7, primary_ip: Ipv4Addr::new(10, 9, 0, 1) }],
+    ];
+    for batch in &batches {
+        let generation = store.commit(batch).unwrap();
+        memory.apply(batch);
+        memory.generation = generation;
+        assert_eq!(store.snapshot().unwrap(), memory);
+    }
+    let primaries: Vec<Ipv4Addr> = memory.address_migrations.iter().map(|m| m.primary_ip).collect();
+    assert_eq!(primaries, [Ipv4Addr::new(10, 1, 0, 5), Ipv4Addr::new(10, 1, 0, 20)]);
+    assert_eq!(memory.address_migrations[0].source, AddressMigrationSource::VmReport);
+    let gone = store.commit(&[Change::DeleteAddressMigration { vni: 7, primary_ip: Ipv4Addr::new(10, 9, 0, 1) }]);
+    assert_eq!(
+        gone.unwrap_err().to_string(),
+        format!(
+            "config database {}: cannot delete the address migration of 10.9.0.1 in VNI 7: there is no such record",
+            path.display()
+        )
+    );
+    drop(store);
+    assert_eq!(Store::open(&path).unwrap().snapshot().unwrap(), memory, "kept across a reopen");
+}
+
+#[test]
+fn a_version_2_database_gains_the_address_migration_table_and_keeps_its_records() {
+    let (_dir, path) = temp();
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    {
+        // The layout switchyard wrote before address migrations.
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut meta = txn.open_table(redb::TableDefinition::<&str, u64>::new("meta")).unwrap();
+            meta.insert("schema_version", 2).unwrap();
+            meta.insert("generation", 4).unwrap();
+            let mut networks = txn.open_table(redb::TableDefinition::<&str, &str>::new("networks")).unwrap();
+            networks.insert("00000100", r#"{"vni":100,"name":"blue","flood_vteps":[]}"#).unwrap();
+            for table in ["endpoints", "remotes", "port_networks"] {
+                txn.open_table(redb::TableDefinition::<&str, &str>::new(table)).unwrap();
+            }
+            txn.open_table(redb::TableDefinition::<u64, &str>::new("queued_requests")).unwrap();
+            txn.open_table(redb::TableDefinition::<u64, &str>::new("finished_requests")).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    let snapshot = store.snapshot().unwrap();
+    assert_eq!((snapshot.generation, snapshot.networks.len()), (4, 1));
+    assert!(snapshot.address_migrations.is_empty());
+    let entry = migration(100, [10, 1, 0, 5], Some([10, 2, 0, 5]));
+    assert_eq!(store.commit(&[Change::PutAddressMigration(entry.clone())]).unwrap(), 5);
+    assert_eq!(store.snapshot().unwrap().address_migrations, [entry]);
+    drop(store);
+    let db = redb::Database::create(&path).unwrap();
+    let txn = db.begin_read().unwrap();
+    let meta = txn.open_table(redb::TableDefinition::<&str, u64>::new("meta")).unwrap();
+    assert_eq!(meta.get("schema_version").unwrap().unwrap().value(), 3);
 }

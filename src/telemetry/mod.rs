@@ -39,6 +39,26 @@ pub fn prometheus(monitor: &Monitor) -> String {
     for (reason, count) in &summary.drops {
         out.sample("switchyard_drops_total", &[("reason", reason)], *count);
     }
+    let rewrite = &summary.address_rewrite;
+    out.family("switchyard_address_rewrites_total", "counter", "Packets whose address an address migration rewrote: to_vm (destination primary -> post-migration IP), from_vm (source post-migration -> primary IP).");
+    out.sample("switchyard_address_rewrites_total", &[("direction", "to_vm")], rewrite.to_vm);
+    out.sample("switchyard_address_rewrites_total", &[("direction", "from_vm")], rewrite.from_vm);
+    out.family("switchyard_address_rewrite_icmp_errors_total", "counter", "ICMP errors whose embedded packet was translated too.");
+    out.sample("switchyard_address_rewrite_icmp_errors_total", &[], rewrite.icmp_errors);
+    out.family("switchyard_address_reports_total", "counter", "VM reports of address migrations, by the status the VM was answered with.");
+    for (status, count) in &rewrite.reports {
+        out.sample("switchyard_address_reports_total", &[("status", status)], *count);
+    }
+    out.family("switchyard_address_report_arp_replies_total", "counter", "ARP requests for the report address the switch answered.");
+    out.sample("switchyard_address_report_arp_replies_total", &[], rewrite.report_arp_replies);
+    if let Some(migrations) = monitor.address_migrations() {
+        let info = migrations.info();
+        out.family("switchyard_address_migrations", "gauge", "Address migrations: active (rewriting) and pending (no post-migration IP yet, or the port is outside their network).");
+        out.sample("switchyard_address_migrations", &[("state", "active")], info["active"].as_u64().unwrap_or(0));
+        out.sample("switchyard_address_migrations", &[("state", "pending")], info["pending"].as_u64().unwrap_or(0));
+        out.family("switchyard_address_reports_lost_total", "counter", "Judged VM reports the control plane never saw because its queue was full (accepted ones were answered busy).");
+        out.sample("switchyard_address_reports_lost_total", &[], info["reports_lost"].as_u64().unwrap_or(0));
+    }
     out.family("switchyard_packets_made_total", "counter", "Packets stages made: flood copies, head-end replicas, ARP requests.");
     out.sample("switchyard_packets_made_total", &[], summary.made);
     out.family("switchyard_packets_absorbed_total", "counter", "Packets addressed to the switch and handled there.");

@@ -5,6 +5,8 @@ use super::{clamped, clamped_mut, read_u16, read_u32, write_u16, write_u32, Resu
 
 /// Type, code, checksum and the 4-byte rest-of-header.
 pub const HEADER_LEN: usize = 8;
+/// Byte offset of the checksum field.
+pub const CHECKSUM_OFFSET: usize = 2;
 
 /// Message types (RFC 792).
 pub mod msg_type {
@@ -17,6 +19,13 @@ pub mod msg_type {
     pub const PARAMETER_PROBLEM: u8 = 12;
     pub const TIMESTAMP: u8 = 13;
     pub const TIMESTAMP_REPLY: u8 = 14;
+}
+
+/// Whether ICMP type `msg_type` is an error message, which carries the
+/// offending packet's IPv4 header and at least 64 bits of its data (RFC 792).
+pub fn is_error_type(msg_type: u8) -> bool {
+    use msg_type::*;
+    matches!(msg_type, DEST_UNREACHABLE | SOURCE_QUENCH | REDIRECT | TIME_EXCEEDED | PARAMETER_PROBLEM)
 }
 
 mod field {
@@ -88,8 +97,7 @@ impl<T: AsRef<[u8]>> Icmpv4Packet<T> {
 
     /// Error messages, which embed the offending IPv4 header + 8 bytes.
     pub fn is_error(&self) -> bool {
-        use msg_type::*;
-        matches!(self.msg_type(), DEST_UNREACHABLE | SOURCE_QUENCH | REDIRECT | TIME_EXCEEDED | PARAMETER_PROBLEM)
+        is_error_type(self.msg_type())
     }
 
     /// After the 8-byte header: echo data, or for errors the original IPv4

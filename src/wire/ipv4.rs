@@ -14,6 +14,10 @@ pub mod protocol {
 
 /// Header length without options.
 pub const MIN_HEADER_LEN: usize = 20;
+/// Byte offsets of fields rewritten in place (RFC 791 section 3.1).
+pub const CHECKSUM_OFFSET: usize = 10;
+pub const SRC_ADDR_OFFSET: usize = 12;
+pub const DST_ADDR_OFFSET: usize = 16;
 
 mod field {
     use core::ops::Range;
@@ -267,6 +271,24 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
 
     pub fn set_dst_addr(&mut self, addr: Ipv4Addr) {
         write_u32(self.buffer.as_mut(), field::DST_ADDR, addr.to_bits());
+    }
+
+    /// Sets the source address and updates the header checksum incrementally
+    /// (RFC 1624 eqn. 3), so a wrong checksum stays wrong; returns the old address.
+    pub fn replace_src_addr(&mut self, addr: Ipv4Addr) -> Ipv4Addr {
+        let old = self.src_addr();
+        self.set_checksum(checksum::update_u32(self.checksum(), old.to_bits(), addr.to_bits()));
+        self.set_src_addr(addr);
+        old
+    }
+
+    /// Sets the destination address and updates the header checksum
+    /// incrementally (RFC 1624 eqn. 3); returns the old address.
+    pub fn replace_dst_addr(&mut self, addr: Ipv4Addr) -> Ipv4Addr {
+        let old = self.dst_addr();
+        self.set_checksum(checksum::update_u32(self.checksum(), old.to_bits(), addr.to_bits()));
+        self.set_dst_addr(addr);
+        old
     }
 
     /// Recomputes the header checksum.

@@ -29,6 +29,7 @@
 
 mod mac;
 
+pub mod address_report;
 pub mod arp;
 pub mod checksum;
 pub mod ethernet;
@@ -41,6 +42,7 @@ pub mod vxlan;
 use core::fmt;
 use core::ops::Range;
 
+pub use address_report::{AddressReport, ReportStatus};
 pub use arp::{ArpOperation, ArpPacket, ArpRepr};
 pub use checksum::Checksum;
 pub use ethernet::{EthernetFrame, EthernetRepr, VlanTag};

@@ -8,6 +8,8 @@ use super::{clamped, clamped_mut, read_u16, read_u32, write_u16, write_u32, Resu
 
 /// Header length without options.
 pub const MIN_HEADER_LEN: usize = 20;
+/// Byte offset of the checksum field (RFC 793 section 3.1).
+pub const CHECKSUM_OFFSET: usize = 16;
 
 /// Bits of the flags byte (byte 13).
 pub mod flags {

@@ -7,6 +7,23 @@ use super::ipv4::protocol;
 use super::{clamped, clamped_mut, read_u16, write_u16, Result, WireError};
 
 pub const HEADER_LEN: usize = 8;
+/// Byte offset of the checksum field.
+pub const CHECKSUM_OFFSET: usize = 6;
+
+/// The UDP checksum after a 32-bit word it covers (an IPv4 address of the
+/// pseudo-header) changed `old` -> `new` (RFC 1624 eqn. 3). RFC 768: a zero
+/// checksum means the sender computed none and stays zero; a new value of zero
+/// is sent as 0xFFFF.
+#[inline]
+pub fn update_checksum_u32(checksum: u16, old: u32, new: u32) -> u16 {
+    if checksum == 0 {
+        return 0;
+    }
+    match super::checksum::update_u32(checksum, old, new) {
+        0 => 0xffff,
+        updated => updated,
+    }
+}
 
 mod field {
     use core::ops::Range;

@@ -89,6 +89,11 @@ pub fn json(path: &Path) -> serde_json::Value {
 pub struct Running(pub Option<Child>);
 
 impl Running {
+    /// Waits for it to end by itself, then its output.
+    pub fn wait_with_output(mut self) -> Output {
+        self.0.take().unwrap().wait_with_output().unwrap()
+    }
+
     /// SIGTERM, then its output.
     pub fn stop(mut self) -> Output {
         let child = self.0.take().unwrap();

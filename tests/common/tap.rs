@@ -22,6 +22,11 @@ impl TapVm {
         TapVm { netns, iface, mac: mac.into(), address: address.into() }
     }
 
+    /// The VM's NIC: the TAP interface, in the namespace once attached.
+    pub fn iface(&self) -> &str {
+        &self.iface
+    }
+
     /// The switch's port for this VM: a TAP port creating `iface`; frames sent to
     /// the VM carry its MAC.
     pub fn switch_port(&self, name: &str, index: usize) -> SwitchPort {
