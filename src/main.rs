@@ -166,7 +166,7 @@ fn run(config_path: &Path, stats_json: Option<&Path>) -> Result<(), Failure> {
         None => None,
         Some(store) => {
             let linger = Duration::from_millis(config.migration.linger_ms);
-            let runtime = Arc::new(MonitorRuntime::new(dataplane.monitor(), linger, config.board.is_some()));
+            let runtime = Arc::new(MonitorRuntime::new(dataplane.monitor(), linger, config.board.clone()));
             Some(control::spawn(&config.control, store, runtime).map_err(|e| failure(e.to_string()))?)
         }
     };

@@ -368,10 +368,10 @@ impl Control {
     }
 
     /// Commits and applies the changes `plan` makes of the current configuration
-    /// for a migration event (not a request of its own, so never queued): while
-    /// an upgrade runs it waits for the end, since units are compared with the
-    /// database then. Returns the generation.
-    pub(super) fn commit_migration(
+    /// for the switch itself (a migration event, the bulletin board: not a
+    /// request, so never queued): while an upgrade runs it waits for the end,
+    /// since units are compared with the database then. Returns the generation.
+    pub(super) fn commit_unqueued(
         &self,
         plan: impl FnOnce(&ConfigSnapshot) -> Result<Vec<Change>, ApiError>,
     ) -> Result<u64, ApiError> {

@@ -12,8 +12,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use super::board_agent::{BoardAction, BoardActions};
 use super::core::{body_ipv4, body_mac, body_vni, path_mac, path_vni, Control};
 use super::error::ApiError;
+use crate::config::BoardConfig;
 use crate::migration::{
     HoldEntry, HoldShared, Migration, MigrationEvent, Phase, Role, Transition, VmKey, MAX_HELD_VMS,
 };
@@ -28,9 +32,16 @@ pub struct MigrationPlane {
     pub vm_ports: Vec<VmPort>,
     pub local_vtep: Ipv4Addr,
     pub linger: Duration,
-    /// What a relay entry becomes when its migration is forgotten: `Board` when
-    /// a bulletin board keeps remote entries up to date, else `Operator`.
-    pub settled_source: RemoteSource,
+    /// The bulletin board this host reports to and follows (`board_agent.rs`).
+    pub board: Option<BoardConfig>,
+}
+
+impl MigrationPlane {
+    /// What a relay entry becomes when its migration is forgotten: a `board`
+    /// entry when the board keeps remote entries up to date, else the operator's.
+    fn settled_source(&self) -> RemoteSource {
+        if self.board.is_some() { RemoteSource::Board } else { RemoteSource::Operator }
+    }
 }
 
 /// `POST /v1/migrations`: one event of a VM monitor hook.
@@ -72,11 +83,14 @@ struct Tracked {
 pub(super) struct Migrations {
     plane: Option<MigrationPlane>,
     table: Mutex<BTreeMap<VmKey, Tracked>>,
+    /// To the board agent, with a board.
+    board: Option<BoardActions>,
 }
 
 impl Migrations {
     pub(super) fn new(plane: Option<MigrationPlane>) -> Self {
-        Migrations { plane, table: Mutex::new(BTreeMap::new()) }
+        let board = plane.as_ref().and_then(|p| p.board.as_ref()).map(|_| BoardActions::new());
+        Migrations { plane, table: Mutex::new(BTreeMap::new()), board }
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<VmKey, Tracked>> {
@@ -140,7 +154,11 @@ impl Control {
         let outcome = match transition {
             Transition::Unchanged(kind) => kind.name(),
             Transition::Moved { from, to } => {
-                self.commit_migration(|current| transition_changes(&migration, from, to, current))?;
+                self.commit_unqueued(|current| transition_changes(&migration, from, to, current))?;
+                if migration.role == Role::Destination && to.is_over() && !from.is_over() {
+                    let back_at = (to == Phase::Aborted).then_some((migration.source, migration.ip));
+                    self.tell_board(BoardAction::Unlock { vm: migration.vm, back_at });
+                }
                 "moved"
             }
         };
@@ -215,7 +233,8 @@ impl Control {
                 });
                 // Until the VM runs here, frames that reach this host for it go
                 // back to the source once released (after an abort).
-                self.commit_migration(|_| Ok(vec![Change::PutRemote(relay(&migration, source))]))?;
+                self.commit_unqueued(|_| Ok(vec![Change::PutRemote(relay(&migration, source))]))?;
+                self.tell_board(BoardAction::Lock(migration.vm));
             }
         }
         table.insert(event.vm, Tracked { migration: migration.clone(), over_at: None });
@@ -275,15 +294,37 @@ impl Control {
                     .remotes
                     .iter()
                     .filter(|r| r.vni == vm.vni && r.mac == vm.mac && r.source == RemoteSource::Migration)
-                    .map(|r| Change::PutRemote(RemoteEndpoint { source: plane.settled_source, ..r.clone() }))
+                    .map(|r| Change::PutRemote(RemoteEndpoint { source: plane.settled_source(), ..r.clone() }))
                     .collect())
             };
-            if let Err(e) = self.commit_migration(settled) {
+            if let Err(e) = self.commit_unqueued(settled) {
                 log::error!("migration: cannot settle the relay entry of {vm}: {}", e.message());
                 table.insert(*vm, tracked);
             }
         }
         self.publish_holds(plane, &table);
+    }
+
+    /// Whether `vm` migrates to or from this host, or did recently.
+    pub(super) fn is_migrating(&self, vm: VmKey) -> bool {
+        self.migrations.lock().contains_key(&vm)
+    }
+
+    /// The board and this host's VTEP, with `[board]` and a VTEP.
+    pub(super) fn board_config(&self) -> Option<(BoardConfig, Ipv4Addr)> {
+        let plane = self.migrations.plane.as_ref()?;
+        Some((plane.board.clone()?, plane.local_vtep))
+    }
+
+    /// The board agent's end of the channel, once.
+    pub(super) fn board_actions(&self) -> Option<UnboundedReceiver<BoardAction>> {
+        self.migrations.board.as_ref()?.take_receiver()
+    }
+
+    fn tell_board(&self, action: BoardAction) {
+        if let Some(board) = &self.migrations.board {
+            board.send(action);
+        }
     }
 
     /// The stage's table for `table` and the current VM port networks.

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::testing::FakeRuntime;
+use super::board_agent::BoardAction;
 use super::*;
+use crate::config::BoardConfig;
 use crate::migration::{Arrival, Handling, HoldLimits, HoldShared, Phase, Role, VmKey};
 use crate::overlay::VmPort;
 use crate::pipeline::{PortId, Side};
@@ -31,7 +33,7 @@ fn host(vtep: &str, with_x: bool) -> Host {
         vm_ports: vec![VmPort { name: "vm0".into(), id: PortId(0) }, VmPort { name: "vm1".into(), id: PortId(1) }],
         local_vtep: vtep.parse().unwrap(),
         linger: Duration::ZERO,
-        settled_source: RemoteSource::Board,
+        board: Some(BoardConfig { url: "http://127.0.0.1:9".into(), host: None, lease_ms: 30_000 }),
     };
     let runtime = Arc::new(FakeRuntime::new().with_migration_plane(plane));
     let control = Control::new(Store::open(dir.path().join("config.redb")).unwrap(), runtime).unwrap();
@@ -213,4 +215,32 @@ fn bad_events_are_refused_with_the_field_at_fault() {
     let b = host(B, true);
     assert!(b.send(start()).unwrap_err().message().contains("already attached to port vm0"));
     assert!(b.control.migration_list().is_empty());
+}
+
+#[test]
+fn the_destination_locks_the_board_record_until_the_end() {
+    let (a, b) = (host(A, true), host(B, false));
+    let (mut a_board, mut b_board) = (a.control.board_actions().unwrap(), b.control.board_actions().unwrap());
+    assert!(b.control.board_actions().is_none(), "one agent takes the channel");
+    let next = |board: &mut tokio::sync::mpsc::UnboundedReceiver<BoardAction>| board.try_recv().ok();
+    for event in [start(), event("paused")] {
+        a.send(event.clone()).unwrap();
+        b.send(event).unwrap();
+    }
+    assert!(matches!(next(&mut b_board), Some(BoardAction::Lock(vm)) if vm == x()), "start at the destination");
+    b.send(MigrationEventBody { port: Some("vm1".into()), ..event("resumed") }).unwrap();
+    b.send(event("completed")).unwrap();
+    a.send(event("completed")).unwrap();
+    assert!(matches!(next(&mut b_board), Some(BoardAction::Unlock { vm, back_at: None }) if vm == x()));
+    assert!(next(&mut b_board).is_none(), "a repeated event asks nothing more");
+    assert!(next(&mut a_board).is_none(), "the source leaves the board to the destination");
+
+    // Aborted: the VM is reported back at the source before the unlock.
+    let b = host(B, false);
+    let mut b_board = b.control.board_actions().unwrap();
+    b.send(start()).unwrap();
+    b.send(event("aborted")).unwrap();
+    assert!(matches!(next(&mut b_board), Some(BoardAction::Lock(_))));
+    let back_at = Some((A.parse().unwrap(), None));
+    assert!(matches!(next(&mut b_board), Some(BoardAction::Unlock { back_at: at, .. }) if at == back_at));
 }

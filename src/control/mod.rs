@@ -15,6 +15,7 @@
 //! // ... drop(handle) stops the server and removes the socket
 //! ```
 mod address_migration;
+mod board_agent;
 pub mod cli;
 pub mod client;
 mod core;

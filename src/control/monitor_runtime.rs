@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use super::{MigrationPlane, PortView, Runtime};
 use crate::dataplane::Monitor;
-use crate::store::{Change, ConfigSnapshot, RemoteSource};
+use crate::config::BoardConfig;
+use crate::store::{Change, ConfigSnapshot};
 use crate::telemetry;
 use crate::unit::UnitCommand;
 use crate::upgrade::{ConfigGate, UpgradeRecord, UpgradeRefused, UpgradeStatus, Upgrader};
@@ -21,8 +22,8 @@ pub struct MonitorRuntime {
 
 impl MonitorRuntime {
     /// `linger`: how long finished migrations stay (`migration.linger_ms`);
-    /// `board`: whether a bulletin board keeps remote entries up to date.
-    pub fn new(monitor: Monitor, linger: Duration, board: bool) -> Self {
+    /// `board`: the bulletin board this host reports to and follows.
+    pub fn new(monitor: Monitor, linger: Duration, board: Option<BoardConfig>) -> Self {
         let upgrader = monitor.overlay().map(|host| Upgrader::new(host.clone()));
         let migration = monitor.overlay().and_then(|host| {
             let setup = host.template();
@@ -31,7 +32,7 @@ impl MonitorRuntime {
                 vm_ports: setup.vm_ports.clone(),
                 local_vtep: setup.underlay.as_ref()?.vtep.address,
                 linger,
-                settled_source: if board { RemoteSource::Board } else { RemoteSource::Operator },
+                board,
             })
         });
         MonitorRuntime { monitor, upgrader, migration }

@@ -218,12 +218,14 @@ async fn serve(
 ) {
     // Housekeeping, off the reactor thread like every change: VMs announcing
     // themselves and finished migrations; VM reports of address migrations.
-    let housekeeping = [
+    let mut housekeeping = vec![
         periodic(MIGRATION_TICK, control.clone(), "migration housekeeping", Control::migration_tick),
-        periodic(REPORT_INTERVAL, control, "applying address-migration reports", |control| {
+        periodic(REPORT_INTERVAL, control.clone(), "applying address-migration reports", |control| {
             control.apply_address_reports();
         }),
     ];
+    // With `[board]`: register this host's VMs, follow the board.
+    housekeeping.extend(super::board_agent::spawn(&control).into_iter().flatten());
     let (drain, draining) = watch::channel(());
     let until_stop = |mut draining: watch::Receiver<()>| async move {
         let _ = draining.changed().await;
