@@ -5,77 +5,18 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::net::Ipv4Addr;
-use std::path::Path;
-use std::process::{Child, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use hyper::Method;
 use serde_json::{json, Value};
 use switchyard::board::{
-    Accepted, BoardClient, EventKind, QueuedUpdate, RecordKey, Update, VmState, WatchReply, WATCH_TIMEOUT_MS_MAX,
+    Accepted, EventKind, QueuedUpdate, RecordKey, Update, VmState, WatchReply, WATCH_TIMEOUT_MS_MAX,
 };
-use switchyard::control::client::Client;
 use switchyard::wire::MacAddr;
 
+use common::board::BoardProcess;
 use common::{stderr_lines, switchyard};
-
-/// A `switchyard board serve` process; killed when dropped.
-struct BoardProcess {
-    child: Option<Child>,
-    url: String,
-}
-
-impl BoardProcess {
-    /// Starts it and waits for its `board listening on URL` line.
-    fn start(database: &Path) -> BoardProcess {
-        let mut child = switchyard()
-            .args(["board", "serve", "--listen", "127.0.0.1:0", "--database"])
-            .arg(database)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let Some(url) = line.trim().strip_prefix("board listening on ") else {
-            let out = child.wait_with_output().unwrap();
-            panic!("the board did not start: {line:?} {}", String::from_utf8_lossy(&out.stderr));
-        };
-        BoardProcess { url: url.to_string(), child: Some(child) }
-    }
-
-    fn client(&self) -> BoardClient {
-        BoardClient::new(&self.url).unwrap()
-    }
-
-    fn raw(&self) -> Client {
-        Client::url(&self.url).unwrap()
-    }
-
-    /// SIGKILL: no chance to clean up.
-    fn kill9(mut self) {
-        let mut child = self.child.take().unwrap();
-        child.kill().unwrap();
-        child.wait().unwrap();
-    }
-
-    /// SIGTERM, then its exit and stderr.
-    fn terminate(mut self) -> Output {
-        let child = self.child.take().unwrap();
-        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-        child.wait_with_output().unwrap()
-    }
-}
-
-impl Drop for BoardProcess {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.child {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 fn key(n: u8) -> RecordKey {
     RecordKey::new(100, MacAddr([2, 0, 0, 0, 0, n]))

@@ -1,6 +1,7 @@
 //! Shared helpers for the integration tests: run the binary, read and write pcaps, ask tshark.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod board;
 pub mod netns;
 pub mod switch;
 pub mod tap;

@@ -1,0 +1,67 @@
+//! The bulletin board as a process: `switchyard board serve` on 127.0.0.1:0.
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Output, Stdio};
+
+use switchyard::board::BoardClient;
+use switchyard::control::client::Client;
+
+use super::switchyard;
+
+/// A `switchyard board serve` process; killed when dropped.
+pub struct BoardProcess {
+    child: Option<Child>,
+    pub url: String,
+}
+
+impl BoardProcess {
+    /// Starts it and waits for its `board listening on URL` line.
+    pub fn start(database: &Path) -> BoardProcess {
+        let mut child = switchyard()
+            .args(["board", "serve", "--listen", "127.0.0.1:0", "--database"])
+            .arg(database)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let Some(url) = line.trim().strip_prefix("board listening on ") else {
+            let out = child.wait_with_output().unwrap();
+            panic!("the board did not start: {line:?} {}", String::from_utf8_lossy(&out.stderr));
+        };
+        BoardProcess { url: url.to_string(), child: Some(child) }
+    }
+
+    pub fn client(&self) -> BoardClient {
+        BoardClient::new(&self.url).unwrap()
+    }
+
+    pub fn raw(&self) -> Client {
+        Client::url(&self.url).unwrap()
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill9(mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// SIGTERM, then its exit and stderr.
+    pub fn terminate(mut self) -> Output {
+        let child = self.child.take().unwrap();
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        child.wait_with_output().unwrap()
+    }
+}
+
+impl Drop for BoardProcess {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
