@@ -3,8 +3,10 @@
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use std::sync::Arc;
 
+use crossbeam::utils::CachePadded;
 use switchyard::bench::Scenario;
-use switchyard::pipeline::{Burst, BytesPacket, PortId, Stage, Verdict, BURST_SIZE};
+use switchyard::migration::{Handling, HoldEntry, HoldLimits, HoldShared, MigrationStage, Role, VmKey};
+use switchyard::pipeline::{Burst, BytesPacket, PortId, Side, Stage, Verdict, BURST_SIZE};
 use switchyard::rewrite::{AddressMigrations, Direction, RewritePort};
 use switchyard::wire::MacAddr;
 use switchyard::xconnect::{CrossConnect, Route};
@@ -71,5 +73,57 @@ fn address_rewrite(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, cross_connect, address_rewrite);
+/// Buffer-and-flush (issue 5): 2048 frames for a paused VM taken out of 64
+/// bursts into its buffer, then the VM resumes and the buffer is handed back
+/// burst by burst (the worker runs each through the unit). Per packet: one hold
+/// and one release, plus a share of the two table versions published.
+fn migration_hold_and_flush(c: &mut Criterion) {
+    const HELD: usize = 2048;
+    let x = VmKey { vni: 100, mac: MacAddr([2, 0, 0, 0, 0, 0x0a]) };
+    let shared = Arc::new(HoldShared::new(HoldLimits { packets: HELD, bytes: 1 << 20 }));
+    let mut stage = MigrationStage::new(shared.clone(), vec![Side::Vm], Arc::new(CachePadded::default()));
+    let publish = |handling| shared.publish([(x, HoldEntry { handling, role: Role::Source })], vec![Some(100)]);
+    let bursts = || {
+        let mut frame = vec![0u8; 60];
+        frame[0..6].copy_from_slice(&x.mac.0);
+        frame[12..14].copy_from_slice(&[0x08, 0x00]);
+        (0..HELD / BURST_SIZE)
+            .map(|_| {
+                let mut burst = Burst::new(PortId(0));
+                for _ in 0..BURST_SIZE {
+                    let _ = burst.push(BytesPacket::new(&frame));
+                }
+                burst
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut group = c.benchmark_group("stage");
+    group.throughput(Throughput::Elements(HELD as u64));
+    group.bench_function("migration_hold_and_flush_2048", |b| {
+        b.iter_batched_ref(
+            bursts,
+            |bursts| {
+                publish(Handling::Hold);
+                stage.quiescent(0);
+                for burst in bursts.iter_mut() {
+                    stage.process(burst);
+                }
+                publish(Handling::Pass);
+                stage.quiescent(0);
+                let mut released = 0;
+                for burst in bursts.iter_mut() {
+                    if !stage.release(burst) {
+                        break;
+                    }
+                    released += burst.len();
+                }
+                assert_eq!(released, HELD, "every held frame is released");
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, cross_connect, address_rewrite, migration_hold_and_flush);
 criterion_main!(benches);
