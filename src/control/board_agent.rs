@@ -129,7 +129,7 @@ async fn follow(control: Arc<Control>, client: Arc<BoardClient>, vtep: Ipv4Addr)
         match client.records().await {
             Ok(snapshot) => {
                 outage.worked();
-                commit(&control, move |current| Ok(reset_changes(current, vtep, &snapshot.records))).await;
+                commit(&control, move |current| reset_changes(current, vtep, &snapshot.records)).await;
                 break snapshot.revision;
             }
             Err(e) => outage.failed(&e),
@@ -142,13 +142,13 @@ async fn follow(control: Arc<Control>, client: Arc<BoardClient>, vtep: Ipv4Addr)
                 outage.worked();
                 revision = last;
                 if !events.is_empty() {
-                    commit(&control, move |current| Ok(event_changes(current, vtep, &events))).await;
+                    commit(&control, move |current| event_changes(current, vtep, &events)).await;
                 }
             }
             Ok(WatchReply::Reset { revision: last, records }) => {
                 outage.worked();
                 revision = last;
-                commit(&control, move |current| Ok(reset_changes(current, vtep, &records))).await;
+                commit(&control, move |current| reset_changes(current, vtep, &records)).await;
             }
             Err(e) => {
                 outage.failed(&e);
@@ -161,14 +161,15 @@ async fn follow(control: Arc<Control>, client: Arc<BoardClient>, vtep: Ipv4Addr)
 /// Commits the changes `plan` makes of the configuration, off the reactor
 /// thread. A batch the configuration refuses is committed change by change,
 /// so one bad record (say, a network this host does not have) costs only itself.
-async fn commit(control: &Arc<Control>, plan: impl Fn(&ConfigSnapshot) -> Result<Vec<Change>, super::ApiError> + Send + 'static) {
+async fn commit(control: &Arc<Control>, plan: impl Fn(&ConfigSnapshot) -> Vec<Change> + Send + 'static) {
     let control = control.clone();
     let done = tokio::task::spawn_blocking(move || {
-        let Err(e) = control.commit_unqueued(&plan) else { return };
-        let changes = match plan(&control.snapshot()) {
-            Ok(changes) if changes.len() > 1 => changes,
-            _ => return log::warn!("board: cannot follow the board: {}", e.message()),
-        };
+        let Err(e) = control.commit_unqueued(|current| Ok(plan(current))) else { return };
+        let changes = plan(&control.snapshot());
+        if changes.len() < 2 {
+            log::warn!("board: cannot follow the board: {}", e.message());
+            return;
+        }
         for change in changes {
             if let Err(e) = control.commit_unqueued(|_| Ok(vec![change.clone()])) {
                 log::warn!("board: cannot follow the board for {change:?}: {}", e.message());
@@ -233,6 +234,8 @@ fn reset_changes(current: &ConfigSnapshot, vtep: Ipv4Addr, records: &[Record]) -
 /// A lock this host holds or is taking, and when to (re)new it.
 struct HeldLock {
     due: Instant,
+    /// Whether "held by another" was logged (once per migration).
+    contended: bool,
 }
 
 async fn report(control: Arc<Control>, client: Arc<BoardClient>, me: Identity, mut actions: UnboundedReceiver<BoardAction>) {
@@ -267,7 +270,7 @@ async fn report(control: Arc<Control>, client: Arc<BoardClient>, me: Identity, m
         }
         match action {
             Some(BoardAction::Lock(vm)) => {
-                locks.insert(vm, HeldLock { due: Instant::now() });
+                locks.insert(vm, HeldLock { due: Instant::now(), contended: false });
             }
             Some(BoardAction::Unlock { vm, back_at }) => {
                 locks.remove(&vm);
@@ -288,7 +291,11 @@ async fn report(control: Arc<Control>, client: Arc<BoardClient>, me: Identity, m
                 }
                 Err(e) => {
                     match e.held_by() {
-                        Some((holder, _)) => log::warn!("board: the record of {vm} is locked by {holder:?}; retrying"),
+                        Some((holder, _)) if !lock.contended => {
+                            log::warn!("board: the record of {vm} is locked by {holder:?}; retrying until it is free");
+                            lock.contended = true;
+                        }
+                        Some(_) => {}
                         None => outage.failed(&e),
                     }
                     now + RETRY
