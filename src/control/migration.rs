@@ -19,7 +19,7 @@ use super::core::{body_ipv4, body_mac, body_vni, path_mac, path_vni, Control};
 use super::error::ApiError;
 use crate::config::BoardConfig;
 use crate::migration::{
-    HoldEntry, HoldShared, Migration, MigrationEvent, Phase, Role, Transition, VmKey, MAX_HELD_VMS,
+    Handling, HoldEntry, HoldShared, Migration, MigrationEvent, Phase, Role, Transition, VmKey, MAX_HELD_VMS,
 };
 use crate::overlay::{port_networks, VmPort};
 use crate::store::{unix_us, Change, ConfigSnapshot, RemoteEndpoint, RemoteSource, VmEndpoint};
@@ -77,12 +77,23 @@ struct Tracked {
     migration: Migration,
     /// When the migration completed or was aborted.
     over_at: Option<Instant>,
+    /// At the destination: the source's relayed stream has ended, so direct
+    /// frames go through (`Handling::HoldDirect` ends).
+    relay_ended: bool,
 }
+
+/// The source's relayed stream counts as ended when no relayed frame came for
+/// this long after `completed` (senders switch to the direct path then)...
+pub(super) const RELAY_QUIET: Duration = Duration::from_millis(50);
+/// ...or at the latest this long after `completed`.
+const RELAY_WAIT_MAX: Duration = Duration::from_secs(2);
 
 /// The migration information table of this host.
 pub(super) struct Migrations {
     plane: Option<MigrationPlane>,
     table: Mutex<BTreeMap<VmKey, Tracked>>,
+    /// `HoldShared::relayed` when last read, and since when it has not moved.
+    relayed_seen: Mutex<(u64, Instant)>,
     /// To the board agent, with a board.
     board: Option<BoardActions>,
 }
@@ -90,7 +101,7 @@ pub(super) struct Migrations {
 impl Migrations {
     pub(super) fn new(plane: Option<MigrationPlane>) -> Self {
         let board = plane.as_ref().and_then(|p| p.board.as_ref()).map(|_| BoardActions::new());
-        Migrations { plane, table: Mutex::new(BTreeMap::new()), board }
+        Migrations { plane, table: Mutex::new(BTreeMap::new()), relayed_seen: Mutex::new((0, Instant::now())), board }
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<VmKey, Tracked>> {
@@ -164,7 +175,8 @@ impl Control {
         };
         // Lingering counts from the first event that ended it.
         let over_at = tracked.over_at.or_else(|| migration.phase.is_over().then(Instant::now));
-        table.insert(event.vm, Tracked { migration: migration.clone(), over_at });
+        let relay_ended = tracked.relay_ended;
+        table.insert(event.vm, Tracked { migration: migration.clone(), over_at, relay_ended });
         self.publish_holds(plane, &table);
         if outcome == "moved" {
             log::info!("migration: {} is {:?} (this host is its {:?})", event.vm, migration.phase, migration.role);
@@ -237,7 +249,7 @@ impl Control {
                 self.tell_board(BoardAction::Lock(migration.vm));
             }
         }
-        table.insert(event.vm, Tracked { migration: migration.clone(), over_at: None });
+        table.insert(event.vm, Tracked { migration: migration.clone(), over_at: None, relay_ended: false });
         self.publish_holds(plane, table);
         log::info!("migration: {} starts moving from {source} to {destination} (this host is its {role:?})", event.vm);
         Ok(EventReply { outcome: "moved", migration })
@@ -279,12 +291,16 @@ impl Control {
             }
         }
         let mut table = self.migrations.lock();
+        let relay_ended = self.end_relay_windows(plane, &mut table);
         let expired: Vec<VmKey> = table
             .iter()
             .filter(|(_, t)| t.over_at.is_some_and(|at| at.elapsed() >= plane.linger))
             .map(|(vm, _)| *vm)
             .collect();
         if expired.is_empty() {
+            if relay_ended {
+                self.publish_holds(plane, &table);
+            }
             return;
         }
         for vm in &expired {
@@ -303,6 +319,31 @@ impl Control {
             }
         }
         self.publish_holds(plane, &table);
+    }
+
+    /// Ends the `HoldDirect` window of completed migrations at this destination
+    /// whose source's relayed stream stopped; returns whether one ended.
+    fn end_relay_windows(&self, plane: &MigrationPlane, table: &mut BTreeMap<VmKey, Tracked>) -> bool {
+        let relayed = plane.holding.relayed.load(std::sync::atomic::Ordering::Relaxed);
+        let quiet_for = {
+            let mut seen = self.migrations.relayed_seen.lock().unwrap_or_else(PoisonError::into_inner);
+            if seen.0 != relayed {
+                *seen = (relayed, Instant::now());
+            }
+            seen.1.elapsed()
+        };
+        let mut ended = false;
+        for (vm, t) in table.iter_mut().filter(|(_, t)| t.migration.role == Role::Destination && !t.relay_ended) {
+            let Some(completed_for) = t.over_at.filter(|_| t.migration.phase == Phase::Completed).map(|at| at.elapsed()) else {
+                continue;
+            };
+            if quiet_for >= RELAY_QUIET || completed_for >= RELAY_WAIT_MAX {
+                log::info!("migration: {vm}: the relayed stream from {} ended; direct frames go through", t.migration.source);
+                t.relay_ended = true;
+                ended = true;
+            }
+        }
+        ended
     }
 
     /// Whether `vm` migrates to or from this host, or did recently.
@@ -337,7 +378,11 @@ impl Control {
             port_vni[port.index()] = Some(vni);
         }
         let entries = table.iter().map(|(vm, t)| {
-            (*vm, HoldEntry { handling: t.migration.handling(), role: t.migration.role })
+            let handling = match t.migration.handling() {
+                Handling::HoldDirect { .. } if t.relay_ended => Handling::Pass,
+                handling => handling,
+            };
+            (*vm, HoldEntry { handling, role: t.migration.role })
         });
         plane.holding.publish(entries, port_vni);
     }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::testing::FakeRuntime;
 use super::board_agent::BoardAction;
+use super::migration::RELAY_QUIET;
 use super::*;
 use crate::config::BoardConfig;
 use crate::migration::{Arrival, Handling, HoldLimits, HoldShared, Phase, Role, VmKey};
@@ -26,13 +27,18 @@ struct Host {
 /// A host with VTEP `vtep`, VM ports vm0 (id 0) and vm1 (id 1), network 100
 /// with vm0 bound; VM X attached to vm0 when `with_x`.
 fn host(vtep: &str, with_x: bool) -> Host {
+    lingering_host(vtep, with_x, Duration::ZERO)
+}
+
+/// `host`, where finished migrations stay for `linger`.
+fn lingering_host(vtep: &str, with_x: bool, linger: Duration) -> Host {
     let dir = tempfile::tempdir().unwrap();
     let holding = Arc::new(HoldShared::new(HoldLimits { packets: 64, bytes: 1 << 20 }));
     let plane = MigrationPlane {
         holding: holding.clone(),
         vm_ports: vec![VmPort { name: "vm0".into(), id: PortId(0) }, VmPort { name: "vm1".into(), id: PortId(1) }],
         local_vtep: vtep.parse().unwrap(),
-        linger: Duration::ZERO,
+        linger,
         board: Some(BoardConfig { url: "http://127.0.0.1:9".into(), host: None, lease_ms: 30_000 }),
     };
     let runtime = Arc::new(FakeRuntime::new().with_migration_plane(plane));
@@ -129,7 +135,8 @@ fn the_destination_holds_until_the_vm_runs_there() {
     assert!(error.message().contains("give port"), "{}", error.message());
     assert_eq!(b.handling(), Some(Handling::Hold), "a refused event changes nothing");
     b.send(MigrationEventBody { port: Some("vm1".into()), ..event("resumed") }).unwrap();
-    assert_eq!(b.handling(), Some(Handling::Pass));
+    let relayed_only = Some(Handling::HoldDirect { relay: A.parse().unwrap() });
+    assert_eq!(b.handling(), relayed_only, "the VM runs here; direct frames wait for the source's relayed ones");
     assert_eq!(b.remote(), None);
     assert_eq!(b.endpoint().map(|e| e.port), Some("vm1".into()));
     // Aborted after the VM ran here: it goes back to the source.
@@ -146,7 +153,7 @@ fn a_vm_announcing_itself_at_the_destination_resumes_it() {
     b.control.migration_tick();
     assert_eq!(b.control.migration("100", X).unwrap().phase, Phase::Resumed);
     assert_eq!(b.endpoint().map(|e| e.port), Some("vm1".into()));
-    assert_eq!(b.handling(), Some(Handling::Pass));
+    assert_eq!(b.handling(), Some(Handling::HoldDirect { relay: A.parse().unwrap() }));
 }
 
 #[test]
@@ -243,4 +250,26 @@ fn the_destination_locks_the_board_record_until_the_end() {
     assert!(matches!(next(&mut b_board), Some(BoardAction::Lock(_))));
     let back_at = Some((A.parse().unwrap(), None));
     assert!(matches!(next(&mut b_board), Some(BoardAction::Unlock { back_at: at, .. }) if at == back_at));
+}
+
+#[test]
+fn direct_frames_wait_at_the_destination_until_the_relayed_stream_ends() {
+    let b = lingering_host(B, false, Duration::from_secs(60));
+    b.send(start()).unwrap();
+    b.send(MigrationEventBody { port: Some("vm1".into()), ..event("resumed") }).unwrap();
+    let relayed_only = Some(Handling::HoldDirect { relay: A.parse().unwrap() });
+    std::thread::sleep(RELAY_QUIET * 2);
+    b.control.migration_tick();
+    assert_eq!(b.handling(), relayed_only, "a quiet relay ends nothing before completed");
+    b.send(event("completed")).unwrap();
+    // The source still relays: a frame came since the last look.
+    for _ in 0..3 {
+        b.holding.relayed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        b.control.migration_tick();
+        assert_eq!(b.handling(), relayed_only);
+        std::thread::sleep(RELAY_QUIET / 2);
+    }
+    std::thread::sleep(RELAY_QUIET);
+    b.control.migration_tick();
+    assert_eq!(b.handling(), Some(Handling::Pass), "quiet for {RELAY_QUIET:?} after completed: the direct path opens");
 }

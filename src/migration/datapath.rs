@@ -5,6 +5,7 @@
 //! newer packet for that VM. At the destination the stage also notices the
 //! VM's gratuitous ARP or RARP, the sign that it runs there.
 use std::collections::VecDeque;
+use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -25,6 +26,9 @@ pub const MAX_HELD_VMS: usize = 8;
 pub const RELEASE_BURSTS_PER_LOOP: usize = 8;
 /// Gratuitous ARP/RARP sightings waiting for the control plane.
 const ARRIVAL_QUEUE_LEN: usize = 64;
+/// Marks the buffer of a VM's direct frames (`Handling::HoldDirect`) apart
+/// from the buffer of its other held frames; (VNI, MAC) keys use 88 bits.
+const DIRECT: u128 = 1 << 127;
 
 /// How much one worker holds for one VM.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -100,6 +104,9 @@ pub struct HoldShared {
     pub table: Arc<Versioned<HoldTable>>,
     pub arrivals: ArrayQueue<Arrival>,
     pub limits: HoldLimits,
+    /// Frames a source relayed that went through during a `HoldDirect` window
+    /// (added once per burst): the control plane ends the window when it stops moving.
+    pub relayed: AtomicU64,
 }
 
 impl HoldShared {
@@ -108,6 +115,7 @@ impl HoldShared {
             table: Arc::new(Versioned::new(Arc::new(HoldTable::default()))),
             arrivals: ArrayQueue::new(ARRIVAL_QUEUE_LEN),
             limits,
+            relayed: AtomicU64::new(0),
         }
     }
 
@@ -164,10 +172,25 @@ impl<P: PacketBuf> MigrationStage<P> {
         self.side_of_port.get(port.index()).copied().unwrap_or(Side::Vm)
     }
 
-    /// Whether packet `i` is for a held VM (or one whose held packets are not
-    /// all handed back yet, which newer packets must not overtake).
-    fn holds(&self, dst: u128) -> bool {
-        self.current.get(dst).is_some_and(|e| e.handling == Handling::Hold) || self.buffers.iter().any(|b| b.owner == Some(dst))
+    /// The buffer a packet for `dst` (relayed by `relayed_from`, for frames from
+    /// the uplink) joins, if any: its VM is held; or it came directly while the
+    /// source still relays; or older packets of the VM are still being handed
+    /// back, which it must not overtake (direct ones are handed back last).
+    fn hold_key(&self, dst: u128, relayed_from: Option<Ipv4Addr>) -> Option<u128> {
+        let direct = dst | DIRECT;
+        let behind: &[u128] = match self.current.get(dst).map(|e| e.handling) {
+            Some(Handling::Hold) => return Some(dst),
+            Some(Handling::HoldDirect { relay }) if relayed_from != Some(relay) => return Some(direct),
+            // Relayed while direct ones wait: behind older relayed ones only.
+            Some(Handling::HoldDirect { .. }) => &[dst],
+            _ => &[direct, dst],
+        };
+        behind.iter().copied().find(|key| self.buffers.iter().any(|b| b.owner == Some(*key)))
+    }
+
+    /// Whether a frame for `dst` is the source's relayed stream during a `HoldDirect` window.
+    fn is_relayed(&self, dst: u128, relayed_from: Option<Ipv4Addr>) -> bool {
+        matches!(self.current.get(dst).map(|e| e.handling), Some(Handling::HoldDirect { relay }) if relayed_from == Some(relay))
     }
 
     /// The buffer a packet of `len` bytes for `dst` goes to, if it has room.
@@ -225,14 +248,15 @@ fn store(counter: &AtomicU64, value: u64) {
     counter.store(value, Ordering::Relaxed)
 }
 
-/// The (VNI, destination MAC) key of a frame, or `None` if it is not a frame
-/// this stage can read (the switching unit then drops it with its reason).
-fn destination<P: PacketBuf>(packet: &P, side: Side, port_vni: Option<Vni>) -> Option<u128> {
+/// The (VNI, destination MAC) key of a frame, with the outer source address
+/// for VXLAN from the uplink; `None` if it is not a frame this stage can read
+/// (the switching unit then drops it with its reason).
+fn destination<P: PacketBuf>(packet: &P, side: Side, port_vni: Option<Vni>) -> Option<(u128, Option<Ipv4Addr>)> {
     let frame = packet.data();
     match side {
         Side::Vm => {
             let vni = port_vni.filter(|_| frame.len() >= ethernet::HEADER_LEN)?;
-            Some(vni_mac_key(vni, MacAddr::from_bytes(&frame[0..6])))
+            Some((vni_mac_key(vni, MacAddr::from_bytes(&frame[0..6])), None))
         }
         Side::Uplink => {
             // Outer Ethernet, IPv4, UDP to 4789, VXLAN with the I flag, inner Ethernet.
@@ -251,7 +275,8 @@ fn destination<P: PacketBuf>(packet: &P, side: Side, port_vni: Option<Vni>) -> O
             }
             let inner = udp.get(8 + vxlan::HEADER_LEN..8 + vxlan::HEADER_LEN + 6)?;
             let vni = u32::from_be_bytes([0, vx[4], vx[5], vx[6]]);
-            Some(vni_mac_key(vni, MacAddr::from_bytes(inner)))
+            let outer_src = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
+            Some((vni_mac_key(vni, MacAddr::from_bytes(inner)), Some(outer_src)))
         }
     }
 }
@@ -280,19 +305,19 @@ impl<P: PacketBuf> Stage<P> for MigrationStage<P> {
         let in_port = burst.in_port();
         let side = self.side(in_port);
         let port_vni = self.current.port_vni.get(in_port.index()).copied().flatten();
+        let mut relayed = 0;
         for i in 0..burst.len() {
             let Some((packet, _)) = burst.get_mut(i) else { continue };
             if let (Side::Vm, Some(vni)) = (side, port_vni) {
                 self.notice_arrival(packet.data(), vni, in_port);
             }
-            let Some(dst) = destination(packet, side, port_vni) else { continue };
-            if !self.holds(dst) {
-                continue;
-            }
-            match self.buffer_for(dst, packet.len()) {
+            let Some((dst, relayed_from)) = destination(packet, side, port_vni) else { continue };
+            relayed += u64::from(self.is_relayed(dst, relayed_from));
+            let Some(key) = self.hold_key(dst, relayed_from) else { continue };
+            match self.buffer_for(key, packet.len()) {
                 Ok(index) => {
                     if let Some(packet) = burst.take(i) {
-                        self.hold(index, dst, packet, in_port);
+                        self.hold(index, key, packet, in_port);
                     }
                 }
                 Err(reason) => {
@@ -301,6 +326,9 @@ impl<P: PacketBuf> Stage<P> for MigrationStage<P> {
                     }
                 }
             }
+        }
+        if relayed > 0 {
+            self.shared.relayed.fetch_add(relayed, Ordering::Relaxed);
         }
     }
 
@@ -311,7 +339,11 @@ impl<P: PacketBuf> Stage<P> for MigrationStage<P> {
             self.reported.clear();
             for buffer in &mut self.buffers {
                 if let Some(owner) = buffer.owner {
-                    buffer.releasing = self.current.get(owner).is_none_or(|e| e.handling == Handling::Pass);
+                    buffer.releasing = match self.current.get(owner & !DIRECT).map(|e| e.handling) {
+                        None | Some(Handling::Pass) => true,
+                        Some(Handling::Hold) => false,
+                        Some(Handling::HoldDirect { .. }) => owner & DIRECT == 0,
+                    };
                 }
             }
         }

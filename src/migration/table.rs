@@ -98,6 +98,12 @@ pub enum Handling {
     Pass,
     /// Buffered in order, because no copy of the VM can receive them here now.
     Hold,
+    /// At the destination once the VM runs there, while the source still
+    /// relays: frames relayed by the source (outer source address `relay`) go
+    /// through; every other frame for the VM is held until that stream has
+    /// ended, so a sender that moved to the direct path cannot overtake its own
+    /// frames still being relayed.
+    HoldDirect { relay: Ipv4Addr },
 }
 
 /// The VM a migration moves: VNI + MAC (its identity on the board).
@@ -171,6 +177,8 @@ impl Migration {
             (Role::Source, Phase::Paused) => Handling::Hold,
             // The destination copy receives nothing until it runs.
             (Role::Destination, Phase::Started | Phase::Paused) => Handling::Hold,
+            // Until the control plane sees the relayed stream end.
+            (Role::Destination, Phase::Resumed | Phase::Completed) => Handling::HoldDirect { relay: self.source },
             _ => Handling::Pass,
         }
     }
@@ -281,6 +289,8 @@ mod tests {
         };
         assert_eq!(held(Role::Source), [Phase::Paused]);
         assert_eq!(held(Role::Destination), [Phase::Started, Phase::Paused]);
+        let running = Migration { phase: Phase::Resumed, ..migration(Role::Destination) };
+        assert_eq!(running.handling(), Handling::HoldDirect { relay: running.source }, "direct frames wait for the relayed ones");
     }
 
     #[test]

@@ -31,13 +31,20 @@ fn frame(dst: MacAddr, seq: u8) -> BytesPacket {
     BytesPacket::new(&bytes)
 }
 
+/// The VTEP that relays in these tests (the migration's source).
+const RELAY: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 3);
+
 fn vxlan(dst: MacAddr, seq: u8) -> BytesPacket {
+    vxlan_from(RELAY, dst, seq)
+}
+
+fn vxlan_from(src_ip: Ipv4Addr, dst: MacAddr, seq: u8) -> BytesPacket {
     let mut packet = frame(dst, seq);
     let tunnel = Tunnel {
         vni: VNI,
         src_mac: MacAddr([2, 0, 0, 0, 1, 1]),
         dst_mac: MacAddr([2, 0, 0, 0, 1, 2]),
-        src_ip: Ipv4Addr::new(192, 0, 2, 3),
+        src_ip,
         dst_ip: Ipv4Addr::new(192, 0, 2, 1),
         mtu: 1500,
     };
@@ -135,6 +142,27 @@ fn held_packets_are_released_in_order_before_newer_ones() {
     assert_eq!(rig.counters.peak_packets.load(std::sync::atomic::Ordering::Relaxed), 5);
     // Once empty, the VM's packets pass straight through.
     assert_eq!(rig.receive(OTHER_VM_PORT, vec![frame(X, 7)]), [Verdict::Pending]);
+}
+
+#[test]
+fn direct_frames_wait_behind_the_relayed_stream_at_the_destination() {
+    let mut rig = Rig::new(ROOMY);
+    let direct_vtep = Ipv4Addr::new(192, 0, 2, 9);
+    rig.table(&[(X, Handling::Hold, Role::Destination)]);
+    rig.receive(UPLINK, vec![vxlan(X, 1)]);
+    // The VM runs here: relayed frames go on (behind the older held one), direct ones wait.
+    rig.table(&[(X, Handling::HoldDirect { relay: RELAY }, Role::Destination)]);
+    let verdicts = rig.receive(UPLINK, vec![vxlan(X, 2), vxlan_from(direct_vtep, X, 3), vxlan_from(direct_vtep, Y, 4)]);
+    assert_eq!(verdicts, [Verdict::Consumed, Verdict::Consumed, Verdict::Pending]);
+    assert_eq!(rig.receive(OTHER_VM_PORT, vec![frame(X, 5)]), [Verdict::Consumed], "a local sender is direct too");
+    assert_eq!(rig.release_all(), vec![(UPLINK, vec![1, 2])], "the relayed stream goes on");
+    assert_eq!(rig.receive(UPLINK, vec![vxlan(X, 6)]), [Verdict::Pending], "and passes once nothing older waits");
+    assert_eq!(rig.shared.relayed.load(std::sync::atomic::Ordering::Relaxed), 2, "relayed frames 2 and 6 are counted");
+    // The stream ended: the direct frames go, and newer ones queue behind them.
+    rig.table(&[(X, Handling::Pass, Role::Destination)]);
+    assert_eq!(rig.receive(UPLINK, vec![vxlan_from(direct_vtep, X, 7)]), [Verdict::Consumed]);
+    assert_eq!(rig.release_all(), vec![(UPLINK, vec![3]), (OTHER_VM_PORT, vec![5]), (UPLINK, vec![7])]);
+    assert_eq!(rig.receive(UPLINK, vec![vxlan_from(direct_vtep, X, 8)]), [Verdict::Pending]);
 }
 
 #[test]
