@@ -8,7 +8,9 @@
 //! when X resumes at B. VM S, on C, streams numbered UDP datagrams (25,000 per
 //! second) and an iperf3 TCP transfer to X; after a second X migrates from A to
 //! B: start, paused, a 250 ms pause with no copy of X running, resumed,
-//! completed, and C is pointed at B. Every datagram must arrive once and in
+//! completed. Every host registers its VMs on the bulletin board and follows
+//! it (`[board]`): B locks X's record at start, so its "X at B" waits until
+//! completed, and then C follows the record to B. Every datagram must arrive once and in
 //! order, TCP must retransmit nothing, the underlay must show C sending to B
 //! and no longer to A, and the stats must show A held X's packets and released
 //! them all. The figures (pause window, largest buffer, rates) are printed.
@@ -21,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::board::BoardProcess;
 use common::netns::{output, run, unique_name, Netns};
 use common::switch::{RunningSwitch, SwitchExit};
 use common::tap::TapVm;
@@ -39,7 +42,7 @@ const RATE: u32 = 25_000;
 const MIN_RATE: f64 = 20_000.0;
 /// How long no copy of X runs: the A side is down, the B side not up yet.
 const PAUSE: Duration = Duration::from_millis(250);
-/// After `completed` (and C pointed at B), the time allowed for the last
+/// After `completed` (and C following the board to B), the time allowed for the last
 /// datagrams C sent to A to drain before the underlay must show C -> A no more.
 const SETTLE: Duration = Duration::from_millis(200);
 /// How long the iperf3 transfer runs: about 1 s before the migration, the
@@ -229,7 +232,7 @@ fn sysctl(netns: &Netns, key: &str) {
 /// datagrams per second, a TAP VM port, and the uplink, whose kernel ring
 /// (8192 frames, the default is 512) rides out the moments its worker waits for
 /// the shared core; network 100 floods to the other two hosts.
-fn host_config(dir: &Path, socket: &Path, tap: &str, uplink: &str, vtep: &str, others: [&str; 2]) -> String {
+fn host_config(dir: &Path, socket: &Path, tap: &str, uplink: &str, vtep: &str, others: [&str; 2], board: &str) -> String {
     format!(
         "[eal]\nlcores = \"0-1\"\nmemory_mb = 256\n[mempool]\nmbufs = 32767\n\
          [dataplane]\nworkers = [1]\nidle_sleep_us = 100\n\
@@ -238,7 +241,8 @@ fn host_config(dir: &Path, socket: &Path, tap: &str, uplink: &str, vtep: &str, o
          [[port]]\nname = \"vm0\"\ndevargs = \"net_tap0,iface={tap}\"\nrole = \"vm\"\nvni = {VNI}\n\
          [[port]]\nname = \"uplink\"\ndevargs = \"net_af_packet0,iface={uplink},framecnt=8192\"\nrole = \"uplink\"\n\
          address = \"{vtep}/24\"\n\
-         [[network]]\nvni = {VNI}\nname = \"testbed\"\nflood_vteps = [\"{}\", \"{}\"]\n",
+         [[network]]\nvni = {VNI}\nname = \"testbed\"\nflood_vteps = [\"{}\", \"{}\"]\n\
+         [board]\nurl = \"{board}\"\n",
         socket.display(),
         dir.display(),
         others[0],
@@ -262,33 +266,30 @@ impl Drop for Sockets {
     }
 }
 
-fn start_host(name: &'static str, vtep: &'static str, root: &Path, tap: &str, uplink: &str, others: [&str; 2]) -> Host {
+fn start_host(name: &'static str, vtep: &'static str, root: &Path, tap: &str, uplink: &str, others: [&str; 2], board: &str) -> Host {
     let dir = root.join(name);
     std::fs::create_dir_all(&dir).unwrap();
     let socket = socket_path(name);
-    let switch = RunningSwitch::start(&dir, &host_config(&dir, &socket, tap, uplink, vtep, others));
+    let switch = RunningSwitch::start(&dir, &host_config(&dir, &socket, tap, uplink, vtep, others, board));
     Host { name, vtep, socket, switch }
 }
 
-/// The remote-endpoint tables: who is behind which VTEP. Today the operator's
-/// entries through the API; later each host registers its VMs on the bulletin
-/// board and follows it (`[board]`), and this function goes.
-/// C sends to X at A; A and B send to S at C. B has nothing for X: the
-/// migration's `start` gives it the relay entry.
-fn program_remotes(a: &Host, b: &Host, c: &Host) {
-    c.ctl(&["remote", "add", "--vni", VNI, "--mac", X_MAC, "--ip", X_IP, "--vtep", a.vtep]);
-    for host in [a, b] {
-        host.ctl(&["remote", "add", "--vni", VNI, "--mac", S_MAC, "--ip", S_IP, "--vtep", c.vtep]);
+impl Host {
+    /// The VTEP this host's remote entry of `mac` points at, if it follows the board there.
+    fn followed(&self, mac: &str) -> Option<String> {
+        let remotes = self.ctl(&["remote", "list"]);
+        let entry = remotes.as_array()?.iter().find(|r| r["mac"] == mac && r["source"] == "board")?;
+        entry["vtep"].as_str().map(str::to_string)
     }
-}
 
-/// After `completed`, the hosts sending to X must send to its new host. With
-/// the board, C's entry follows the record B unlocks at `completed`; with
-/// operator entries the test moves it: there is no replace, so delete and add.
-/// (In between, C still knows X at B from the frames X sent from there.)
-fn point_senders_at_destination(c: &Host, destination: &Host) {
-    c.ctl(&["remote", "delete", VNI, X_MAC]);
-    c.ctl(&["remote", "add", "--vni", VNI, "--mac", X_MAC, "--ip", X_IP, "--vtep", destination.vtep]);
+    /// Waits (at most 5 s) until this host follows the board's record of `mac` to `vtep`.
+    fn until_followed(&self, mac: &str, vtep: &str) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.followed(mac).as_deref() != Some(vtep) {
+            assert!(Instant::now() < deadline, "host {}: {mac} is not followed to {vtep}: {:?}", self.name, self.followed(mac));
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
 }
 
 /// Waits until something in `netns` listens on `port` (`proto`: "-u" or "-t").
@@ -450,11 +451,12 @@ fn a_vm_migrates_between_hosts_while_udp_and_tcp_streams_lose_nothing() {
     let s = TapVm::new("ms", S_MAC, &format!("{S_IP}/24"));
 
     let (va, vb, vc) = ("192.0.2.1", "192.0.2.2", "192.0.2.3");
+    let board = BoardProcess::start(&dir.join("board.redb"));
     let _sockets = Sockets;
     let mut hosts = [
-        start_host("a", va, &dir, &xa, &uplinks[0], [vb, vc]),
-        start_host("b", vb, &dir, &xb, &uplinks[1], [va, vc]),
-        start_host("c", vc, &dir, s.iface(), &uplinks[2], [va, vb]),
+        start_host("a", va, &dir, &xa, &uplinks[0], [vb, vc], &board.url),
+        start_host("b", vb, &dir, &xb, &uplinks[1], [va, vc], &board.url),
+        start_host("c", vc, &dir, s.iface(), &uplinks[2], [va, vb], &board.url),
     ];
     for host in &mut hosts {
         host.switch.wait_until_running();
@@ -487,7 +489,10 @@ fn a_vm_migrates_between_hosts_while_udp_and_tcp_streams_lose_nothing() {
 
     a.ctl(&["endpoint", "add", "--vni", VNI, "--mac", X_MAC, "--ip", X_IP, "--port", "vm0"]);
     c.ctl(&["endpoint", "add", "--vni", VNI, "--mac", S_MAC, "--ip", S_IP, "--port", "vm0"]);
-    program_remotes(a, b, c);
+    // Each host registers its VM on the board; the others follow.
+    c.until_followed(X_MAC, va);
+    a.until_followed(S_MAC, vc);
+    b.until_followed(S_MAC, vc);
 
     // Warm up: X answers S, and no frame will wait for ARP on the underlay.
     let ping = s.netns.ping(X_IP, 5);
@@ -540,7 +545,8 @@ fn a_vm_migrates_between_hosts_while_udp_and_tcp_streams_lose_nothing() {
     b.event("completed", &[]);
     let completed_at = SystemTime::now();
     let completed = Instant::now();
-    point_senders_at_destination(c, b);
+    // B unlocked X's record: the board publishes "X at B", C follows.
+    c.until_followed(X_MAC, vb);
     let repointed = Instant::now();
 
     std::thread::sleep(Duration::from_millis(1500));
