@@ -56,7 +56,7 @@ impl Worker {
             for stage in &mut self.pipeline {
                 stage.quiescent(now);
             }
-            self.release_held(&mut burst, &mut to_free);
+            let released = self.release_held(&mut burst, &mut to_free);
             let mut received = 0;
             for i in 0..self.rx_queues.len() {
                 let n = self.rx_queues[i].rx_burst(&mut burst);
@@ -71,7 +71,8 @@ impl Worker {
                 last_drain = now;
             }
             gaps.record(&self.counters.output_gap, now, self.sent != sent_before);
-            if received > 0 {
+            // A worker handing back held packets is busy, not idle.
+            if received > 0 || released {
                 idle_polls = 0;
             } else {
                 idle_polls = idle_polls.saturating_add(1);
@@ -86,15 +87,18 @@ impl Worker {
 
     /// Packets a stage held (a migrating VM's) that may go on now: each burst
     /// runs through the stages after the one that held it, a few bursts per
-    /// loop so polling goes on meanwhile.
-    fn release_held(&mut self, burst: &mut Burst<Mbuf>, to_free: &mut MbufBatch) {
+    /// loop so polling goes on meanwhile. Returns whether any went.
+    fn release_held(&mut self, burst: &mut Burst<Mbuf>, to_free: &mut MbufBatch) -> bool {
+        let mut released = false;
         for at in 0..self.pipeline.len() {
             let mut bursts = 0;
             while bursts < RELEASE_BURSTS_PER_LOOP && self.pipeline[at].release(burst) {
                 self.run_stages(at + 1, burst, to_free);
                 bursts += 1;
             }
+            released |= bursts > 0;
         }
+        released
     }
 
     fn process(&mut self, burst: &mut Burst<Mbuf>, to_free: &mut MbufBatch) {
