@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::model::{LockEntry, Record, RecordKey};
+use crate::store::create_whole;
 
 /// Everything a store holds.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -93,6 +94,16 @@ impl RedbBoardStore {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| BoardStoreError::CreateDir { path: path.clone(), source })?;
         }
+        if !path.exists() {
+            let io_error =
+                |e: std::io::Error| BoardStoreError::Database { path: path.clone(), message: format!("cannot create: {e}") };
+            create_whole(&path, |staging| RedbBoardStore::open_file(staging).map(drop), io_error)?;
+        }
+        RedbBoardStore::open_file(path)
+    }
+
+    /// Opens (or, for a missing file, creates) the redb file at `path` and checks its layout.
+    fn open_file(path: PathBuf) -> Result<RedbBoardStore, BoardStoreError> {
         let db = Database::create(&path).map_err(|e| {
             let message = match e {
                 redb::DatabaseError::DatabaseAlreadyOpen => "is already open (is another board using it?)".to_string(),

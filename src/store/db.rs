@@ -89,6 +89,29 @@ impl fmt::Debug for Store {
     }
 }
 
+/// Creates a database file whole or not at all: `build` makes it (empty layout
+/// committed) under a staging name beside `path`, which is then renamed into
+/// place and the directory synced. A crash while creating never leaves a
+/// half-written file where the next start looks; a leftover staging file is
+/// started over.
+pub fn create_whole<E>(
+    path: &Path,
+    build: impl FnOnce(PathBuf) -> Result<(), E>,
+    io_error: impl Fn(std::io::Error) -> E,
+) -> Result<(), E> {
+    let mut staging = path.as_os_str().to_owned();
+    staging.push(".creating");
+    let staging = PathBuf::from(staging);
+    match std::fs::remove_file(&staging) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_error(e)),
+        _ => {}
+    }
+    build(staging.clone())?;
+    std::fs::rename(&staging, path).map_err(&io_error)?;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io_error)
+}
+
 impl Store {
     /// Opens the database at `path`, creating its directory and an empty database
     /// (generation 0) when absent. Only one process (and one `Store`) can hold it.
@@ -97,6 +120,16 @@ impl Store {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir { path: path.clone(), source })?;
         }
+        if !path.exists() {
+            let io_error =
+                |e: std::io::Error| StoreError::Database { path: path.clone(), message: format!("cannot create: {e}") };
+            create_whole(&path, |staging| Store::open_file(staging).map(drop), io_error)?;
+        }
+        Store::open_file(path)
+    }
+
+    /// Opens (or, for a missing file, creates) the redb file at `path` and checks its layout.
+    fn open_file(path: PathBuf) -> Result<Store, StoreError> {
         let db = Database::create(&path).map_err(|e| {
             let message = match e {
                 redb::DatabaseError::DatabaseAlreadyOpen => {

@@ -36,6 +36,20 @@ fn temp() -> (tempfile::TempDir, std::path::PathBuf) {
 }
 
 #[test]
+fn a_new_database_appears_whole_even_after_a_crash_while_creating_one() {
+    let (_dir, path) = temp();
+    // What a crash while creating leaves: a half-written staging file, nothing at `path`.
+    let staging = path.with_file_name(format!("{}.creating", path.file_name().unwrap().to_str().unwrap()));
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&staging, b"redb header cut short").unwrap();
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.snapshot().unwrap().generation, 0);
+    assert!(!staging.exists(), "the staging file became the database");
+    drop(store);
+    assert_eq!(Store::open(&path).unwrap().snapshot().unwrap().generation, 0);
+}
+
+#[test]
 fn new_database_is_empty_generation_zero() {
     let (_dir, path) = temp();
     let store = Store::open(&path).unwrap();
