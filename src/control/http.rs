@@ -105,7 +105,10 @@ pub fn route_list() -> Vec<(&'static str, &'static str)> {
 }
 
 pub fn router(control: Arc<Control>) -> Router {
-    routes().router.fallback(no_route).layer(middleware::from_fn(errors_as_json)).with_state(control)
+    let api = routes().router.fallback(no_route).with_state(control);
+    // Around the whole router rather than each route: axum adds a 405's Allow
+    // header outside a route's layers, and the message names the methods.
+    Router::new().fallback_service(api).layer(middleware::from_fn(errors_as_json))
 }
 
 impl IntoResponse for ApiError {
