@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::netns::{run, unique_name, Netns};
+use common::netns::{run, unique_name, veth, Netns};
 use common::switch::RunningSwitch;
 use common::tap::TapVm;
 use common::*;
@@ -230,17 +230,6 @@ fn a_peer_keeps_talking_to_the_primary_ip_and_other_vms_cannot_claim_it() {
     for (reason, count) in stats["drops"].as_object().unwrap() {
         assert!(count == 0 || reason == "tx_refused", "{reason}: {count}; {}", stats["drops"]);
     }
-}
-
-/// A veth pair with `inner` (MTU `mtu`, `address`) in `netns`, `outer` up in the
-/// root namespace, offloads off inside (AF_PACKET hands the switch exactly
-/// what the kernel sent).
-fn veth(netns: &Netns, outer: &str, inner: &str, address: &str, mtu: &str) {
-    run(&["ip", "link", "add", outer, "type", "veth", "peer", "name", inner, "netns", &netns.name]);
-    run(&["ip", "link", "set", outer, "up"]);
-    netns.ip(&["link", "set", inner, "mtu", mtu, "up"]);
-    netns.ip(&["addr", "add", address, "dev", inner]);
-    run(&["ip", "netns", "exec", &netns.name, "ethtool", "-K", inner, "tx", "off", "tso", "off", "gso", "off"]);
 }
 
 #[test]

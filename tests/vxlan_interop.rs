@@ -5,21 +5,9 @@
 //! kernel VTEP's underlay MAC are learned (ARP). Root only; cleans up on failure.
 mod common;
 
-use common::netns::{http_transfer, mebibyte, output, run, unique_name, Netns};
+use common::netns::{http_transfer, mebibyte, output, run, unique_name, veth, Netns};
 use common::switch::RunningSwitch;
 use common::*;
-
-/// A veth pair with `inner` (MTU `mtu`, `address`) in `netns`, `outer` up in the
-/// root namespace. Offloads are off inside: AF_PACKET hands the switch exactly
-/// what the kernel sent, so checksums must be complete and frames no larger
-/// than the MTU.
-fn veth(netns: &Netns, outer: &str, inner: &str, address: &str, mtu: &str) {
-    run(&["ip", "link", "add", outer, "type", "veth", "peer", "name", inner, "netns", &netns.name]);
-    run(&["ip", "link", "set", outer, "up"]);
-    netns.ip(&["link", "set", inner, "mtu", mtu, "up"]);
-    netns.ip(&["addr", "add", address, "dev", inner]);
-    run(&["ip", "netns", "exec", &netns.name, "ethtool", "-K", inner, "tx", "off", "tso", "off", "gso", "off"]);
-}
 
 #[test]
 fn a_vm_talks_to_a_host_behind_the_kernel_vxlan_device() {

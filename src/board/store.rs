@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::model::{LockEntry, Record, RecordKey};
-use crate::store::create_whole;
+use crate::store::{create_whole, open_database};
 
 /// Everything a store holds.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -104,18 +104,8 @@ impl RedbBoardStore {
 
     /// Opens (or, for a missing file, creates) the redb file at `path` and checks its layout.
     fn open_file(path: PathBuf) -> Result<RedbBoardStore, BoardStoreError> {
-        let db = Database::create(&path).map_err(|e| {
-            let message = match e {
-                redb::DatabaseError::DatabaseAlreadyOpen => "is already open (is another board using it?)".to_string(),
-                redb::DatabaseError::Storage(redb::StorageError::Io(io))
-                    if io.kind() == std::io::ErrorKind::InvalidData =>
-                {
-                    "cannot open: it is not a redb database file, or it is damaged".to_string()
-                }
-                other => format!("cannot open: {other}"),
-            };
-            BoardStoreError::Database { path: path.clone(), message }
-        })?;
+        let db = open_database(&path, "is another board using it?")
+            .map_err(|message| BoardStoreError::Database { path: path.clone(), message })?;
         let store = RedbBoardStore { db, path };
         store.initialise()?;
         Ok(store)

@@ -112,6 +112,18 @@ pub fn create_whole<E>(
     std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io_error)
 }
 
+/// Opens (or, for a missing file, creates) the redb file at `path`; the error
+/// is what is wrong with the file, in words (`in_use`: who may be holding it).
+pub fn open_database(path: &Path, in_use: &str) -> Result<Database, String> {
+    Database::create(path).map_err(|e| match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => format!("is already open ({in_use})"),
+        redb::DatabaseError::Storage(redb::StorageError::Io(io)) if io.kind() == std::io::ErrorKind::InvalidData => {
+            "cannot open: it is not a redb database file, or it is damaged".to_string()
+        }
+        other => format!("cannot open: {other}"),
+    })
+}
+
 impl Store {
     /// Opens the database at `path`, creating its directory and an empty database
     /// (generation 0) when absent. Only one process (and one `Store`) can hold it.
@@ -130,20 +142,8 @@ impl Store {
 
     /// Opens (or, for a missing file, creates) the redb file at `path` and checks its layout.
     fn open_file(path: PathBuf) -> Result<Store, StoreError> {
-        let db = Database::create(&path).map_err(|e| {
-            let message = match e {
-                redb::DatabaseError::DatabaseAlreadyOpen => {
-                    "is already open (another switchyard process is using it)".to_string()
-                }
-                redb::DatabaseError::Storage(redb::StorageError::Io(io))
-                    if io.kind() == std::io::ErrorKind::InvalidData =>
-                {
-                    "cannot open: it is not a redb database file, or it is damaged".to_string()
-                }
-                other => format!("cannot open: {other}"),
-            };
-            StoreError::Database { path: path.clone(), message }
-        })?;
+        let db = open_database(&path, "another switchyard process is using it")
+            .map_err(|message| StoreError::Database { path: path.clone(), message })?;
         let store = Store {
             db,
             path,

@@ -96,6 +96,18 @@ pub fn mebibyte() -> Vec<u8> {
     (0..1 << 20).map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect()
 }
 
+/// A veth pair with `inner` (MTU `mtu`, `address`) in `netns`, `outer` up in the
+/// root namespace. Offloads are off inside: AF_PACKET hands the switch exactly
+/// what the kernel sent, so checksums must be complete and frames no larger
+/// than the MTU.
+pub fn veth(netns: &Netns, outer: &str, inner: &str, address: &str, mtu: &str) {
+    run(&["ip", "link", "add", outer, "type", "veth", "peer", "name", inner, "netns", &netns.name]);
+    run(&["ip", "link", "set", outer, "up"]);
+    netns.ip(&["link", "set", inner, "mtu", mtu, "up"]);
+    netns.ip(&["addr", "add", address, "dev", inner]);
+    run(&["ip", "netns", "exec", &netns.name, "ethtool", "-K", inner, "tx", "off", "tso", "off", "gso", "off"]);
+}
+
 pub fn run(args: &[&str]) {
     let status = Command::new(args[0]).args(&args[1..]).status().unwrap();
     assert!(status.success(), "{}", args.join(" "));
