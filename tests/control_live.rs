@@ -3,7 +3,7 @@
 //! `kill -9` at random points loses no acknowledged change.
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
@@ -66,14 +66,10 @@ impl Drop for Switch {
 
 
 
-fn socket_path(tag: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("sy-{tag}-{}.sock", std::process::id()))
-}
-
 #[test]
 fn ctl_changes_reach_the_running_unit_and_bad_requests_change_nothing() {
     let dir = scratch("ctl_changes_reach_the_running_unit");
-    let socket = socket_path("live");
+    let socket = SocketPath::new("live");
     let switch = Switch::start(&dir, &socket);
     let before = ctl_json(&socket, &["unit"]);
     assert_eq!(before["vm"]["id"], "vrouter");
@@ -122,7 +118,7 @@ fn ctl_changes_reach_the_running_unit_and_bad_requests_change_nothing() {
 #[test]
 fn kill_9_during_config_writes_loses_no_acknowledged_change() {
     let dir = scratch("kill_9_during_config_writes");
-    let socket = socket_path("crash");
+    let socket = SocketPath::new("crash");
     let mut acknowledged: Vec<String> = Vec::new();
     let mut seed = u64::from(std::process::id());
     let mut next = 0u32;
@@ -145,7 +141,7 @@ fn kill_9_during_config_writes_loses_no_acknowledged_change() {
         // Writes in a second thread; the kill lands somewhere in 50-250 ms.
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         let delay = Duration::from_millis(50 + (seed >> 33) % 200);
-        let writer_socket = socket.clone();
+        let writer_socket = socket.to_path_buf();
         let start = next;
         let writer = std::thread::spawn(move || {
             let mut done = Vec::new();

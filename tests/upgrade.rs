@@ -53,9 +53,6 @@ fn generator() -> Vec<Vec<u8>> {
     (0..PER_FLOW).flat_map(|seq| (0..FLOWS).map(move |flow| frame(flow, seq))).collect()
 }
 
-fn socket_path(tag: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("sy-up-{tag}-{}.sock", std::process::id()))
-}
 
 /// The vRouter between a generator port and an output port (`vm1_devargs`).
 fn config(dir: &Path, socket: &Path, input: &Path, vm1_devargs: &str) -> String {
@@ -90,7 +87,7 @@ fn a_hundred_upgrades_under_full_load_lose_no_packet_reorder_none_and_apply_ever
     write_pcap(&input, &frames);
     let output = PathBuf::from(format!("/dev/shm/switchyard-upgrade-{}.pcap", std::process::id()));
     let _cleanup = RemoveOnDrop(output.clone());
-    let socket = socket_path("load");
+    let socket = SocketPath::new("load");
     let toml = config(&dir, &socket, &input, &format!("net_pcap1,tx_pcap={}", output.display()));
     let mut switch = RunningSwitch::start(&dir, &toml);
     switch.wait_until_running();
@@ -174,7 +171,7 @@ fn refused_libraries_roll_back_to_the_previous_unit_and_traffic_keeps_flowing() 
     let dir = scratch("refused_libraries_roll_back");
     let input = dir.join("generator.pcap");
     write_pcap(&input, &generator());
-    let socket = socket_path("refused");
+    let socket = SocketPath::new("refused");
     let mut switch = RunningSwitch::start(&dir, &config(&dir, &socket, &input, "net_null0,no-rx=1"));
     switch.wait_until_running();
     let tx = || ctl_json(&socket, &["stats"])["ports"][1]["tx_packets"].as_u64().unwrap();

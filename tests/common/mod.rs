@@ -86,6 +86,30 @@ pub fn json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
+/// A test switch's control socket path in /tmp (`sy-<tag>-<pid>.sock`: unix
+/// socket paths are short), removed when dropped: a switch killed with SIGKILL
+/// cannot remove its own.
+pub struct SocketPath(PathBuf);
+
+impl SocketPath {
+    pub fn new(tag: &str) -> SocketPath {
+        SocketPath(std::env::temp_dir().join(format!("sy-{tag}-{}.sock", std::process::id())))
+    }
+}
+
+impl std::ops::Deref for SocketPath {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for SocketPath {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// Kills a child process when dropped (a failed assertion must not leave it running).
 pub struct Running(pub Option<Child>);
 

@@ -77,6 +77,8 @@ pub struct RunningSwitch {
     log: Arc<Mutex<String>>,
     reader: Option<JoinHandle<()>>,
     stats: PathBuf,
+    /// The control socket, if the config has one: a killed switch leaves it behind.
+    socket: Option<PathBuf>,
 }
 
 /// How a switch run ended.
@@ -112,7 +114,8 @@ impl RunningSwitch {
                 log.push('\n');
             }
         });
-        RunningSwitch { child: Some(child), log, reader: Some(reader), stats }
+        let socket = toml.lines().any(|l| l.starts_with("socket = ")).then(|| control_socket(toml));
+        RunningSwitch { child: Some(child), log, reader: Some(reader), stats, socket }
     }
 
     pub fn log(&self) -> String {
@@ -184,6 +187,9 @@ impl Drop for RunningSwitch {
         if let Some(child) = &mut self.child {
             let _ = child.kill();
             let _ = child.wait();
+            if let Some(socket) = &self.socket {
+                let _ = std::fs::remove_file(socket);
+            }
         }
     }
 }
