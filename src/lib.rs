@@ -2,7 +2,8 @@
 //!
 //! Floors, bottom up (a module never imports one above it):
 //! `wire`; `pipeline`, `dpdk`, `store`, `config` (builds `store` records from the TOML);
-//! feature modules (`xconnect`, `overlay`, `rewrite`, `migration`, `board`); `dataplane`; `bench`, `control`; `main.rs`.
+//! feature modules (`xconnect`, `overlay`, `rewrite`, `migration`, `board`); `dataplane`; `bench`, `control`;
+//! `intercloud` (uses `control`'s client to reach the switches); `main.rs`.
 //! Raw pointers and FFI live only in `dpdk` (and the `dpdk-ffi` crate): the Rust
 //! lint against them is denied crate-wide in Cargo.toml and allowed there alone.
 
@@ -14,6 +15,7 @@ pub mod config;
 pub mod control;
 pub mod dataplane;
 pub mod dpdk;
+pub mod intercloud;
 pub mod migration;
 pub mod overlay;
 pub mod pipeline;

@@ -12,6 +12,7 @@ use switchyard::config::Config;
 use switchyard::control::cli::CtlArgs;
 use switchyard::control::{self, MonitorRuntime};
 use switchyard::dataplane::{Dataplane, Forwarding, StartError, StopCause, DEFAULT_MAC_AGEING};
+use switchyard::intercloud::cli::{AgentArgs, ControllerArgs, CoordinatorArgs};
 
 #[derive(Parser)]
 #[command(name = "switchyard", version, about = "DPDK poll-mode virtual switch")]
@@ -70,6 +71,12 @@ enum Command {
     Ctl(CtlArgs),
     /// The VM information bulletin board: serve it, or read and change a running one.
     Board(BoardArgs),
+    /// Inter-cloud (seed 002): the network coordinator that links the clouds.
+    Coordinator(CoordinatorArgs),
+    /// Inter-cloud (seed 002): a cloud's network controller.
+    Controller(ControllerArgs),
+    /// Inter-cloud (seed 002): the agent beside a compute node's or a gateway's switch.
+    Agent(AgentArgs),
     /// Crash-test workload: commits numbered batches to a config database, printing
     /// each acknowledged generation.
     #[command(hide = true)]
@@ -101,6 +108,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Ctl(args) => return switchyard::control::cli::main(args),
         Command::Board(args) => return switchyard::board::cli::main(args),
+        Command::Coordinator(args) => return switchyard::intercloud::cli::coordinator_main(args),
+        Command::Controller(args) => return switchyard::intercloud::cli::controller_main(args),
+        Command::Agent(args) => return switchyard::intercloud::cli::agent_main(args),
         Command::StoreStress { database, batches } => store_stress(&database, batches),
         Command::Run { config, stats_json } => run(&config, stats_json.as_deref()),
         Command::Bench { scenario, seconds, testpmd, json, churn, upgrades, units, plot, updates, watchers } => {

@@ -200,13 +200,13 @@ async fn watch_events(State(shared): State<Shared>, RawQuery(query): RawQuery) -
     }
 }
 
-async fn no_route(method: Method, uri: axum::http::Uri) -> ApiError {
+pub(crate) async fn no_route(method: Method, uri: axum::http::Uri) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, None, format!("there is no route {method} {}", uri.path()))
 }
 
 /// Every error leaves as `{"error", "field"}` JSON, including the ones axum makes
 /// itself (405, a path segment that is not UTF-8).
-async fn errors_as_json(request: Request, next: Next) -> Response {
+pub(crate) async fn errors_as_json(request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let response = next.run(request).await;

@@ -19,9 +19,9 @@
 mod api;
 pub mod cli;
 pub mod client;
-mod error;
+pub(crate) mod error;
 pub mod http;
-mod input;
+pub(crate) mod input;
 pub mod model;
 pub mod serve;
 pub mod service;

@@ -1,0 +1,240 @@
+//! `switchyard coordinator serve`, `switchyard controller serve` and
+//! `switchyard agent switch|gateway`. Errors are one line and exit code 1.
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use tokio::signal::unix::{signal, SignalKind};
+
+use super::agent::{Agent, Source};
+use super::client::Peer;
+use super::controller::Controller;
+use super::coordinator::Coordinator;
+use super::http::{controller_router, coordinator_router, Shared};
+use super::model::check_cloud;
+use super::serve::{bind, serve};
+use super::store::RedbIntercloudStore;
+use super::tasks::{follow, hand_over, parse_vtep};
+
+#[derive(Args, Debug)]
+pub struct CoordinatorArgs {
+    #[command(subcommand)]
+    pub command: CoordinatorCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CoordinatorCommand {
+    /// Serve the network coordinator on a loopback address until SIGINT/SIGTERM.
+    /// Prints `coordinator listening on http://ADDR` once it accepts requests.
+    Serve {
+        /// 127.0.0.1:PORT or [::1]:PORT; port 0 picks a free one.
+        #[arg(long, value_name = "ADDR")]
+        listen: String,
+        /// Its redb file (created when absent).
+        #[arg(long, value_name = "PATH")]
+        database: PathBuf,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct ControllerArgs {
+    #[command(subcommand)]
+    pub command: ControllerCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ControllerCommand {
+    /// Serve a cloud's network controller until SIGINT/SIGTERM. Prints
+    /// `controller listening on http://ADDR` once it accepts requests.
+    Serve {
+        #[arg(long, value_name = "ADDR")]
+        listen: String,
+        #[arg(long, value_name = "PATH")]
+        database: PathBuf,
+        /// The cloud's name (1 to 64 of A-Z a-z 0-9 . _ - :).
+        #[arg(long)]
+        cloud: String,
+        /// The VTEP of the cloud's gateway node: the other clouds reach this cloud's VMs through it.
+        #[arg(long, value_name = "IP")]
+        gateway_vtep: String,
+        /// The network coordinator, e.g. http://127.0.0.1:7120.
+        #[arg(long, value_name = "URL")]
+        coordinator: String,
+        /// How long a VM withdrawn by its compute node stays at the coordinator
+        /// in case it is announced again (a move): the other clouds see no change.
+        #[arg(long, default_value_t = 200)]
+        withdraw_hold_ms: u64,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct AgentArgs {
+    #[command(subcommand)]
+    pub command: AgentCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AgentCommand {
+    /// Beside a compute node's switch: announce its VMs to the controller and
+    /// program table 1 (the other clouds' VMs at their gateway).
+    Switch {
+        /// The switch's control socket.
+        #[arg(long, value_name = "PATH")]
+        switch_socket: PathBuf,
+        /// The cloud's controller, e.g. http://127.0.0.1:7121.
+        #[arg(long, value_name = "URL")]
+        controller: String,
+        /// The compute node's VTEP (the switch's uplink address).
+        #[arg(long, value_name = "IP")]
+        vtep: String,
+        /// Where the agent keeps the entries it made (JSON), so that a restarted
+        /// agent still removes them and nothing else.
+        #[arg(long, value_name = "PATH")]
+        state: Option<PathBuf>,
+    },
+    /// Beside a gateway node's switch: program table 2 (this cloud's VMs at
+    /// their compute node), as the coordinator sends it.
+    Gateway {
+        #[arg(long, value_name = "PATH")]
+        switch_socket: PathBuf,
+        /// The network coordinator.
+        #[arg(long, value_name = "URL")]
+        coordinator: String,
+        /// The gateway's cloud.
+        #[arg(long)]
+        cloud: String,
+        #[arg(long, value_name = "PATH")]
+        state: Option<PathBuf>,
+    },
+}
+
+fn exit(result: Result<(), String>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("switchyard: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+        .map_err(|e| format!("cannot start the tokio runtime: {e}"))
+}
+
+fn announce_ready(line: &str) -> Result<(), String> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    writeln!(out, "{line}").and_then(|()| out.flush()).map_err(|e| format!("cannot write the output: {e}"))
+}
+
+fn until_signal() -> Result<impl std::future::Future<Output = ()> + Send + 'static, String> {
+    let mut terminate = signal(SignalKind::terminate()).map_err(|e| format!("cannot catch SIGTERM: {e}"))?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| format!("cannot catch SIGINT: {e}"))?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+    })
+}
+
+pub fn coordinator_main(args: CoordinatorArgs) -> ExitCode {
+    let CoordinatorCommand::Serve { listen, database } = args.command;
+    exit(runtime().and_then(|runtime| runtime.block_on(serve_coordinator(&listen, &database))))
+}
+
+async fn serve_coordinator(listen: &str, database: &Path) -> Result<(), String> {
+    let listener = bind("coordinator", listen)?;
+    let local = listener.local_addr().map_err(|e| format!("coordinator: {e}"))?;
+    let store = RedbIntercloudStore::open(database, "coordinator").map_err(|e| format!("coordinator: {e}"))?;
+    let coordinator = Coordinator::open(store).map_err(|e| format!("coordinator: {e}"))?;
+    log::info!(
+        "coordinator: {} clouds and {} VMs at revision {} from {}",
+        coordinator.clouds().len(),
+        coordinator.vms().len(),
+        coordinator.revision(),
+        database.display()
+    );
+    let shared = Shared::new(coordinator);
+    let stop = until_signal()?;
+    announce_ready(&format!("coordinator listening on http://{local}"))?;
+    let stopping = shared.clone();
+    serve("coordinator", listener, coordinator_router(shared), Vec::new(), move || stopping.stop(), stop).await
+}
+
+pub fn controller_main(args: ControllerArgs) -> ExitCode {
+    let ControllerCommand::Serve { listen, database, cloud, gateway_vtep, coordinator, withdraw_hold_ms } = args.command;
+    let hold = Duration::from_millis(withdraw_hold_ms);
+    exit(runtime().and_then(|runtime| {
+        runtime.block_on(serve_controller(&listen, &database, &cloud, &gateway_vtep, &coordinator, hold))
+    }))
+}
+
+async fn serve_controller(
+    listen: &str,
+    database: &Path,
+    cloud: &str,
+    gateway_vtep: &str,
+    coordinator: &str,
+    hold: Duration,
+) -> Result<(), String> {
+    check_cloud(cloud).map_err(|invalid| format!("--cloud: {}", invalid.problem))?;
+    let gateway_vtep = parse_vtep("--gateway-vtep", gateway_vtep)?;
+    let coordinator = Peer::url(coordinator).map_err(|e| format!("--coordinator: {e}"))?;
+    let listener = bind("controller", listen)?;
+    let local = listener.local_addr().map_err(|e| format!("controller: {e}"))?;
+    let store = RedbIntercloudStore::open(database, &format!("controller:{cloud}")).map_err(|e| format!("controller: {e}"))?;
+    let controller = Controller::open(store, cloud, gateway_vtep).map_err(|e| format!("controller: {e}"))?;
+    log::info!(
+        "controller {cloud}: {} VMs of this cloud and {} remote entries from {}",
+        controller.local().len(),
+        controller.remote_view().entries.len(),
+        database.display()
+    );
+    let shared = Shared::new(controller);
+    let (registered, registration) = tokio::sync::watch::channel(false);
+    let tasks = vec![
+        tokio::spawn(hand_over(shared.clone(), coordinator.clone(), hold, registered)),
+        tokio::spawn(follow(shared.clone(), coordinator, registration)),
+    ];
+    let stop = until_signal()?;
+    announce_ready(&format!("controller listening on http://{local}"))?;
+    let stopping = shared.clone();
+    serve("controller", listener, controller_router(shared), tasks, move || stopping.stop(), stop).await
+}
+
+pub fn agent_main(args: AgentArgs) -> ExitCode {
+    exit(runtime().and_then(|runtime| runtime.block_on(run_agent(args.command))))
+}
+
+async fn run_agent(command: AgentCommand) -> Result<(), String> {
+    let (socket, source, state) = match command {
+        AgentCommand::Switch { switch_socket, controller, vtep, state } => {
+            let vtep = parse_vtep("--vtep", &vtep)?;
+            let controller = Peer::url(&controller).map_err(|e| format!("--controller: {e}"))?;
+            (switch_socket, Source::Controller { controller, vtep }, state)
+        }
+        AgentCommand::Gateway { switch_socket, coordinator, cloud, state } => {
+            check_cloud(&cloud).map_err(|invalid| format!("--cloud: {}", invalid.problem))?;
+            let coordinator = Peer::url(&coordinator).map_err(|e| format!("--coordinator: {e}"))?;
+            (switch_socket, Source::Gateway { coordinator, cloud }, state)
+        }
+    };
+    let agent = Agent::new(&socket, source, state)?;
+    let role = agent.role();
+    let stop = until_signal()?;
+    announce_ready(&format!("{role} running for {}", socket.display()))?;
+    tokio::select! {
+        () = agent.run() => {}
+        () = stop => {}
+    }
+    log::info!("{role}: stopped");
+    Ok(())
+}
