@@ -232,6 +232,9 @@ async fn a_vm_in_one_cloud_is_reached_through_the_gateway_of_its_cloud() {
     }
 }
 
+/// A request that must be refused: to whom, what, and the status and field of the refusal.
+type BadRequest<'a> = (&'a Client, Method, &'a str, Option<serde_json::Value>, u16, &'a str);
+
 /// Every refusal is one JSON error naming the field, and changes nothing.
 #[tokio::test]
 async fn bad_requests_are_refused_naming_the_field() {
@@ -239,7 +242,7 @@ async fn bad_requests_are_refused_naming_the_field() {
     let coordinator = coordinator(&dir);
     let controller = controller(&dir, "cloud-a", "192.0.2.10", &coordinator);
     let (c, k) = (Client::url(&controller.url).unwrap(), Client::url(&coordinator.url).unwrap());
-    let cases: Vec<(&Client, Method, &str, Option<serde_json::Value>, u16, &str)> = vec![
+    let cases: Vec<BadRequest> = vec![
         (&c, Method::PUT, "/v1/controller/vms/100/02:00:00:00:00:01", Some(json!({"vtep": "224.0.0.1"})), 400, "vtep"),
         (&c, Method::PUT, "/v1/controller/vms/100/02:00:00:00:00:01", Some(json!({"vtep": "192.0.2.1", "ip": "x"})), 400, "ip"),
         (&c, Method::PUT, "/v1/controller/vms/100/02:00:00:00:00:01", Some(json!({"vtep": "192.0.2.1", "colour": 1})), 400, "colour"),
