@@ -94,7 +94,7 @@ async fn generation(node: &Node) -> u64 {
 
 /// Waits until `mac`'s entry on `node` is `want`; panics after 5 s.
 async fn until(node: &Node, mac: &str, want: Option<&str>) {
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let got = remote(node, mac).await;
         if got.as_deref() == want {
