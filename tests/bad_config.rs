@@ -113,7 +113,7 @@ fn bad_command_line_is_exit_code_2() {
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         stderr_lines(&out),
-        ["switchyard: unknown bench scenario \"nope\" (known: forward, l2-switch, vxlan-encap, vxlan-decap, upgrade, board, migration-rewrite)"]
+        ["switchyard: unknown bench scenario \"nope\" (known: forward, l2-switch, vxlan-encap, vxlan-decap, upgrade, board, migration-rewrite, gateway)"]
     );
 }
 
