@@ -68,6 +68,7 @@ bench: build
 	$(SWITCHYARD) bench --scenario vxlan-encap --seconds 5
 	$(SWITCHYARD) bench --scenario vxlan-decap --seconds 5
 	$(SWITCHYARD) bench --scenario migration-rewrite --seconds 5
+	$(SWITCHYARD) bench --scenario gateway --seconds 5
 	$(SWITCHYARD) bench --scenario upgrade --upgrades 100
 	$(SWITCHYARD) bench --scenario board --updates 1000 --watchers 3
 	$(CARGO) bench --bench wire

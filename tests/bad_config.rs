@@ -113,7 +113,7 @@ fn bad_command_line_is_exit_code_2() {
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         stderr_lines(&out),
-        ["switchyard: unknown bench scenario \"nope\" (known: forward, l2-switch, vxlan-encap, vxlan-decap, upgrade, board, migration-rewrite)"]
+        ["switchyard: unknown bench scenario \"nope\" (known: forward, l2-switch, vxlan-encap, vxlan-decap, upgrade, board, migration-rewrite, gateway)"]
     );
 }
 
@@ -202,4 +202,25 @@ fn tap_port_without_root() {
         ["switchyard: port[0] \"a\": net_tap cannot create TAP interface \"sy-noroot0\": that needs CAP_NET_ADMIN \
           (run switchyard as root)"]
     );
+}
+
+#[test]
+fn gateway_problems_are_one_line() {
+    let (lines, path) = refused("gateway_without_a_vtep", &port("net_null0", "[gateway]\n"));
+    assert_eq!(
+        lines,
+        [format!(
+            "switchyard: config error: {path}: gateway: needs an uplink port with `address`: the VTEP the other cloud's tunnels end at"
+        )]
+    );
+    let uplink = "[[port]]\nname = \"up\"\ndevargs = \"net_null1\"\nrole = \"uplink\"\naddress = \"192.0.2.1/24\"\n\
+                  [[network]]\nvni = 100\nname = \"blue\"\n[gateway]\n";
+    let map = "[[gateway.vni_map]]\nremote_vni = 200\nlocal_vni = 100\n";
+    let (lines, path) = refused("gateway_duplicate_mapping", &port("net_null0", &format!("{uplink}{map}{map}")));
+    assert_eq!(
+        lines,
+        [format!("switchyard: config error: {path}: gateway.vni_map[1].remote_vni: VNI 200 is already mapped by gateway.vni_map[0]")]
+    );
+    let (lines, path) = refused("gateway_unknown_local_network", &port("net_null0", &format!("{uplink}{}", map.replace("100", "300"))));
+    assert_eq!(lines, [format!("switchyard: config error: {path}: gateway.vni_map[0].local_vni: no [[network]] has VNI 300")]);
 }

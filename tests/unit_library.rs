@@ -26,6 +26,7 @@ fn setup() -> UnitSetup {
             port: PortId(1),
             mac: MacAddr([2, 0, 0, 0, 0, 1]),
             vtep: VtepConfig { address: Ipv4Addr::new(192, 0, 2, 1), prefix_len: 24, gateway: None, next_hop_mac: None, mtu: 1500 },
+            gateway_role: None,
         }),
         ageing_ms: 300_000,
         state: UnitState { config, ..Default::default() },

@@ -173,7 +173,8 @@ fn measure_switchyard(
 ) -> Result<(Measurement, u64, Option<ChurnMeasurement>), String> {
     let mut dataplane = start_dataplane(*scenario, generator)?;
     std::thread::sleep(WARMUP);
-    let sink = dataplane.port_id("sink").ok_or("the bench config has no sink port")?.index();
+    let output = scenario.output_port();
+    let sink = dataplane.port_id(output).ok_or(format!("the bench config has no port {output:?}"))?.index();
     let sample = |dataplane: &Dataplane| {
         let mut samples = Vec::new();
         let mut last = dataplane.totals().ports[sink].tx_packets;

@@ -46,10 +46,14 @@ pub enum Scenario {
     /// L2Switch with every packet's source and destination rewritten by
     /// address migrations (issue 6): each flow's source is a post-migration IP.
     MigrationRewrite,
+    /// The vRouter as an inter-cloud gateway (issue 7): VXLAN from the other
+    /// cloud decapsulated, its VNI mapped, the inner destination looked up in
+    /// forwarding table 2 and re-encapsulated to that compute node's VTEP.
+    Gateway,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 7] = [
+    pub const ALL: [Scenario; 8] = [
         Scenario::Forward,
         Scenario::L2Switch,
         Scenario::VxlanEncap,
@@ -57,6 +61,7 @@ impl Scenario {
         Scenario::Upgrade,
         Scenario::Board,
         Scenario::MigrationRewrite,
+        Scenario::Gateway,
     ];
 
     pub fn named(name: &str) -> Result<Scenario, String> {
@@ -75,6 +80,7 @@ impl Scenario {
             Scenario::Upgrade => "upgrade",
             Scenario::Board => "board",
             Scenario::MigrationRewrite => "migration-rewrite",
+            Scenario::Gateway => "gateway",
         }
     }
 
@@ -87,6 +93,7 @@ impl Scenario {
             Scenario::Upgrade => "64-byte IPv4/UDP frames, 1000 flows, vRouter L2 switching VM port to VM port in one VNI while the switching unit is upgraded",
             Scenario::Board => "bulletin-board record updates, one after another, followed by long-polling watchers",
             Scenario::MigrationRewrite => "64-byte IPv4/UDP frames, 1000 flows, vRouter L2 switching VM port to VM port in one VNI, every packet's source (1000 address migrations) and destination rewritten, IPv4 and UDP checksums updated incrementally",
+            Scenario::Gateway => "114-byte VXLAN frames (VNI 200) carrying 64-byte IPv4/UDP, 1000 flows to 1000 VMs, vRouter as inter-cloud gateway: decapsulated, VNI mapped to 100, table-2 lookup (1000 entries, 10 compute VTEPs), re-encapsulated out of the uplink",
         }
     }
 
@@ -118,6 +125,7 @@ impl Scenario {
             Scenario::L2Switch | Scenario::Upgrade => 0.5,
             Scenario::MigrationRewrite => 0.45,
             Scenario::VxlanEncap | Scenario::VxlanDecap => 0.4,
+            Scenario::Gateway => 0.3,
             // No packets, no testpmd: nothing to compare.
             Scenario::Board => 0.0,
         }
@@ -134,8 +142,24 @@ impl Scenario {
             Scenario::L2Switch | Scenario::Upgrade | Scenario::MigrationRewrite => format!("[[port]]\n{generator}\nrole = \"vm\"\n[[port]]\n{sink}\nrole = \"vm\"\n"),
             Scenario::VxlanEncap => format!("[[port]]\n{generator}\nrole = \"vm\"\n[[port]]\n{sink}\nrole = \"uplink\"\n{vtep}\n"),
             Scenario::VxlanDecap => format!("[[port]]\n{generator}\nrole = \"uplink\"\n{vtep}\n[[port]]\n{sink}\nrole = \"vm\"\n"),
+            // One uplink: it receives the other cloud's tunnels and sends to the compute
+            // nodes; net_pcap without tx_pcap drops what it sends. The network is
+            // declared for the VNI mapping's validation only (the bench's tables come
+            // from `overlay_config`).
+            Scenario::Gateway => format!(
+                "[[port]]\n{generator}\nrole = \"uplink\"\n{vtep}\n[[network]]\nvni = {VNI}\nname = \"bench\"\n\
+                 [gateway]\n[[gateway.vni_map]]\nremote_vni = {OTHER_CLOUD_VNI}\nlocal_vni = {VNI}\n"
+            ),
             // The board bench starts no data plane.
             Scenario::Board => String::new(),
+        }
+    }
+
+    /// The port whose transmitted packets are the measured rate.
+    pub fn output_port(self) -> &'static str {
+        match self {
+            Scenario::Gateway => "generator",
+            _ => "sink",
         }
     }
 
@@ -168,6 +192,12 @@ impl Scenario {
                 config.ports = vec![port("sink")];
                 config.endpoints = vec![VmEndpoint { vni: VNI, mac: DST_MAC, ip: None, port: "sink".into() }];
             }
+            Scenario::Gateway => {
+                config.remotes = (0..FLOWS)
+                    .map(|flow| RemoteEndpoint { vni: VNI, mac: flow_vm(flow), ip: None, vtep: compute_vtep(flow), source: Default::default() })
+                    .collect();
+                config.remotes.sort_by_key(|r| r.mac.0);
+            }
         }
         if self == Scenario::MigrationRewrite {
             config.address_migrations = migrations();
@@ -181,7 +211,11 @@ impl Scenario {
         for flow in 0..FLOWS {
             let mut frame = udp_frame(flow);
             if self.traffic() == Scenario::VxlanDecap {
-                frame = vxlan_frame(&frame);
+                frame = vxlan_frame(&frame, VNI);
+            }
+            if self == Scenario::Gateway {
+                frame[0..6].copy_from_slice(&flow_vm(flow).0);
+                frame = vxlan_frame(&frame, OTHER_CLOUD_VNI);
             }
             let packet = PcapPacket::new(Duration::ZERO, frame.len() as u32, &frame);
             writer.write_packet(&packet).map_err(io::Error::other)?;
@@ -211,6 +245,20 @@ fn migrations() -> Vec<AddressMigration> {
     all.push(migration(FLOW_DESTINATION, Ipv4Addr::new(10, 3, 0, 1), "sink"));
     all.sort_by_key(|m| m.primary_ip);
     all
+}
+
+/// The VNI the other cloud sends the gateway scenario's network with.
+const OTHER_CLOUD_VNI: u32 = 200;
+
+/// The gateway scenario's destination VM of `flow`, one per flow.
+fn flow_vm(flow: u16) -> MacAddr {
+    let [hi, lo] = flow.to_be_bytes();
+    MacAddr([2, 0, 0, 1, hi, lo])
+}
+
+/// The compute node (of ten) hosting `flow_vm(flow)`.
+fn compute_vtep(flow: u16) -> Ipv4Addr {
+    Ipv4Addr::new(192, 0, 2, 10 + (flow % 10) as u8)
 }
 
 /// The destination of every generator flow.
@@ -250,10 +298,10 @@ fn udp_frame(flow: u16) -> Vec<u8> {
 }
 
 /// `inner` as VXLAN from REMOTE_VTEP to LOCAL_VTEP, as a remote vRouter sends it.
-fn vxlan_frame(inner: &[u8]) -> Vec<u8> {
+fn vxlan_frame(inner: &[u8], vni: u32) -> Vec<u8> {
     let mut packet = BytesPacket::new(inner);
     let tunnel = Tunnel {
-        vni: VNI,
+        vni,
         src_mac: MacAddr([2, 0, 0, 0, 0, 0xfe]),
         dst_mac: MacAddr([2, 0, 0, 0, 0, 0xfd]),
         src_ip: REMOTE_VTEP,
@@ -320,11 +368,45 @@ mod tests {
     }
 
     #[test]
+    fn gateway_relays_every_generator_frame_to_its_compute_node_with_the_local_vni() {
+        use crate::overlay::{Learned, Underlay, VRouter, VRouterTables};
+        use crate::pipeline::{Burst, PortId, Verdict};
+        use crate::unit::{LearnQueue, Side, WorkerLocal};
+        let dir = tempfile::tempdir().unwrap();
+        let pcap = dir.path().join("gateway.pcap");
+        Scenario::Gateway.write_generator(&pcap).unwrap();
+        let config = crate::config::Config::parse(&Scenario::Gateway.ports_toml(&pcap), "bench").unwrap();
+        let uplink = &config.ports[0];
+        let underlay = Underlay { port: PortId(0), mac: SRC_MAC, vtep: uplink.vtep.clone().unwrap(), gateway_role: config.gateway.clone() };
+        let tables = VRouterTables::build(&Scenario::Gateway.overlay_config(), &Learned::default(), &[], Some(underlay));
+        assert_eq!(tables.sizes()[1], ("macs", usize::from(FLOWS)), "table 2: one VM per flow");
+        let gateway = VRouter::new(tables);
+        let mut local = WorkerLocal::new(std::sync::Arc::new(LearnQueue::new(64)), 1_000_000, 10);
+        let file = File::open(&pcap).unwrap();
+        let mut reader = pcap_file::pcap::PcapReader::new(file).unwrap();
+        let mut flow = 0;
+        while let Some(packet) = reader.next_packet() {
+            let mut burst = Burst::new(PortId(0));
+            burst.push(BytesPacket::new(&packet.unwrap().data)).unwrap();
+            gateway.switch(Side::Uplink, &mut burst, &mut local);
+            burst.drain(|p, verdict| {
+                assert_eq!(verdict, Verdict::Forward(PortId(0)));
+                let ip = Ipv4Packet::new_checked(&p.data()[14..]).unwrap();
+                assert_eq!((ip.src_addr(), ip.dst_addr()), (LOCAL_VTEP, compute_vtep(flow)));
+                assert_eq!(&p.data()[46..49], &VNI.to_be_bytes()[1..4], "re-encapsulated as the local VNI");
+                assert_eq!(&p.data()[50..56], &flow_vm(flow).0);
+            });
+            flow += 1;
+        }
+        assert_eq!(flow, FLOWS);
+    }
+
+    #[test]
     fn unknown_scenario_names_the_known_ones() {
         assert_eq!(Scenario::named("forward"), Ok(Scenario::Forward));
         assert_eq!(
             Scenario::named("fwd").unwrap_err(),
-            "unknown bench scenario \"fwd\" (known: forward, l2-switch, vxlan-encap, vxlan-decap, upgrade, board, migration-rewrite)"
+            "unknown bench scenario \"fwd\" (known: forward, l2-switch, vxlan-encap, vxlan-decap, upgrade, board, migration-rewrite, gateway)"
         );
     }
 }

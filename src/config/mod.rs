@@ -58,6 +58,11 @@
 //! primary_ip = "10.1.0.5"           # what peers keep using
 //! post_migration_ip = "10.2.0.5"    # optional: without it the VM's report sets it
 //! port = "vm0"                      # the VM's vm-role port
+//!
+//! [gateway]              # this host is its cloud's inter-cloud gateway (docs/gateway.md)
+//! [[gateway.vni_map]]    # optional, any number
+//! remote_vni = 200       # frames from the other cloud with this VNI ...
+//! local_vni = 100        # ... are switched as this [[network]]
 //! ```
 //!
 //! Every problem is reported as one line, `config error: <origin>:
@@ -73,6 +78,7 @@
 mod bootstrap;
 mod control;
 mod devargs;
+mod gateway;
 mod lcores;
 mod migration;
 mod raw;
@@ -91,6 +97,7 @@ use toml::Spanned;
 use crate::store::ConfigSnapshot;
 use crate::wire::MacAddr;
 pub use control::{is_loopback, ControlConfig, SOCKET_PATH_MAX};
+pub use gateway::{GatewayConfig, VniMapping};
 pub use migration::{BoardConfig, MigrationConfig};
 use raw::{PortRef, RawConfig, RawPort};
 use vm_ports::VhostSocket;
@@ -129,6 +136,8 @@ pub struct Config {
     pub control: ControlConfig,
     pub migration: MigrationConfig,
     pub board: Option<BoardConfig>,
+    /// `[gateway]`: the vRouter relays the other cloud's VXLAN to this cloud's compute nodes.
+    pub gateway: Option<GatewayConfig>,
     /// `[[network]]`, `[[endpoint]]`, `[[remote]]` and `port.vni`: seeds the config
     /// database on first start (generation 0 here).
     pub bootstrap: ConfigSnapshot,
@@ -843,6 +852,7 @@ fn validate(raw: RawConfig) -> Result<Config, String> {
         address_migrations: raw.address_migration,
     };
     let bootstrap = bootstrap::validate(&mut p, records, &raw_ports);
+    let gateway = gateway::validate(&mut p, raw.gateway, vtep_port.is_some(), &bootstrap.networks);
 
     if let Some((_, problem)) = p.first {
         return Err(problem);
@@ -871,6 +881,7 @@ fn validate(raw: RawConfig) -> Result<Config, String> {
         control,
         migration,
         board,
+        gateway,
         bootstrap,
     })
 }

@@ -36,6 +36,22 @@ pub struct RawConfig {
     pub migration: Option<Spanned<RawMigration>>,
     #[serde(default)]
     pub board: Option<Spanned<RawBoard>>,
+    #[serde(default)]
+    pub gateway: Option<Spanned<RawGateway>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGateway {
+    #[serde(default)]
+    pub vni_map: Option<Spanned<Vec<Spanned<RawVniMapping>>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVniMapping {
+    pub remote_vni: Spanned<i64>,
+    pub local_vni: Spanned<i64>,
 }
 
 #[derive(Deserialize, Default)]

@@ -166,6 +166,7 @@ port = "vm0"
         },
         migration: MigrationConfig::default(),
         board: None,
+        gateway: None,
         bootstrap: ConfigSnapshot {
             generation: 0,
             networks: vec![
@@ -269,7 +270,7 @@ fn toml_errors_name_the_line() {
     );
     assert_eq!(
         err("[bogus]\nx = 1\n"),
-        "config error: x.toml: line 1: unknown field `bogus`, expected one of `eal`, `mempool`, `dataplane`, `port`, `control`, `network`, `endpoint`, `remote`, `address_migration`, `migration`, `board`"
+        "config error: x.toml: line 1: unknown field `bogus`, expected one of `eal`, `mempool`, `dataplane`, `port`, `control`, `network`, `endpoint`, `remote`, `address_migration`, `migration`, `board`, `gateway`"
     );
     assert_eq!(
         err("[eal]\nlcore = \"0-1\"\n"),
@@ -1090,5 +1091,47 @@ fn migration_and_board_sections() {
     assert_eq!(
         e("[board]\nurl = \"http://127.0.0.1:1\"\nlease_ms = 5"),
         "config error: x.toml: board.lease_ms: 5 is out of range 100..=3600000"
+    );
+}
+
+#[test]
+fn gateway_role_with_vni_mappings() {
+    let vtep = format!("{NULL_PORT}{UPLINK}address = \"192.0.2.1/24\"\n{BLUE}");
+    assert_eq!(ok(&vtep).gateway, None, "no [gateway], no role");
+    assert_eq!(ok(&format!("{vtep}[gateway]\n")).gateway, Some(GatewayConfig::default()));
+    let mapped = ok(&format!(
+        "{vtep}[[network]]\nvni = 101\nname = \"green\"\n[gateway]\n\
+         [[gateway.vni_map]]\nremote_vni = 200\nlocal_vni = 100\n[[gateway.vni_map]]\nremote_vni = 201\nlocal_vni = 100\n"
+    ));
+    let gateway = mapped.gateway.unwrap();
+    assert_eq!(gateway.vni_map, [VniMapping { remote_vni: 200, local_vni: 100 }, VniMapping { remote_vni: 201, local_vni: 100 }]);
+    assert_eq!((gateway.local_vni(200), gateway.local_vni(201), gateway.local_vni(101), gateway.local_vni(7)), (100, 100, 101, 7));
+}
+
+#[test]
+fn gateway_errors() {
+    let vtep = format!("{NULL_PORT}{UPLINK}address = \"192.0.2.1/24\"\n{BLUE}[gateway]\n");
+    let map = |remote: i64, local: i64| format!("[[gateway.vni_map]]\nremote_vni = {remote}\nlocal_vni = {local}\n");
+    assert_eq!(
+        err(&format!("{NULL_PORT}{UPLINK}[gateway]\n")),
+        "config error: x.toml: gateway: needs an uplink port with `address`: the VTEP the other cloud's tunnels end at"
+    );
+    assert_eq!(
+        err(&format!("{vtep}{}{}", map(200, 100), map(200, 100))),
+        "config error: x.toml: gateway.vni_map[1].remote_vni: VNI 200 is already mapped by gateway.vni_map[0]"
+    );
+    assert_eq!(err(&format!("{vtep}{}", map(200, 300))), "config error: x.toml: gateway.vni_map[0].local_vni: no [[network]] has VNI 300");
+    assert_eq!(
+        err(&format!("{vtep}{}", map(100, 100))),
+        "config error: x.toml: gateway.vni_map[0].remote_vni: VNI 100 is the local network \"blue\"; map only VNIs not used here"
+    );
+    assert_eq!(err(&format!("{vtep}{}", map(0, 100))), "config error: x.toml: gateway.vni_map[0].remote_vni: 0 is out of range 1..=16777215");
+    assert_eq!(
+        err(&format!("{vtep}{}", map(200, 16_777_216))),
+        "config error: x.toml: gateway.vni_map[0].local_vni: 16777216 is out of range 1..=16777215"
+    );
+    assert_eq!(
+        err(&format!("{vtep}[[gateway.vni_map]]\nremote_vni = 200\n")),
+        "config error: x.toml: line 14: missing field `local_vni`"
     );
 }

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam::utils::CachePadded;
 
-use crate::config::{Config, PortConfig, PortRole};
+use crate::config::{Config, GatewayConfig, PortConfig, PortRole};
 use crate::dpdk::{self, Eal, LcoreId, Mbuf, Mempool, Port, PortSetup, RxQueue, TxBuffer};
 use crate::migration::{HoldLimits, HoldShared, MigrationStage};
 use crate::overlay::{Underlay, UnitHost, UnitSetup, VmPort};
@@ -173,11 +173,13 @@ impl Dataplane {
         let bindings: Vec<PortBinding> = ports.iter().map(|p| p.binding.clone()).collect();
         let stop = Arc::new(AtomicBool::new(false));
         let tsc_hz = eal.tsc_hz();
+        let gateway_role = config.gateway.clone();
         let (overlay, address_migrations) = match forwarding {
             Forwarding::CrossConnect => (None, None),
             Forwarding::Overlay { config, ageing } => {
                 let migrations = Arc::new(AddressMigrations::new(&config, rewrite_ports(&bindings)));
-                (Some(Arc::new(UnitHost::new(unit_setup(&bindings, config, ageing)))), Some(migrations))
+                let setup = unit_setup(&bindings, config, gateway_role, ageing);
+                (Some(Arc::new(UnitHost::new(setup))), Some(migrations))
             }
         };
         let limits = HoldLimits { packets: config.migration.buffer_packets, bytes: config.migration.buffer_bytes };
@@ -447,8 +449,8 @@ fn probe_failure(port: &PortConfig, err: &dpdk::DpdkError) -> String {
 }
 
 /// What the vRouter units are made from for these ports: VM-role ports by
-/// name, the uplink with a VTEP address as the underlay.
-fn unit_setup(bindings: &[PortBinding], config: ConfigSnapshot, ageing: Duration) -> UnitSetup {
+/// name, the uplink with a VTEP address as the underlay (with the gateway role, if any).
+fn unit_setup(bindings: &[PortBinding], config: ConfigSnapshot, gateway_role: Option<GatewayConfig>, ageing: Duration) -> UnitSetup {
     let vm_ports = bindings
         .iter()
         .filter(|b| b.config.role == PortRole::Vm)
@@ -456,7 +458,7 @@ fn unit_setup(bindings: &[PortBinding], config: ConfigSnapshot, ageing: Duration
         .collect();
     let underlay = bindings
         .iter()
-        .find_map(|b| Some(Underlay { port: b.id, mac: b.mac, vtep: b.config.vtep.clone()? }));
+        .find_map(|b| Some(Underlay { port: b.id, mac: b.mac, vtep: b.config.vtep.clone()?, gateway_role: gateway_role.clone() }));
     UnitSetup { vm_ports, underlay, ageing_ms: ageing.as_millis() as u64, state: UnitState { config, ..UnitState::default() } }
 }
 

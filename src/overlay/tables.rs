@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use crate::config::VtepConfig;
+use crate::config::{GatewayConfig, VtepConfig};
 use crate::pipeline::PortId;
 use crate::store::{vni_mac_key, ConfigSnapshot, RemoteSource, VmEndpoint, Vni};
 use crate::unit::Location;
@@ -22,6 +22,9 @@ pub struct Underlay {
     /// The VTEP address (outer source, the only outer destination accepted),
     /// gateway, next-hop MAC and MTU, as configured on the uplink port.
     pub vtep: VtepConfig,
+    /// `[gateway]`: this VTEP is its cloud's inter-cloud gateway (seed 002).
+    #[serde(default)]
+    pub gateway_role: Option<GatewayConfig>,
 }
 
 impl Underlay {
@@ -71,7 +74,8 @@ pub struct VRouterTables {
     /// (VNI, IP) -> MAC, answered locally for ARP requests from VMs.
     arp: FxHashMap<u64, MacAddr>,
     pub neighbors: FxHashMap<Ipv4Addr, MacAddr>,
-    /// (VNI, MAC) of VMs migrating to or from here: relayed between tunnels.
+    /// (VNI, MAC) of VMs migrating to or from here, or on a gateway of every
+    /// remote endpoint (table 2): relayed between tunnels.
     relays: FxHashSet<u128>,
     pub underlay: Option<Underlay>,
     /// Configured MAC entries (endpoints and remotes); the rest were learned.
@@ -105,6 +109,8 @@ impl VRouterTables {
     pub fn build(config: &ConfigSnapshot, learned: &Learned, vm_ports: &[VmPort], underlay: Option<Underlay>) -> Self {
         let port_id = |name: &str| vm_ports.iter().find(|p| p.name == name).map(|p| p.id);
         let slots = vm_ports.iter().map(|p| p.id.index() + 1).max().unwrap_or(0);
+        // On an inter-cloud gateway the remote endpoints are forwarding table 2: all relayed.
+        let gateway = underlay.as_ref().is_some_and(|u| u.gateway_role.is_some());
         let mut tables = VRouterTables { generation: config.generation, port_vni: vec![None; slots], underlay, ..Default::default() };
         for network in &config.networks {
             tables.networks.insert(network.vni, NetworkTable { ports: Vec::new(), flood_vteps: network.flood_vteps.clone() });
@@ -131,7 +137,7 @@ impl VRouterTables {
         }
         for remote in &config.remotes {
             tables.macs.insert(vni_mac_key(remote.vni, remote.mac), Location::Vtep(remote.vtep));
-            if remote.source == RemoteSource::Migration {
+            if gateway || remote.source == RemoteSource::Migration {
                 tables.relays.insert(vni_mac_key(remote.vni, remote.mac));
             }
             if let Some(ip) = remote.ip {
@@ -163,7 +169,8 @@ impl VRouterTables {
     }
 
     /// Whether frames for this VM that arrive over a tunnel are relayed to its
-    /// VTEP (a migrating VM, seed 001) rather than dropped by split horizon.
+    /// VTEP (a migrating VM, seed 001; every remote endpoint on an inter-cloud
+    /// gateway, seed 002) rather than dropped by split horizon.
     pub fn relays(&self, vni: Vni, mac: MacAddr) -> bool {
         self.relays.contains(&vni_mac_key(vni, mac))
     }
@@ -203,7 +210,7 @@ mod tests {
             next_hop_mac: None,
             mtu: 1500,
         };
-        let underlay = Underlay { port: PortId(0), mac: mac(1), vtep: vtep.clone() };
+        let underlay = Underlay { port: PortId(0), mac: mac(1), vtep: vtep.clone(), gateway_role: None };
         assert_eq!(underlay.next_hop(Ipv4Addr::new(192, 0, 2, 9)), Some(Ipv4Addr::new(192, 0, 2, 9)));
         assert_eq!(underlay.next_hop(Ipv4Addr::new(198, 51, 100, 9)), underlay.vtep.gateway);
         let no_gateway = Underlay { vtep: VtepConfig { gateway: None, prefix_len: 0, ..vtep }, ..underlay };

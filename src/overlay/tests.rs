@@ -26,7 +26,7 @@ fn mac(last: u8) -> MacAddr {
 
 fn underlay(next_hop_mac: Option<MacAddr>) -> Underlay {
     let vtep = VtepConfig { address: LOCAL_VTEP, prefix_len: 24, gateway: None, next_hop_mac, mtu: 1500 };
-    Underlay { port: UPLINK, mac: UPLINK_MAC, vtep }
+    Underlay { port: UPLINK, mac: UPLINK_MAC, vtep, gateway_role: None }
 }
 
 /// VM ports vm0 (endpoint mac 10 / 10.0.0.10) and vm1 (bound), a remote MAC 20
@@ -401,4 +401,77 @@ fn a_migrating_vm_is_relayed_between_tunnels_but_never_back() {
     // mac(20) lives behind REMOTE_VTEP, which sent the frame: relaying it back would loop.
     let back = vxlan_frame(&udp_frame(mac(20), mac(30), 20, 1), LOCAL_VTEP, vxlan::FLAG_I, VNI);
     assert_eq!(run(&unit, Side::Uplink, UPLINK, &[back], &mut local)[0].0, Verdict::Drop(DropReason::RelayLoop));
+}
+
+/// A compute node of the gateway's own cloud.
+const COMPUTE_VTEP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 5);
+/// The VNI the other cloud uses for VNI 100.
+const OTHER_CLOUD_VNI: u32 = 200;
+
+/// `config()` on a gateway (VNI 200 mapped to 100), with table 2 holding mac(20)
+/// at REMOTE_VTEP (the sender of `vxlan_frame`) and mac(21) (10.0.0.21) at COMPUTE_VTEP.
+fn gateway() -> VRouter {
+    let mut config = config();
+    let remote = RemoteEndpoint { vni: VNI, mac: mac(21), ip: Some(Ipv4Addr::new(10, 0, 0, 21)), vtep: COMPUTE_VTEP, source: Default::default() };
+    config.remotes.push(remote);
+    let vni_map = vec![crate::config::VniMapping { remote_vni: OTHER_CLOUD_VNI, local_vni: VNI }];
+    let underlay = Underlay { gateway_role: Some(crate::config::GatewayConfig { vni_map }), ..underlay(Some(ROUTER_MAC)) };
+    VRouter::new(VRouterTables::build(&config, &Learned::default(), &vm_ports(), Some(underlay)))
+}
+
+#[test]
+fn a_gateway_re_encapsulates_to_the_compute_node_of_table_2_with_the_local_vni() {
+    let (mut local, queue) = local();
+    let unit = gateway();
+    let inner = udp_frame(mac(21), mac(30), 20, 1);
+    let frames = [vxlan_frame(&inner, LOCAL_VTEP, vxlan::FLAG_I, VNI), vxlan_frame(&inner, LOCAL_VTEP, vxlan::FLAG_I, OTHER_CLOUD_VNI)];
+    let out = run(&unit, Side::Uplink, UPLINK, &frames, &mut local);
+    for (verdict, frame) in &out {
+        assert_eq!(*verdict, Verdict::Forward(UPLINK));
+        assert_outer(frame, VNI, COMPUTE_VTEP, ROUTER_MAC, &inner);
+    }
+    assert_eq!(queue.pop(), Some(LearnEvent::Mac { vni: VNI, mac: mac(30), at: Location::Vtep(REMOTE_VTEP) }), "learned in the local VNI");
+    let to_port = udp_frame(mac(10), mac(30), 20, 1);
+    let out = run(&unit, Side::Uplink, UPLINK, &[vxlan_frame(&to_port, LOCAL_VTEP, vxlan::FLAG_I, OTHER_CLOUD_VNI)], &mut local);
+    assert_eq!(out, vec![(Verdict::Forward(VM0), to_port)], "a VM on the gateway itself is delivered");
+}
+
+#[test]
+fn a_gateway_drops_what_table_2_cannot_place_under_named_reasons() {
+    let (mut local, _) = local();
+    let unit = gateway();
+    // A gateway that learned mac(31) behind FLOOD_VTEP from traffic.
+    let learned = VRouterUnit::new(UnitSetup { underlay: gateway().tables().underlay.clone(), ..setup() });
+    assert!(learned.learn_queue().push(LearnEvent::Mac { vni: VNI, mac: mac(31), at: Location::Vtep(FLOOD_VTEP) }));
+    learned.tick(std::time::Instant::now());
+    let wrap = |dst: MacAddr, vni: u32| vxlan_frame(&udp_frame(dst, mac(30), 20, 1), LOCAL_VTEP, vxlan::FLAG_I, vni);
+    let cases = [
+        (wrap(mac(99), OTHER_CLOUD_VNI), DropReason::GatewayUnknownDestination),
+        (wrap(mac(20), VNI), DropReason::RelayLoop),
+        (wrap(mac(21), 4242), DropReason::UnknownVni),
+        (wrap(MacAddr::BROADCAST, VNI), DropReason::GatewayBroadcast),
+        (vxlan_frame(&udp_frame(mac(21), mac(30), 20, 1), LOCAL_VTEP, 0, VNI), DropReason::VxlanFlagNotSet),
+    ];
+    for (frame, reason) in cases {
+        assert_eq!(run(&unit, Side::Uplink, UPLINK, &[frame], &mut local)[0].0, Verdict::Drop(reason), "{reason:?}");
+    }
+    let out = run(&learned.current(), Side::Uplink, UPLINK, &[wrap(mac(31), VNI)], &mut local);
+    assert_eq!(out[0].0, Verdict::Drop(DropReason::GatewayUnknownDestination), "learned, not in table 2");
+}
+
+#[test]
+fn a_gateway_answers_arp_for_table_2_back_through_the_tunnel_and_floods_nothing() {
+    let (mut local, _) = local();
+    let unit = gateway();
+    let asker = Ipv4Addr::new(10, 0, 0, 30);
+    let known = arp_request_frame(mac(30), asker, Ipv4Addr::new(10, 0, 0, 21));
+    let unknown = arp_request_frame(mac(30), asker, Ipv4Addr::new(10, 0, 0, 99));
+    let frames = [vxlan_frame(&known, LOCAL_VTEP, vxlan::FLAG_I, OTHER_CLOUD_VNI), vxlan_frame(&unknown, LOCAL_VTEP, vxlan::FLAG_I, VNI)];
+    let out = run(&unit, Side::Uplink, UPLINK, &frames, &mut local);
+    assert_eq!(out.len(), 2, "no copies");
+    assert_eq!(out[0].0, Verdict::Forward(UPLINK));
+    let mut expected = known.clone();
+    super::arp::reply_in_place(&mut expected, &super::arp::parse(&known).unwrap(), mac(21));
+    assert_outer(&out[0].1, OTHER_CLOUD_VNI, REMOTE_VTEP, ROUTER_MAC, &expected);
+    assert_eq!(out[1].0, Verdict::Drop(DropReason::GatewayBroadcast));
 }

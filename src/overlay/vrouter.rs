@@ -117,7 +117,10 @@ impl VRouter {
             return Err(DropReason::UplinkNotOverlay);
         }
         let tunnel = vxlan::decapsulate(packet, underlay.vtep.address)?;
-        if !self.tables.networks.contains_key(&tunnel.vni) {
+        let gateway = underlay.gateway_role.as_ref();
+        // An inter-cloud gateway switches the other cloud's VNI as the local network it maps to.
+        let vni = gateway.map_or(tunnel.vni, |g| g.local_vni(tunnel.vni));
+        if !self.tables.networks.contains_key(&vni) {
             return Err(DropReason::UnknownVni);
         }
         let inner = packet.data();
@@ -125,25 +128,46 @@ impl VRouter {
         if src.is_multicast() {
             return Err(DropReason::InvalidSourceMac);
         }
-        local.report(LearnEvent::Mac { vni: tunnel.vni, mac: src, at: Location::Vtep(tunnel.remote_vtep) });
+        local.report(LearnEvent::Mac { vni, mac: src, at: Location::Vtep(tunnel.remote_vtep) });
         if dst.is_multicast() {
-            return Ok(Decision::Flood { vni: tunnel.vni, to_vteps: false });
+            if gateway.is_some() {
+                return self.gateway_arp(packet.data_mut(), vni, tunnel);
+            }
+            return Ok(Decision::Flood { vni, to_vteps: false });
         }
-        match self.tables.mac_location(tunnel.vni, dst) {
+        match self.tables.mac_location(vni, dst) {
             Some(Location::Port(out)) => Ok(Decision::Verdict(Verdict::Forward(out))),
             // A migrating VM's frames still reach the host it left (or, after an
             // abort, the one it was going to): relayed on, never back (seed 001).
-            Some(Location::Vtep(vtep)) if self.tables.relays(tunnel.vni, dst) => {
+            // On a gateway every remote endpoint relays: they are forwarding
+            // table 2, and this is hop 2 (seed 002).
+            Some(Location::Vtep(vtep)) if self.tables.relays(vni, dst) => {
                 if vtep == tunnel.remote_vtep {
                     Err(DropReason::RelayLoop)
                 } else {
-                    Ok(Decision::Tunnel(tunnel.vni, vtep))
+                    Ok(Decision::Tunnel(vni, vtep))
                 }
             }
+            // Learned behind a VTEP, or unknown: not in table 2, and never flooded into this cloud.
+            Some(Location::Vtep(_)) | None if gateway.is_some() => Err(DropReason::GatewayUnknownDestination),
             Some(Location::Vtep(_)) => Err(DropReason::RemoteToRemote),
             // Split horizon: what came from a tunnel is flooded to VM ports only.
-            None => Ok(Decision::Flood { vni: tunnel.vni, to_vteps: false }),
+            None => Ok(Decision::Flood { vni, to_vteps: false }),
         }
+    }
+
+    /// Broadcast from the other cloud at a gateway: an ARP request for a VM the
+    /// gateway knows (table 2 or a local endpoint) is answered back through the
+    /// tunnel it came in, with its VNI; anything else stops here (docs/gateway.md).
+    fn gateway_arp(&self, inner: &mut [u8], vni: Vni, tunnel: vxlan::Decapsulated) -> Result<Decision, DropReason> {
+        if inner[12..14] != ethernet::ethertype::ARP.to_be_bytes() {
+            return Err(DropReason::GatewayBroadcast);
+        }
+        let request = arp::parse(inner).filter(|a| a.operation == ArpOperation::Request).ok_or(DropReason::GatewayBroadcast)?;
+        let answer = self.tables.arp_answer(vni, request.target_ip).filter(|&m| m != request.sender_mac);
+        let answer = answer.ok_or(DropReason::GatewayBroadcast)?;
+        arp::reply_in_place(inner, &request, answer);
+        Ok(Decision::Tunnel(tunnel.vni, tunnel.remote_vtep))
     }
 
     /// ARP on the uplink: requests for the VTEP address are answered, replies to

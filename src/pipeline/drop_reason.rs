@@ -118,6 +118,13 @@ drop_reasons! {
     /// fragmented, a bad IPv4 or UDP header, shorter than 20 bytes, or the wrong
     /// magic, version or kind.
     MalformedAddressReport => "malformed_address_report",
+    /// On an inter-cloud gateway: a decapsulated frame whose destination MAC has
+    /// no remote endpoint (forwarding table 2) and no local port; not flooded.
+    GatewayUnknownDestination => "gateway_unknown_destination",
+    /// On an inter-cloud gateway: broadcast or multicast from the tunnel that is
+    /// not an ARP request the gateway can answer; the broadcast domain is not
+    /// extended into this cloud.
+    GatewayBroadcast => "gateway_broadcast",
 }
 
 impl DropReason {
