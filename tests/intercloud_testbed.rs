@@ -198,7 +198,7 @@ fn start_node(root: &Path, name: &'static str, vtep: &'static str, uplink: &str,
     let dir = root.join(name);
     std::fs::create_dir_all(&dir).unwrap();
     let socket = SocketPath::new(&format!("ict-{name}"));
-    let switch = RunningSwitch::start(&dir, &node_config(&dir, &socket, vtep, uplink, tap));
+    let switch = RunningSwitch::start_running(&dir, &node_config(&dir, &socket, vtep, uplink, tap));
     Node { name, vtep, socket, switch }
 }
 
@@ -463,16 +463,13 @@ fn a_vm_of_cloud_b_is_reached_from_cloud_a_through_gb_and_moves_inside_cloud_b()
     // b1's NIC on B1 and its NIC on B2 (created by the switches' TAP ports).
     let (b1_on_b1, b1_on_b2) = (unique_name("ibx"), unique_name("iby"));
 
-    let mut nodes = [
+    let nodes = [
         start_node(&dir, "ga", GA, &uplinks[0], None),
         start_node(&dir, "a1", A1, &uplinks[1], Some(a1_vm.iface())),
         start_node(&dir, "gb", GB, &uplinks[2], None),
         start_node(&dir, "b1", B1, &uplinks[3], Some(&b1_on_b1)),
         start_node(&dir, "b2", B2, &uplinks[4], Some(&b1_on_b2)),
     ];
-    for node in &mut nodes {
-        node.switch.wait_until_running();
-    }
     let [ga, a1, gb, b1, b2] = &nodes;
     let all = [ga, a1, gb, b1, b2];
 

@@ -270,7 +270,7 @@ fn start_host(name: &'static str, vtep: &'static str, root: &Path, tap: &str, up
     let dir = root.join(name);
     std::fs::create_dir_all(&dir).unwrap();
     let socket = socket_path(name);
-    let switch = RunningSwitch::start(&dir, &host_config(&dir, &socket, tap, uplink, vtep, others, board));
+    let switch = RunningSwitch::start_running(&dir, &host_config(&dir, &socket, tap, uplink, vtep, others, board));
     Host { name, vtep, socket, switch }
 }
 
@@ -453,14 +453,11 @@ fn a_vm_migrates_between_hosts_while_udp_and_tcp_streams_lose_nothing() {
     let (va, vb, vc) = ("192.0.2.1", "192.0.2.2", "192.0.2.3");
     let board = BoardProcess::start(&dir.join("board.redb"));
     let _sockets = Sockets;
-    let mut hosts = [
+    let hosts = [
         start_host("a", va, &dir, &xa, &uplinks[0], [vb, vc], &board.url),
         start_host("b", vb, &dir, &xb, &uplinks[1], [va, vc], &board.url),
         start_host("c", vc, &dir, s.iface(), &uplinks[2], [va, vb], &board.url),
     ];
-    for host in &mut hosts {
-        host.switch.wait_until_running();
-    }
     let [a, b, c] = &hosts;
 
     // Plug the VMs in. X's A side runs; its B side is down, with no address.

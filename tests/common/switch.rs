@@ -148,6 +148,36 @@ impl RunningSwitch {
         }
     }
 
+    /// Starts a switch and waits until it polls. The kernel refuses a
+    /// `net_af_packet` port whose fanout group id is another process's (DPDK
+    /// 22.11 derives it from pid ^ ifindex, and the ids are global to the network
+    /// namespace): such a start is tried again, by a process with another pid.
+    pub fn start_running(dir: &Path, toml: &str) -> RunningSwitch {
+        const FANOUT_CLASH: &str = "the net_af_packet driver refused these devargs (Operation not permitted";
+        for _ in 0..3 {
+            let mut switch = RunningSwitch::start(dir, toml);
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while !switch.log().contains("polling") {
+                if let Some(status) = switch.child.as_mut().unwrap().try_wait().unwrap() {
+                    // The whole log: stderr is read to its end.
+                    if let Some(reader) = switch.reader.take() {
+                        let _ = reader.join();
+                    }
+                    let log = switch.log();
+                    assert!(log.contains(FANOUT_CLASH), "the switch exited ({status}) before polling:\n{log}");
+                    eprintln!("switch start tried again: an af_packet fanout group id clashed with another process's");
+                    break;
+                }
+                assert!(Instant::now() < deadline, "the switch does not poll within 15 s:\n{}", switch.log());
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if switch.log().contains("polling") {
+                return switch;
+            }
+        }
+        panic!("three starts in a row clashed with another process's af_packet fanout group");
+    }
+
     /// Waits until the workers poll: every port is started.
     pub fn wait_until_running(&mut self) {
         self.wait_for_log("polling", Duration::from_secs(15));
