@@ -165,6 +165,7 @@ port = "vm0"
             database: "db/config.redb".into(),
         },
         migration: MigrationConfig::default(),
+        tunnels: TunnelsConfig::default(),
         board: None,
         gateway: None,
         bootstrap: ConfigSnapshot {

@@ -7,6 +7,7 @@ use crossbeam::utils::CachePadded;
 use serde::Serialize;
 
 use crate::migration::HoldCounters;
+use crate::overlay::TunnelCounters;
 
 use crate::pipeline::{Counter, DropCounters, DropReason, PortCounters};
 use crate::rewrite::{RewriteCounters, RewriteTotals};
@@ -25,6 +26,8 @@ pub struct WorkerCounters {
     pub output_gap: OutputGap,
     /// The buffer-or-forward stage's counters (a migrating VM's packets).
     pub migration: Arc<CachePadded<HoldCounters>>,
+    /// The tunnel stage's (tunnels coming up on demand).
+    pub tunnels: Arc<CachePadded<TunnelCounters>>,
     /// Written by this worker's address rewrite stages.
     pub rewrite: Arc<CachePadded<RewriteCounters>>,
 }
@@ -76,6 +79,7 @@ impl WorkerCounters {
             absorbed: Counter::default(),
             output_gap: OutputGap::default(),
             migration: Arc::default(),
+            tunnels: Arc::default(),
             rewrite: Arc::default(),
         }
     }

@@ -7,10 +7,11 @@
 //! back (`Stage::release`) with the MAC filled in, before any newer frame to
 //! that VTEP; if it does not come within the resolve timeout the FIFO is
 //! dropped as `tunnel_unresolved`. The ARP request is repeated meanwhile.
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use crossbeam::queue::ArrayQueue;
 use crossbeam::utils::CachePadded;
@@ -371,4 +372,90 @@ fn arp_request<P: PacketBuf>(like: &P, underlay: &Underlay, target: Ipv4Addr) ->
     request.trim(len);
     arp::write_request(request.append(arp::FRAME_LEN)?, underlay.mac, underlay.vtep.address, target);
     Some(request)
+}
+
+/// Asks again for an unresolved in-advance next hop this often.
+const IN_ADVANCE_RETRY: Duration = Duration::from_secs(1);
+/// Re-asks for a resolved in-advance next hop this often, well within the
+/// neighbour ageing time (300 s by default), so it never ages out unseen.
+const IN_ADVANCE_REFRESH: Duration = Duration::from_secs(60);
+
+/// The control side of tunnels: publishes the learned neighbours to the
+/// workers' stages, asks for in-advance next hops, and keeps per-VTEP state.
+pub struct TunnelControl {
+    shared: Arc<TunnelShared>,
+    underlay: Option<Underlay>,
+    in_advance: bool,
+    published: FxHashMap<Ipv4Addr, MacAddr>,
+    asked: FxHashMap<Ipv4Addr, Instant>,
+    last_scan: Option<Instant>,
+    /// Per VTEP: what the API shows (`GET /v1/tunnels`).
+    pub state: Arc<Mutex<BTreeMap<Ipv4Addr, TunnelInfo>>>,
+}
+
+/// One tunnel as the API shows it.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct TunnelInfo {
+    pub next_hop: Option<Ipv4Addr>,
+    pub next_hop_mac: Option<MacAddr>,
+    /// Configured (in advance), or brought up by traffic.
+    pub in_advance: bool,
+    pub packets_queued: u64,
+    pub packets_released: u64,
+    pub packets_dropped: u64,
+    pub timeouts: u64,
+}
+
+impl TunnelControl {
+    pub fn new(shared: Arc<TunnelShared>, underlay: Option<Underlay>, in_advance: bool) -> Self {
+        TunnelControl {
+            shared,
+            underlay,
+            in_advance,
+            published: FxHashMap::default(),
+            asked: FxHashMap::default(),
+            last_scan: None,
+            state: Arc::default(),
+        }
+    }
+
+    /// Called every housekeeping interval.
+    pub fn tick<P: PacketBuf + 'static>(&mut self, host: &super::UnitHost<P>, now: Instant) {
+        let Some(underlay) = &self.underlay else { return };
+        let scan = self.last_scan.is_none_or(|at| now.duration_since(at) >= IN_ADVANCE_RETRY);
+        // The configured VTEPs (an export of the unit's state) only once a second, in advance only.
+        let (neighbors, vteps) = host.neighbors_and_vteps(scan && self.in_advance);
+        let macs: FxHashMap<Ipv4Addr, MacAddr> = neighbors.into_iter().collect();
+        if macs != self.published {
+            self.shared.publish(macs.clone());
+            self.published = macs;
+        }
+        self.shared.reclaim();
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        while let Some(report) = self.shared.reports.pop() {
+            let info = state.entry(report.vtep).or_default();
+            info.next_hop = underlay.next_hop(report.vtep);
+            info.packets_queued += report.queued;
+            info.packets_released += report.released;
+            info.packets_dropped += report.dropped;
+            info.timeouts += u64::from(report.timed_out);
+        }
+        if scan && self.in_advance {
+            self.last_scan = Some(now);
+            for vtep in vteps {
+                let Some(next_hop) = underlay.next_hop(vtep) else { continue };
+                state.entry(vtep).or_default().in_advance = true;
+                let resolved = underlay.vtep.next_hop_mac.is_some() || self.published.contains_key(&next_hop);
+                let every = if resolved { IN_ADVANCE_REFRESH } else { IN_ADVANCE_RETRY };
+                if self.asked.get(&next_hop).is_none_or(|at| now.duration_since(*at) >= every) && underlay.vtep.next_hop_mac.is_none() {
+                    let _ = self.shared.asks.push(next_hop);
+                    self.asked.insert(next_hop, now);
+                }
+            }
+        }
+        for (vtep, info) in state.iter_mut() {
+            info.next_hop = underlay.next_hop(*vtep);
+            info.next_hop_mac = underlay.vtep.next_hop_mac.or_else(|| info.next_hop.and_then(|h| self.published.get(&h).copied()));
+        }
+    }
 }
