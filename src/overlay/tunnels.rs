@@ -180,10 +180,11 @@ impl<P: PacketBuf> TunnelStage<P> {
     }
 
     /// Takes a frame (verdict `verdict`) into its VTEP's queue if it waits for
-    /// the tunnel or must stay behind frames that do. `Ok(true)`: taken.
+    /// the tunnel or must stay behind frames that do: `Ok(Some(queue))` to take it.
     fn admit(&mut self, packet: &P, verdict: Verdict) -> Result<Option<usize>, DropReason> {
         let waiting = verdict == Verdict::Drop(DropReason::NextHopUnresolved);
-        if !waiting && !(self.active > 0 && verdict == Verdict::Forward(self.underlay.port)) {
+        let behind_queue = self.active > 0 && verdict == Verdict::Forward(self.underlay.port);
+        if !waiting && !behind_queue {
             return Ok(None);
         }
         let Some(vtep) = vxlan_destination(packet.data()) else { return Ok(None) };
