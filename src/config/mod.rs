@@ -81,6 +81,7 @@ mod devargs;
 mod gateway;
 mod lcores;
 mod migration;
+mod tunnels;
 mod raw;
 #[cfg(test)]
 mod tests;
@@ -99,6 +100,7 @@ use crate::wire::MacAddr;
 pub use control::{is_loopback, ControlConfig, SOCKET_PATH_MAX};
 pub use gateway::{GatewayConfig, VniMapping};
 pub use migration::{BoardConfig, MigrationConfig};
+pub use tunnels::{TunnelsConfig, TunnelsMode};
 use raw::{PortRef, RawConfig, RawPort};
 use vm_ports::VhostSocket;
 
@@ -135,6 +137,8 @@ pub struct Config {
     pub ports: Vec<PortConfig>,
     pub control: ControlConfig,
     pub migration: MigrationConfig,
+    /// `[tunnels]`: on demand or in advance, and the queues of tunnels coming up.
+    pub tunnels: TunnelsConfig,
     pub board: Option<BoardConfig>,
     /// `[gateway]`: the vRouter relays the other cloud's VXLAN to this cloud's compute nodes.
     pub gateway: Option<GatewayConfig>,
@@ -845,6 +849,7 @@ fn validate(raw: RawConfig) -> Result<Config, String> {
     let control = control::validate(&mut p, raw.control, file_prefix.as_deref());
     let migration = migration::validate_migration(&mut p, raw.migration, mbufs);
     let board = migration::validate_board(&mut p, raw.board);
+    let tunnels = tunnels::validate(&mut p, raw.tunnels, mbufs);
     let records = bootstrap::RawRecords {
         networks: raw.network,
         endpoints: raw.endpoint,
@@ -880,6 +885,7 @@ fn validate(raw: RawConfig) -> Result<Config, String> {
         ports,
         control,
         migration,
+        tunnels,
         board,
         gateway,
         bootstrap,

@@ -35,6 +35,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub migration: Option<Spanned<RawMigration>>,
     #[serde(default)]
+    pub tunnels: Option<Spanned<super::tunnels::RawTunnels>>,
+    #[serde(default)]
     pub board: Option<Spanned<RawBoard>>,
     #[serde(default)]
     pub gateway: Option<Spanned<RawGateway>>,

@@ -165,6 +165,7 @@ port = "vm0"
             database: "db/config.redb".into(),
         },
         migration: MigrationConfig::default(),
+        tunnels: TunnelsConfig::default(),
         board: None,
         gateway: None,
         bootstrap: ConfigSnapshot {
@@ -270,7 +271,7 @@ fn toml_errors_name_the_line() {
     );
     assert_eq!(
         err("[bogus]\nx = 1\n"),
-        "config error: x.toml: line 1: unknown field `bogus`, expected one of `eal`, `mempool`, `dataplane`, `port`, `control`, `network`, `endpoint`, `remote`, `address_migration`, `migration`, `board`, `gateway`"
+        "config error: x.toml: line 1: unknown field `bogus`, expected one of `eal`, `mempool`, `dataplane`, `port`, `control`, `network`, `endpoint`, `remote`, `address_migration`, `migration`, `tunnels`, `board`, `gateway`"
     );
     assert_eq!(
         err("[eal]\nlcore = \"0-1\"\n"),

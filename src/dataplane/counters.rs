@@ -7,6 +7,7 @@ use crossbeam::utils::CachePadded;
 use serde::Serialize;
 
 use crate::migration::HoldCounters;
+use crate::overlay::TunnelCounters;
 
 use crate::pipeline::{Counter, DropCounters, DropReason, PortCounters};
 use crate::rewrite::{RewriteCounters, RewriteTotals};
@@ -25,6 +26,8 @@ pub struct WorkerCounters {
     pub output_gap: OutputGap,
     /// The buffer-or-forward stage's counters (a migrating VM's packets).
     pub migration: Arc<CachePadded<HoldCounters>>,
+    /// The tunnel stage's (tunnels coming up on demand).
+    pub tunnels: Arc<CachePadded<TunnelCounters>>,
     /// Written by this worker's address rewrite stages.
     pub rewrite: Arc<CachePadded<RewriteCounters>>,
 }
@@ -76,6 +79,7 @@ impl WorkerCounters {
             absorbed: Counter::default(),
             output_gap: OutputGap::default(),
             migration: Arc::default(),
+            tunnels: Arc::default(),
             rewrite: Arc::default(),
         }
     }
@@ -103,6 +107,17 @@ pub struct Totals {
     pub absorbed: u64,
     pub migration: MigrationTotals,
     pub address_rewrite: RewriteTotals,
+    pub tunnels: TunnelTotals,
+}
+
+/// What the tunnel stage did, summed over workers: frames that waited for a
+/// tunnel's next hop, handed on when it resolved, dropped, waiting now.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct TunnelTotals {
+    pub queued: u64,
+    pub released: u64,
+    pub dropped: u64,
+    pub waiting: u64,
 }
 
 /// What the buffer-or-forward stage did, summed over workers (peaks: the
@@ -149,6 +164,11 @@ impl Totals {
             m.peak_packets = m.peak_packets.max(c.peak_packets.load(Relaxed));
             m.peak_bytes = m.peak_bytes.max(c.peak_bytes.load(Relaxed));
             totals.address_rewrite.add(&worker.rewrite);
+            let (t, c) = (&mut totals.tunnels, &worker.tunnels);
+            t.queued += c.queued.get();
+            t.released += c.released.get();
+            t.dropped += c.dropped.get();
+            t.waiting += c.waiting.load(Relaxed);
         }
         totals
     }

@@ -22,10 +22,10 @@ use std::time::{Duration, Instant};
 
 use crossbeam::utils::CachePadded;
 
-use crate::config::{Config, GatewayConfig, PortConfig, PortRole};
+use crate::config::{Config, GatewayConfig, PortConfig, PortRole, TunnelsMode};
 use crate::dpdk::{self, Eal, LcoreId, Mbuf, Mempool, Port, PortSetup, RxQueue, TxBuffer};
 use crate::migration::{HoldLimits, HoldShared, MigrationStage};
-use crate::overlay::{Underlay, UnitHost, UnitSetup, VmPort};
+use crate::overlay::{TunnelControl, TunnelLimits, TunnelShared, TunnelStage, Underlay, UnitHost, UnitSetup, VmPort};
 use crate::pipeline::{PortId, QueueId};
 use crate::rewrite::{AddressMigrations, Direction, RewritePort};
 use crate::store::ConfigSnapshot;
@@ -184,8 +184,16 @@ impl Dataplane {
         };
         let limits = HoldLimits { packets: config.migration.buffer_packets, bytes: config.migration.buffer_bytes };
         let holding = Arc::new(HoldShared::new(limits));
+        let t = &config.tunnels;
+        let limits = TunnelLimits { packets: t.queue_packets, bytes: t.queue_bytes, resolve_timeout_ms: t.resolve_timeout_ms };
+        let tunnels = Arc::new(TunnelShared::new(limits));
+        let in_advance = t.mode == TunnelsMode::InAdvance;
+        let tunnel_control = overlay.as_ref().map(|host| TunnelControl::new(tunnels.clone(), host.template().underlay.clone(), in_advance));
         let build_pipeline = |bindings: &[PortBinding], counters: &WorkerCounters| match (&overlay, &address_migrations) {
-            (Some(host), Some(migrations)) => unit_pipeline(host, &holding, migrations, bindings, tsc_hz, counters),
+            (Some(host), Some(migrations)) => {
+                let shared = Shared { holding: &holding, tunnels: &tunnels, pool: &pool };
+                unit_pipeline(host, shared, migrations, bindings, tsc_hz, counters)
+            }
             _ => cross_connect_pipeline(bindings),
         };
         let mut plans: Vec<Worker> = config
@@ -236,11 +244,15 @@ impl Dataplane {
         }
         let housekeeping = overlay.clone().zip(address_migrations.clone()).map(|(host, migrations)| {
             let (stop, holding) = (stop.clone(), holding.clone());
+            let mut tunnel_control = tunnel_control;
             std::thread::Builder::new()
                 .name("housekeeping".into())
                 .spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
                         host.housekeeping();
+                        if let Some(tunnels) = &mut tunnel_control {
+                            tunnels.tick(&host, Instant::now());
+                        }
                         holding.reclaim();
                         migrations.reclaim();
                         std::thread::sleep(HOUSEKEEPING_INTERVAL);
@@ -467,9 +479,16 @@ fn unit_setup(bindings: &[PortBinding], config: ConfigSnapshot, gateway_role: Op
 /// VMs (issue 5), and the address rewrite around the unit (issue 6): sources
 /// from VM ports before the unit switches or encapsulates, destinations after
 /// it chose a VM port (decapsulated).
+/// What every worker's stages share with the control side.
+struct Shared<'a> {
+    holding: &'a Arc<HoldShared>,
+    tunnels: &'a Arc<TunnelShared>,
+    pool: &'a Arc<Mempool>,
+}
+
 fn unit_pipeline(
     host: &UnitHost<Mbuf>,
-    holding: &Arc<HoldShared>,
+    shared: Shared<'_>,
     migrations: &AddressMigrations,
     bindings: &[PortBinding],
     tsc_hz: u64,
@@ -480,12 +499,20 @@ fn unit_pipeline(
     for b in bindings.iter().filter(|b| b.config.role == PortRole::Uplink) {
         sides[b.id.index()] = Side::Uplink;
     }
-    vec![
-        Box::new(MigrationStage::new(holding.clone(), sides.clone(), counters.migration.clone())),
+    let mut pipeline: Pipeline = vec![
+        Box::new(MigrationStage::new(shared.holding.clone(), sides.clone(), counters.migration.clone())),
         Box::new(migrations.stage(Direction::FromVm, counters.rewrite.clone())),
         Box::new(UnitStage::new(host.units().clone(), sides, tsc_hz)),
-        Box::new(migrations.stage(Direction::ToVm, counters.rewrite.clone())),
-    ]
+    ];
+    // Tunnels coming up on demand: frames the unit could not send for want of a
+    // next-hop MAC wait here (docs/tunnels.md).
+    if let Some(underlay) = host.template().underlay.clone() {
+        let pool = shared.pool.clone();
+        let stage = TunnelStage::new(shared.tunnels.clone(), underlay, tsc_hz, counters.tunnels.clone());
+        pipeline.push(Box::new(stage.with_allocator(Box::new(move || pool.alloc()))));
+    }
+    pipeline.push(Box::new(migrations.stage(Direction::ToVm, counters.rewrite.clone())));
+    pipeline
 }
 
 /// The VM-role ports, as the address rewrite knows them.

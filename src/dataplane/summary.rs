@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::counters::{MigrationTotals, PortTotals, Totals};
+use super::counters::{MigrationTotals, PortTotals, Totals, TunnelTotals};
 use crate::rewrite::RewriteTotals;
 use super::PortBinding;
 use crate::dpdk::{Link, PortStats};
@@ -67,6 +67,8 @@ pub struct Summary {
     pub drops: BTreeMap<&'static str, u64>,
     /// What the address rewrite did (zero without address migrations).
     pub address_rewrite: RewriteTotals,
+    /// Frames that waited for a tunnel coming up on demand.
+    pub tunnels: TunnelTotals,
     pub mempool_in_use: u32,
 }
 
@@ -85,10 +87,12 @@ impl Summary {
                 - i128::from(tx)
                 - i128::from(dropped)
                 - i128::from(totals.absorbed)
-                - i128::from(totals.migration.holding),
+                - i128::from(totals.migration.holding)
+                - i128::from(totals.tunnels.waiting),
             ports,
             drops: totals.drops,
             address_rewrite: totals.address_rewrite,
+            tunnels: totals.tunnels,
             mempool_in_use,
         }
     }

@@ -123,7 +123,7 @@ impl Worker {
         for stage in &mut self.pipeline[first..] {
             stage.process(burst);
         }
-        let made = burst.made().len() as u64 + u64::from(burst.unmade());
+        let made = burst.made_count();
         if made > 0 {
             counters.made.add(made);
             counters.drops.add(DropReason::CopyNotMade, u64::from(burst.unmade()));

@@ -30,6 +30,15 @@ impl Mempool {
         self.0.as_ptr()
     }
 
+    /// An empty mbuf from the pool (`rte_pktmbuf_alloc`); `None` if the pool is empty.
+    /// Not for per-packet use: the tunnel stage's in-advance ARP requests.
+    pub fn alloc(&self) -> Option<super::Mbuf> {
+        // SAFETY: the pool is valid while self lives; a null return means empty.
+        let mbuf = NonNull::new(unsafe { ffi::rte_pktmbuf_alloc(self.0.as_ptr()) })?;
+        // SAFETY: a fresh mbuf nobody else owns.
+        Some(unsafe { super::Mbuf::from_raw(mbuf) })
+    }
+
     /// Buffers currently taken from the pool (in rings, in flight, in caches' owners).
     pub fn in_use(&self) -> u32 {
         // SAFETY: the pool is valid while self lives.

@@ -64,6 +64,22 @@ impl<P: PacketBuf + 'static> UnitHost<P> {
         self.units.reclaim();
     }
 
+    /// The underlay neighbours the VM-side unit learned, and the VTEPs its configuration names
+    /// (remote entries, which on a gateway are table 2, and flood lists).
+    pub fn neighbors_and_vteps(&self, with_vteps: bool) -> (Vec<(std::net::Ipv4Addr, crate::wire::MacAddr)>, Vec<std::net::Ipv4Addr>) {
+        let unit = self.units.active(Side::Vm);
+        if !with_vteps {
+            return (unit.neighbors(), Vec::new());
+        }
+        let mut vteps: Vec<_> = unit.export().map_or_else(
+            |_| Vec::new(),
+            |s| s.config.remotes.iter().map(|r| r.vtep).chain(s.config.networks.iter().flat_map(|n| n.flood_vteps.clone())).collect(),
+        );
+        vteps.sort();
+        vteps.dedup();
+        (unit.neighbors(), vteps)
+    }
+
     /// What the unit bound to `side` is: id, version, generation, library.
     pub fn describe(&self, side: Side) -> Value {
         let unit = self.units.active(side);

@@ -6,6 +6,7 @@ mod arp;
 mod host;
 mod intermediate;
 mod tables;
+mod tunnels;
 mod unit;
 mod vrouter;
 mod vxlan;
@@ -13,6 +14,9 @@ mod vxlan;
 pub use host::UnitHost;
 pub use intermediate::IntermediateUnit;
 pub use tables::{port_networks, Learned, Underlay, VRouterTables, VmPort};
+pub use tunnels::{
+    Allocator, NeighborView, TunnelControl, TunnelInfo, TunnelCounters, TunnelLimits, TunnelMode, TunnelReport, TunnelShared, TunnelStage, MAX_RESOLVING_TUNNELS,
+};
 pub use unit::{UnitSetup, VRouterUnit};
 pub use vrouter::VRouter;
 pub use vxlan::{encapsulate, Tunnel};

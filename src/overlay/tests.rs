@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::config::VtepConfig;
-use crate::pipeline::{Burst, BytesPacket, DropReason, PacketBuf, PortId, Verdict};
+use crate::pipeline::{Burst, BytesPacket, DropReason, PacketBuf, PortId, Stage, Verdict};
 use crate::store::{ConfigSnapshot, Network, PortNetwork, RemoteEndpoint, VmEndpoint};
 use crate::unit::{LearnEvent, LearnQueue, Location, Side, SwitchingUnit, WorkerLocal};
 use crate::wire::{ipv4, udp, vxlan, MacAddr};
@@ -474,4 +474,124 @@ fn a_gateway_answers_arp_for_table_2_back_through_the_tunnel_and_floods_nothing(
     super::arp::reply_in_place(&mut expected, &super::arp::parse(&known).unwrap(), mac(21));
     assert_outer(&out[0].1, OTHER_CLOUD_VNI, REMOTE_VTEP, ROUTER_MAC, &expected);
     assert_eq!(out[1].0, Verdict::Drop(DropReason::GatewayBroadcast));
+}
+
+// Tunnels on demand (docs/tunnels.md): the tunnel stage after the unit.
+
+const TSC_HZ: u64 = 1_000_000;
+
+fn tunnel_stage(packets: usize, timeout_ms: u64) -> (TunnelStage<BytesPacket>, Arc<TunnelShared>) {
+    let shared = Arc::new(TunnelShared::new(TunnelLimits { packets, bytes: 1 << 20, resolve_timeout_ms: timeout_ms }));
+    let stage = TunnelStage::new(shared.clone(), underlay(None), TSC_HZ, Arc::default());
+    (stage, shared)
+}
+
+/// One burst from VM0 through the unit and the tunnel stage: what is left in it.
+fn run_with_stage(unit: &VRouter, stage: &mut TunnelStage<BytesPacket>, frames: &[Vec<u8>], local: &mut WorkerLocal) -> Vec<(Verdict, Vec<u8>)> {
+    let mut burst = Burst::new(VM0);
+    for f in frames {
+        burst.push(BytesPacket::new(f)).unwrap();
+    }
+    unit.switch(Side::Vm, &mut burst, local);
+    stage.process(&mut burst);
+    let mut out = Vec::new();
+    burst.drain(|p, v| out.push((v, p.data().to_vec())));
+    out
+}
+
+/// Every burst the stage hands back now.
+fn released(stage: &mut TunnelStage<BytesPacket>) -> Vec<(Verdict, Vec<u8>)> {
+    let (mut burst, mut out) = (Burst::new(VM0), Vec::new());
+    while stage.release(&mut burst) {
+        burst.drain(|p, v| out.push((v, p.data().to_vec())));
+    }
+    out
+}
+
+fn numbered(n: u16) -> Vec<u8> {
+    udp_frame(mac(20), mac(10), 20, 1000 + n)
+}
+
+/// The inner UDP source port of an encapsulated `numbered` frame.
+fn number_of(frame: &[u8]) -> u16 {
+    u16::from_be_bytes([frame[50 + 34], frame[50 + 35]]) - 1000
+}
+
+#[test]
+fn first_frames_wait_for_the_tunnel_in_order_and_go_before_newer_ones() {
+    let (mut local, _) = local();
+    let (mut stage, shared) = tunnel_stage(64, 1000);
+    stage.quiescent(1);
+    let out = run_with_stage(&vrouter(None), &mut stage, &[numbered(0), numbered(1)], &mut local);
+    assert_eq!(out.len(), 1, "both frames queued, only the ARP request left: {out:?}");
+    assert!(super::arp::parse(&out[0].1).is_some_and(|a| a.target_ip == REMOTE_VTEP));
+    let out = run_with_stage(&vrouter(None), &mut stage, &[numbered(2)], &mut local);
+    assert!(out.is_empty(), "queued behind, no second request within 100 ms");
+    assert!(released(&mut stage).is_empty(), "nothing to hand back yet");
+
+    // The neighbour is learned: the unit's tables have it before the stage's view does.
+    let learned = Learned { neighbors: [(REMOTE_VTEP, (ROUTER_MAC, std::time::Instant::now()))].into(), ..Default::default() };
+    let resolved = VRouter::new(VRouterTables::build(&config(), &learned, &vm_ports(), Some(underlay(None))));
+    let out = run_with_stage(&resolved, &mut stage, &[numbered(3)], &mut local);
+    assert!(out.is_empty(), "a newer frame stays behind the queued ones");
+    shared.publish([(REMOTE_VTEP, ROUTER_MAC)].into_iter().collect());
+    stage.quiescent(2);
+    let out = released(&mut stage);
+    assert_eq!(out.iter().map(|(_, f)| number_of(f)).collect::<Vec<_>>(), [0, 1, 2, 3]);
+    for (verdict, frame) in &out {
+        assert_eq!(*verdict, Verdict::Forward(UPLINK));
+        assert_outer(frame, VNI, REMOTE_VTEP, ROUTER_MAC, &frame[50..]);
+    }
+    let out = run_with_stage(&resolved, &mut stage, &[numbered(4)], &mut local);
+    assert_eq!(out[0].0, Verdict::Forward(UPLINK), "the tunnel is up: straight through");
+    let reports: Vec<_> = std::iter::from_fn(|| shared.reports.pop()).collect();
+    assert_eq!(reports.len(), 2);
+    assert!(reports[0].started);
+    assert_eq!((reports[1].queued, reports[1].released, reports[1].dropped, reports[1].timed_out), (4, 4, 0, false));
+}
+
+#[test]
+fn a_full_tunnel_queue_drops_under_its_name() {
+    let (mut local, _) = local();
+    let (mut stage, _) = tunnel_stage(2, 1000);
+    let out = run_with_stage(&vrouter(None), &mut stage, &[numbered(0), numbered(1), numbered(2)], &mut local);
+    assert_eq!(out[0].0, Verdict::Drop(DropReason::TunnelQueueFull), "the third frame: {out:?}");
+    assert_eq!(out.len(), 2, "and the ARP request");
+}
+
+#[test]
+fn an_unresolved_tunnel_drops_its_queue_after_the_timeout_and_asks_again_meanwhile() {
+    let (mut local, _) = local();
+    let (mut stage, shared) = tunnel_stage(64, 500);
+    stage.quiescent(1);
+    run_with_stage(&vrouter(None), &mut stage, &[numbered(0), numbered(1)], &mut local);
+    stage.quiescent(1 + TSC_HZ / 5);
+    let out = released(&mut stage);
+    assert_eq!(out.len(), 1, "a repeated ARP request after 200 ms");
+    assert!(super::arp::parse(&out[0].1).is_some_and(|a| a.target_ip == REMOTE_VTEP));
+    stage.quiescent(1 + TSC_HZ);
+    let out = released(&mut stage);
+    assert_eq!(out.iter().map(|o| o.0).collect::<Vec<_>>(), [Verdict::Drop(DropReason::TunnelUnresolved); 2]);
+    let last = std::iter::from_fn(|| shared.reports.pop()).last().unwrap();
+    assert_eq!((last.queued, last.dropped, last.timed_out), (2, 2, true));
+}
+
+#[test]
+fn flood_copies_to_an_unresolved_vtep_wait_too() {
+    let (mut local, _) = local();
+    let (mut stage, _) = tunnel_stage(64, 1000);
+    let broadcast = udp_frame(MacAddr::BROADCAST, mac(10), 20, 1);
+    let out = run_with_stage(&vrouter(None), &mut stage, &[broadcast], &mut local);
+    assert!(out.iter().all(|(v, _)| !matches!(v, Verdict::Drop(_))), "{out:?}");
+}
+
+#[test]
+fn in_advance_asks_are_sent_without_traffic() {
+    let (stage, shared) = tunnel_stage(64, 1000);
+    let mut stage = stage.with_allocator(Box::new(|| Some(BytesPacket::new(&[]))));
+    shared.asks.push(FLOOD_VTEP).unwrap();
+    let out = released(&mut stage);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].0, Verdict::Forward(UPLINK));
+    assert!(super::arp::parse(&out[0].1).is_some_and(|a| a.target_ip == FLOOD_VTEP && a.sender_ip == LOCAL_VTEP));
 }

@@ -171,6 +171,10 @@ impl<P: PacketBuf + 'static> SwitchingUnit<P> for VRouterUnit {
         self.tick(Instant::now());
     }
 
+    fn neighbors(&self) -> Vec<(std::net::Ipv4Addr, crate::wire::MacAddr)> {
+        self.lock().learned.neighbors.iter().map(|(&ip, &(mac, _))| (ip, mac)).collect()
+    }
+
     fn info(&self) -> serde_json::Value {
         json!({ "tables": sizes(&self.current()), "learn_reports_lost": self.queue.lost() })
     }

@@ -199,6 +199,9 @@ impl VRouter {
                 let Some((packet, verdict)) = burst.get_mut(i) else { return };
                 let (v, arp_request) = self.tunnel_to(packet, vni, vtep, local);
                 *verdict = v;
+                if v == Verdict::Drop(DropReason::NextHopUnresolved) {
+                    burst.note_unresolved();
+                }
                 if let Some((request, out)) = arp_request {
                     burst.add_made(request, Verdict::Forward(out));
                 }
@@ -253,6 +256,9 @@ impl VRouter {
                 continue;
             };
             let (verdict, arp_request) = self.tunnel_to(&mut copy, vni, vtep, local);
+            if verdict == Verdict::Drop(DropReason::NextHopUnresolved) {
+                burst.note_unresolved();
+            }
             burst.add_made(copy, verdict);
             if let Some((request, out)) = arp_request {
                 burst.add_made(request, Verdict::Forward(out));
@@ -261,8 +267,9 @@ impl VRouter {
     }
 
     /// Encapsulates `packet` towards `vtep`. With the next hop unresolved the
-    /// packet is dropped and, at most every 100 ms per next hop, an ARP request
-    /// for it is returned to send on the uplink.
+    /// packet is encapsulated all the same but marked `NextHopUnresolved` (the
+    /// tunnel stage queues it; without one it is dropped) and, at most every
+    /// 100 ms per next hop, an ARP request for it is returned to send on the uplink.
     fn tunnel_to<P: PacketBuf>(&self, packet: &mut P, vni: Vni, vtep: Ipv4Addr, local: &mut WorkerLocal) -> (Verdict, Option<(P, PortId)>) {
         let Some(underlay) = &self.tables.underlay else {
             return (Verdict::Drop(DropReason::NoUplink), None);
@@ -270,15 +277,19 @@ impl VRouter {
         let Some(next_hop) = underlay.next_hop(vtep) else {
             return (Verdict::Drop(DropReason::NoRouteToVtep), None);
         };
-        let Some(dst_mac) = underlay.vtep.next_hop_mac.or_else(|| self.tables.neighbors.get(&next_hop).copied()) else {
-            let request = local.may_send_arp(next_hop).then(|| arp_request(packet, underlay, next_hop)).flatten();
-            return (Verdict::Drop(DropReason::NextHopUnresolved), request.map(|r| (r, underlay.port)));
-        };
+        let resolved = underlay.vtep.next_hop_mac.or_else(|| self.tables.neighbors.get(&next_hop).copied());
+        // Unresolved, the frame is still encapsulated (outer destination MAC zero), so the
+        // tunnel stage can queue it and fill in the MAC when the neighbour is learned.
+        let dst_mac = resolved.unwrap_or(MacAddr::ZERO);
         let tunnel = Tunnel { vni, src_mac: underlay.mac, dst_mac, src_ip: underlay.vtep.address, dst_ip: vtep, mtu: underlay.vtep.mtu };
-        match vxlan::encapsulate(packet, &tunnel) {
-            Ok(()) => (Verdict::Forward(underlay.port), None),
-            Err(reason) => (Verdict::Drop(reason), None),
+        if let Err(reason) = vxlan::encapsulate(packet, &tunnel) {
+            return (Verdict::Drop(reason), None);
         }
+        if resolved.is_some() {
+            return (Verdict::Forward(underlay.port), None);
+        }
+        let request = local.may_send_arp(next_hop).then(|| arp_request(packet, underlay, next_hop)).flatten();
+        (Verdict::Drop(DropReason::NextHopUnresolved), request.map(|r| (r, underlay.port)))
     }
 }
 

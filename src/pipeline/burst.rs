@@ -21,6 +21,11 @@ pub struct Burst<P> {
     made: Vec<(P, Verdict)>,
     /// Packets stages meant to make but could not (pool empty or `made` full).
     unmade: u32,
+    /// Made packets a stage took out of the burst (they were made all the same).
+    made_taken: u32,
+    /// A unit left a packet waiting for its tunnel's next hop (`DropReason::NextHopUnresolved`):
+    /// the tunnel stage looks at the burst only then (docs/tunnels.md).
+    unresolved: bool,
 }
 
 impl<P: PacketBuf> Burst<P> {
@@ -32,6 +37,8 @@ impl<P: PacketBuf> Burst<P> {
             verdicts: [Verdict::Pending; BURST_SIZE],
             made: Vec::with_capacity(MADE_PER_BURST),
             unmade: 0,
+            made_taken: 0,
+            unresolved: false,
         }
     }
 
@@ -47,6 +54,18 @@ impl<P: PacketBuf> Burst<P> {
         self.in_port = in_port;
         self.len = 0;
         self.unmade = 0;
+        self.made_taken = 0;
+        self.unresolved = false;
+    }
+
+    /// Marks that some packet waits for its tunnel's next hop to resolve.
+    pub fn note_unresolved(&mut self) {
+        self.unresolved = true;
+    }
+
+    /// Whether a unit marked a packet as waiting for its tunnel (`note_unresolved`).
+    pub fn has_unresolved(&self) -> bool {
+        self.unresolved
     }
 
     pub fn len(&self) -> usize {
@@ -85,6 +104,16 @@ impl<P: PacketBuf> Burst<P> {
             .zip(self.verdicts[..self.len].iter_mut())
             .filter(|(_, verdict)| !verdict.is_final())
             .filter_map(|(packet, verdict)| Some((packet.as_mut()?, verdict)))
+    }
+
+    /// The packet in slot `index` with its verdict, final or not: for a stage
+    /// that takes up packets an earlier one dropped (the tunnel stage).
+    #[inline]
+    pub fn slot_mut(&mut self, index: usize) -> Option<(&mut P, &mut Verdict)> {
+        if index >= self.len {
+            return None;
+        }
+        Some((self.packets[index].as_mut()?, &mut self.verdicts[index]))
     }
 
     /// The packet in slot `index` with its verdict, if present and not final.
@@ -147,6 +176,24 @@ impl<P: PacketBuf> Burst<P> {
     }
 
     /// Packets stages meant to make but could not.
+    /// Made packet `index` with its verdict, for a stage that may take it.
+    pub fn made_get_mut(&mut self, index: usize) -> Option<(&mut P, &mut Verdict)> {
+        self.made.get_mut(index).map(|(packet, verdict)| (packet, verdict))
+    }
+
+    /// Takes made packet `index` out of the burst, keeping the others in order.
+    pub fn take_made(&mut self, index: usize) -> Option<P> {
+        let packet = (index < self.made.len()).then(|| self.made.remove(index).0);
+        self.made_taken += u32::from(packet.is_some());
+        packet
+    }
+
+    /// Packets stages made in this burst: still in it, taken out by a stage, or
+    /// not made for want of a buffer.
+    pub fn made_count(&self) -> u64 {
+        self.made.len() as u64 + u64::from(self.made_taken) + u64::from(self.unmade)
+    }
+
     pub fn unmade(&self) -> u32 {
         self.unmade
     }

@@ -64,7 +64,8 @@ drop_reasons! {
     /// Encapsulated, the frame would exceed the uplink MTU; VTEPs must not
     /// fragment (RFC 7348 section 4.3).
     ExceedsUplinkMtu => "exceeds_uplink_mtu",
-    /// The next hop towards the remote VTEP has no resolved MAC yet (an ARP request was sent).
+    /// The next hop towards the remote VTEP has no resolved MAC yet (an ARP request was
+    /// sent) and the frame could not wait for it (no tunnel stage, or not encapsulated).
     NextHopUnresolved => "next_hop_unresolved",
     /// The packet lacks headroom for the outer headers.
     NoHeadroom => "no_headroom",
@@ -125,6 +126,13 @@ drop_reasons! {
     /// not an ARP request the gateway can answer; the broadcast domain is not
     /// extended into this cloud.
     GatewayBroadcast => "gateway_broadcast",
+    /// A tunnel coming up on demand had no room for the frame: its queue on this worker
+    /// reached `tunnels.queue_packets` or `queue_bytes`, or the worker already waits for
+    /// as many tunnels as it can (docs/tunnels.md).
+    TunnelQueueFull => "tunnel_queue_full",
+    /// A frame waited in a tunnel's queue for `tunnels.resolve_timeout_ms` and the next
+    /// hop's MAC never came (no ARP reply).
+    TunnelUnresolved => "tunnel_unresolved",
 }
 
 impl DropReason {

@@ -33,6 +33,10 @@ pub trait SwitchingUnit<P: PacketBuf>: Send + Sync {
     fn apply(&self, command: &UnitCommand) -> Result<(), String>;
     /// The configuration it runs and what it learned.
     fn export(&self) -> Result<UnitState, String>;
+    /// The underlay neighbours it learned (next hop, MAC): what tunnels coming up wait for.
+    fn neighbors(&self) -> Vec<(std::net::Ipv4Addr, crate::wire::MacAddr)> {
+        self.export().map(|state| state.neighbors.iter().map(|n| (n.ip, n.mac)).collect()).unwrap_or_default()
+    }
     /// Folds in what workers learned, ages entries out, frees table versions no
     /// worker uses. Called every few milliseconds off the fast path.
     fn housekeeping(&self);

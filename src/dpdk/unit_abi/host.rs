@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::{encode_side, AbiStamp, BurstIo, ByteSink, RawVerdict, UnitEntry, ABI_SYMBOL, ENTRY_SYMBOL};
 use crate::dpdk::Mbuf;
-use crate::pipeline::{Burst, Side, Slot, MADE_PER_BURST};
+use crate::pipeline::{Burst, DropReason, Side, Slot, Verdict, MADE_PER_BURST};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LibraryError {
@@ -225,7 +225,11 @@ impl LibraryWorker {
                 // SAFETY: the unit returned ownership of every non-null mbuf.
                 let mbuf = unsafe { Mbuf::from_raw(ptr) };
                 // The unit returns at most what it got: BURST_SIZE.
-                let _ = burst.push_decided(mbuf, io.verdicts[i].decode());
+                let verdict = io.verdicts[i].decode();
+                if verdict == Verdict::Drop(DropReason::NextHopUnresolved) {
+                    burst.note_unresolved();
+                }
+                let _ = burst.push_decided(mbuf, verdict);
             }
         }
         for i in 0..usize::from(io.made_count).min(MADE_PER_BURST) {
