@@ -30,11 +30,12 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use common::netns::{output, run, unique_name, Netns};
-use common::switch::{RunningSwitch, SwitchExit};
+use common::switch::{nonzero_drops, RunningSwitch, SwitchExit};
 use common::tap::TapVm;
+use common::underlay::{epoch, Capture, Checks, Underlay};
 use common::*;
 use serde_json::Value;
 
@@ -256,126 +257,6 @@ fn gateway_agent(dir: &Path, node: &Node, coordinator: &Role, cloud: &str) -> Ro
     start_role(dir, &format!("{}-agent", node.name), &[&args[..], &more[..]].concat())
 }
 
-/// The underlay: a bridge in namespace `ul` and one veth pair per node, the
-/// node's end (its af_packet uplink) in the root namespace. Dropping it deletes
-/// the root ends (and with them the pairs); the namespace goes with `ul`.
-struct Underlay {
-    uplinks: Vec<String>,
-    ul: Netns,
-}
-
-impl Underlay {
-    fn new() -> Underlay {
-        let ul = Netns::new(&unique_name("iu"));
-        sysctl(&ul, "net.ipv6.conf.all.disable_ipv6=1");
-        sysctl(&ul, "net.ipv6.conf.default.disable_ipv6=1");
-        ul.ip(&["link", "add", "br0", "type", "bridge"]);
-        ul.ip(&["link", "set", "br0", "up"]);
-        Underlay { uplinks: Vec::new(), ul }
-    }
-
-    /// A veth pair for one node: the uplink in the root namespace, `p<tag>` on
-    /// the bridge; offloads off on both ends (AF_PACKET sees frames as they
-    /// cross the wire). The root namespace's kernel must stay out of the
-    /// underlay: an af_packet port has its interface's MAC, so the kernel takes
-    /// every frame sent to that node for its own. No ARP, no IPv6, and strict
-    /// reverse-path filtering (the sources are routed via eth0) drops them.
-    fn plug(&mut self, tag: &str) -> String {
-        let uplink = unique_name(&format!("u{tag}"));
-        let peer = format!("p{tag}");
-        run(&["ip", "link", "add", &uplink, "type", "veth", "peer", "name", &peer, "netns", &self.ul.name]);
-        self.uplinks.push(uplink.clone());
-        run(&["sysctl", "-q", "-w", &format!("net.ipv6.conf.{uplink}.disable_ipv6=1")]);
-        output(&["ethtool", "-K", &uplink, "tx", "off", "tso", "off", "gso", "off", "gro", "off"]); // quiet: it lists what changed
-        run(&["sysctl", "-q", "-w", &format!("net.ipv4.conf.{uplink}.rp_filter=1")]);
-        run(&["ip", "link", "set", &uplink, "arp", "off", "up"]);
-        let offloads = ["-K", &peer, "tx", "off", "tso", "off", "gso", "off", "gro", "off"];
-        output(&[&["ip", "netns", "exec", &self.ul.name, "ethtool"][..], &offloads].concat());
-        self.ul.ip(&["link", "set", &peer, "master", "br0", "up"]);
-        uplink
-    }
-}
-
-impl Drop for Underlay {
-    fn drop(&mut self) {
-        for uplink in &self.uplinks {
-            let _ = std::process::Command::new("ip").args(["link", "del", uplink]).stderr(Stdio::null()).status();
-        }
-    }
-}
-
-fn sysctl(netns: &Netns, key: &str) {
-    assert!(netns.exec(&["sysctl", "-q", "-w", key]).status().unwrap().success(), "{}: {key}", netns.name);
-}
-
-/// One VXLAN packet on the underlay bridge: when, and its outer addresses.
-struct Seen {
-    at: f64,
-    src: String,
-    dst: String,
-}
-
-/// tshark capturing VXLAN on the underlay bridge into a file, dissected after
-/// the run (`frame.time_epoch`, outer `ip.src`, `ip.dst`).
-struct Capture {
-    tshark: Running,
-    file: PathBuf,
-    log: PathBuf,
-}
-
-impl Capture {
-    fn start(ul: &Netns, dir: &Path) -> Capture {
-        let (file, log) = (dir.join("underlay.pcapng"), dir.join("tshark.log"));
-        let stderr = std::fs::File::create(&log).unwrap();
-        let path = file.to_str().unwrap();
-        let tshark = ul
-            .exec(&["tshark", "-i", "br0", "-f", "udp port 4789", "-s", "128", "-B", "64", "-q", "-w", path])
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .unwrap();
-        let tshark = Running(Some(tshark));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !std::fs::read_to_string(&log).unwrap().contains("Capturing on") {
-            assert!(Instant::now() < deadline, "tshark did not start: {}", std::fs::read_to_string(&log).unwrap());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Capture { tshark, file, log }
-    }
-
-    /// Stops the capture; the packets, and tshark's own count.
-    fn stop(self) -> (Vec<Seen>, String) {
-        self.tshark.stop();
-        let summary = std::fs::read_to_string(&self.log).unwrap();
-        let summary: Vec<&str> = summary.lines().filter(|l| l.contains("captured") || l.contains("dropped")).collect();
-        let file = self.file.to_str().unwrap();
-        let fields = output(&["tshark", "-n", "-r", file, "-T", "fields", "-e", "frame.time_epoch", "-e", "ip.src", "-e", "ip.dst"]);
-        let seen = fields
-            .lines()
-            .filter_map(|line| {
-                let f: Vec<&str> = line.split('\t').collect();
-                // Outer header first: ip.src is "outer,inner".
-                let first = |s: &str| s.split(',').next().unwrap().to_string();
-                Some(Seen { at: f.first()?.parse().ok()?, src: first(f.get(1)?), dst: first(f.get(2)?) })
-            })
-            .collect();
-        (seen, summary.join("; "))
-    }
-}
-
-/// Checks that may fail, collected so one run reports all of them.
-#[derive(Default)]
-struct Checks(Vec<String>);
-
-impl Checks {
-    fn check(&mut self, ok: bool, what: impl Into<String>) {
-        let what = what.into();
-        eprintln!("{} {what}", if ok { "ok  " } else { "FAIL" });
-        if !ok {
-            self.0.push(what);
-        }
-    }
-}
 
 /// The first ping a1 sends to b1 brings up four tunnels on demand (A1 -> GB,
 /// GB -> B1, B1 -> GA, GA -> A1): each node queues the frame while it resolves
@@ -392,66 +273,20 @@ fn warm_up_tunnels(from: &Netns, to: &str, nodes: &[&Node]) {
     eprintln!("the first ping brought the tunnels up; nothing dropped on the way");
 }
 
-/// Waits up to `timeout` for a child to end by itself; None (and killed on
-/// drop) if it did not.
-fn wait_at_most(mut child: Running, timeout: Duration) -> Option<Output> {
-    let deadline = Instant::now() + timeout;
-    while child.0.as_mut().unwrap().try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Some(child.wait_with_output())
-}
-
-/// Waits until something in `netns` listens on TCP `port`.
-fn wait_listening(netns: &Netns, port: &str) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let out = netns.exec(&["ss", "-Hl", "-n", "-t", "sport", "=", &format!(":{port}")]).output().unwrap();
-        if !out.stdout.is_empty() {
-            return;
-        }
-        assert!(Instant::now() < deadline, "nothing listens on {port} in {}", netns.name);
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn python(netns: &Netns, script: &str, args: &[&str]) -> Running {
-    let mut command = vec!["python3", "-u", "-c", script];
-    command.extend_from_slice(args);
-    Running(Some(netns.exec(&command).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()))
-}
-
-fn epoch(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH).unwrap().as_secs_f64()
-}
-
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-fn drops(stats: &Value) -> String {
-    let drops = stats["drops"].as_object().unwrap();
-    let listed: Vec<String> = drops.iter().filter(|(_, n)| **n != 0).map(|(reason, n)| format!("{reason} {n}")).collect();
-    if listed.is_empty() {
-        "none".to_string()
-    } else {
-        listed.join(", ")
-    }
 }
 
 #[test]
 fn a_vm_of_cloud_b_is_reached_from_cloud_a_through_gb_and_moves_inside_cloud_b() {
     let started = Instant::now();
     let dir = scratch("intercloud_testbed");
-    let mut underlay = Underlay::new();
+    let mut underlay = Underlay::new("iu");
     let uplinks = [underlay.plug("ga"), underlay.plug("a1"), underlay.plug("gb"), underlay.plug("b1"), underlay.plug("b2")];
     let a1_vm = TapVm::new("ia", A1_MAC, &format!("{A1_IP}/24"));
     let b1_vm = Netns::new(&unique_name("ib"));
     for key in ["net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"] {
-        sysctl(&b1_vm, key);
+        b1_vm.sysctl(key);
     }
     // b1's NIC on B1 and its NIC on B2 (created by the switches' TAP ports).
     let (b1_on_b1, b1_on_b2) = (unique_name("ibx"), unique_name("iby"));
@@ -510,7 +345,7 @@ fn a_vm_of_cloud_b_is_reached_from_cloud_a_through_gb_and_moves_inside_cloud_b()
     checks.check(b2.remote(B1_MAC).is_none(), "B2 has no entry for b1 (table 1 is the other cloud's VMs)");
 
     // Every VXLAN packet from here on is captured.
-    let capture = Capture::start(&underlay.ul, &dir);
+    let capture = Capture::start(&underlay, &dir);
     warm_up_tunnels(&a1_vm.netns, B1_IP, &all);
     let ping = a1_vm.netns.exec(&["ping", "-c", "20", "-i", "0.05", "-W", "1", B1_IP]).output().unwrap();
     let ping = String::from_utf8_lossy(&ping.stdout).into_owned();
@@ -518,9 +353,9 @@ fn a_vm_of_cloud_b_is_reached_from_cloud_a_through_gb_and_moves_inside_cloud_b()
     checks.check(ping.contains("20 received"), format!("a1 -> b1: 20 pings answered: {}", ping.lines().rev().nth(1).unwrap_or("")));
 
     // The transfer, for the whole rest of the test.
-    let receiver = python(&b1_vm, TCP_RECEIVER, &[B1_IP, TCP_PORT]);
-    wait_listening(&b1_vm, TCP_PORT);
-    let sender = python(&a1_vm.netns, TCP_SENDER, &[B1_IP, TCP_PORT, &TCP_BYTES.to_string(), &TCP_RATE.to_string()]);
+    let receiver = b1_vm.python(TCP_RECEIVER, &[B1_IP, TCP_PORT]);
+    b1_vm.wait_listening("-t", TCP_PORT);
+    let sender = a1_vm.netns.python(TCP_SENDER, &[B1_IP, TCP_PORT, &TCP_BYTES.to_string(), &TCP_RATE.to_string()]);
     std::thread::sleep(Duration::from_secs(2));
 
     // Cloud A before the move.
@@ -569,13 +404,13 @@ fn a_vm_of_cloud_b_is_reached_from_cloud_a_through_gb_and_moves_inside_cloud_b()
     checks.check(b1.remote(A1_MAC).as_deref() == Some(GA), "B1 still has a1 -> GA");
     checks.check(b2.remote(A1_MAC).as_deref() == Some(GA), "B2 has a1 -> GA");
 
-    let sender = wait_at_most(sender, Duration::from_secs(TCP_BYTES / TCP_RATE + 20));
-    let receiver = wait_at_most(receiver, Duration::from_secs(5));
+    let sender = sender.wait_at_most(Duration::from_secs(TCP_BYTES / TCP_RATE + 20));
+    let receiver = receiver.wait_at_most(Duration::from_secs(5));
     // One more ping from b1's new place: the way back through GA.
     let ping_after = a1_vm.netns.exec(&["ping", "-c", "10", "-i", "0.05", "-W", "1", B1_IP]).output().unwrap();
     let ping_after = String::from_utf8_lossy(&ping_after.stdout).into_owned();
     let rtt_after = ping_after.lines().find(|l| l.contains("min/avg/max")).unwrap_or("no rtt line").to_string();
-    let (seen, capture_summary) = capture.stop();
+    let (seen, capture_summary) = capture.stop(&[]);
 
     // Stop everything; the switches' exit stats.
     let roles_and_logs: Vec<(String, PathBuf)> =
@@ -614,7 +449,7 @@ fn a_vm_of_cloud_b_is_reached_from_cloud_a_through_gb_and_moves_inside_cloud_b()
             .iter()
             .map(|p| format!("{} rx {} tx {}", p["name"], p["rx_packets"], p["tx_packets"]))
             .collect();
-        eprintln!("{name}: unaccounted {}; {}; drops: {}", exit.stats["unaccounted"], ports.join(", "), drops(&exit.stats));
+        eprintln!("{name}: unaccounted {}; {}; drops: {}", exit.stats["unaccounted"], ports.join(", "), nonzero_drops(&exit.stats));
     }
     // The gap on the way to b1: its last frame to B1 (GB -> B1) and its first to B2.
     let last_to_b1 = seen.iter().filter(|p| p.src == GB && p.dst == B1).map(|p| p.at).fold(0.0, f64::max);

@@ -20,13 +20,14 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::Stdio;
+use std::time::{Duration, Instant, SystemTime};
 
 use common::board::BoardProcess;
-use common::netns::{output, run, unique_name, Netns};
-use common::switch::{RunningSwitch, SwitchExit};
+use common::netns::{run, unique_name, Netns};
+use common::switch::{nonzero_drops, RunningSwitch, SwitchExit};
 use common::tap::TapVm;
+use common::underlay::{epoch, Capture, Checks, Seen, Underlay};
 use common::*;
 use serde_json::Value;
 
@@ -170,63 +171,6 @@ impl Host {
     }
 }
 
-/// The underlay: a bridge in namespace `ul` and one veth pair per host, the
-/// host's end (its uplink) in the root namespace. Dropping it deletes the root
-/// ends (and with them the pairs), then the namespace with the bridge.
-struct Underlay {
-    uplinks: Vec<String>,
-    ul: Netns,
-}
-
-impl Underlay {
-    fn new() -> Underlay {
-        let ul = Netns::new(&unique_name("mu"));
-        sysctl(&ul, "net.ipv6.conf.all.disable_ipv6=1");
-        sysctl(&ul, "net.ipv6.conf.default.disable_ipv6=1");
-        ul.ip(&["link", "add", "br0", "type", "bridge"]);
-        ul.ip(&["link", "set", "br0", "up"]);
-        Underlay { uplinks: Vec::new(), ul }
-    }
-
-    /// A veth pair for one host: `uplink` in the root namespace (for the host's
-    /// af_packet port, no IPv6 chatter), `p<tag>` on the bridge. Offloads are off
-    /// on both ends: AF_PACKET sees frames exactly as they cross the wire.
-    fn plug(&mut self, tag: &str) -> String {
-        let uplink = unique_name(&format!("u{tag}"));
-        let peer = format!("p{tag}");
-        run(&["ip", "link", "add", &uplink, "type", "veth", "peer", "name", &peer, "netns", &self.ul.name]);
-        self.uplinks.push(uplink.clone());
-        run(&["sysctl", "-q", "-w", &format!("net.ipv6.conf.{uplink}.disable_ipv6=1")]);
-        run(&["ethtool", "-K", &uplink, "tx", "off", "tso", "off", "gso", "off", "gro", "off"]);
-        // The root namespace's kernel must neither answer ARP on the uplink nor
-        // take what arrives on it: this machine's eth0 may hold an address of
-        // 192.0.2.0/24 (192.0.2.2 on the machine this was written on), and the
-        // kernel answers ARP for its addresses on every interface, with that
-        // interface's MAC: host C then sent B's VXLAN to A's uplink. NOARP stops
-        // ARP processing, strict reverse-path filtering drops the VXLAN packets
-        // to that address (their sources are routed via eth0); the af_packet
-        // port still sees everything (packet taps come first).
-        run(&["sysctl", "-q", "-w", &format!("net.ipv4.conf.{uplink}.rp_filter=1")]);
-        run(&["ip", "link", "set", &uplink, "arp", "off", "up"]);
-        let offloads = ["-K", &peer, "tx", "off", "tso", "off", "gso", "off", "gro", "off"];
-        run(&[&["ip", "netns", "exec", &self.ul.name, "ethtool"][..], &offloads].concat());
-        self.ul.ip(&["link", "set", &peer, "master", "br0", "up"]);
-        uplink
-    }
-}
-
-impl Drop for Underlay {
-    fn drop(&mut self) {
-        for uplink in &self.uplinks {
-            let _ = std::process::Command::new("ip").args(["link", "del", uplink]).stderr(Stdio::null()).status();
-        }
-    }
-}
-
-fn sysctl(netns: &Netns, key: &str) {
-    assert!(netns.exec(&["sysctl", "-q", "-w", key]).status().unwrap().success(), "{}: {key}", netns.name);
-}
-
 /// A host's config: one worker (all three hosts' workers share lcore 1), a
 /// mempool and migration buffer large enough for a 300 ms pause at 25,000
 /// datagrams per second, a TAP VM port, and the uplink, whose kernel ring
@@ -292,121 +236,8 @@ impl Host {
     }
 }
 
-/// Waits until something in `netns` listens on `port` (`proto`: "-u" or "-t").
-fn wait_listening(netns: &Netns, proto: &str, port: &str) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let out = netns.exec(&["ss", "-Hl", "-n", proto, "sport", "=", &format!(":{port}")]).output().unwrap();
-        if !out.stdout.is_empty() {
-            return;
-        }
-        assert!(Instant::now() < deadline, "nothing listens on {port} in {}", netns.name);
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Waits up to `timeout` for a child to end by itself; None (and killed on
-/// drop) if it did not.
-fn wait_at_most(mut child: Running, timeout: Duration) -> Option<Output> {
-    let deadline = Instant::now() + timeout;
-    while child.0.as_mut().unwrap().try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Some(child.wait_with_output())
-}
-
-fn python(netns: &Netns, script: &str, args: &[&str]) -> Running {
-    let mut command = vec!["python3", "-u", "-c", script];
-    command.extend_from_slice(args);
-    Running(Some(netns.exec(&command).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()))
-}
-
-fn epoch(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH).unwrap().as_secs_f64()
-}
-
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-/// One VXLAN packet seen on the underlay bridge: outer addresses, and the
-/// sequence number when it carries one of S's datagrams.
-struct Seen {
-    at: f64,
-    src: String,
-    dst: String,
-    seq: Option<u64>,
-}
-
-/// tshark capturing VXLAN on the underlay bridge into a file (dissected after
-/// the run, so the capture keeps up with the stream). Times are epoch times
-/// (`frame.time_epoch`), to compare with the wall-clock times of the events.
-struct Capture {
-    tshark: Running,
-    file: PathBuf,
-    log: PathBuf,
-}
-
-impl Capture {
-    fn start(ul: &Netns, dir: &Path) -> Capture {
-        let (file, log) = (dir.join("underlay.pcapng"), dir.join("tshark.log"));
-        let _ = std::fs::remove_file(&file);
-        let stderr = std::fs::File::create(&log).unwrap();
-        let path = file.to_str().unwrap();
-        let tshark = ul
-            .exec(&["tshark", "-i", "br0", "-f", "udp port 4789", "-s", "128", "-B", "64", "-q", "-w", path])
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .unwrap();
-        let tshark = Running(Some(tshark));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !std::fs::read_to_string(&log).unwrap().contains("Capturing on") {
-            assert!(Instant::now() < deadline, "tshark did not start: {}", std::fs::read_to_string(&log).unwrap());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Capture { tshark, file, log }
-    }
-
-    /// Stops the capture; the packets, and tshark's count (and drops, if any).
-    fn stop(self) -> (Vec<Seen>, String) {
-        self.tshark.stop();
-        let summary = std::fs::read_to_string(&self.log).unwrap();
-        let summary: Vec<&str> = summary.lines().filter(|l| l.contains("captured") || l.contains("dropped")).collect();
-        let fields = output(&[
-            "tshark", "-n", "-r", self.file.to_str().unwrap(), "-T", "fields", "-e", "frame.time_epoch", "-e", "ip.src",
-            "-e", "ip.dst", "-e", "udp.dstport", "-e", "data.data",
-        ]);
-        let seen = fields
-            .lines()
-            .filter_map(|line| {
-                let f: Vec<&str> = line.split('\t').collect();
-                // Outer header first: ip.src is "outer,inner", udp.dstport "4789,inner".
-                let first = |s: &str| s.split(',').next().unwrap().to_string();
-                let to_receiver = f.get(3)?.split(',').nth(1) == Some(UDP_PORT);
-                let seq = f.get(4).filter(|_| to_receiver).and_then(|d| u64::from_str_radix(d.get(..16)?, 16).ok());
-                Some(Seen { at: f.first()?.parse().ok()?, src: first(f.get(1)?), dst: first(f.get(2)?), seq })
-            })
-            .collect();
-        (seen, summary.join("; "))
-    }
-}
-
-/// Checks that may fail, collected so one run reports all of them.
-#[derive(Default)]
-struct Checks(Vec<String>);
-
-impl Checks {
-    fn check(&mut self, ok: bool, what: impl Into<String>) {
-        let what = what.into();
-        eprintln!("{} {what}", if ok { "ok  " } else { "FAIL" });
-        if !ok {
-            self.0.push(what);
-        }
-    }
 }
 
 /// Until every host has resolved the other two VTEPs: S and X send broadcasts,
@@ -433,19 +264,21 @@ fn resolve_underlay(hosts: &[Host; 3], vms: [&Netns; 2]) {
     }
 }
 
-fn drops(stats: &Value) -> String {
-    let drops = stats["drops"].as_object().unwrap();
-    drops.iter().filter(|(_, n)| **n != 0).map(|(reason, n)| format!("{reason} {n}")).collect::<Vec<_>>().join(", ")
+/// The sequence number of S's datagram a captured VXLAN packet carries, if it
+/// carries one (`more`: udp.dstport "4789,inner", data.data).
+fn seq(seen: &Seen) -> Option<u64> {
+    let to_receiver = seen.more.first()?.split(',').nth(1) == Some(UDP_PORT);
+    seen.more.get(1).filter(|_| to_receiver).and_then(|d| u64::from_str_radix(d.get(..16)?, 16).ok())
 }
 
 #[test]
 fn a_vm_migrates_between_hosts_while_udp_and_tcp_streams_lose_nothing() {
     let dir = scratch("migration_testbed");
-    let mut underlay = Underlay::new();
+    let mut underlay = Underlay::new("mu");
     let uplinks = [underlay.plug("a"), underlay.plug("b"), underlay.plug("c")];
     let x = Netns::new(&unique_name("mx"));
     for key in ["net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"] {
-        sysctl(&x, key);
+        x.sysctl(key);
     }
     let (xa, xb) = (unique_name("xa"), unique_name("xb"));
     let s = TapVm::new("ms", S_MAC, &format!("{S_IP}/24"));
@@ -482,7 +315,7 @@ fn a_vm_migrates_between_hosts_while_udp_and_tcp_streams_lose_nothing() {
     // ... nor be probed: a tail loss probe fires after about two round trips of
     // silence and resends the last segment, which counts as a retransmit (one
     // per run with it on, measured), though nothing was lost.
-    sysctl(&s.netns, "net.ipv4.tcp_early_retrans=0");
+    s.netns.sysctl("net.ipv4.tcp_early_retrans=0");
 
     a.ctl(&["endpoint", "add", "--vni", VNI, "--mac", X_MAC, "--ip", X_IP, "--port", "vm0"]);
     c.ctl(&["endpoint", "add", "--vni", VNI, "--mac", S_MAC, "--ip", S_IP, "--port", "vm0"]);
@@ -505,13 +338,13 @@ fn a_vm_migrates_between_hosts_while_udp_and_tcp_streams_lose_nothing() {
 
     // The streams: the underlay capture first, then the receivers in X, then the
     // senders in S.
-    let capture = Capture::start(&underlay.ul, &dir);
-    let receiver = python(&x, UDP_RECEIVER, &[X_IP, UDP_PORT, "3"]);
+    let capture = Capture::start(&underlay, &dir);
+    let receiver = x.python(UDP_RECEIVER, &[X_IP, UDP_PORT, "3"]);
     let iperf_server = x.exec(&["iperf3", "-s", "-1", "-J", "-p", IPERF_PORT]);
     let iperf_server = Running(Some({ iperf_server }.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()));
-    wait_listening(&x, "-u", UDP_PORT);
-    wait_listening(&x, "-t", IPERF_PORT);
-    let sender = python(&s.netns, UDP_SENDER, &[X_IP, UDP_PORT, &RATE.to_string()]);
+    x.wait_listening("-u", UDP_PORT);
+    x.wait_listening("-t", IPERF_PORT);
+    let sender = s.netns.python(UDP_SENDER, &[X_IP, UDP_PORT, &RATE.to_string()]);
     let iperf_client = s.netns.exec(&["iperf3", "-c", X_IP, "-p", IPERF_PORT, "-b", "20M", "-t", IPERF_SECONDS, "-J"]);
     let iperf_client = Running(Some({ iperf_client }.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()));
     std::thread::sleep(Duration::from_secs(1));
@@ -548,10 +381,10 @@ fn a_vm_migrates_between_hosts_while_udp_and_tcp_streams_lose_nothing() {
 
     std::thread::sleep(Duration::from_millis(1500));
     let sent = sender.stop();
-    let iperf_client = wait_at_most(iperf_client, Duration::from_secs(15));
-    let iperf_server = wait_at_most(iperf_server, Duration::from_secs(5));
-    let received = wait_at_most(receiver, Duration::from_secs(10));
-    let (seen, capture_summary) = capture.stop();
+    let iperf_client = iperf_client.wait_at_most(Duration::from_secs(15));
+    let iperf_server = iperf_server.wait_at_most(Duration::from_secs(5));
+    let received = receiver.wait_at_most(Duration::from_secs(10));
+    let (seen, capture_summary) = capture.stop(&["udp.dstport", "data.data"]);
     let links = x.exec(&["ip", "-s", "link"]).output().unwrap().stdout;
     let links = String::from_utf8_lossy(&links).into_owned();
     let [a, b, c] = hosts;
@@ -592,7 +425,7 @@ fn a_vm_migrates_between_hosts_while_udp_and_tcp_streams_lose_nothing() {
             m["released"],
             m["holding"],
             exit.stats["unaccounted"],
-            drops(&exit.stats)
+            nonzero_drops(&exit.stats)
         );
         for port in exit.stats["ports"].as_array().unwrap() {
             eprintln!("  port {}: rx {} tx {}", port["name"], port["rx_packets"], port["tx_packets"]);
@@ -615,15 +448,15 @@ fn a_vm_migrates_between_hosts_while_udp_and_tcp_streams_lose_nothing() {
         pair(vb, vc).count()
     );
     // Did datagrams A relayed cross the bridge after C's first direct one to B?
-    if let Some(first_direct) = pair(vc, vb).find(|p| p.seq.is_some()) {
-        let late: Vec<&Seen> = pair(va, vb).filter(|p| p.seq.is_some() && p.at > first_direct.at).collect();
+    if let Some(first_direct) = pair(vc, vb).find(|p| seq(p).is_some()) {
+        let late: Vec<&Seen> = pair(va, vb).filter(|p| seq(p).is_some() && p.at > first_direct.at).collect();
         if let Some(last) = late.last() {
             eprintln!(
                 "C's first datagram straight to B (seq {}) crossed the bridge before {} that A relayed (up to \
                  seq {}, the last {:.1} ms later)",
-                first_direct.seq.unwrap(),
+                seq(first_direct).unwrap(),
                 late.len(),
-                last.seq.unwrap(),
+                seq(last).unwrap(),
                 (last.at - first_direct.at) * 1000.0
             );
         }

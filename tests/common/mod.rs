@@ -7,6 +7,7 @@ pub mod overlay;
 pub mod switch;
 pub mod tap;
 pub mod testpmd;
+pub mod underlay;
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -118,6 +119,19 @@ impl Running {
     /// Waits for it to end by itself, then its output.
     pub fn wait_with_output(mut self) -> Output {
         self.0.take().unwrap().wait_with_output().unwrap()
+    }
+
+    /// Waits up to `timeout` for it to end by itself: its output, or `None`
+    /// (and killed on drop) if it did not.
+    pub fn wait_at_most(mut self, timeout: std::time::Duration) -> Option<Output> {
+        let deadline = std::time::Instant::now() + timeout;
+        while self.0.as_mut().unwrap().try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Some(self.wait_with_output())
     }
 
     /// SIGTERM, then its output.

@@ -41,6 +41,32 @@ impl Netns {
         run(&all);
     }
 
+    /// `sysctl -w key=value` inside the namespace, which must succeed.
+    pub fn sysctl(&self, key: &str) {
+        assert!(self.exec(&["sysctl", "-q", "-w", key]).status().unwrap().success(), "{}: {key}", self.name);
+    }
+
+    /// `python3 -u -c script args...` inside the namespace, stdout and stderr piped.
+    pub fn python(&self, script: &str, args: &[&str]) -> Running {
+        let mut command = vec!["python3", "-u", "-c", script];
+        command.extend_from_slice(args);
+        Running(Some(self.exec(&command).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()))
+    }
+
+    /// Waits (at most 5 s) until something in the namespace listens on `port`
+    /// (`proto`: "-u" or "-t", as `ss` takes them).
+    pub fn wait_listening(&self, proto: &str, port: &str) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let out = self.exec(&["ss", "-Hl", "-n", proto, "sport", "=", &format!(":{port}")]).output().unwrap();
+            if !out.stdout.is_empty() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "nothing listens on {port} in {}", self.name);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// A command run inside the namespace.
     pub fn exec(&self, command: &[&str]) -> Command {
         let mut cmd = Command::new("ip");

@@ -223,3 +223,10 @@ impl Drop for RunningSwitch {
         }
     }
 }
+
+/// The drop reasons of an exit's stats that counted something: "reason n, ...", or "none".
+pub fn nonzero_drops(stats: &serde_json::Value) -> String {
+    let drops = stats["drops"].as_object().unwrap();
+    let listed: Vec<String> = drops.iter().filter(|(_, n)| **n != 0).map(|(reason, n)| format!("{reason} {n}")).collect();
+    if listed.is_empty() { "none".to_string() } else { listed.join(", ") }
+}
