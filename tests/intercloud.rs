@@ -9,44 +9,16 @@
 //! quoted for issue 7: run with `--release --nocapture` for the real one).
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use hyper::Method;
 use serde_json::json;
 use switchyard::control::client::Client;
 
+use common::roles::{controller, coordinator, gateway_agent, switch_agent};
 use common::switch::RunningSwitch;
 use common::*;
-
-/// A role process (`coordinator serve`, `controller serve`, `agent ...`),
-/// killed when dropped; its log goes to `<dir>/<name>.log`.
-struct Role {
-    _running: Running,
-    url: String,
-}
-
-fn start_role(dir: &Path, name: &str, args: &[&str]) -> Role {
-    let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
-    let mut child = switchyard()
-        .env("RUST_LOG", "info")
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let running = Running(Some(child));
-    let url = match line.trim().split_once(" listening on ") {
-        Some((_, url)) => url.to_string(),
-        None if line.contains(" running for ") => String::new(),
-        None => panic!("{name} did not start: {line:?}: {}", std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap()),
-    };
-    Role { _running: running, url }
-}
 
 /// A vRouter with a VM port and an uplink (VTEP `vtep`) on null devices, network 100.
 struct Node {
@@ -114,29 +86,6 @@ async fn delete_vm(node: &Node, mac: &str) {
     node.api.call(Method::DELETE, &format!("/v1/endpoints/100/{mac}"), None).await.unwrap();
 }
 
-fn switch_agent(dir: &Path, name: &str, node: &Node, controller: &Role) -> Role {
-    let state = dir.join(format!("{name}-agent.json"));
-    let args = ["agent", "switch", "--switch-socket", node.socket.to_str().unwrap(), "--controller", &controller.url];
-    start_role(dir, &format!("{name}-agent"), &[&args[..], &["--vtep", &node.vtep, "--state", state.to_str().unwrap()]].concat())
-}
-
-fn gateway_agent(dir: &Path, name: &str, node: &Node, coordinator: &Role, cloud: &str) -> Role {
-    let args = ["agent", "gateway", "--switch-socket", node.socket.to_str().unwrap(), "--coordinator", &coordinator.url];
-    start_role(dir, &format!("{name}-agent"), &[&args[..], &["--cloud", cloud]].concat())
-}
-
-fn controller(dir: &Path, cloud: &str, gateway: &str, coordinator: &Role) -> Role {
-    let database = dir.join(format!("controller-{cloud}.redb"));
-    let args = ["controller", "serve", "--listen", "127.0.0.1:0", "--database", database.to_str().unwrap()];
-    let more = ["--cloud", cloud, "--gateway-vtep", gateway, "--coordinator", &coordinator.url];
-    start_role(dir, &format!("controller-{cloud}"), &[&args[..], &more[..]].concat())
-}
-
-fn coordinator(dir: &Path) -> Role {
-    let database = dir.join("coordinator.redb");
-    start_role(dir, "coordinator", &["coordinator", "serve", "--listen", "127.0.0.1:0", "--database", database.to_str().unwrap()])
-}
-
 const X: &str = "02:00:00:0b:00:01";
 const Y: &str = "02:00:00:0a:00:01";
 const OPERATOR: &str = "02:00:00:0e:00:01";
@@ -150,11 +99,11 @@ async fn a_vm_in_one_cloud_is_reached_through_the_gateway_of_its_cloud() {
     let (ga, a1) = (start_node(&dir, "ga", "192.0.2.10"), start_node(&dir, "a1", "192.0.2.11"));
     let (gb, b1, b2) = (start_node(&dir, "gb", "192.0.2.20"), start_node(&dir, "b1", "192.0.2.21"), start_node(&dir, "b2", "192.0.2.22"));
     let _agents = [
-        gateway_agent(&dir, "ga", &ga, &coordinator, "cloud-a"),
-        gateway_agent(&dir, "gb", &gb, &coordinator, "cloud-b"),
-        switch_agent(&dir, "a1", &a1, &controller_a),
-        switch_agent(&dir, "b1", &b1, &controller_b),
-        switch_agent(&dir, "b2", &b2, &controller_b),
+        gateway_agent(&dir, "ga", &ga.socket, &coordinator, "cloud-a"),
+        gateway_agent(&dir, "gb", &gb.socket, &coordinator, "cloud-b"),
+        switch_agent(&dir, "a1", &a1.socket, &a1.vtep, &controller_a),
+        switch_agent(&dir, "b1", &b1.socket, &b1.vtep, &controller_b),
+        switch_agent(&dir, "b2", &b2.socket, &b2.vtep, &controller_b),
     ];
     // The operator's own entry on A1 is not the agents' to touch.
     let body = json!({"vni": 100, "mac": OPERATOR, "vtep": "198.51.100.7"});
@@ -190,7 +139,7 @@ async fn a_vm_in_one_cloud_is_reached_through_the_gateway_of_its_cloud() {
 
     // A compute node added later in cloud A gets the stored entries.
     let a2 = start_node(&dir, "a2", "192.0.2.12");
-    let _a2_agent = switch_agent(&dir, "a2", &a2, &controller_a);
+    let _a2_agent = switch_agent(&dir, "a2", &a2.socket, &a2.vtep, &controller_a);
     until(&a2, X, Some("192.0.2.20")).await;
 
     // Deleted: withdrawn everywhere; the operator's entry stays.

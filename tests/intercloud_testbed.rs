@@ -27,12 +27,12 @@
 //! the test fails. About 20 s.
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant, SystemTime};
 
 use common::netns::{output, run, unique_name, Netns};
+use common::roles::{controller, coordinator, gateway_agent, switch_agent};
 use common::switch::{nonzero_drops, RunningSwitch, SwitchExit};
 use common::tap::TapVm;
 use common::underlay::{epoch, Capture, Checks, Underlay};
@@ -203,60 +203,6 @@ fn start_node(root: &Path, name: &'static str, vtep: &'static str, uplink: &str,
     Node { name, vtep, socket, switch }
 }
 
-/// A role process (`coordinator serve`, `controller serve`, `agent ...`),
-/// killed when dropped; its log goes to `<dir>/<name>.log`.
-struct Role {
-    name: String,
-    _running: Running,
-    url: String,
-}
-
-fn start_role(dir: &Path, name: &str, args: &[&str]) -> Role {
-    let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
-    let mut child = switchyard()
-        .env("RUST_LOG", "info")
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let running = Running(Some(child));
-    let url = match line.trim().split_once(" listening on ") {
-        Some((_, url)) => url.to_string(),
-        None if line.contains(" running for ") => String::new(),
-        None => panic!("{name} did not start: {line:?}: {}", std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap()),
-    };
-    Role { name: name.to_string(), _running: running, url }
-}
-
-fn coordinator(dir: &Path) -> Role {
-    let database = dir.join("coordinator.redb");
-    start_role(dir, "coordinator", &["coordinator", "serve", "--listen", "127.0.0.1:0", "--database", database.to_str().unwrap()])
-}
-
-fn controller(dir: &Path, cloud: &str, gateway: &str, coordinator: &Role) -> Role {
-    let database = dir.join(format!("controller-{cloud}.redb"));
-    let args = ["controller", "serve", "--listen", "127.0.0.1:0", "--database", database.to_str().unwrap()];
-    let more = ["--cloud", cloud, "--gateway-vtep", gateway, "--coordinator", &coordinator.url];
-    start_role(dir, &format!("controller-{cloud}"), &[&args[..], &more[..]].concat())
-}
-
-fn switch_agent(dir: &Path, node: &Node, controller: &Role) -> Role {
-    let state = dir.join(format!("{}-agent.json", node.name));
-    let args = ["agent", "switch", "--switch-socket", node.socket.to_str().unwrap(), "--controller", &controller.url];
-    let more = ["--vtep", node.vtep, "--state", state.to_str().unwrap()];
-    start_role(dir, &format!("{}-agent", node.name), &[&args[..], &more[..]].concat())
-}
-
-fn gateway_agent(dir: &Path, node: &Node, coordinator: &Role, cloud: &str) -> Role {
-    let state = dir.join(format!("{}-agent.json", node.name));
-    let args = ["agent", "gateway", "--switch-socket", node.socket.to_str().unwrap(), "--coordinator", &coordinator.url];
-    let more = ["--cloud", cloud, "--state", state.to_str().unwrap()];
-    start_role(dir, &format!("{}-agent", node.name), &[&args[..], &more[..]].concat())
-}
-
 
 /// The first ping a1 sends to b1 brings up four tunnels on demand (A1 -> GB,
 /// GB -> B1, B1 -> GA, GA -> A1): each node queues the frame while it resolves
@@ -306,11 +252,11 @@ fn a_vm_of_cloud_b_is_reached_from_cloud_a_through_gb_and_moves_inside_cloud_b()
     let controller_a = controller(&dir, "cloud-a", GA, &coordinator);
     let controller_b = controller(&dir, "cloud-b", GB, &coordinator);
     let roles = [
-        gateway_agent(&dir, ga, &coordinator, "cloud-a"),
-        gateway_agent(&dir, gb, &coordinator, "cloud-b"),
-        switch_agent(&dir, a1, &controller_a),
-        switch_agent(&dir, b1, &controller_b),
-        switch_agent(&dir, b2, &controller_b),
+        gateway_agent(&dir, ga.name, &ga.socket, &coordinator, "cloud-a"),
+        gateway_agent(&dir, gb.name, &gb.socket, &coordinator, "cloud-b"),
+        switch_agent(&dir, a1.name, &a1.socket, a1.vtep, &controller_a),
+        switch_agent(&dir, b1.name, &b1.socket, b1.vtep, &controller_b),
+        switch_agent(&dir, b2.name, &b2.socket, b2.vtep, &controller_b),
     ];
 
     // The VMs: a1 on A1; b1 runs on B1, its B2 NIC is down with no address.

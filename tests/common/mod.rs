@@ -3,6 +3,7 @@
 
 pub mod board;
 pub mod netns;
+pub mod roles;
 pub mod overlay;
 pub mod switch;
 pub mod tap;
