@@ -172,25 +172,20 @@ impl<P: PacketBuf> MigrationStage<P> {
         self.side_of_port.get(port.index()).copied().unwrap_or(Side::Vm)
     }
 
-    /// The buffer a packet for `dst` (relayed by `relayed_from`, for frames from
-    /// the uplink) joins, if any: its VM is held; or it came directly while the
-    /// source still relays; or older packets of the VM are still being handed
-    /// back, which it must not overtake (direct ones are handed back last).
-    fn hold_key(&self, dst: u128, relayed_from: Option<Ipv4Addr>) -> Option<u128> {
+    /// The buffer a packet for `dst` (`handling`: its VM's entry; `relayed`: it
+    /// is the source's relayed stream) joins, if any: its VM is held; or it came
+    /// directly while the source still relays; or older packets of the VM are
+    /// still being handed back, which it must not overtake (direct ones last).
+    fn hold_key(&self, dst: u128, handling: Option<Handling>, relayed: bool) -> Option<u128> {
         let direct = dst | DIRECT;
-        let behind: &[u128] = match self.current.get(dst).map(|e| e.handling) {
+        let behind: &[u128] = match handling {
             Some(Handling::Hold) => return Some(dst),
-            Some(Handling::HoldDirect { relay }) if relayed_from != Some(relay) => return Some(direct),
+            Some(Handling::HoldDirect { .. }) if !relayed => return Some(direct),
             // Relayed while direct ones wait: behind older relayed ones only.
             Some(Handling::HoldDirect { .. }) => &[dst],
             _ => &[direct, dst],
         };
         behind.iter().copied().find(|key| self.buffers.iter().any(|b| b.owner == Some(*key)))
-    }
-
-    /// Whether a frame for `dst` is the source's relayed stream during a `HoldDirect` window.
-    fn is_relayed(&self, dst: u128, relayed_from: Option<Ipv4Addr>) -> bool {
-        matches!(self.current.get(dst).map(|e| e.handling), Some(Handling::HoldDirect { relay }) if relayed_from == Some(relay))
     }
 
     /// The buffer a packet of `len` bytes for `dst` goes to, if it has room.
@@ -312,8 +307,10 @@ impl<P: PacketBuf> Stage<P> for MigrationStage<P> {
                 self.notice_arrival(packet.data(), vni, in_port);
             }
             let Some((dst, relayed_from)) = destination(packet, side, port_vni) else { continue };
-            relayed += u64::from(self.is_relayed(dst, relayed_from));
-            let Some(key) = self.hold_key(dst, relayed_from) else { continue };
+            let handling = self.current.get(dst).map(|e| e.handling);
+            let is_relayed = matches!(handling, Some(Handling::HoldDirect { relay }) if relayed_from == Some(relay));
+            relayed += u64::from(is_relayed);
+            let Some(key) = self.hold_key(dst, handling, is_relayed) else { continue };
             match self.buffer_for(key, packet.len()) {
                 Ok(index) => {
                     if let Some(packet) = burst.take(i) {
