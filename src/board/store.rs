@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::model::{LockEntry, Record, RecordKey};
-use crate::store::{create_whole, open_database};
+use crate::store::{open_database, open_whole};
 
 /// Everything a store holds.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -90,16 +90,11 @@ impl RedbBoardStore {
     /// Opens the database at `path`, creating it (and its directory) when absent.
     /// redb locks the file: a second board on it is refused.
     pub fn open(path: impl AsRef<Path>) -> Result<RedbBoardStore, BoardStoreError> {
-        let path = path.as_ref().to_path_buf();
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| BoardStoreError::CreateDir { path: path.clone(), source })?;
-        }
-        if !path.exists() {
-            let io_error =
-                |e: std::io::Error| BoardStoreError::Database { path: path.clone(), message: format!("cannot create: {e}") };
-            create_whole(&path, |staging| RedbBoardStore::open_file(staging).map(drop), io_error)?;
-        }
-        RedbBoardStore::open_file(path)
+        let path = path.as_ref();
+        let dir_error = |source| BoardStoreError::CreateDir { path: path.to_path_buf(), source };
+        let create_error =
+            |e: std::io::Error| BoardStoreError::Database { path: path.to_path_buf(), message: format!("cannot create: {e}") };
+        open_whole(path, RedbBoardStore::open_file, dir_error, create_error)
     }
 
     /// Opens (or, for a missing file, creates) the redb file at `path` and checks its layout.

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use redb::{Database, Durability, ReadableTable, TableDefinition, TableHandle};
 
-use crate::store::{create_whole, open_database};
+use crate::store::{open_database, open_whole};
 
 /// Everything a store holds: the owner's revision and, per table, key -> JSON.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -78,16 +78,11 @@ impl RedbIntercloudStore {
     /// Opens (creating it whole when absent) the database at `path` for
     /// `owner`; one that belongs to another role or cloud is refused.
     pub fn open(path: impl AsRef<Path>, owner: &str) -> Result<RedbIntercloudStore, StoreError> {
-        let path = path.as_ref().to_path_buf();
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir { path: path.clone(), source })?;
-        }
-        if !path.exists() {
-            let io_error =
-                |e: std::io::Error| StoreError::Database { path: path.clone(), message: format!("cannot create: {e}") };
-            create_whole(&path, |staging| RedbIntercloudStore::open_file(staging, owner).map(drop), io_error)?;
-        }
-        RedbIntercloudStore::open_file(path, owner)
+        let path = path.as_ref();
+        let dir_error = |source| StoreError::CreateDir { path: path.to_path_buf(), source };
+        let create_error =
+            |e: std::io::Error| StoreError::Database { path: path.to_path_buf(), message: format!("cannot create: {e}") };
+        open_whole(path, |file| RedbIntercloudStore::open_file(file, owner), dir_error, create_error)
     }
 
     fn open_file(path: PathBuf, owner: &str) -> Result<RedbIntercloudStore, StoreError> {

@@ -89,27 +89,34 @@ impl fmt::Debug for Store {
     }
 }
 
-/// Creates a database file whole or not at all: `build` makes it (empty layout
-/// committed) under a staging name beside `path`, which is then renamed into
-/// place and the directory synced. A crash while creating never leaves a
-/// half-written file where the next start looks; a leftover staging file is
-/// started over.
-pub fn create_whole<E>(
+/// Opens the database file at `path` with `open`, after creating its
+/// directory (`dir_error` if that fails) and, when the file is absent, the file
+/// itself whole or not at all: `open` builds it (empty layout committed) under
+/// a staging name beside `path`, which is then renamed into place and the
+/// directory synced (`create_error` if that fails). A crash while creating
+/// never leaves a half-written file where the next start looks; a leftover
+/// staging file is started over.
+pub fn open_whole<T, E>(
     path: &Path,
-    build: impl FnOnce(PathBuf) -> Result<(), E>,
-    io_error: impl Fn(std::io::Error) -> E,
-) -> Result<(), E> {
-    let mut staging = path.as_os_str().to_owned();
-    staging.push(".creating");
-    let staging = PathBuf::from(staging);
-    match std::fs::remove_file(&staging) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_error(e)),
-        _ => {}
-    }
-    build(staging.clone())?;
-    std::fs::rename(&staging, path).map_err(&io_error)?;
+    open: impl Fn(PathBuf) -> Result<T, E>,
+    dir_error: impl FnOnce(std::io::Error) -> E,
+    create_error: impl Fn(std::io::Error) -> E,
+) -> Result<T, E> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io_error)
+    std::fs::create_dir_all(dir).map_err(dir_error)?;
+    if !path.exists() {
+        let mut staging = path.as_os_str().to_owned();
+        staging.push(".creating");
+        let staging = PathBuf::from(staging);
+        match std::fs::remove_file(&staging) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(create_error(e)),
+            _ => {}
+        }
+        drop(open(staging.clone())?);
+        std::fs::rename(&staging, path).map_err(&create_error)?;
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(&create_error)?;
+    }
+    open(path.to_path_buf())
 }
 
 /// Opens (or, for a missing file, creates) the redb file at `path`; the error
@@ -128,16 +135,11 @@ impl Store {
     /// Opens the database at `path`, creating its directory and an empty database
     /// (generation 0) when absent. Only one process (and one `Store`) can hold it.
     pub fn open(path: impl AsRef<Path>) -> Result<Store, StoreError> {
-        let path = path.as_ref().to_path_buf();
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir { path: path.clone(), source })?;
-        }
-        if !path.exists() {
-            let io_error =
-                |e: std::io::Error| StoreError::Database { path: path.clone(), message: format!("cannot create: {e}") };
-            create_whole(&path, |staging| Store::open_file(staging).map(drop), io_error)?;
-        }
-        Store::open_file(path)
+        let path = path.as_ref();
+        let dir_error = |source| StoreError::CreateDir { path: path.to_path_buf(), source };
+        let create_error =
+            |e: std::io::Error| StoreError::Database { path: path.to_path_buf(), message: format!("cannot create: {e}") };
+        open_whole(path, Store::open_file, dir_error, create_error)
     }
 
     /// Opens (or, for a missing file, creates) the redb file at `path` and checks its layout.

@@ -14,7 +14,7 @@ pub mod stress;
 mod tests;
 
 pub use change::Change;
-pub use db::{create_whole, open_database, Store, StoreError, SCHEMA_VERSION};
+pub use db::{open_database, open_whole, Store, StoreError, SCHEMA_VERSION};
 pub use model::{
     vni_mac_key, AddressMigration, AddressMigrationSource, ConfigSnapshot, Network, PortNetwork, RemoteEndpoint, RemoteSource,
     VmEndpoint, Vni, VNI_MAX,
