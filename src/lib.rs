@@ -1,7 +1,7 @@
 //! Switchyard: a DPDK poll-mode virtual switch for bare-metal NFV hosts.
 //!
 //! Floors, bottom up (a module never imports one above it):
-//! `wire`; `pipeline`, `dpdk`, `store`, `config` (builds `store` records from the TOML);
+//! `wire`; `pipeline`, `dpdk`, `store`, `config` (builds `store` records from the TOML), `json_body`;
 //! feature modules (`xconnect`, `overlay`, `rewrite`, `migration`, `board`); `dataplane`; `bench`, `control`;
 //! `intercloud` (uses `control`'s client to reach the switches); `main.rs`.
 //! Raw pointers and FFI live only in `dpdk` (and the `dpdk-ffi` crate): the Rust
@@ -16,6 +16,7 @@ pub mod control;
 pub mod dataplane;
 pub mod dpdk;
 pub mod intercloud;
+pub mod json_body;
 pub mod migration;
 pub mod overlay;
 pub mod pipeline;

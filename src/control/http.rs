@@ -424,7 +424,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
         }
         let bytes: Bytes = match axum::body::to_bytes(request.into_body(), BODY_LIMIT).await {
             Ok(bytes) => bytes,
-            Err(e) if is_length_limit(&e) => return Err(too_large()),
+            Err(e) if crate::json_body::is_length_limit(&e) => return Err(too_large()),
             Err(e) => return Err(ApiError::bad_request("body", format!("the body could not be read: {e}"))),
         };
         parse_json(&bytes).map(JsonBody)
@@ -437,73 +437,7 @@ fn is_json_content_type(value: Option<&HeaderValue>) -> bool {
     essence.eq_ignore_ascii_case("application/json")
 }
 
-fn is_length_limit(error: &axum::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(e) = source {
-        if e.is::<http_body_util::LengthLimitError>() {
-            return true;
-        }
-        source = e.source();
-    }
-    false
-}
-
-/// Parses a body, naming the field at fault: the path serde was at for type and
-/// value errors, the key itself for unknown and missing fields.
+/// A body as `T`, or a 400 naming the field at fault (`json_body::parse_json`).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_request("body", "the body is empty; send a JSON object"));
-    }
-    // Structs also deserialize from JSON arrays; only an object is a valid body.
-    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| json_error(".", e))?;
-    let kind = match &value {
-        serde_json::Value::Object(_) => None,
-        serde_json::Value::Array(_) => Some("an array"),
-        serde_json::Value::String(_) => Some("a string"),
-        serde_json::Value::Number(_) => Some("a number"),
-        serde_json::Value::Bool(_) => Some("a boolean"),
-        serde_json::Value::Null => Some("null"),
-    };
-    if let Some(kind) = kind {
-        return Err(ApiError::bad_request("body", format!("the body must be a JSON object, not {kind}")));
-    }
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        json_error(&path, e.into_inner())
-    })
-}
-
-fn json_error(path: &str, error: serde_json::Error) -> ApiError {
-    use serde_json::error::Category;
-    let message = strip_position(&error.to_string());
-    match error.classify() {
-        Category::Syntax | Category::Eof | Category::Io => {
-            ApiError::bad_request("body", format!("the body is not valid JSON: {message}"))
-        }
-        Category::Data => {
-            if let Some(name) = quoted_name(&message, "unknown field `") {
-                ApiError::bad_request(&name, message.replacen(", expected", "; expected", 1))
-            } else if let Some(name) = quoted_name(&message, "missing field `") {
-                ApiError::bad_request(&name, message)
-            } else {
-                let message = message.replace("expected i64", "expected an integer");
-                let field = if path == "." { "body" } else { path };
-                ApiError::bad_request(field, format!("{field} has the wrong type: {message}"))
-            }
-        }
-    }
-}
-
-/// serde_json ends its messages with " at line L column C"; one-line bodies make that noise.
-fn strip_position(message: &str) -> String {
-    match message.rfind(" at line ") {
-        Some(i) => message[..i].to_string(),
-        None => message.to_string(),
-    }
-}
-
-/// The name between `prefix` and the next backtick.
-fn quoted_name(message: &str, prefix: &str) -> Option<String> {
-    let rest = message.strip_prefix(prefix)?;
-    Some(rest[..rest.find('`')?].to_string())
+    crate::json_body::parse_json(bytes).map_err(|bad| ApiError::bad_request(&bad.field, bad.message))
 }
