@@ -33,6 +33,12 @@ struct Outputs {
 /// (the other cloud's VNI 200 mapped to it), table 2: VM_C at COMPUTE_VTEP and
 /// VM_LOOP at OTHER_CLOUD.
 fn run_gateway(test: &str, input: &[Vec<u8>]) -> Outputs {
+    run_gateway_with(test, input, &format!("next_hop_mac = \"{NEXT_HOP}\"\n"), "")
+}
+
+/// `uplink_lines` go into the uplink's `[[port]]` (the next hop's MAC, or not),
+/// `more` at the end of the config.
+fn run_gateway_with(test: &str, input: &[Vec<u8>], uplink_lines: &str, more: &str) -> Outputs {
     let dir = scratch(test);
     let (input_pcap, uplink_pcap) = (dir.join("uplink-in.pcap"), dir.join("uplink-out.pcap"));
     write_pcap(&input_pcap, input);
@@ -45,8 +51,7 @@ name = "uplink"
 devargs = "net_pcap0,rx_pcap={input},tx_pcap={output}"
 role = "uplink"
 address = "{GATEWAY_VTEP}/24"
-next_hop_mac = "{NEXT_HOP}"
-[[network]]
+{uplink_lines}[[network]]
 vni = 100
 name = "blue"
 [[remote]]
@@ -62,7 +67,7 @@ vtep = "{OTHER_CLOUD}"
 [[gateway.vni_map]]
 remote_vni = 200
 local_vni = 100
-"#,
+{more}"#,
         dir = dir.display(),
         input = input_pcap.display(),
         output = uplink_pcap.display(),
@@ -96,6 +101,7 @@ fn the_other_clouds_vxlan_is_re_encapsulated_to_the_compute_node_with_the_local_
         assert_eq!(line, format!("100,{GATEWAY_VTEP},10.0.0.10,{COMPUTE_VTEP},10.0.0.20,{NEXT_HOP},{VM_C}"), "tshark reads VXLAN");
     }
     assert_eq!(out.stats["dropped"], 0);
+    assert_eq!(out.stats["ports"][0]["rx_relayed"], 4, "hop 2 counted on the uplink: {}", out.stats["ports"]);
 }
 
 #[test]
@@ -136,4 +142,59 @@ fn arp_for_a_table_2_vm_is_answered_back_through_the_tunnel_and_every_drop_is_na
         assert_eq!(drops(&out.stats, reason), count, "{reason}: {}", out.stats["drops"]);
     }
     assert_eq!(out.stats["dropped"], 7);
+    assert_eq!(out.stats["ports"][0]["rx_relayed"], 1, "the ARP reply went back out the uplink");
+}
+
+/// The compute node's VTEP answers the gateway's ARP request with this MAC.
+const COMPUTE_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x55]);
+
+fn arp_reply_from_compute_node() -> Vec<u8> {
+    let mut f = [MacAddr([2, 0x70, 0x63, 0x61, 0x70, 0]).0, COMPUTE_MAC.0].concat();
+    f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 2]);
+    f.extend_from_slice(&COMPUTE_MAC.0);
+    f.extend_from_slice(&COMPUTE_VTEP.octets());
+    f.extend_from_slice(&[2, 0x70, 0x63, 0x61, 0x70, 0]);
+    f.extend_from_slice(&GATEWAY_VTEP.octets());
+    f
+}
+
+/// Hop 2 to a compute node whose MAC nobody configured (docs/tunnels.md): the
+/// first frame brings the tunnel up, it and the frames after it wait while the
+/// gateway asks ARP for the VTEP, then go out in order with the MAC the reply
+/// taught; none is lost.
+#[test]
+fn a_tunnel_comes_up_on_the_first_frame_and_the_frames_that_waited_go_out_in_order() {
+    let frames: Vec<Vec<u8>> = (0..8).map(|i| udp_frame(VM_C, VM_R, 40, 2000 + i)).collect();
+    let mut input: Vec<Vec<u8>> = frames[..5].iter().map(|f| from_other_cloud(f, 0x08, 100)).collect();
+    input.push(arp_reply_from_compute_node());
+    input.extend(frames[5..].iter().map(|f| from_other_cloud(f, 0x08, 100)));
+    let out = run_gateway_with("tunnel_comes_up", &input, "", "");
+
+    let arp_request = |f: &Vec<u8>| f[12..14] == [0x08, 0x06] && f[21] == 1 && f[38..42] == COMPUTE_VTEP.octets();
+    let first_vxlan = out.uplink.iter().position(|f| f[12..14] == [0x08, 0x00]).expect("VXLAN out");
+    assert!(out.uplink[..first_vxlan].iter().any(arp_request), "an ARP request for the compute node's VTEP first");
+    let sent: Vec<&Vec<u8>> = out.uplink.iter().filter(|f| f[12..14] == [0x08, 0x00]).collect();
+    assert_eq!(sent.len(), 8, "every frame went out");
+    for (got, inner) in sent.iter().zip(&frames) {
+        assert_eq!(&got[0..6], &COMPUTE_MAC.0, "to the MAC the ARP reply taught");
+        assert_eq!(&got[50..], &inner[..], "in the order they came");
+    }
+    assert_eq!(tshark_problems(&out.uplink_pcap), Vec::<String>::new());
+    let tunnels = &out.stats["tunnels"];
+    assert!(tunnels["queued"].as_u64() >= Some(5), "the first five waited at least: {tunnels}");
+    assert_eq!((&tunnels["released"], &tunnels["dropped"], &tunnels["waiting"]), (&tunnels["queued"], &0.into(), &0.into()));
+    assert_eq!(out.stats["dropped"], 0, "{}", out.stats["drops"]);
+}
+
+/// Nobody answers: after `resolve_timeout_ms` the waiting frames are dropped
+/// under their name, and the ARP request was repeated meanwhile.
+#[test]
+fn frames_for_a_tunnel_that_never_comes_up_are_dropped_as_tunnel_unresolved() {
+    let input: Vec<Vec<u8>> = (0..3).map(|i| from_other_cloud(&udp_frame(VM_C, VM_R, 40, 3000 + i), 0x08, 100)).collect();
+    let out = run_gateway_with("tunnel_never_comes_up", &input, "", "[tunnels]\nresolve_timeout_ms = 300\n");
+    let requests = out.uplink.iter().filter(|f| f[12..14] == [0x08, 0x06]).count();
+    assert!(requests >= 2, "the ARP request is repeated (every 100 ms): {requests}");
+    assert_eq!(out.uplink.len(), requests, "nothing but ARP requests left");
+    assert_eq!(drops(&out.stats, "tunnel_unresolved"), 3);
+    assert_eq!((&out.stats["tunnels"]["queued"], &out.stats["tunnels"]["dropped"]), (&3.into(), &3.into()));
 }

@@ -37,7 +37,7 @@ use common::switch::{nonzero_drops, RunningSwitch, SwitchExit};
 use common::tap::TapVm;
 use common::underlay::{epoch, Capture, Checks, Underlay};
 use common::*;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 const VNI: &str = "100";
 const A1_MAC: &str = "02:00:00:0a:00:01";
@@ -216,6 +216,26 @@ fn warm_up_tunnels(from: &Netns, to: &str, nodes: &[&Node]) {
             assert_eq!(node.dropped(reason), 0, "{}: {reason}", node.name);
         }
     }
+    // Each tunnel on the way, as `ctl tunnel list` shows it (the housekeeping
+    // thread adds the workers' reports every 10 ms): up, with the frames it
+    // queued all handed on.
+    let [ga, a1, gb, b1, ..] = nodes else { panic!("the five nodes") };
+    for (node, vtep) in [(a1, GB), (gb, B1), (b1, GA), (ga, A1)] {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let tunnel = loop {
+            let tunnels = node.ctl(&["tunnel", "list"]);
+            let tunnel = tunnels.as_array().unwrap().iter().find(|t| t["vtep"] == vtep).cloned().unwrap_or_default();
+            let queued = tunnel["packets_queued"].as_u64().unwrap_or(0);
+            if (tunnel["state"] == "up" && queued >= 1 && tunnel["packets_released"] == queued) || Instant::now() > deadline {
+                break tunnel;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert_eq!(tunnel["state"], "up", "{}: the tunnel to {vtep}: {tunnel}", node.name);
+        assert!(tunnel["packets_queued"].as_u64() >= Some(1), "{}: the first frame waited for the tunnel: {tunnel}", node.name);
+        assert_eq!(tunnel["packets_released"], tunnel["packets_queued"], "{}: handed on: {tunnel}", node.name);
+        assert_eq!((&tunnel["packets_dropped"], &tunnel["in_advance"]), (&json!(0), &json!(false)), "{}: {tunnel}", node.name);
+    }
     eprintln!("the first ping brought the tunnels up; nothing dropped on the way");
 }
 
@@ -393,7 +413,7 @@ fn a_vm_of_cloud_b_is_reached_from_cloud_a_through_gb_and_moves_inside_cloud_b()
             .as_array()
             .unwrap()
             .iter()
-            .map(|p| format!("{} rx {} tx {}", p["name"], p["rx_packets"], p["tx_packets"]))
+            .map(|p| format!("{} rx {} tx {} relayed {}", p["name"], p["rx_packets"], p["tx_packets"], p["rx_relayed"]))
             .collect();
         eprintln!("{name}: unaccounted {}; {}; drops: {}", exit.stats["unaccounted"], ports.join(", "), nonzero_drops(&exit.stats));
     }
@@ -419,6 +439,12 @@ fn a_vm_of_cloud_b_is_reached_from_cloud_a_through_gb_and_moves_inside_cloud_b()
     // The checks.
     checks.check(pair(A1, GB) > 0, format!("underlay: A1 -> GB ({})", pair(A1, GB)));
     checks.check(pair(GB, B1) > 0, format!("underlay: GB -> B1 ({})", pair(GB, B1)));
+    // GB relays every frame from A1 (on to B1/B2, or an ARP answer back) and
+    // counts it on its uplink, as GA does those from B1 and B2.
+    let relayed = |name: &str| exits.iter().find(|(n, _)| *n == name).map_or(0, |(_, e)| e.stats["ports"][0]["rx_relayed"].as_u64().unwrap_or(0));
+    let (gb_relayed, to_b) = (relayed("gb"), (pair(GB, B1) + pair(GB, B2)) as u64);
+    checks.check(gb_relayed >= to_b && gb_relayed >= pair(A1, GB) as u64, format!("GB relayed {gb_relayed}, sent to B1/B2 {to_b}, got from A1 {}", pair(A1, GB)));
+    checks.check(relayed("ga") >= pair(GA, A1) as u64, format!("GA relayed {}, sent to A1 {}", relayed("ga"), pair(GA, A1)));
     checks.check(pair(A1, B1) == 0, format!("underlay: never A1 -> B1 ({})", pair(A1, B1)));
     checks.check(pair(A1, B2) == 0, format!("underlay: never A1 -> B2 ({})", pair(A1, B2)));
     let (gb_b2, b2_ga) = (pair_after(GB, B2, moved), pair_after(B2, GA, moved));

@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Subcommand};
 use hyper::Method;
@@ -60,6 +60,9 @@ pub enum CtlCommand {
     Stats,
     /// Learned MAC entries and resolved neighbours.
     Learned,
+    /// Tunnels to remote VTEPs: state, next hop and counters.
+    #[command(subcommand)]
+    Tunnel(TunnelCommand),
     /// Prometheus metrics text.
     Metrics,
     /// Replace the switching unit with one from a shared library, hitlessly.
@@ -169,6 +172,12 @@ pub enum RemoteCommand {
     },
     /// Delete a remote endpoint.
     Delete { vni: String, mac: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TunnelCommand {
+    /// Every tunnel this switch has brought up or is bringing up.
+    List,
 }
 
 #[derive(Subcommand, Debug)]
@@ -296,6 +305,7 @@ async fn execute(client: &Client, command: &CtlCommand, raw: bool, out: &mut dyn
         CtlCommand::Unit => (client.get("/v1/unit").await?, View::Generic),
         CtlCommand::Stats => (client.get("/v1/stats").await?, View::Generic),
         CtlCommand::Learned => (client.get("/v1/learned").await?, View::Generic),
+        CtlCommand::Tunnel(TunnelCommand::List) => (client.get("/v1/tunnels").await?, View::Tunnels),
         CtlCommand::Metrics => (Value::String(client.text("/metrics").await?), View::Text),
         CtlCommand::Upgrade(_) => (client.get("/v1/upgrade").await?, View::UpgradeStatus),
         CtlCommand::Request { id } => (client.get(&format!("/v1/requests/{}", segment(id))).await?, View::Request),
@@ -337,6 +347,8 @@ enum View {
     Request,
     /// Migrations, one row each.
     Migrations,
+    /// Tunnels, one row each, with how long each has been in its state.
+    Tunnels,
 }
 
 /// The reply to a change, or the queued view when an upgrade made it a 202.
@@ -351,11 +363,15 @@ const NETWORK_COLUMNS: &[&str] = &["vni", "name", "flood_vteps"];
 const ENDPOINT_COLUMNS: &[&str] = &["vni", "mac", "ip", "port"];
 const REMOTE_COLUMNS: &[&str] = &["vni", "mac", "ip", "vtep", "source"];
 const PORT_COLUMNS: &[&str] =
-    &["name", "role", "driver", "mac", "vni", "rx_packets", "tx_packets", "rx_dropped", "tx_dropped"];
+    &["name", "role", "driver", "mac", "vni", "rx_packets", "tx_packets", "rx_dropped", "tx_dropped", "rx_relayed"];
 const BINDING_COLUMNS: &[&str] = &["port", "vni"];
 const ADDRESS_MIGRATION_COLUMNS: &[&str] = &["vni", "primary_ip", "post_migration_ip", "port", "source"];
 const REPORT_COLUMNS: &[&str] =
     &["port", "source_ip", "primary_ip", "post_migration_ip", "status", "outcome", "generation", "error"];
+const TUNNEL_COLUMNS: &[&str] = &[
+    "vtep", "state", "for", "next_hop", "next_hop_mac", "in_advance", "packets_queued", "packets_released",
+    "packets_dropped", "timeouts",
+];
 const MIGRATION_COLUMNS: &[&str] = &["vni", "mac", "ip", "role", "phase", "source", "destination", "port"];
 
 async fn network(client: &Client, command: &NetworkCommand) -> Result<(Value, View), ClientError> {
@@ -513,6 +529,18 @@ fn render(view: &View, value: &Value) -> String {
                 columns.push("outcome");
             }
             table(&columns, &rows)
+        }
+        View::Tunnels => {
+            let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+            let rows: Vec<Value> = (value.as_array().into_iter().flatten())
+                .map(|t| {
+                    let mut row = t.clone();
+                    let since = t["since_ms"].as_u64().unwrap_or(now_ms);
+                    row["for"] = json!(format!("{:.1}s", now_ms.saturating_sub(since) as f64 / 1000.0));
+                    row
+                })
+                .collect();
+            table(TUNNEL_COLUMNS, &rows)
         }
     }
 }

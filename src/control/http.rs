@@ -85,6 +85,7 @@ fn routes() -> Routes {
         .add("get", "/v1/unit", get_unit)
         .add("get", "/v1/stats", get_stats)
         .add("get", "/v1/learned", get_learned)
+        .add("get", "/v1/tunnels", list_tunnels)
         .add("get", "/v1/requests/{id}", get_request)
         .add("get", "/v1/upgrade", get_upgrade)
         .add("post", "/v1/upgrade", start_upgrade)
@@ -341,6 +342,10 @@ async fn get_unit(State(c): State<Shared>) -> Reply<serde_json::Value> {
 
 async fn get_stats(State(c): State<Shared>) -> Reply<serde_json::Value> {
     Ok(Json(blocking(c, |c| c.runtime().stats()).await?))
+}
+
+async fn list_tunnels(State(c): State<Shared>) -> Reply<impl Serialize> {
+    Ok(Json(blocking(c, |c| c.runtime().tunnels()).await?))
 }
 
 async fn get_learned(State(c): State<Shared>) -> Reply<serde_json::Value> {

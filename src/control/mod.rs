@@ -44,7 +44,7 @@ pub use migration::{EventReply, MigrationEventBody, MigrationPlane};
 pub use monitor_runtime::MonitorRuntime;
 pub use queue::{RequestStatus, Submitted};
 pub use request::ConfigRequest;
-pub use runtime::{PortStatus, PortView, Runtime};
+pub use runtime::{PortStatus, PortView, Runtime, TunnelView};
 pub use serve::{spawn, ControlError, ControlHandle};
 pub use upgrade::UpgradeStart;
 

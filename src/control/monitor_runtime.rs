@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use std::time::Duration;
 
-use super::{MigrationPlane, PortView, Runtime};
+use super::{MigrationPlane, PortView, Runtime, TunnelView};
 use crate::dataplane::Monitor;
 use crate::config::BoardConfig;
 use crate::store::{Change, ConfigSnapshot};
@@ -85,6 +85,7 @@ impl Runtime for MonitorRuntime {
                     tx_bytes: counters.tx_bytes,
                     rx_dropped: counters.rx_dropped,
                     tx_dropped: counters.tx_dropped,
+                    rx_relayed: counters.rx_relayed,
                 }
             })
             .collect()
@@ -155,5 +156,9 @@ impl Runtime for MonitorRuntime {
 
     fn address_reports(&self) -> Vec<crate::rewrite::AddressReport> {
         self.monitor.address_migrations().map(|m| m.take_reports()).unwrap_or_default()
+    }
+
+    fn tunnels(&self) -> Vec<TunnelView> {
+        self.monitor.tunnels().into_iter().map(|(vtep, info)| TunnelView { vtep, info }).collect()
     }
 }

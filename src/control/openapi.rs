@@ -203,6 +203,18 @@ pub fn document() -> Value {
             "outcome": {"enum": ["applied", "in_effect", "refused"]},
             "generation": {"type": ["integer", "null"], "description": "applied: the generation it made"},
             "error": {"type": ["string", "null"], "description": "refused: why"}}});
+    let tunnel = json!({"type": "object",
+        "required": ["vtep", "state", "since_ms", "next_hop", "next_hop_mac", "in_advance", "packets_queued",
+            "packets_released", "packets_dropped", "timeouts"],
+        "properties": {
+            "vtep": ipv4,
+            "state": {"enum": ["resolving", "up", "failed"], "description": "resolving: the next hop's MAC is asked \
+                for; up: known; failed: a queue waited the whole resolve timeout (docs/tunnels.md)"},
+            "since_ms": {"type": "integer", "description": "when it entered state, milliseconds since the Unix epoch"},
+            "next_hop": opt_ipv4.clone(), "next_hop_mac": {"type": ["string", "null"]},
+            "in_advance": {"type": "boolean", "description": "brought up by the configuration, not by traffic"},
+            "packets_queued": {"type": "integer"}, "packets_released": {"type": "integer"},
+            "packets_dropped": {"type": "integer"}, "timeouts": {"type": "integer"}}});
     let free_json = json!({"type": "object"});
     let read = |summary: &str, body: Value| json!({"get": operation(summary, &[], None, ("200", Some(body)), &[])});
 
@@ -275,7 +287,7 @@ pub fn document() -> Value {
                         "name": {"type": "string"}, "role": {"enum": ["vm", "uplink"]}, "driver": {"type": "string"},
                         "mac": mac, "vni": {"type": ["integer", "null"]},
                         "rx_packets": counter, "rx_bytes": counter, "tx_packets": counter, "tx_bytes": counter,
-                        "rx_dropped": counter, "tx_dropped": counter}},
+                        "rx_dropped": counter, "tx_dropped": counter, "rx_relayed": counter}},
                 "PortBind": {"type": "object", "additionalProperties": false, "required": ["vni"], "properties": {"vni": vni}},
                 "PortNetwork": {"type": "object", "required": ["port", "vni"], "properties": {
                     "port": {"type": "string"}, "vni": vni}},
@@ -355,10 +367,12 @@ pub fn document() -> Value {
     paths["/v1/address-migrations"] = address_migrations_path;
     paths["/v1/address-migrations/reports"] = reports;
     paths["/v1/address-migrations/{vni}/{primary_ip}"] = address_migration_path;
+    paths["/v1/tunnels"] = read("Tunnels to remote VTEPs: state, next hop and counters", list_of("Tunnel"));
     let schemas = &mut document["components"]["schemas"];
     schemas["AddressMigration"] = address_migration;
     schemas["AddressMigrationNotify"] = address_migration_notify;
     schemas["AddressReport"] = address_report;
+    schemas["Tunnel"] = tunnel;
     schemas["ConfigSnapshot"]["properties"]["address_migrations"] = list_of("AddressMigration");
     document
 }

@@ -45,6 +45,19 @@ pub trait Runtime: Send + Sync + 'static {
     fn address_reports(&self) -> Vec<crate::rewrite::AddressReport> {
         Vec::new()
     }
+
+    /// Every tunnel to a remote VTEP: state, next hop, counters (`docs/tunnels.md`).
+    fn tunnels(&self) -> Vec<TunnelView> {
+        Vec::new()
+    }
+}
+
+/// One tunnel, as `GET /v1/tunnels` lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TunnelView {
+    pub vtep: std::net::Ipv4Addr,
+    #[serde(flatten)]
+    pub info: crate::overlay::TunnelInfo,
 }
 
 /// One port of the switch as the data plane sees it (the TOML `[[port]]` list,
@@ -73,6 +86,9 @@ pub struct PortView {
     /// Frames meant for this port that it did not send (for example `tx_refused`).
     #[serde(default)]
     pub tx_dropped: u64,
+    /// Frames received here and sent back out here: a gateway's second hop, a migration source's relay.
+    #[serde(default)]
+    pub rx_relayed: u64,
 }
 
 /// A port and the network it is bound to (`GET /v1/ports`).

@@ -65,6 +65,7 @@ impl FakeRuntime {
             tx_bytes: 640 * u64::from(index) + 128,
             rx_dropped: u64::from(index),
             tx_dropped: 0,
+            rx_relayed: 0,
         };
         FakeRuntime::with_ports(vec![
             port(0, "vm0", PortRole::Vm, "net_tap"),

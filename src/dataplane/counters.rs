@@ -94,6 +94,8 @@ pub struct PortTotals {
     pub tx_bytes: u64,
     pub rx_dropped: u64,
     pub tx_dropped: u64,
+    /// Received here and sent back out here (a gateway's hop 2, a migration relay).
+    pub rx_relayed: u64,
 }
 
 /// Counters summed over all workers.
@@ -151,6 +153,7 @@ impl Totals {
                 total.tx_bytes += c.tx_bytes.get();
                 total.rx_dropped += c.rx_dropped.get();
                 total.tx_dropped += c.tx_dropped.get();
+                total.rx_relayed += c.rx_relayed.get();
             }
             for &reason in DropReason::ALL {
                 *totals.drops.entry(reason.name()).or_default() += worker.drops.get(reason);

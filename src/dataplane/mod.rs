@@ -25,7 +25,7 @@ use crossbeam::utils::CachePadded;
 use crate::config::{Config, GatewayConfig, PortConfig, PortRole, TunnelsMode};
 use crate::dpdk::{self, Eal, LcoreId, Mbuf, Mempool, Port, PortSetup, RxQueue, TxBuffer};
 use crate::migration::{HoldLimits, HoldShared, MigrationStage};
-use crate::overlay::{TunnelControl, TunnelLimits, TunnelShared, TunnelStage, Underlay, UnitHost, UnitSetup, VmPort};
+use crate::overlay::{TunnelControl, TunnelLimits, TunnelShared, TunnelStage, TunnelTable, Underlay, UnitHost, UnitSetup, VmPort};
 use crate::pipeline::{PortId, QueueId};
 use crate::rewrite::{AddressMigrations, Direction, RewritePort};
 use crate::store::ConfigSnapshot;
@@ -93,6 +93,10 @@ pub struct Dataplane {
     /// The buffer-or-forward stage's shared table (used with the vRouter).
     holding: Arc<HoldShared>,
     address_migrations: Option<Arc<AddressMigrations>>,
+    /// Per remote VTEP, the tunnel's state (kept by the housekeeping thread).
+    tunnels: Option<TunnelTable>,
+    /// How long a frame may wait for a tunnel's next hop (`tunnels.resolve_timeout_ms`).
+    tunnel_timeout: Duration,
     housekeeping: Option<std::thread::JoinHandle<()>>,
     workers: Vec<(LcoreId, Arc<CachePadded<WorkerCounters>>)>,
     running: bool,
@@ -189,6 +193,7 @@ impl Dataplane {
         let tunnels = Arc::new(TunnelShared::new(limits));
         let in_advance = t.mode == TunnelsMode::InAdvance;
         let tunnel_control = overlay.as_ref().map(|host| TunnelControl::new(tunnels.clone(), host.template().underlay.clone(), in_advance));
+        let tunnel_table = tunnel_control.as_ref().map(|control| control.table.clone());
         let build_pipeline = |bindings: &[PortBinding], counters: &WorkerCounters| match (&overlay, &address_migrations) {
             (Some(host), Some(migrations)) => {
                 let shared = Shared { holding: &holding, tunnels: &tunnels, pool: &pool };
@@ -265,6 +270,8 @@ impl Dataplane {
             overlay,
             holding,
             address_migrations,
+            tunnels: tunnel_table,
+            tunnel_timeout: Duration::from_millis(config.tunnels.resolve_timeout_ms),
             housekeeping,
             workers: Vec::new(),
             running: true,
@@ -303,6 +310,7 @@ impl Dataplane {
             overlay: self.overlay.clone(),
             holding: self.holding.clone(),
             address_migrations: self.address_migrations.clone(),
+            tunnels: self.tunnels.clone(),
         }
     }
 
@@ -347,6 +355,7 @@ impl Dataplane {
         const STALL: Duration = Duration::from_secs(2);
         const LINK_POLL: Duration = Duration::from_millis(100);
         let (mut last_read, mut last_progress) = (u64::MAX, Instant::now());
+        let mut all_read_at = None;
         let mut links: Vec<bool> = self.ports.iter().map(|p| p.port.link().up).collect();
         let mut last_link_poll = Instant::now();
         loop {
@@ -365,7 +374,14 @@ impl Dataplane {
                     expected += packets;
                 }
                 if read >= expected {
-                    return StopCause::InputDone;
+                    // Frames still waiting for a tunnel's next hop are part of the
+                    // input: each goes out or is dropped within the resolve timeout.
+                    let all_read = *all_read_at.get_or_insert_with(Instant::now);
+                    if self.totals().tunnels.waiting == 0 || all_read.elapsed() > self.tunnel_timeout + STALL {
+                        return StopCause::InputDone;
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
                 }
                 if read != last_read {
                     (last_read, last_progress) = (read, Instant::now());

@@ -1,6 +1,8 @@
 //! A read-only view of a running data plane for the control plane: live
 //! counters, ports and the switching unit, without touching any worker.
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::sync::{Arc, PoisonError};
 use std::time::Instant;
 
 use crossbeam::utils::CachePadded;
@@ -8,7 +10,7 @@ use crossbeam::utils::CachePadded;
 use super::{PortBinding, PortSummary, Summary, Totals, WorkerCounters};
 use crate::dpdk::{self, LcoreId, Mbuf, Mempool};
 use crate::migration::HoldShared;
-use crate::overlay::UnitHost;
+use crate::overlay::{TunnelInfo, TunnelTable, UnitHost};
 use crate::rewrite::AddressMigrations;
 
 /// Cloneable and shareable across threads. Drop every clone before the
@@ -23,6 +25,7 @@ pub struct Monitor {
     pub(super) overlay: Option<Arc<UnitHost<Mbuf>>>,
     pub(super) holding: Arc<HoldShared>,
     pub(super) address_migrations: Option<Arc<AddressMigrations>>,
+    pub(super) tunnels: Option<TunnelTable>,
 }
 
 impl Monitor {
@@ -66,5 +69,11 @@ impl Monitor {
     /// The address migration tables, when the vRouter forwards.
     pub fn address_migrations(&self) -> Option<&Arc<AddressMigrations>> {
         self.address_migrations.as_ref()
+    }
+
+    /// Every tunnel, by remote VTEP (empty without the vRouter).
+    pub fn tunnels(&self) -> BTreeMap<Ipv4Addr, TunnelInfo> {
+        let Some(table) = &self.tunnels else { return BTreeMap::new() };
+        table.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 }

@@ -130,10 +130,12 @@ impl Worker {
         }
 
         let (tx, sent) = (&mut self.tx, &mut self.sent);
+        let (in_port, mut relayed) = (burst.in_port(), 0);
         burst.drain(|mbuf, verdict| {
             let reason = match verdict {
                 Verdict::Forward(out) => match tx.get_mut(out.index()).and_then(Option::as_mut) {
                     Some(buffer) => {
+                        relayed += u64::from(out == in_port);
                         let outcome = buffer.push(mbuf);
                         *sent += outcome.sent;
                         account_tx(counters, out, outcome);
@@ -158,6 +160,7 @@ impl Worker {
             port.rx_dropped.add(1);
             to_free.push(mbuf);
         });
+        port.rx_relayed.add(relayed);
         to_free.free_all();
     }
 

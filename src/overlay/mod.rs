@@ -15,7 +15,8 @@ pub use host::UnitHost;
 pub use intermediate::IntermediateUnit;
 pub use tables::{port_networks, Learned, Underlay, VRouterTables, VmPort};
 pub use tunnels::{
-    Allocator, NeighborView, TunnelControl, TunnelInfo, TunnelCounters, TunnelLimits, TunnelMode, TunnelReport, TunnelShared, TunnelStage, MAX_RESOLVING_TUNNELS,
+    Allocator, NeighborView, TunnelControl, TunnelCounters, TunnelInfo, TunnelLimits, TunnelMode, TunnelReport, TunnelShared, TunnelStage,
+    TunnelState, TunnelTable, MAX_RESOLVING_TUNNELS,
 };
 pub use unit::{UnitSetup, VRouterUnit};
 pub use vrouter::VRouter;

@@ -595,3 +595,29 @@ fn in_advance_asks_are_sent_without_traffic() {
     assert_eq!(out[0].0, Verdict::Forward(UPLINK));
     assert!(super::arp::parse(&out[0].1).is_some_and(|a| a.target_ip == FLOOD_VTEP && a.sender_ip == LOCAL_VTEP));
 }
+
+#[test]
+fn a_tunnel_is_resolving_then_failed_after_a_timeout_then_up_and_its_since_moves_only_on_a_change() {
+    use super::{TunnelInfo, TunnelReport, TunnelState};
+    let report = |started, timed_out, queued, dropped| TunnelReport {
+        vtep: REMOTE_VTEP, queued, released: 0, dropped, started, timed_out,
+    };
+    let mut info = TunnelInfo::default();
+    info.record(&report(true, false, 0, 0));
+    info.settle(None, 1000);
+    assert_eq!((info.state, info.since_ms), (TunnelState::Resolving, 1000));
+    info.settle(None, 1100);
+    assert_eq!(info.since_ms, 1000, "no change, same since");
+    info.record(&report(false, true, 3, 3));
+    info.settle(None, 2000);
+    assert_eq!((info.state, info.since_ms, info.timeouts, info.packets_dropped), (TunnelState::Failed, 2000, 1, 3));
+    // The next frame starts a new episode: resolving again, then the reply comes.
+    info.record(&report(true, false, 0, 0));
+    info.settle(None, 3000);
+    assert_eq!(info.state, TunnelState::Resolving);
+    info.settle(Some(mac(9)), 3050);
+    assert_eq!((info.state, info.since_ms, info.next_hop_mac), (TunnelState::Up, 3050, Some(mac(9))));
+    info.record(&report(false, false, 2, 0));
+    info.settle(Some(mac(9)), 4000);
+    assert_eq!((info.state, info.since_ms, info.packets_queued, info.timeouts), (TunnelState::Up, 3050, 5, 1));
+}

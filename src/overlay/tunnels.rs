@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam::queue::ArrayQueue;
 use crossbeam::utils::CachePadded;
@@ -391,12 +391,29 @@ pub struct TunnelControl {
     asked: FxHashMap<Ipv4Addr, Instant>,
     last_scan: Option<Instant>,
     /// Per VTEP: what the API shows (`GET /v1/tunnels`).
-    pub state: Arc<Mutex<BTreeMap<Ipv4Addr, TunnelInfo>>>,
+    pub table: TunnelTable,
 }
 
-/// One tunnel as the API shows it.
-#[derive(Clone, Debug, Default, serde::Serialize)]
+/// Where a tunnel stands.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TunnelState {
+    /// The next hop's MAC is not known yet: a frame or the configuration asked for it.
+    #[default]
+    Resolving,
+    /// The next hop's MAC is known: frames go out at once.
+    Up,
+    /// A worker's queue waited the whole resolve timeout and dropped its frames;
+    /// the next frame tries again.
+    Failed,
+}
+
+/// One tunnel as the API shows it (`GET /v1/tunnels`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TunnelInfo {
+    pub state: TunnelState,
+    /// When the tunnel entered `state` (milliseconds since the Unix epoch).
+    pub since_ms: u64,
     pub next_hop: Option<Ipv4Addr>,
     pub next_hop_mac: Option<MacAddr>,
     /// Configured (in advance), or brought up by traffic.
@@ -405,7 +422,37 @@ pub struct TunnelInfo {
     pub packets_released: u64,
     pub packets_dropped: u64,
     pub timeouts: u64,
+    /// The last queue episode timed out and none started since.
+    #[serde(skip)]
+    timed_out: bool,
 }
+
+impl TunnelInfo {
+    /// Adds a worker's report of a queue episode (started, or ended).
+    pub fn record(&mut self, report: &TunnelReport) {
+        self.packets_queued += report.queued;
+        self.packets_released += report.released;
+        self.packets_dropped += report.dropped;
+        self.timeouts += u64::from(report.timed_out);
+        self.timed_out = if report.started { false } else { report.timed_out };
+    }
+
+    /// Sets the state from what is known now; `since_ms` moves only on a change.
+    pub fn settle(&mut self, next_hop_mac: Option<MacAddr>, now_ms: u64) {
+        self.next_hop_mac = next_hop_mac;
+        let state = match (next_hop_mac, self.timed_out) {
+            (Some(_), _) => TunnelState::Up,
+            (None, true) => TunnelState::Failed,
+            (None, false) => TunnelState::Resolving,
+        };
+        if state != self.state || self.since_ms == 0 {
+            (self.state, self.since_ms) = (state, now_ms);
+        }
+    }
+}
+
+/// Every tunnel this switch has, by remote VTEP.
+pub type TunnelTable = Arc<Mutex<BTreeMap<Ipv4Addr, TunnelInfo>>>;
 
 impl TunnelControl {
     pub fn new(shared: Arc<TunnelShared>, underlay: Option<Underlay>, in_advance: bool) -> Self {
@@ -416,7 +463,7 @@ impl TunnelControl {
             published: FxHashMap::default(),
             asked: FxHashMap::default(),
             last_scan: None,
-            state: Arc::default(),
+            table: Arc::default(),
         }
     }
 
@@ -432,20 +479,15 @@ impl TunnelControl {
             self.published = macs;
         }
         self.shared.reclaim();
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
         while let Some(report) = self.shared.reports.pop() {
-            let info = state.entry(report.vtep).or_default();
-            info.next_hop = underlay.next_hop(report.vtep);
-            info.packets_queued += report.queued;
-            info.packets_released += report.released;
-            info.packets_dropped += report.dropped;
-            info.timeouts += u64::from(report.timed_out);
+            table.entry(report.vtep).or_default().record(&report);
         }
         if scan && self.in_advance {
             self.last_scan = Some(now);
             for vtep in vteps {
                 let Some(next_hop) = underlay.next_hop(vtep) else { continue };
-                state.entry(vtep).or_default().in_advance = true;
+                table.entry(vtep).or_default().in_advance = true;
                 let resolved = underlay.vtep.next_hop_mac.is_some() || self.published.contains_key(&next_hop);
                 let every = if resolved { IN_ADVANCE_REFRESH } else { IN_ADVANCE_RETRY };
                 if self.asked.get(&next_hop).is_none_or(|at| now.duration_since(*at) >= every) && underlay.vtep.next_hop_mac.is_none() {
@@ -454,9 +496,15 @@ impl TunnelControl {
                 }
             }
         }
-        for (vtep, info) in state.iter_mut() {
+        let now_ms = unix_ms(SystemTime::now());
+        for (vtep, info) in table.iter_mut() {
             info.next_hop = underlay.next_hop(*vtep);
-            info.next_hop_mac = underlay.vtep.next_hop_mac.or_else(|| info.next_hop.and_then(|h| self.published.get(&h).copied()));
+            let mac = underlay.vtep.next_hop_mac.or_else(|| info.next_hop.and_then(|h| self.published.get(&h).copied()));
+            info.settle(mac, now_ms);
         }
     }
+}
+
+fn unix_ms(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }

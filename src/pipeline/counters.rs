@@ -54,6 +54,9 @@ pub struct PortCounters {
     pub rx_dropped: Counter,
     /// Meant for transmission here and not accepted by the queue.
     pub tx_dropped: Counter,
+    /// Received here and sent back out here: an inter-cloud gateway's second
+    /// hop (seed 002), a migration source's relay to the destination (seed 001).
+    pub rx_relayed: Counter,
 }
 
 #[cfg(test)]

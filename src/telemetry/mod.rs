@@ -26,6 +26,10 @@ pub fn prometheus(monitor: &Monitor) -> String {
         out.sample("switchyard_port_dropped_total", &[("port", &p.name), ("direction", "rx")], p.counters.rx_dropped);
         out.sample("switchyard_port_dropped_total", &[("port", &p.name), ("direction", "tx")], p.counters.tx_dropped);
     }
+    out.family("switchyard_port_relayed_total", "counter", "Packets received on a port and sent back out of it: an inter-cloud gateway's second hop, a migration source's relay.");
+    for p in &summary.ports {
+        out.sample("switchyard_port_relayed_total", &[("port", &p.name)], p.counters.rx_relayed);
+    }
     out.family("switchyard_port_nic_missed_total", "counter", "Packets the NIC dropped before a worker saw them (imissed + rx_nombuf).");
     for p in &summary.ports {
         out.sample("switchyard_port_nic_missed_total", &[("port", &p.name)], p.nic.imissed + p.nic.rx_nombuf);
