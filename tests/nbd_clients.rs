@@ -197,13 +197,15 @@ fn an_unknown_export_name_is_refused() {
 fn qemu_img_convert_round_trip() {
     let server = two_exports();
     let dir = tempfile::tempdir().unwrap();
-    let (source, copy, nbdcopied) = (dir.path().join("src.img"), dir.path().join("out.img"), dir.path().join("nbdcopy.img"));
+    let [source, copy, nbdcopied] = ["src.img", "out.img", "nbdcopy.img"].map(|name| dir.path().join(name));
     let mut random = vec![0; (64 * MIB) as usize];
     std::fs::File::open("/dev/urandom").unwrap().read_exact(&mut random).unwrap();
     random[..MIB as usize].fill(0); // a zero run, which qemu-img sends as WRITE_ZEROES
     std::fs::write(&source, &random).unwrap();
 
-    run_ok("qemu-img", &["convert", "-n", "-f", "raw", "-O", "raw", source.to_str().unwrap(), &server.unix_uri("disk")]);
+    // -n: the export exists, qemu-img must not try to create it.
+    let source_path = source.to_str().unwrap();
+    run_ok("qemu-img", &["convert", "-n", "-f", "raw", "-O", "raw", source_path, &server.unix_uri("disk")]);
     run_ok("qemu-img", &["convert", "-f", "raw", "-O", "raw", &server.tcp_uri("disk"), copy.to_str().unwrap()]);
     assert_eq!(sha256(&copy), sha256(&source));
     assert_eq!(sha256(&server.image("disk")), sha256(&source), "what the server wrote is the image");
@@ -373,14 +375,7 @@ impl RawClient {
     }
 
     fn request(&mut self, flags: u16, command: u16, cookie: u64, offset: u64, length: u32, payload: &[u8]) {
-        let mut message = REQUEST_MAGIC.to_vec();
-        message.extend_from_slice(&flags.to_be_bytes());
-        message.extend_from_slice(&command.to_be_bytes());
-        message.extend_from_slice(&cookie.to_be_bytes());
-        message.extend_from_slice(&offset.to_be_bytes());
-        message.extend_from_slice(&length.to_be_bytes());
-        message.extend_from_slice(payload);
-        self.send(&message);
+        self.send(&request_bytes(flags, command, cookie, offset, length, payload));
     }
 
     /// (error, cookie) of a simple reply.
@@ -399,6 +394,18 @@ impl RawClient {
             other => panic!("expected the server to close the connection, got {other:?} {byte:?}"),
         }
     }
+}
+
+/// A request header and its payload.
+fn request_bytes(flags: u16, command: u16, cookie: u64, offset: u64, length: u32, payload: &[u8]) -> Vec<u8> {
+    let mut message = REQUEST_MAGIC.to_vec();
+    message.extend_from_slice(&flags.to_be_bytes());
+    message.extend_from_slice(&command.to_be_bytes());
+    message.extend_from_slice(&cookie.to_be_bytes());
+    message.extend_from_slice(&offset.to_be_bytes());
+    message.extend_from_slice(&length.to_be_bytes());
+    message.extend_from_slice(payload);
+    message
 }
 
 /// NBD_OPT_GO / INFO data.
@@ -432,9 +439,13 @@ fn a_bad_option_magic_ends_the_handshake() {
 fn unsupported_options_get_err_unsup_and_the_session_goes_on() {
     let server = two_exports();
     let mut client = RawClient::connect(&server);
-    for (unsupported, data) in
-        [(99u32, &b"hello"[..]), (option::STRUCTURED_REPLY, b""), (option::STARTTLS, b""), (option::SET_META_CONTEXT, b"x")]
-    {
+    let unsupported_options = [
+        (99u32, &b"hello"[..]),
+        (option::STRUCTURED_REPLY, b""),
+        (option::STARTTLS, b""),
+        (option::SET_META_CONTEXT, b"x"),
+    ];
+    for (unsupported, data) in unsupported_options {
         client.option(unsupported, data);
         let (replied_to, kind, message) = client.option_reply();
         assert_eq!((replied_to, kind), (unsupported, reply::ERR_UNSUP));
@@ -642,20 +653,15 @@ fn pipelined_requests_are_all_answered_by_cookie() {
 fn nbd_cmd_disc_answers_what_is_in_flight_then_closes() {
     let server = two_exports();
     let (mut client, _, _) = RawClient::go(&server, "disk");
-    let mut burst = Vec::new();
-    let mut add = |flags: u16, sent: u16, cookie: u64, offset: u64, length: u32, payload: &[u8]| {
-        burst.extend_from_slice(&REQUEST_MAGIC);
-        burst.extend_from_slice(&flags.to_be_bytes());
-        burst.extend_from_slice(&sent.to_be_bytes());
-        burst.extend_from_slice(&cookie.to_be_bytes());
-        burst.extend_from_slice(&offset.to_be_bytes());
-        burst.extend_from_slice(&length.to_be_bytes());
-        burst.extend_from_slice(payload);
-    };
-    add(command_flag::FUA, command::WRITE, 1, 0, 8, &[9; 8]);
-    add(0, command::FLUSH, 2, 0, 0, &[]);
-    add(0, command::DISC, 3, 0, 0, &[]);
-    client.send(&burst);
+    // One write(): the DISC arrives while the write and the flush are in flight.
+    client.send(
+        &[
+            request_bytes(command_flag::FUA, command::WRITE, 1, 0, 8, &[9; 8]),
+            request_bytes(0, command::FLUSH, 2, 0, 0, &[]),
+            request_bytes(0, command::DISC, 3, 0, 0, &[]),
+        ]
+        .concat(),
+    );
     let mut cookies = vec![client.reply(), client.reply()];
     cookies.sort();
     assert_eq!(cookies, [(0, 1), (0, 2)]);

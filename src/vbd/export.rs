@@ -139,3 +139,58 @@ impl<B: BlockBackend> Default for ExportSet<B> {
         ExportSet::new()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vbd::FileBackend;
+
+    fn backend(read_only: bool) -> (tempfile::TempDir, Arc<FileBackend>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("disk.img");
+        std::fs::File::create(&path).unwrap().set_len(8192).unwrap();
+        (dir, Arc::new(FileBackend::open(&path, read_only).unwrap()))
+    }
+
+    #[test]
+    fn names_and_descriptions_follow_the_protocol_string_rules() {
+        let (_dir, file) = backend(false);
+        assert!(Export::new("", Arc::clone(&file)).is_ok(), "the default export");
+        assert!(Export::new("n".repeat(MAX_STRING_LEN), Arc::clone(&file)).is_ok());
+        assert_eq!(Export::new("n".repeat(4097), Arc::clone(&file)).unwrap_err(), ExportError::NameTooLong(4097));
+        assert_eq!(Export::new("a\0b", Arc::clone(&file)).unwrap_err(), ExportError::NameHasNul("a\0b".into()));
+        let described = Export::new("d", Arc::clone(&file)).unwrap().with_description("a disk").unwrap();
+        assert_eq!((described.name(), described.description(), described.size()), ("d", "a disk", 8192));
+        let refused = Export::new("d", file).unwrap().with_description("x".repeat(4097)).unwrap_err();
+        assert_eq!(refused, ExportError::DescriptionTooLong(4097));
+    }
+
+    #[test]
+    fn flags_and_limits_follow_the_backend() {
+        let (_dir, file) = backend(false);
+        let export = Export::new("rw", file).unwrap();
+        assert_eq!(export.transmission_flags(), 0b1_0110_1101, "HAS_FLAGS FLUSH FUA TRIM WRITE_ZEROES MULTI_CONN");
+        assert_eq!(export.limits(), ExportLimits { size: 8192, max_payload: MAX_PAYLOAD, read_only: false });
+        let (_dir, file) = backend(true);
+        let export = Export::new("ro", file).unwrap();
+        assert_ne!(export.transmission_flags() & transmission_flag::READ_ONLY, 0);
+        assert!(export.limits().read_only);
+    }
+
+    #[test]
+    fn a_set_refuses_duplicates_and_forgets_removed_exports() {
+        let (_dir, file) = backend(false);
+        let set = ExportSet::new();
+        set.add(Export::new("a", Arc::clone(&file)).unwrap()).unwrap();
+        set.add(Export::new("b", Arc::clone(&file)).unwrap()).unwrap();
+        let again = set.add(Export::new("a", Arc::clone(&file)).unwrap()).unwrap_err();
+        assert_eq!(again, ExportError::Duplicate("a".into()));
+        let names: Vec<_> = set.all().iter().map(|e| e.name().to_string()).collect();
+        assert_eq!(names, ["a", "b"]);
+        let kept = set.find("a").unwrap();
+        assert!(set.remove("a"));
+        assert!(!set.remove("a"));
+        assert!(set.find("a").is_none());
+        assert_eq!(kept.name(), "a", "a connection keeps what it found");
+    }
+}

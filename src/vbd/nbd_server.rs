@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -25,7 +26,10 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("nbd: {0} is not a loopback address; the NBD server has no authentication, so TCP listens only on 127.0.0.1 or ::1")]
+    #[error(
+        "nbd: {0} is not a loopback address; the NBD server has no authentication, so TCP listens only on \
+         127.0.0.1 or ::1"
+    )]
     NotLoopback(SocketAddr),
     #[error("nbd: cannot listen on {listener}: {source}")]
     Listen { listener: String, source: io::Error },
@@ -191,18 +195,15 @@ async fn accept_loop<B: BlockBackend>(
             accepted = listener.accept() => match accepted {
                 Ok(Accepted::Unix(stream)) => {
                     connections += 1;
-                    let peer: Arc<str> = format!("unix#{connections}").into();
-                    let (read_half, write_half) = stream.into_split();
-                    sessions.spawn(serve_connection(read_half, write_half, peer, Arc::clone(&exports), shutdown.clone()));
+                    let peer = format!("unix#{connections}").into();
+                    start_session(&mut sessions, stream.into_split(), peer, &exports, &shutdown);
                 }
                 Ok(Accepted::Tcp(stream, peer)) => {
                     // proto.md: both ends SHOULD disable Nagle.
                     if let Err(e) = stream.set_nodelay(true) {
                         log::debug!("nbd: {peer}: cannot set TCP_NODELAY: {e}");
                     }
-                    let (read_half, write_half) = stream.into_split();
-                    let peer: Arc<str> = peer.to_string().into();
-                    sessions.spawn(serve_connection(read_half, write_half, peer, Arc::clone(&exports), shutdown.clone()));
+                    start_session(&mut sessions, stream.into_split(), peer.to_string().into(), &exports, &shutdown);
                 }
                 Err(e) => {
                     log::warn!("nbd: accept failed: {e}");
@@ -218,4 +219,18 @@ async fn accept_loop<B: BlockBackend>(
     if drained.is_err() {
         log::warn!("nbd: {} connections still busy after {DRAIN:?}; closing them", sessions.len());
     }
+}
+
+fn start_session<B, R, W>(
+    sessions: &mut JoinSet<()>,
+    (read_half, write_half): (R, W),
+    peer: Arc<str>,
+    exports: &Arc<ExportSet<B>>,
+    shutdown: &watch::Receiver<bool>,
+) where
+    B: BlockBackend,
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    sessions.spawn(serve_connection(read_half, write_half, peer, Arc::clone(exports), shutdown.clone()));
 }

@@ -607,7 +607,8 @@ impl RequestHeader {
         if command != command::TRIM && length > limits.max_payload {
             return Err(RequestError::LengthOverMaximum { command, length, max: limits.max_payload });
         }
-        let end = offset.checked_add(u64::from(length)).ok_or(RequestError::OffsetOverflow { command, offset, length })?;
+        let overflow = RequestError::OffsetOverflow { command, offset, length };
+        let end = offset.checked_add(u64::from(length)).ok_or(overflow)?;
         if end > limits.size {
             return Err(RequestError::PastEnd { command, offset, length, size: limits.size });
         }
@@ -647,6 +648,8 @@ impl fmt::Display for Command {
 mod tests {
     use super::*;
 
+    /// The last KiB of the 1 MiB test export.
+    const MIB_1K: u64 = 1023 << 10;
     const LIMITS: ExportLimits = ExportLimits { size: 1 << 20, max_payload: 1 << 16, read_only: false };
 
     fn option_header(option: u32, length: u32) -> Vec<u8> {
@@ -732,7 +735,8 @@ mod tests {
         assert_eq!(parse_option(option::INFO, &data), Ok(OptionRequest::Info(expected)));
 
         // No requests, an unknown one, and NBD_INFO_EXPORT (always sent) change nothing.
-        let plain = ExportQuery { name: "".into(), wants_name: false, wants_description: false, wants_block_size: false };
+        let plain =
+            ExportQuery { name: "".into(), wants_name: false, wants_description: false, wants_block_size: false };
         assert_eq!(parse_option(option::GO, &query(b"", &[])), Ok(OptionRequest::Go(plain.clone())));
         assert_eq!(parse_option(option::GO, &query(b"", &[info::EXPORT, 77])), Ok(OptionRequest::Go(plain)));
     }
@@ -862,7 +866,7 @@ mod tests {
         let cases = [
             (request(0, command::READ, 0, 4096), Command::Read { offset: 0, length: 4096 }),
             (request(1, command::READ, 0, 0), Command::Read { offset: 0, length: 0 }),
-            (request(1, command::WRITE, (1 << 20) - 512, 512), Command::Write { offset: (1 << 20) - 512, length: 512, fua: true }),
+            (request(1, command::WRITE, MIB_1K, 1024), Command::Write { offset: MIB_1K, length: 1024, fua: true }),
             (request(0, command::FLUSH, 0, 0), Command::Flush),
             (request(1, command::FLUSH, 0, 0), Command::Flush),
             (request(0, command::DISC, 7, 7), Command::Disconnect),
@@ -893,8 +897,8 @@ mod tests {
             (request(2, command::READ, 0, 512), RequestError::BadFlags { command: 0, flags: 2 }, error::EINVAL),
             (request(4, command::READ, 0, 512), RequestError::BadFlags { command: 0, flags: 4 }, error::EINVAL),
             (request(2, command::WRITE, 0, 512), RequestError::BadFlags { command: 1, flags: 2 }, error::EINVAL),
-            (request(0x10, command::WRITE_ZEROES, 0, 1), RequestError::BadFlags { command: 6, flags: 0x10 }, error::EINVAL),
-            (request(0x8000, command::FLUSH, 0, 0), RequestError::BadFlags { command: 3, flags: 0x8000 }, error::EINVAL),
+            (request(16, command::WRITE_ZEROES, 0, 1), RequestError::BadFlags { command: 6, flags: 16 }, error::EINVAL),
+            (request(0x800, command::FLUSH, 0, 0), RequestError::BadFlags { command: 3, flags: 0x800 }, error::EINVAL),
             (
                 request(0, command::FLUSH, 1, 0),
                 RequestError::ReservedNotZero { command: 3, offset: 1, length: 0 },
@@ -968,7 +972,8 @@ mod tests {
 
     #[test]
     fn simple_reply_layout() {
-        assert_eq!(simple_reply(error::ENOSPC, 0x0a0b), [0x67, 0x44, 0x66, 0x98, 0, 0, 0, 28, 0, 0, 0, 0, 0, 0, 0x0a, 0x0b]);
+        let expected = [0x67, 0x44, 0x66, 0x98, 0, 0, 0, 28, 0, 0, 0, 0, 0, 0, 0x0a, 0x0b];
+        assert_eq!(simple_reply(error::ENOSPC, 0x0a0b), expected);
     }
 
     /// Every decoder on every short or garbage input: an error or a value, never a panic.
