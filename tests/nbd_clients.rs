@@ -265,6 +265,7 @@ fn fio(uri: &str, rw: &str) -> String {
             "--verify=crc32c",
             "--verify_fatal=1",
             "--do_verify=1",
+            "--verify_state_save=0", // no state file left in the working directory
         ],
     )
 }
