@@ -2,7 +2,7 @@
 //!
 //! Floors, bottom up (a module never imports one above it):
 //! `wire`; `pipeline`, `dpdk`, `store`, `config` (builds `store` records from the TOML), `json_body`;
-//! feature modules (`xconnect`, `overlay`, `rewrite`, `migration`, `board`); `dataplane`; `bench`, `control`;
+//! feature modules (`xconnect`, `overlay`, `rewrite`, `migration`, `board`, `vbd`); `dataplane`; `bench`, `control`;
 //! `intercloud` (uses `control`'s client to reach the switches); `main.rs`.
 //! Raw pointers and FFI live only in `dpdk` (and the `dpdk-ffi` crate): the Rust
 //! lint against them is denied crate-wide in Cargo.toml and allowed there alone.
@@ -25,5 +25,6 @@ pub mod store;
 pub mod telemetry;
 pub mod unit;
 pub mod upgrade;
+pub mod vbd;
 pub mod wire;
 pub mod xconnect;
