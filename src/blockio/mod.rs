@@ -6,4 +6,4 @@ pub mod reassembly;
 pub mod replay;
 
 pub use reassembly::{Insert, Reassembly, SlotHandle};
-pub use replay::{Check, ReplayWindow, RequestIds, REPLAY_WINDOW};
+pub use replay::{Check, ReplayWindow, RequestIds, MAX_READ_REPEATS, REPLAY_WINDOW};

@@ -11,6 +11,9 @@ use crate::wire::block::Status;
 /// How many ids the window spans. A client keeps its unanswered requests within half of it (docs).
 pub const REPLAY_WINDOW: u64 = 1024;
 const SLOTS: usize = REPLAY_WINDOW as usize;
+/// How often the server executes a done READ again for retransmissions of it (`count_repeat`): a READ reply
+/// is up to 1000 times its request, so a replayed request must not make the server send it without end.
+pub const MAX_READ_REPEATS: u8 = 3;
 
 /// What the window says of a request id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,7 +32,8 @@ pub enum Check {
 enum Slot {
     Unseen,
     InFlight,
-    Done(Status),
+    /// With how many retransmissions were answered (`count_repeat`).
+    Done(Status, u8),
 }
 
 /// One user's window. 1024 slots of a few bytes, inline: allocate it where the user is added.
@@ -72,7 +76,7 @@ impl ReplayWindow {
         match self.slots[slot_of(id)] {
             Slot::Unseen => Check::New,
             Slot::InFlight => Check::InFlight,
-            Slot::Done(status) => Check::Retransmit(status),
+            Slot::Done(status, _) => Check::Retransmit(status),
         }
     }
 
@@ -108,8 +112,21 @@ impl ReplayWindow {
         if self.check(id) != Check::InFlight {
             return false;
         }
-        self.slots[slot_of(id)] = Slot::Done(status);
+        self.slots[slot_of(id)] = Slot::Done(status, 0);
         true
+    }
+
+    /// Counts one more answer to a retransmission of the done request `id` and returns how many there were,
+    /// this one included (saturating); `None` unless `id` is done and inside the window.
+    pub fn count_repeat(&mut self, id: u64) -> Option<u8> {
+        let Check::Retransmit(_) = self.check(id) else {
+            return None;
+        };
+        let Slot::Done(_, repeats) = &mut self.slots[slot_of(id)] else {
+            return None;
+        };
+        *repeats = repeats.saturating_add(1);
+        Some(*repeats)
     }
 }
 
@@ -184,6 +201,25 @@ mod tests {
         assert_eq!(window.begin(4990), Check::InFlight);
         assert_eq!(window.highest(), Some(5009));
         assert!(!window.complete(4991, Status::Ok));
+    }
+
+    #[test]
+    fn repeats_are_counted_per_done_id() {
+        let mut window = ReplayWindow::new();
+        assert_eq!(window.count_repeat(1), None);
+        window.begin(1);
+        assert_eq!(window.count_repeat(1), None);
+        window.complete(1, Status::Ok);
+        for n in 1..=MAX_READ_REPEATS {
+            assert_eq!(window.count_repeat(1), Some(n));
+        }
+        for _ in 0..300 {
+            window.count_repeat(1);
+        }
+        assert_eq!(window.count_repeat(1), Some(u8::MAX));
+        assert_eq!(window.check(1), Check::Retransmit(Status::Ok));
+        window.begin(1 + REPLAY_WINDOW);
+        assert_eq!(window.count_repeat(1), None);
     }
 
     #[test]

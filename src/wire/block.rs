@@ -666,19 +666,21 @@ impl BlockRepr {
 
     /// `parse`, refusing replies (what a server reads).
     pub fn parse_request<T: AsRef<[u8]>>(packet: &BlockPacket<T>) -> Result<BlockRepr> {
-        let repr = Self::parse_fields(packet)?;
-        if repr.is_reply() {
-            return Err(BlockError::ReplyFlagInRequest);
-        }
-        repr.validate()?;
-        Ok(repr)
+        Self::parse_direction(packet, false)
     }
 
     /// `parse`, refusing requests (what a client reads).
     pub fn parse_reply<T: AsRef<[u8]>>(packet: &BlockPacket<T>) -> Result<BlockRepr> {
+        Self::parse_direction(packet, true)
+    }
+
+    /// The direction is checked before `validate`, whose rules depend on it.
+    fn parse_direction<T: AsRef<[u8]>>(packet: &BlockPacket<T>, reply: bool) -> Result<BlockRepr> {
         let repr = Self::parse_fields(packet)?;
-        if !repr.is_reply() {
-            return Err(BlockError::RequestWhereReplyExpected);
+        match (repr.is_reply(), reply) {
+            (true, false) => return Err(BlockError::ReplyFlagInRequest),
+            (false, true) => return Err(BlockError::RequestWhereReplyExpected),
+            _ => {}
         }
         repr.validate()?;
         Ok(repr)
