@@ -8,7 +8,8 @@ use core::net::Ipv4Addr;
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use switchyard::wire::ethernet::ethertype;
 use switchyard::wire::ipv4::protocol;
-use switchyard::wire::{checksum, EthernetFrame, Ipv4Packet, UdpDatagram, VxlanHeader};
+use switchyard::wire::block::{self, UserKey};
+use switchyard::wire::{checksum, BlockPacket, BlockRepr, EthernetFrame, Ipv4Packet, UdpDatagram, VxlanHeader};
 
 // 64-byte frame on the wire (60 + FCS): IPv4/UDP 10.0.0.1:1024 -> 10.0.0.2:2048.
 #[rustfmt::skip]
@@ -76,6 +77,32 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             let h = VxlanHeader::new_checked(black_box(&VXLAN[..])).ok()?;
             (h.has_vni() && h.reserved_bits_clear()).then(|| (h.vni(), h.payload().len()))
+        })
+    });
+
+    // A full WRITE fragment of the storage protocol: its MAC is the per-datagram cost of authentication.
+    let key = UserKey::new([7; block::KEY_LEN]);
+    let fragment = BlockRepr {
+        op: block::Op::Write,
+        flags: block::Flags::NONE,
+        user_id: 7,
+        image_id: 1,
+        request_id: 1,
+        offset: 0,
+        length: block::MAX_IO_LEN,
+        fragment_offset: 0,
+        payload_len: block::MAX_FRAGMENT_PAYLOAD,
+        status: block::Status::Ok,
+    };
+    let mut datagram = vec![0u8; block::HEADER_LEN + usize::from(block::MAX_FRAGMENT_PAYLOAD)];
+    fragment.emit(&mut datagram).unwrap();
+    datagram[block::HEADER_LEN..].copy_from_slice(&data[..usize::from(block::MAX_FRAGMENT_PAYLOAD)]);
+    BlockPacket::new_unchecked(&mut datagram[..]).fill_mac(&key);
+    g.bench_function("block_parse_and_verify_mac_1408B", |b| {
+        b.iter(|| {
+            let packet = BlockPacket::new_checked(black_box(&datagram[..])).ok()?;
+            packet.verify_mac(&key).ok()?;
+            BlockRepr::parse_request(&packet).ok()
         })
     });
     g.finish();

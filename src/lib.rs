@@ -2,14 +2,15 @@
 //!
 //! Floors, bottom up (a module never imports one above it):
 //! `wire`; `pipeline`, `dpdk`, `store`, `config` (builds `store` records from the TOML), `json_body`;
-//! feature modules (`xconnect`, `overlay`, `rewrite`, `migration`, `board`, `vbd`); `dataplane`; `bench`, `control`;
-//! `intercloud` (uses `control`'s client to reach the switches); `main.rs`.
+//! feature modules (`xconnect`, `overlay`, `rewrite`, `migration`, `board`, `blockio`, `vbd`); `dataplane`; `bench`,
+//! `control`; `intercloud` (uses `control`'s client to reach the switches); `main.rs`.
 //! Raw pointers and FFI live only in `dpdk` (and the `dpdk-ffi` crate): the Rust
 //! lint against them is denied crate-wide in Cargo.toml and allowed there alone.
 
 #![recursion_limit = "256"] // the OpenAPI document is one large json! literal
 
 pub mod bench;
+pub mod blockio;
 pub mod board;
 pub mod config;
 pub mod control;

@@ -31,6 +31,7 @@ mod mac;
 
 pub mod address_report;
 pub mod arp;
+pub mod block;
 pub mod checksum;
 pub mod ethernet;
 pub mod icmp;
@@ -44,6 +45,7 @@ use core::ops::Range;
 
 pub use address_report::{AddressReport, ReportStatus};
 pub use arp::{ArpOperation, ArpPacket, ArpRepr};
+pub use block::{BlockError, BlockPacket, BlockRepr};
 pub use checksum::Checksum;
 pub use ethernet::{EthernetFrame, EthernetRepr, VlanTag};
 pub use icmp::Icmpv4Packet;
@@ -104,12 +106,23 @@ fn read_u32(data: &[u8], r: Range<usize>) -> u32 {
 }
 
 #[inline(always)]
+fn read_u64(data: &[u8], r: Range<usize>) -> u64 {
+    let b = &data[r];
+    u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+}
+
+#[inline(always)]
 fn write_u16(data: &mut [u8], r: Range<usize>, value: u16) {
     data[r].copy_from_slice(&value.to_be_bytes());
 }
 
 #[inline(always)]
 fn write_u32(data: &mut [u8], r: Range<usize>, value: u32) {
+    data[r].copy_from_slice(&value.to_be_bytes());
+}
+
+#[inline(always)]
+fn write_u64(data: &mut [u8], r: Range<usize>, value: u64) {
     data[r].copy_from_slice(&value.to_be_bytes());
 }
 
