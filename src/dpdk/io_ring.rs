@@ -577,6 +577,25 @@ mod tests {
         assert_eq!(ring.cqes_owed, 0);
     }
 
+    /// What Drop does with 128 reads in flight: cancel what it can, reap every CQE owed,
+    /// so the pool is freed, not leaked.
+    #[test]
+    fn teardown_reaps_every_completion_owed() {
+        let file = tempfile::tempfile().expect("temp file");
+        file.set_len(128 * 4096).expect("size");
+        let mut ring = IoRing::new(IoRingConfig { queue_depth: 128, buffers: 128, buffer_size: 4096, file_slots: 1 })
+            .expect("ring");
+        ring.attach_file(FileSlot(0), &file).expect("attach");
+        for block in 0..128u64 {
+            let lease = ring.take_buffer().expect("buffer");
+            ring.read(FileSlot(0), block * 4096, lease, 4096, block).expect("queue");
+        }
+        ring.cancel_in_flight();
+        assert!(ring.wait_for_in_flight(Duration::from_secs(5)));
+        assert_eq!(ring.cqes_owed, 0);
+        assert!(!ring.pool.leaked());
+    }
+
     #[test]
     fn linked_outcome_reports_short_write_and_sync_error() {
         let mut pair = Pending::new(7, Some(0), 4096, true);

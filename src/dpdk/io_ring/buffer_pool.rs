@@ -146,6 +146,11 @@ impl BufferPool {
     pub(super) fn leak(&mut self) {
         self.leaked = true;
     }
+
+    #[cfg(test)]
+    pub(super) fn leaked(&self) -> bool {
+        self.leaked
+    }
 }
 
 impl Drop for BufferPool {
