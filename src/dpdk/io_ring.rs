@@ -390,8 +390,10 @@ impl IoRing {
     // ---- submission and completion ----
 
     /// Hands the queued ops to the kernel: at most one io_uring_enter, never waiting, none
-    /// when there is nothing to submit and no completion work pending. Returns the SQEs
-    /// submitted. On `SubmitBusy` the ops stay queued for the next call.
+    /// when there is nothing to submit and no completion work pending. Call it once per loop
+    /// turn even with nothing queued: it also runs completions the kernel deferred to this
+    /// thread (IORING_SQ_TASKRUN), which `poll_completions` alone would not see. Returns the
+    /// SQEs submitted. On `SubmitBusy` the ops stay queued for the next call.
     pub fn submit(&mut self) -> Result<usize, IoRingError> {
         let (queued, kernel_work) = {
             let submission = self.ring.submission();
