@@ -5,6 +5,7 @@
 
 mod eal;
 mod error;
+pub mod io_ring;
 mod lcore;
 mod mbuf;
 mod mempool;

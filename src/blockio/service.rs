@@ -1,0 +1,372 @@
+//! The storage service's request handling (seed 004; docs/storage-protocol.md), apart from how datagrams
+//! arrive and how I/O runs: the block-I/O stage drives it with mbufs and io_uring, the tests with byte arrays.
+//!
+//! Per datagram, in this order (so nothing unauthenticated is ever answered, and nothing is served to another
+//! user): framing, user, MAC, source IP (refused without a reply, counted), then the request's meaning, the
+//! image, the anti-replay window, reassembly of a WRITE, the range (answered with an error status).
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
+
+use super::reassembly::{Insert, Reassembly, SlotHandle};
+use super::replay::{Check, ReplayWindow, MAX_READ_REPEATS};
+use crate::wire::block::{BlockPacket, BlockRepr, Flags, ImageInfo, Op, Status, UserKey};
+
+/// A user as the data path needs one.
+#[derive(Clone, Debug)]
+pub struct ServiceUser {
+    pub id: u32,
+    pub key: UserKey,
+    /// Where the user's datagrams may come from.
+    pub ips: Vec<Ipv4Addr>,
+}
+
+/// An image as the data path needs one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServiceImage {
+    pub id: u32,
+    pub owner: u32,
+    pub size: u64,
+    pub read_only: bool,
+}
+
+/// Users and images by id: an immutable version, replaced whole when the configuration changes.
+#[derive(Clone, Debug, Default)]
+pub struct Catalog {
+    pub users: FxHashMap<u32, ServiceUser>,
+    pub images: FxHashMap<u32, ServiceImage>,
+}
+
+/// A datagram dropped without a reply (it cannot be answered safely, or needs no answer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Not a request datagram: too short, bad magic or version, a payload length that does not match.
+    Malformed,
+    UnknownUser,
+    BadMac,
+    /// Authenticated, but from an IP the user is not assigned (a replay from elsewhere).
+    WrongSource,
+    /// A retransmission of a request that is executing: its reply is coming.
+    Executing,
+    /// A WRITE fragment found no reassembly slot, or differs from its I/O's first fragment.
+    Reassembly,
+    /// The user's id asked for more re-executions of a done READ than `MAX_READ_REPEATS`.
+    RepeatLimit,
+}
+
+/// Where a reply goes and what it answers; `P` is the caller's addressing (MACs, IP, port).
+#[derive(Clone, Debug)]
+pub struct Reply<P> {
+    pub peer: P,
+    pub key: UserKey,
+    /// The request's header (fragment fields zeroed): the reply echoes it.
+    pub request: BlockRepr,
+    pub status: Status,
+    /// An INFO's answer.
+    pub info: Option<ImageInfo>,
+}
+
+impl<P> Reply<P> {
+    /// The reply datagram's header for `status`, carrying `payload_len` bytes at `fragment_offset`.
+    pub fn header(&self, fragment_offset: u32, payload_len: u16) -> BlockRepr {
+        let mut header = self.request;
+        header.flags = if self.request.flags.contains(Flags::FUA) { Flags::FUA | Flags::REPLY } else { Flags::REPLY };
+        header.status = self.status;
+        (header.fragment_offset, header.payload_len) = (fragment_offset, payload_len);
+        header
+    }
+
+    /// Writes the reply datagram (header, `payload`, MAC) at the start of `out`; its length, or `None` if
+    /// `out` is too short or the header is not valid for the payload.
+    pub fn write(&self, fragment_offset: u32, payload: &[u8], out: &mut [u8]) -> Option<usize> {
+        let header = self.header(fragment_offset, u16::try_from(payload.len()).ok()?);
+        let len = header.header_len() + payload.len();
+        let out = out.get_mut(..len)?;
+        header.emit(out).ok()?;
+        out[header.header_len()..].copy_from_slice(payload);
+        BlockPacket::new_unchecked(out).fill_mac(&self.key);
+        Some(len)
+    }
+}
+
+/// The I/O a request needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IoKind {
+    Read,
+    /// The data is `Service::write_data(&io)`.
+    Write,
+    Flush,
+    Trim,
+    WriteZeroes,
+}
+
+/// An I/O to run, then hand to `Service::complete` with its `token`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Io {
+    pub token: u32,
+    pub image: u32,
+    pub kind: IoKind,
+    pub offset: u64,
+    pub len: u32,
+    /// Durable before the reply.
+    pub fua: bool,
+}
+
+/// What to do with a datagram.
+#[derive(Clone, Debug)]
+pub enum Action<P> {
+    Refuse(Refusal),
+    /// A WRITE fragment was kept; nothing to send yet.
+    Kept,
+    /// Send this one-datagram reply now (an error, a cached status, an INFO).
+    Reply(Reply<P>),
+    /// Run the I/O; the reply comes from `complete`.
+    Execute(Io),
+}
+
+/// What the service counted (one writer: the worker that owns the service).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ServiceCounts {
+    pub requests: u64,
+    /// Retransmissions answered from the anti-replay window without executing again.
+    pub answered_from_window: u64,
+    /// Replies with a non-zero status, the refusals apart.
+    pub error_replies: u64,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+}
+
+struct Pending<P> {
+    reply: Reply<P>,
+    io: Io,
+    write: Option<SlotHandle>,
+}
+
+/// One worker's storage service. Its tables are sized at construction: nothing is allocated per datagram.
+pub struct Service<P> {
+    catalog: Arc<Catalog>,
+    windows: FxHashMap<u32, Box<ReplayWindow>>,
+    writes: Reassembly<(u32, u64)>,
+    pending: Vec<Option<Pending<P>>>,
+    free: Vec<u32>,
+    pub counts: ServiceCounts,
+}
+
+/// The preferred I/O size an INFO reply names.
+const BLOCK_SIZE: u32 = 4096;
+
+impl<P: Clone> Service<P> {
+    /// `in_flight`: I/Os executing at once (more are answered ENOMEM); `writes`: WRITEs being reassembled;
+    /// `reassembly_timeout` in the unit of the `now` passed to `handle`.
+    pub fn new(catalog: Arc<Catalog>, in_flight: usize, writes: usize, reassembly_timeout: u64) -> Self {
+        let mut service = Service {
+            catalog: Arc::default(),
+            windows: FxHashMap::default(),
+            writes: Reassembly::new(writes, reassembly_timeout),
+            pending: (0..in_flight).map(|_| None).collect(),
+            free: (0..in_flight as u32).rev().collect(),
+            counts: ServiceCounts::default(),
+        };
+        service.set_catalog(catalog);
+        service
+    }
+
+    /// A new version of users and images (called between bursts). Windows of users that stay are kept; a
+    /// new user's window is made here, not on its first datagram.
+    pub fn set_catalog(&mut self, catalog: Arc<Catalog>) {
+        self.windows.retain(|id, _| catalog.users.contains_key(id));
+        for id in catalog.users.keys() {
+            self.windows.entry(*id).or_insert_with(|| Box::new(ReplayWindow::new()));
+        }
+        self.catalog = catalog;
+    }
+
+    /// Handles one datagram from `source` (`peer` is where a reply goes), at time `now`.
+    pub fn handle(&mut self, datagram: &[u8], source: Ipv4Addr, peer: P, now: u64) -> Action<P> {
+        let Ok(packet) = BlockPacket::new_checked(datagram) else { return Action::Refuse(Refusal::Malformed) };
+        let catalog = self.catalog.clone();
+        let Some(user) = catalog.users.get(&packet.user_id()) else { return Action::Refuse(Refusal::UnknownUser) };
+        if packet.verify_mac(&user.key).is_err() {
+            return Action::Refuse(Refusal::BadMac);
+        }
+        if !user.ips.contains(&source) {
+            return Action::Refuse(Refusal::WrongSource);
+        }
+        self.counts.requests += 1;
+        let request = match BlockRepr::parse_request(&packet) {
+            Ok(request) => request,
+            Err(e) => return self.error(echo_of(&packet), peer, &user.key, e.reply_status()),
+        };
+        let mut echoed = request;
+        (echoed.fragment_offset, echoed.payload_len) = (0, 0);
+        let reply = |status| Reply { peer: peer.clone(), key: user.key.clone(), request: echoed, status, info: None };
+        // An unknown image and another user's are not told apart (docs: EACCES).
+        let image = match catalog.images.get(&request.image_id) {
+            Some(image) if image.owner == user.id => *image,
+            _ => return self.error_reply(reply(Status::AccessDenied)),
+        };
+        let Some(window) = self.windows.get_mut(&user.id) else { return Action::Refuse(Refusal::UnknownUser) };
+        match window.check(request.request_id) {
+            Check::New => {}
+            Check::InFlight => return Action::Refuse(Refusal::Executing),
+            Check::TooOld => {
+                let mut stale = reply(Status::StaleRequestId);
+                stale.request.offset = window.highest().unwrap_or(0);
+                return self.error_reply(stale);
+            }
+            Check::Retransmit(status) => {
+                let repeat_read = status == Status::Ok && matches!(request.op, Op::Read | Op::Info);
+                if !repeat_read {
+                    self.counts.answered_from_window += 1;
+                    return Action::Reply(reply(status));
+                }
+                if window.count_repeat(request.request_id).is_none_or(|n| n > MAX_READ_REPEATS) {
+                    return Action::Refuse(Refusal::RepeatLimit);
+                }
+                // Idempotent: executed again below, without taking the id again.
+                return self.start(reply(Status::Ok), image, None, false);
+            }
+        }
+        let mut write = None;
+        if request.op == Op::Write {
+            match self.writes.insert((user.id, request.request_id), &request, packet.payload(), now) {
+                Insert::Complete(handle) => write = Some(handle),
+                Insert::Incomplete | Insert::Duplicate => return Action::Kept,
+                Insert::TableFull | Insert::Inconsistent | Insert::NotAFragment => {
+                    return Action::Refuse(Refusal::Reassembly)
+                }
+            }
+        }
+        let Some(window) = self.windows.get_mut(&user.id) else { return Action::Refuse(Refusal::UnknownUser) };
+        window.begin(request.request_id);
+        self.start(reply(Status::Ok), image, write, true)
+    }
+
+    /// Checks the range and the image's mode, then executes (or answers at once).
+    fn start(&mut self, reply: Reply<P>, image: ServiceImage, write: Option<SlotHandle>, taken: bool) -> Action<P> {
+        let request = reply.request;
+        let end = request.offset + u64::from(request.length);
+        let refused = match request.op {
+            Op::Write | Op::Trim | Op::WriteZeroes if image.read_only => Some(Status::NotPermitted),
+            Op::Read | Op::Trim if end > image.size => Some(Status::Invalid),
+            Op::Write | Op::WriteZeroes if end > image.size => Some(Status::NoSpace),
+            _ => None,
+        };
+        let kind = match request.op {
+            Op::Read => IoKind::Read,
+            Op::Write => IoKind::Write,
+            Op::Flush => IoKind::Flush,
+            Op::Trim => IoKind::Trim,
+            Op::WriteZeroes => IoKind::WriteZeroes,
+            Op::Info => {
+                let flags = if image.read_only { ImageInfo::READ_ONLY } else { 0 };
+                let info = ImageInfo { size: image.size, flags, block_size: BLOCK_SIZE };
+                return self.finish_now(Reply { info: Some(info), ..reply }, write, taken);
+            }
+        };
+        if let Some(status) = refused {
+            return self.finish_now(Reply { status, ..reply }, write, taken);
+        }
+        let Some(token) = self.free.pop() else {
+            return self.finish_now(Reply { status: Status::NoMemory, ..reply }, write, taken);
+        };
+        let fua = request.flags.contains(Flags::FUA);
+        let io = Io { token, image: image.id, kind, offset: request.offset, len: request.length, fua };
+        self.pending[token as usize] = Some(Pending { reply, io, write });
+        Action::Execute(io)
+    }
+
+    /// A reply without I/O: recorded in the window when the id was taken, the WRITE's buffer freed.
+    fn finish_now(&mut self, reply: Reply<P>, write: Option<SlotHandle>, taken: bool) -> Action<P> {
+        if let Some(handle) = write {
+            self.writes.release(handle);
+        }
+        if taken {
+            self.record(&reply);
+        }
+        if reply.status != Status::Ok {
+            self.counts.error_replies += 1;
+        }
+        Action::Reply(reply)
+    }
+
+    fn error(&mut self, request: BlockRepr, peer: P, key: &UserKey, status: Status) -> Action<P> {
+        self.error_reply(Reply { peer, key: key.clone(), request, status, info: None })
+    }
+
+    fn error_reply(&mut self, reply: Reply<P>) -> Action<P> {
+        self.counts.error_replies += 1;
+        Action::Reply(reply)
+    }
+
+    fn record(&mut self, reply: &Reply<P>) {
+        if let Some(window) = self.windows.get_mut(&reply.request.user_id) {
+            window.complete(reply.request.request_id, reply.status);
+        }
+    }
+
+    /// The data of an executing WRITE (to copy into the I/O buffer).
+    pub fn write_data(&self, io: &Io) -> Option<&[u8]> {
+        let handle = self.pending.get(io.token as usize)?.as_ref()?.write?;
+        self.writes.data(handle)
+    }
+
+    /// The I/O `token` ended: `Ok(bytes done)` or `Err(errno)`. Returns the reply (for a READ with status OK
+    /// the caller sends the data it read, in fragments) and the I/O; `None` for an unknown token.
+    pub fn complete(&mut self, token: u32, result: Result<u32, i32>) -> Option<(Reply<P>, Io)> {
+        let Pending { mut reply, io, write } = self.pending.get_mut(token as usize)?.take()?;
+        self.free.push(token);
+        if let Some(handle) = write {
+            self.writes.release(handle);
+        }
+        reply.status = match result {
+            Ok(done) if matches!(io.kind, IoKind::Read | IoKind::Write) && done != io.len => Status::IoError,
+            Ok(_) => Status::Ok,
+            Err(errno) => status_of_errno(errno),
+        };
+        match (io.kind, reply.status) {
+            (IoKind::Read, Status::Ok) => self.counts.bytes_read += u64::from(io.len),
+            (IoKind::Write, Status::Ok) => self.counts.bytes_written += u64::from(io.len),
+            (_, Status::Ok) => {}
+            _ => self.counts.error_replies += 1,
+        }
+        self.record(&reply);
+        Some((reply, io))
+    }
+
+    /// Drops WRITEs whose fragments stopped coming (the client retransmits).
+    pub fn evict_stale(&mut self, now: u64) -> usize {
+        self.writes.evict_stale(now)
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.pending.len() - self.free.len()
+    }
+}
+
+/// The fields an error reply echoes when the request's fields did not parse (an unknown op, say).
+fn echo_of(packet: &BlockPacket<&[u8]>) -> BlockRepr {
+    BlockRepr {
+        op: Op::from_code(packet.op_code()).unwrap_or(Op::Info),
+        flags: Flags::default(),
+        user_id: packet.user_id(),
+        image_id: packet.image_id(),
+        request_id: packet.request_id(),
+        offset: packet.offset(),
+        length: packet.length(),
+        fragment_offset: 0,
+        payload_len: 0,
+        status: Status::Ok,
+    }
+}
+
+/// The status a failed I/O answers with.
+pub fn status_of_errno(errno: i32) -> Status {
+    match errno {
+        28 | 122 | 27 => Status::NoSpace, // ENOSPC, EDQUOT, EFBIG
+        22 => Status::Invalid,
+        12 => Status::NoMemory,
+        _ => Status::IoError,
+    }
+}
