@@ -1,11 +1,13 @@
 //! The configuration records an operator manages: virtual networks, VM endpoints,
-//! remote endpoints, VM-port bindings and address migrations. The config database stores exactly these,
+//! remote endpoints, VM-port bindings, address migrations, and storage users and
+//! images (`storage.rs`). The config database stores exactly these,
 //! the REST API reads and writes them, and the switching unit builds its tables
 //! from a `ConfigSnapshot` of them.
 use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
+use super::storage::StorageRecords;
 use crate::wire::MacAddr;
 
 /// A VXLAN network identifier: 24 bits (RFC 7348 section 5), 0 is not used.
@@ -122,6 +124,9 @@ pub struct ConfigSnapshot {
     /// By VNI, then primary IP.
     #[serde(default)]
     pub address_migrations: Vec<AddressMigration>,
+    /// Users and images of the block-I/O service (their secrets are never in JSON).
+    #[serde(default)]
+    pub storage: StorageRecords,
 }
 
 impl ConfigSnapshot {
