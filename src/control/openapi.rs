@@ -83,8 +83,11 @@ fn storage_op(summary: &str, what: &str, body: Option<Value>, ok: (&str, Option<
     op
 }
 
+/// Named parts of the document: (path or schema name, its JSON).
+type Named = Vec<(&'static str, Value)>;
+
 /// The storage routes and their schemas (docs/storage-management.md).
-fn storage_paths() -> (Vec<(&'static str, Value)>, Vec<(&'static str, Value)>) {
+fn storage_paths() -> (Named, Named) {
     let name = json!({"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"});
     let bytes = json!({"type": "integer", "minimum": 0});
     let size = json!({"type": "integer", "minimum": 512, "multipleOf": 512, "maximum": 1_u64 << 50});
