@@ -130,6 +130,16 @@ pub struct ConfigSnapshot {
 }
 
 impl ConfigSnapshot {
+    /// The snapshot as JSON carries it (to a switching unit in a shared library,
+    /// or in the API): storage users without their secrets.
+    pub fn without_secrets(&self) -> ConfigSnapshot {
+        let mut copy = self.clone();
+        for user in &mut copy.storage.users {
+            user.secret = Default::default();
+        }
+        copy
+    }
+
     /// The network a VM-role port belongs to, as the vRouter decides it: its
     /// binding, else the network of its first VM endpoint (networks that exist only).
     pub fn port_vni(&self, port: &str) -> Option<Vni> {

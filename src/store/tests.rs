@@ -517,6 +517,10 @@ fn storage_users_and_images_round_trip_with_secrets_and_rising_ids() {
     // The secret is in the database, and in no JSON of the snapshot.
     let json = serde_json::to_string(&memory).unwrap();
     assert!(!json.contains("secret") && !json.contains(&"a2".repeat(32)), "{json}");
+    // What a unit in a shared library gets back (the upgrade's health check compares it).
+    let through_json: ConfigSnapshot = serde_json::from_str(&json).unwrap();
+    assert_eq!(through_json, memory.without_secrets());
+    assert_ne!(through_json, memory);
     assert!(json.contains("\"last_user_id\":2"), "{json}");
 }
 
