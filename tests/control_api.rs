@@ -484,6 +484,16 @@ async fn wait_until_paused(client: &Client) -> Value {
     panic!("the upgrade did not pause config requests");
 }
 
+/// Starts an upgrade the fake holds after step 1 (config requests paused);
+/// the reply comes once `release_upgrades` lets it finish.
+fn start_held_upgrade(server: &Server, c: &Client) -> tokio::task::JoinHandle<switchyard::control::client::Reply> {
+    let library = server.library("unit-v2.so");
+    server.fake.hold_upgrades();
+    let c = c.clone();
+    let body = json!({"library": library});
+    tokio::spawn(async move { c.send_json(Method::POST, "/v1/upgrade", Some(&body)).await.unwrap() })
+}
+
 /// Sends a change and expects 202: returns the request id.
 async fn queued(client: &Client, method: Method, path: &str, body: Option<Value>) -> u64 {
     let reply = client.send_json(method.clone(), path, body.as_ref()).await.unwrap();
@@ -499,13 +509,8 @@ async fn queued(client: &Client, method: Method, path: &str, body: Option<Value>
 async fn changes_during_an_upgrade_are_answered_202_and_applied_in_order_after_it() {
     let server = Server::start();
     let c = server.client();
-    let library = server.library("unit-v2.so");
-    server.fake.hold_upgrades();
-    let upgrade = tokio::spawn({
-        let c = c.clone();
-        let body = json!({"library": library});
-        async move { c.send_json(Method::POST, "/v1/upgrade", Some(&body)).await.unwrap() }
-    });
+    let upgrade = start_held_upgrade(&server, &c);
+    let library = server.dir.path().join("unit-v2.so");
     let status = wait_until_paused(&c).await;
     assert_eq!(status["running"]["id"], 1);
     assert_eq!(status["running"]["outcome"], "running");
@@ -1013,13 +1018,7 @@ async fn storage_is_refused_without_storage_and_during_an_upgrade() {
 
     let server = Server::start_with_storage();
     let c = server.client();
-    let library = server.library("unit-v2.so");
-    server.fake.hold_upgrades();
-    let upgrade = tokio::spawn({
-        let c = c.clone();
-        let body = json!({"library": library});
-        async move { c.send_json(Method::POST, "/v1/upgrade", Some(&body)).await.unwrap() }
-    });
+    let upgrade = start_held_upgrade(&server, &c);
     wait_until_paused(&c).await;
     let body = r#"{"name": "alice", "ips": ["10.0.0.5"], "quota_bytes": 0}"#;
     let (status, field, error) = refused(&c, Method::POST, "/v1/storage/users", Some("application/json"), body).await;

@@ -223,23 +223,13 @@ async fn image(client: &Client, command: &ImageCommand) -> Result<(Value, Result
 /// A reply as a table (sizes in binary units), and a created or rotated
 /// user's secret on a line of its own.
 pub(super) fn render(shown: Shown, value: &Value) -> String {
-    let rows: Vec<Value> = match value {
-        Value::Array(rows) => rows.clone(),
-        one => vec![one.clone()],
+    let rows = match value {
+        Value::Array(rows) => rows.as_slice(),
+        one => std::slice::from_ref(one),
     };
-    let size = |v: &Value| v.as_u64().map_or(Value::Null, |b| json!(human_size(b)));
     match shown {
         Shown::Users | Shown::UserWithSecret => {
-            let rows: Vec<Value> = rows
-                .iter()
-                .map(|u| {
-                    let mut row = u.clone();
-                    row["quota"] = size(&u["quota_bytes"]);
-                    row["used"] = size(&u["used_bytes"]);
-                    row
-                })
-                .collect();
-            let mut text = table(USER_COLUMNS, &rows);
+            let mut text = table(USER_COLUMNS, &with_sizes(rows, &[("quota", "quota_bytes"), ("used", "used_bytes")]));
             if let (Shown::UserWithSecret, Some(secret)) = (shown, value["secret"].as_str()) {
                 text.push_str(&format!(
                     "secret {secret}\n(shown this once: give it to the user's client; rotate-secret makes a new one)\n"
@@ -247,19 +237,21 @@ pub(super) fn render(shown: Shown, value: &Value) -> String {
             }
             text
         }
-        Shown::Images => {
-            let rows: Vec<Value> = rows
-                .iter()
-                .map(|i| {
-                    let mut row = i.clone();
-                    row["size"] = size(&i["size"]);
-                    row["usage"] = size(&i["usage"]);
-                    row
-                })
-                .collect();
-            table(IMAGE_COLUMNS, &rows)
-        }
+        Shown::Images => table(IMAGE_COLUMNS, &with_sizes(rows, &[("size", "size"), ("usage", "usage")])),
     }
+}
+
+/// `rows` with each (column, field) pair's byte count as a human size in `column`.
+fn with_sizes(rows: &[Value], sizes: &[(&str, &str)]) -> Vec<Value> {
+    rows.iter()
+        .map(|row| {
+            let mut shown = row.clone();
+            for (column, field) in sizes {
+                shown[*column] = row[*field].as_u64().map_or(Value::Null, |bytes| json!(human_size(bytes)));
+            }
+            shown
+        })
+        .collect()
 }
 
 #[cfg(test)]

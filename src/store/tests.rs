@@ -354,23 +354,7 @@ fn only_the_last_finished_requests_are_kept() {
 #[test]
 fn a_version_1_database_gains_the_request_tables_and_keeps_its_records() {
     let (_dir, path) = temp();
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    {
-        // The layout switchyard wrote before requests were queued.
-        let db = redb::Database::create(&path).unwrap();
-        let txn = db.begin_write().unwrap();
-        {
-            let mut meta = txn.open_table(redb::TableDefinition::<&str, u64>::new("meta")).unwrap();
-            meta.insert("schema_version", 1).unwrap();
-            meta.insert("generation", 7).unwrap();
-            let mut networks = txn.open_table(redb::TableDefinition::<&str, &str>::new("networks")).unwrap();
-            networks.insert("00000100", r#"{"vni":100,"name":"blue","flood_vteps":[]}"#).unwrap();
-            for table in ["endpoints", "remotes", "port_networks"] {
-                txn.open_table(redb::TableDefinition::<&str, &str>::new(table)).unwrap();
-            }
-        }
-        txn.commit().unwrap();
-    }
+    old_layout(&path, 1, 7);
     let store = Store::open(&path).unwrap();
     let snapshot = store.snapshot().unwrap();
     assert_eq!((snapshot.generation, snapshot.networks[0].name.as_str()), (7, "blue"));
@@ -441,25 +425,7 @@ fn address_migrations_round_trip_in_address_order() {
 #[test]
 fn a_version_2_database_gains_the_address_migration_table_and_keeps_its_records() {
     let (_dir, path) = temp();
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    {
-        // The layout switchyard wrote before address migrations.
-        let db = redb::Database::create(&path).unwrap();
-        let txn = db.begin_write().unwrap();
-        {
-            let mut meta = txn.open_table(redb::TableDefinition::<&str, u64>::new("meta")).unwrap();
-            meta.insert("schema_version", 2).unwrap();
-            meta.insert("generation", 4).unwrap();
-            let mut networks = txn.open_table(redb::TableDefinition::<&str, &str>::new("networks")).unwrap();
-            networks.insert("00000100", r#"{"vni":100,"name":"blue","flood_vteps":[]}"#).unwrap();
-            for table in ["endpoints", "remotes", "port_networks"] {
-                txn.open_table(redb::TableDefinition::<&str, &str>::new(table)).unwrap();
-            }
-            txn.open_table(redb::TableDefinition::<u64, &str>::new("queued_requests")).unwrap();
-            txn.open_table(redb::TableDefinition::<u64, &str>::new("finished_requests")).unwrap();
-        }
-        txn.commit().unwrap();
-    }
+    old_layout(&path, 2, 4);
     let store = Store::open(&path).unwrap();
     let snapshot = store.snapshot().unwrap();
     assert_eq!((snapshot.generation, snapshot.networks.len()), (4, 1));
@@ -549,25 +515,7 @@ fn a_damaged_storage_secret_names_table_and_key() {
 #[test]
 fn a_version_3_database_gains_the_storage_tables_and_keeps_its_records() {
     let (_dir, path) = temp();
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    {
-        // The layout switchyard wrote before storage users and images.
-        let db = redb::Database::create(&path).unwrap();
-        let txn = db.begin_write().unwrap();
-        {
-            let mut meta = txn.open_table(redb::TableDefinition::<&str, u64>::new("meta")).unwrap();
-            meta.insert("schema_version", 3).unwrap();
-            meta.insert("generation", 4).unwrap();
-            let mut networks = txn.open_table(redb::TableDefinition::<&str, &str>::new("networks")).unwrap();
-            networks.insert("00000100", r#"{"vni":100,"name":"blue","flood_vteps":[]}"#).unwrap();
-            for table in ["endpoints", "remotes", "port_networks", "address_migrations"] {
-                txn.open_table(redb::TableDefinition::<&str, &str>::new(table)).unwrap();
-            }
-            txn.open_table(redb::TableDefinition::<u64, &str>::new("queued_requests")).unwrap();
-            txn.open_table(redb::TableDefinition::<u64, &str>::new("finished_requests")).unwrap();
-        }
-        txn.commit().unwrap();
-    }
+    old_layout(&path, 3, 4);
     let store = Store::open(&path).unwrap();
     let snapshot = store.snapshot().unwrap();
     assert_eq!((snapshot.generation, snapshot.networks.len()), (4, 1));
@@ -575,4 +523,32 @@ fn a_version_3_database_gains_the_storage_tables_and_keeps_its_records() {
     let user = storage_user("alice", 1, [10, 0, 0, 5], 7);
     assert_eq!(store.commit(&[Change::PutStorageUser(user.clone())]).unwrap(), 5);
     assert_eq!(store.snapshot().unwrap().storage.users, [user]);
+}
+
+/// A database file of schema `version` (1 to 3) as the switchyard of that
+/// version wrote it: generation `generation`, network 100 "blue", and the
+/// tables that version had.
+fn old_layout(path: &std::path::Path, version: u64, generation: u64) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let db = redb::Database::create(path).unwrap();
+    let txn = db.begin_write().unwrap();
+    {
+        let mut meta = txn.open_table(redb::TableDefinition::<&str, u64>::new("meta")).unwrap();
+        meta.insert("schema_version", version).unwrap();
+        meta.insert("generation", generation).unwrap();
+        let mut networks = txn.open_table(redb::TableDefinition::<&str, &str>::new("networks")).unwrap();
+        networks.insert("00000100", r#"{"vni":100,"name":"blue","flood_vteps":[]}"#).unwrap();
+        let mut tables = vec!["endpoints", "remotes", "port_networks"];
+        if version >= 3 {
+            tables.push("address_migrations");
+        }
+        for table in tables {
+            txn.open_table(redb::TableDefinition::<&str, &str>::new(table)).unwrap();
+        }
+        if version >= 2 {
+            txn.open_table(redb::TableDefinition::<u64, &str>::new("queued_requests")).unwrap();
+            txn.open_table(redb::TableDefinition::<u64, &str>::new("finished_requests")).unwrap();
+        }
+    }
+    txn.commit().unwrap();
 }
