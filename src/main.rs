@@ -177,7 +177,8 @@ fn run(config_path: &Path, stats_json: Option<&Path>) -> Result<(), Failure> {
         Some(store) => {
             let linger = Duration::from_millis(config.migration.linger_ms);
             let runtime = Arc::new(MonitorRuntime::new(dataplane.monitor(), linger, config.board.clone()));
-            Some(control::spawn(&config.control, store, runtime).map_err(|e| failure(e.to_string()))?)
+            let api = control::spawn_with_storage(&config.control, config.storage.clone(), store, runtime);
+            Some(api.map_err(|e| failure(e.to_string()))?)
         }
     };
     let cause = dataplane.wait(&signal);

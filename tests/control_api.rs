@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use hyper::Method;
 use serde_json::{json, Value};
-use switchyard::config::ControlConfig;
+use switchyard::config::{ControlConfig, StorageConfig};
 use switchyard::control::cli::{self, CtlArgs, CtlCommand, NetworkCommand, PortCommand};
 use switchyard::control::client::{Client, ClientError};
 use switchyard::control::testing::FakeRuntime;
-use switchyard::control::{http, spawn, ControlError, ControlHandle};
+use switchyard::control::{http, spawn, spawn_with_storage, ControlError, ControlHandle};
 use switchyard::store::Store;
 use switchyard::upgrade::STEP_NAMES;
 
@@ -27,6 +27,15 @@ impl Server {
     }
 
     fn start_with(fake: FakeRuntime) -> Server {
+        Server::start_serving(fake, false)
+    }
+
+    /// With `[storage]`: images in `<dir>/images`.
+    fn start_with_storage() -> Server {
+        Server::start_serving(FakeRuntime::new(), true)
+    }
+
+    fn start_serving(fake: FakeRuntime, storage: bool) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let config = ControlConfig {
             socket: dir.path().join("run/api.sock"),
@@ -35,7 +44,12 @@ impl Server {
         };
         let store = Store::open(&config.database).unwrap();
         let fake = Arc::new(fake);
-        let handle = spawn(&config, store, fake.clone()).unwrap();
+        let handle = if storage {
+            let storage = StorageConfig::new(dir.path().join("images"));
+            spawn_with_storage(&config, Some(storage), store, fake.clone()).unwrap()
+        } else {
+            spawn(&config, store, fake.clone()).unwrap()
+        };
         Server { dir, handle: Some(handle), fake }
     }
 
@@ -470,6 +484,16 @@ async fn wait_until_paused(client: &Client) -> Value {
     panic!("the upgrade did not pause config requests");
 }
 
+/// Starts an upgrade the fake holds after step 1 (config requests paused);
+/// the reply comes once `release_upgrades` lets it finish.
+fn start_held_upgrade(server: &Server, c: &Client) -> tokio::task::JoinHandle<switchyard::control::client::Reply> {
+    let library = server.library("unit-v2.so");
+    server.fake.hold_upgrades();
+    let c = c.clone();
+    let body = json!({"library": library});
+    tokio::spawn(async move { c.send_json(Method::POST, "/v1/upgrade", Some(&body)).await.unwrap() })
+}
+
 /// Sends a change and expects 202: returns the request id.
 async fn queued(client: &Client, method: Method, path: &str, body: Option<Value>) -> u64 {
     let reply = client.send_json(method.clone(), path, body.as_ref()).await.unwrap();
@@ -485,13 +509,8 @@ async fn queued(client: &Client, method: Method, path: &str, body: Option<Value>
 async fn changes_during_an_upgrade_are_answered_202_and_applied_in_order_after_it() {
     let server = Server::start();
     let c = server.client();
-    let library = server.library("unit-v2.so");
-    server.fake.hold_upgrades();
-    let upgrade = tokio::spawn({
-        let c = c.clone();
-        let body = json!({"library": library});
-        async move { c.send_json(Method::POST, "/v1/upgrade", Some(&body)).await.unwrap() }
-    });
+    let upgrade = start_held_upgrade(&server, &c);
+    let library = server.dir.path().join("unit-v2.so");
     let status = wait_until_paused(&c).await;
     assert_eq!(status["running"]["id"], 1);
     assert_eq!(status["running"]["outcome"], "running");
@@ -902,4 +921,171 @@ async fn address_migrations_over_the_api_and_ctl() {
     assert!(out.contains("address migrations\nVNI  PRIMARY_IP  POST_MIGRATION_IP  PORT  SOURCE\n100  10.1.0.5"), "{out}");
     let (code, out, _) = server.ctl(&["address-migration", "reports"]);
     assert_eq!((code, out.as_str()), (0, "PORT  SOURCE_IP  PRIMARY_IP  POST_MIGRATION_IP  STATUS  OUTCOME  GENERATION  ERROR\n"));
+}
+
+// Storage users and images (docs/storage-management.md).
+
+#[tokio::test]
+async fn storage_over_the_api_shows_the_secret_only_when_it_is_made() {
+    let server = Server::start_with_storage();
+    let c = server.client();
+    assert_eq!(c.get("/v1/storage/users").await.unwrap(), json!([]));
+    let reply = c
+        .send_json(Method::POST, "/v1/storage/users", Some(&json!({"name": "alice", "ips": ["10.0.0.5"], "quota_bytes": 1 << 20})))
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    let created = reply.json().unwrap();
+    let secret = created["secret"].as_str().unwrap().to_string();
+    assert_eq!(secret.len(), 64);
+    assert_eq!(
+        created,
+        json!({"name": "alice", "id": 1, "ips": ["10.0.0.5"], "quota_bytes": 1 << 20, "used_bytes": 0, "images": [],
+            "secret": secret})
+    );
+    let listed = c.get("/v1/storage/users").await.unwrap();
+    assert_eq!(listed[0].as_object().unwrap().get("secret"), None);
+    assert_eq!(c.get("/v1/storage/users/alice").await.unwrap()["id"], 1);
+    let rotated = c.call(Method::POST, "/v1/storage/users/alice/secret", None).await.unwrap();
+    assert_ne!(rotated["secret"], json!(secret));
+    let config = c.get("/v1/config").await.unwrap().to_string();
+    assert!(!config.contains("secret") && !config.contains(&secret), "{config}");
+    assert_eq!(server.fake.last_catalog().unwrap().user(1).unwrap().secret.to_hex(), rotated["secret"].as_str().unwrap());
+
+    let reply = c
+        .send_json(Method::POST, "/v1/storage/images", Some(&json!({"name": "disk", "owner": "alice", "size": 65536})))
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    let image = reply.json().unwrap();
+    assert_eq!((image["id"].clone(), image["attached"].clone(), image["read_only"].clone()), (json!(1), json!(false), json!(false)));
+    assert!(server.dir.path().join("images/1.img").exists());
+    let grown = c.call(Method::POST, "/v1/storage/images/disk/grow", Some(&json!({"size": 131072}))).await.unwrap();
+    assert_eq!(grown["size"], 131072);
+    let reply = c
+        .send_json(Method::POST, "/v1/storage/images/disk/clone", Some(&json!({"name": "disk2"})))
+        .await
+        .unwrap();
+    assert_eq!((reply.status, reply.json().unwrap()["owner"].clone()), (201, json!("alice")));
+    let flagged = c.call(Method::PUT, "/v1/storage/images/disk/read-only", Some(&json!({"read_only": true}))).await.unwrap();
+    assert_eq!(flagged["read_only"], true);
+    let user = c.call(Method::PUT, "/v1/storage/users/alice/quota", Some(&json!({"quota_bytes": 1 << 30}))).await.unwrap();
+    assert_eq!((user["used_bytes"].clone(), user["images"].clone()), (json!(262144), json!(["disk", "disk2"])));
+    c.call(Method::PUT, "/v1/storage/users/alice/ips", Some(&json!({"ips": ["10.0.0.7"]}))).await.unwrap();
+
+    // Refusals: the status and the field.
+    let json_type = Some("application/json");
+    let cases = [
+        (Method::POST, "/v1/storage/users", r#"{"name": "bob", "ips": ["10.0.0.7"], "quota_bytes": 1}"#, 409, json!("ips")),
+        (Method::POST, "/v1/storage/users", r#"{"name": "bob", "ips": ["10.0.0.8"], "quota_bytes": -1}"#, 400, json!("quota_bytes")),
+        (Method::POST, "/v1/storage/users", r#"{"name": "bob", "ips": ["10.0.0.8"]}"#, 400, json!("quota_bytes")),
+        (Method::POST, "/v1/storage/users", r#"{"name": "bob", "ips": [], "quota_bytes": 1, "secret": "x"}"#, 400, json!("secret")),
+        (Method::POST, "/v1/storage/images", r#"{"name": "big", "owner": "alice", "size": 2147483648}"#, 409, json!("size")),
+        (Method::POST, "/v1/storage/images", r#"{"name": "odd", "owner": "alice", "size": 1000}"#, 400, json!("size")),
+        (Method::POST, "/v1/storage/images", r#"{"name": "x", "owner": "alice", "import_from": "/nonexistent"}"#, 400, json!("import_from")),
+        (Method::POST, "/v1/storage/images/disk/grow", r#"{"size": 512}"#, 400, json!("size")),
+        (Method::POST, "/v1/storage/images/nope/grow", r#"{"size": 1048576}"#, 404, json!("name")),
+        (Method::PUT, "/v1/storage/images/disk/read-only", r#"{"read_only": "yes"}"#, 400, json!("read_only")),
+    ];
+    for (method, path, body, status, field) in cases {
+        let (got, got_field, error) = refused(&c, method.clone(), path, json_type, body).await;
+        assert_eq!((got, got_field), (status, field), "{method} {path} {body}: {error}");
+    }
+    let (status, field, _) = refused(&c, Method::DELETE, "/v1/storage/users/alice", None, "").await;
+    assert_eq!((status, field), (409, json!("name")));
+
+    // Attached images are not deleted; detached ones are, with their file.
+    let disk2 = c.get("/v1/storage/images/disk2").await.unwrap();
+    let id = u32::try_from(disk2["id"].as_u64().unwrap()).unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    server.fake.image_uses().set_last_used(id, now);
+    assert_eq!(c.get("/v1/storage/images/disk2").await.unwrap()["attached"], true);
+    let (status, field, error) = refused(&c, Method::DELETE, "/v1/storage/images/disk2", None, "").await;
+    assert_eq!((status, field), (409, json!("name")), "{error}");
+    server.fake.image_uses().set_last_used(id, now - 60_000);
+    let reply = c.send(Method::DELETE, "/v1/storage/images/disk2", None, Vec::new()).await.unwrap();
+    assert_eq!((reply.status, reply.body.len()), (204, 0));
+    assert!(!server.dir.path().join(format!("images/{id}.img")).exists());
+}
+
+#[tokio::test]
+async fn storage_is_refused_without_storage_and_during_an_upgrade() {
+    let server = Server::start();
+    let c = server.client();
+    let (status, field, error) = refused(&c, Method::GET, "/v1/storage/images", None, "").await;
+    assert_eq!((status, field), (409, Value::Null));
+    assert_eq!(error, "storage is not configured on this switch: its config has no [storage] table (images = \"<dir>\")");
+
+    let server = Server::start_with_storage();
+    let c = server.client();
+    let upgrade = start_held_upgrade(&server, &c);
+    wait_until_paused(&c).await;
+    let body = r#"{"name": "alice", "ips": ["10.0.0.5"], "quota_bytes": 0}"#;
+    let (status, field, error) = refused(&c, Method::POST, "/v1/storage/users", Some("application/json"), body).await;
+    assert_eq!((status, field), (409, Value::Null));
+    assert!(error.starts_with("an upgrade of the switching unit is running; storage changes are not queued"), "{error}");
+    assert_eq!(c.get("/v1/storage/users").await.unwrap(), json!([]), "reads go on");
+    server.fake.release_upgrades();
+    assert_eq!(upgrade.await.unwrap().status, 200);
+    post(&c, "/v1/storage/users", json!({"name": "alice", "ips": ["10.0.0.5"], "quota_bytes": 0})).await.unwrap();
+}
+
+#[test]
+fn ctl_storage_end_to_end() {
+    let server = Server::start_with_storage();
+    let ok = |args: &[&str]| {
+        let (code, out, err) = server.ctl(args);
+        assert_eq!(code, 0, "ctl {args:?}: {err}");
+        out
+    };
+    let created = ok(&["storage", "user", "create", "alice", "--ip", "10.0.0.5,10.0.0.6", "--quota", "10G"]);
+    let lines: Vec<&str> = created.lines().collect();
+    assert_eq!(lines[..2], ["NAME   ID  IPS                QUOTA  USED  IMAGES", "alice  1   10.0.0.5,10.0.0.6  10G    0     -"]);
+    assert!(lines[2].starts_with("secret ") && lines[2].len() == "secret ".len() + 64, "{created}");
+    ok(&["storage", "user", "create", "bob", "--ip", "10.0.0.7", "--quota", "1M"]);
+    let listed = ok(&["storage", "user", "list"]);
+    assert!(!listed.contains("secret"), "{listed}");
+    assert!(ok(&["storage", "user", "rotate-secret", "bob"]).contains("\nsecret "));
+    ok(&["storage", "user", "set-ips", "bob", "--ip", "10.0.0.8"]);
+    assert!(ok(&["storage", "user", "set-quota", "bob", "--quota", "2M"]).contains("bob   2   10.0.0.8  2M"));
+
+    ok(&["storage", "image", "create", "disk", "--owner", "alice", "--size", "64M"]);
+    std::fs::write(server.dir.path().join("golden.raw"), vec![7u8; 3000]).unwrap();
+    // A relative path is made absolute from ctl's working directory.
+    ok(&["storage", "image", "import", "golden", "--owner", "alice", "--from", "golden.raw", "--read-only"]);
+    ok(&["storage", "image", "clone", "golden", "vm1", "--owner", "bob"]);
+    ok(&["storage", "image", "grow", "disk", "--size", "128M"]);
+    ok(&["storage", "image", "set-read-only", "disk", "on"]);
+    let images = server.dir.path().join("images");
+    assert_eq!(
+        ok(&["storage", "image", "list"]),
+        format!(
+            "NAME    ID  OWNER  SIZE  USAGE  READ_ONLY  ATTACHED  FILE\n\
+             disk    1   alice  128M  0      true       false     {0}/1.img\n\
+             golden  2   alice  3K    4K     true       false     {0}/2.img\n\
+             vm1     3   bob    3K    4K     false      false     {0}/3.img\n",
+            images.display()
+        )
+    );
+    let json: Value = serde_json::from_str(&ok(&["--json", "storage", "image", "show", "vm1"])).unwrap();
+    assert_eq!((json["size"].clone(), json["owner"].clone()), (json!(3072), json!("bob")));
+    assert!(ok(&["config"]).contains("\nstorage images\nNAME    ID  OWNER  SIZE       READ_ONLY\n"));
+
+    // Errors: one line, exit code 1; command-line mistakes: exit code 2.
+    let (code, _, err) = server.ctl(&["storage", "user", "delete", "alice"]);
+    assert_eq!((code, err.as_str()), (1, "switchyard ctl: storage user alice still owns 2 images (disk and golden); delete them first (field: name)\n"));
+    let (code, _, err) = server.ctl(&["storage", "image", "grow", "disk", "--size", "1M"]);
+    assert_eq!((code, err.as_str()), (1, "switchyard ctl: 1048576 bytes is less than image disk's size of 134217728 bytes; images only grow (field: size)\n"));
+    let (code, _, err) = server.ctl(&["storage", "image", "create", "big", "--owner", "bob", "--size", "2M"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("storage user bob's quota of 2097152 bytes would be exceeded"), "{err}");
+    let (code, _, err) = server.ctl(&["storage", "image", "create", "x", "--owner", "bob", "--size", "ten"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("\"ten\" is not a size such as 512, 64M or 10G"), "{err}");
+    let (code, _, _) = server.ctl(&["storage", "image", "set-read-only", "disk", "maybe"]);
+    assert_eq!(code, 2);
+
+    assert_eq!(ok(&["storage", "image", "delete", "vm1"]), "deleted storage image vm1\n");
+    assert!(!images.join("3.img").exists());
+    assert_eq!(ok(&["storage", "user", "delete", "bob"]), "deleted storage user bob\n");
 }

@@ -13,7 +13,9 @@ use common::*;
 /// killed) and an uplink VTEP.
 fn config(dir: &Path, socket: &Path) -> String {
     format!(
-        r#"{ONE_WORKER}[control]
+        r#"{ONE_WORKER}[storage]
+images = "{dir}/images"
+[control]
 socket = "{socket}"
 database = "{dir}/config.redb"
 [[port]]
@@ -165,4 +167,55 @@ fn kill_9_during_config_writes_loses_no_acknowledged_change() {
     let present = ctl_json(&socket, &["endpoint", "list"]).as_array().unwrap().len();
     assert!(present >= acknowledged.len(), "{present} endpoints, {} acknowledged", acknowledged.len());
     assert!(acknowledged.len() > 5, "the writer got some changes through");
+}
+
+/// `ctl storage` against the running switch: the images directory is made and
+/// filled, storage changes are committed generations like the others, and after
+/// a kill -9 the next start brings the directory to what the database holds.
+#[test]
+fn ctl_storage_on_a_running_switch_and_its_images_after_a_kill() {
+    let dir = scratch("ctl_storage_on_a_running_switch");
+    let socket = SocketPath::new("storage");
+    let images = dir.join("images");
+    let switch = Switch::start(&dir, &socket);
+    assert!(images.is_dir(), "storage.images is created at start");
+    let ok = |args: &[&str]| {
+        let out = ctl(&socket, args);
+        assert!(out.status.success(), "ctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let created = ok(&["storage", "user", "create", "alice", "--ip", "10.0.0.5", "--quota", "1G"]);
+    assert!(created.contains("\nsecret "), "{created}");
+    ok(&["storage", "image", "create", "disk", "--owner", "alice", "--size", "64M"]);
+    std::fs::write(dir.join("golden.raw"), vec![9u8; 4096]).unwrap();
+    let golden = dir.join("golden.raw");
+    ok(&["storage", "image", "import", "golden", "--owner", "alice", "--from", golden.to_str().unwrap()]);
+    assert_eq!(std::fs::metadata(images.join("1.img")).unwrap().len(), 64 << 20);
+    assert_eq!(std::fs::read(images.join("2.img")).unwrap(), vec![9u8; 4096]);
+    // Storage changes are generations like any other: the unit follows them.
+    let unit = ctl_json(&socket, &["unit"]);
+    assert_eq!(unit["vm"]["generation"], ctl_json(&socket, &["config"])["generation"], "{unit}");
+    let out = ctl(&socket, &["storage", "image", "grow", "disk", "--size", "2G"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("quota of 1073741824 bytes would be exceeded"));
+    switch.kill9();
+
+    // What a kill between a commit and its file work leaves, and a creation never committed.
+    std::fs::OpenOptions::new().write(true).open(images.join("1.img")).unwrap().set_len(4096).unwrap();
+    std::fs::write(images.join("3.img.creating"), b"half").unwrap();
+    std::fs::write(images.join("7.img"), b"deleted").unwrap();
+    let switch = Switch::start(&dir, &socket);
+    let mut files: Vec<String> =
+        std::fs::read_dir(&images).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    files.sort();
+    assert_eq!(files, ["1.img", "2.img"]);
+    assert_eq!(std::fs::metadata(images.join("1.img")).unwrap().len(), 64 << 20, "its size is applied again");
+    let listed = ctl_json(&socket, &["storage", "image", "list"]);
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    assert_eq!(ok(&["storage", "image", "delete", "golden"]), "deleted storage image golden\n");
+    assert!(!images.join("2.img").exists());
+    // Ids only rise: golden's 2 is not given again; 3 was never committed (its staging file is gone).
+    let json = ctl_json(&socket, &["storage", "image", "create", "next", "--owner", "alice", "--size", "512"]);
+    assert_eq!(json["id"], 3);
+    switch.kill9();
 }

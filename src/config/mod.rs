@@ -59,6 +59,11 @@
 //! post_migration_ip = "10.2.0.5"    # optional: without it the VM's report sets it
 //! port = "vm0"                      # the VM's vm-role port
 //!
+//! [storage]              # optional: the network block device (docs/storage-management.md)
+//! images = "/var/lib/switchyard/images"  # the image files <id>.img; created when missing
+//! port = 10810           # UDP port of the block-I/O service
+//! attach_lease_ms = 15000  # an image is attached while a client used it this recently
+//!
 //! [gateway]              # this host is its cloud's inter-cloud gateway (docs/gateway.md)
 //! [[gateway.vni_map]]    # optional, any number
 //! remote_vni = 200       # frames from the other cloud with this VNI ...
@@ -81,6 +86,7 @@ mod devargs;
 mod gateway;
 mod lcores;
 mod migration;
+mod storage;
 mod tunnels;
 mod raw;
 #[cfg(test)]
@@ -100,6 +106,7 @@ use crate::wire::MacAddr;
 pub use control::{is_loopback, ControlConfig, SOCKET_PATH_MAX};
 pub use gateway::{GatewayConfig, VniMapping};
 pub use migration::{BoardConfig, MigrationConfig};
+pub use storage::StorageConfig;
 pub use tunnels::{TunnelsConfig, TunnelsMode};
 use raw::{PortRef, RawConfig, RawPort};
 use vm_ports::VhostSocket;
@@ -142,6 +149,8 @@ pub struct Config {
     pub board: Option<BoardConfig>,
     /// `[gateway]`: the vRouter relays the other cloud's VXLAN to this cloud's compute nodes.
     pub gateway: Option<GatewayConfig>,
+    /// `[storage]`: users and images of the network block device; `None` without the table.
+    pub storage: Option<StorageConfig>,
     /// `[[network]]`, `[[endpoint]]`, `[[remote]]` and `port.vni`: seeds the config
     /// database on first start (generation 0 here).
     pub bootstrap: ConfigSnapshot,
@@ -850,6 +859,7 @@ fn validate(raw: RawConfig) -> Result<Config, String> {
     let migration = migration::validate_migration(&mut p, raw.migration, mbufs);
     let board = migration::validate_board(&mut p, raw.board);
     let tunnels = tunnels::validate(&mut p, raw.tunnels, mbufs);
+    let storage = storage::validate(&mut p, raw.storage);
     let records = bootstrap::RawRecords {
         networks: raw.network,
         endpoints: raw.endpoint,
@@ -888,6 +898,7 @@ fn validate(raw: RawConfig) -> Result<Config, String> {
         tunnels,
         board,
         gateway,
+        storage,
         bootstrap,
     })
 }

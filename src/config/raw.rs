@@ -40,6 +40,8 @@ pub struct RawConfig {
     pub board: Option<Spanned<RawBoard>>,
     #[serde(default)]
     pub gateway: Option<Spanned<RawGateway>>,
+    #[serde(default)]
+    pub storage: Option<Spanned<super::storage::RawStorage>>,
 }
 
 #[derive(Deserialize)]

@@ -168,6 +168,7 @@ port = "vm0"
         tunnels: TunnelsConfig::default(),
         board: None,
         gateway: None,
+        storage: None,
         bootstrap: ConfigSnapshot {
             generation: 0,
             networks: vec![
@@ -199,6 +200,7 @@ port = "vm0"
                 port: "vm0".into(),
                 source: AddressMigrationSource::Notification,
             }],
+            storage: Default::default(),
         },
     };
     let config = ok(&text);
@@ -271,7 +273,7 @@ fn toml_errors_name_the_line() {
     );
     assert_eq!(
         err("[bogus]\nx = 1\n"),
-        "config error: x.toml: line 1: unknown field `bogus`, expected one of `eal`, `mempool`, `dataplane`, `port`, `control`, `network`, `endpoint`, `remote`, `address_migration`, `migration`, `tunnels`, `board`, `gateway`"
+        "config error: x.toml: line 1: unknown field `bogus`, expected one of `eal`, `mempool`, `dataplane`, `port`, `control`, `network`, `endpoint`, `remote`, `address_migration`, `migration`, `tunnels`, `board`, `gateway`, `storage`"
     );
     assert_eq!(
         err("[eal]\nlcore = \"0-1\"\n"),
@@ -1092,6 +1094,29 @@ fn migration_and_board_sections() {
     assert_eq!(
         e("[board]\nurl = \"http://127.0.0.1:1\"\nlease_ms = 5"),
         "config error: x.toml: board.lease_ms: 5 is out of range 100..=3600000"
+    );
+}
+
+#[test]
+fn storage_section() {
+    assert_eq!(ok(NULL_PORT).storage, None, "no [storage]: the storage API refuses");
+    let config = ok(&format!("[storage]\nimages = \"img\"\n{NULL_PORT}"));
+    assert_eq!(config.storage, Some(StorageConfig::new("img")));
+    assert_eq!((StorageConfig::new("x").port, StorageConfig::new("x").attach_lease_ms), (10810, 15_000));
+    let config = ok(&format!("[storage]\nimages = \"/srv/i\"\nport = 4000\nattach_lease_ms = 100\n{NULL_PORT}"));
+    assert_eq!(config.storage, Some(StorageConfig { images: "/srv/i".into(), port: 4000, attach_lease_ms: 100 }));
+    let e = |storage: &str| err(&format!("[storage]\n{storage}\n{NULL_PORT}"));
+    assert_eq!(e("port = 1"), "config error: x.toml: storage.images: is missing: give the directory the image files live in");
+    assert_eq!(e("images = \"\""), "config error: x.toml: storage.images: is empty");
+    assert_eq!(e("images = \"i\"\nport = 0"), "config error: x.toml: storage.port: 0 is out of range 1..=65535");
+    assert_eq!(e("images = \"i\"\nport = 70000"), "config error: x.toml: storage.port: 70000 is out of range 1..=65535");
+    assert_eq!(
+        e("images = \"i\"\nattach_lease_ms = 99"),
+        "config error: x.toml: storage.attach_lease_ms: 99 is out of range 100..=3600000"
+    );
+    assert_eq!(
+        e("images = \"i\"\nlease = 1"),
+        "config error: x.toml: line 3: unknown field `lease`, expected one of `images`, `port`, `attach_lease_ms`"
     );
 }
 

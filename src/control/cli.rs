@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 
 use super::client::{Changed, Client, ClientError};
 use super::request::segment;
+use super::storage_cli::{self, Shown, StorageCommand};
 use crate::upgrade::{Outcome, StepRecord, UnitDescription, UpgradeRecord, UpgradeStatus, STEP_NAMES};
 
 /// How often `ctl upgrade` asks for the running upgrade's steps.
@@ -79,6 +80,9 @@ pub enum CtlCommand {
         /// The id a queued change printed (or the API's request_id).
         id: String,
     },
+    /// Users and images of the network block device (`[storage]`).
+    #[command(subcommand)]
+    Storage(StorageCommand),
 }
 
 #[derive(Args, Debug)]
@@ -309,6 +313,10 @@ async fn execute(client: &Client, command: &CtlCommand, raw: bool, out: &mut dyn
         CtlCommand::Metrics => (Value::String(client.text("/metrics").await?), View::Text),
         CtlCommand::Upgrade(_) => (client.get("/v1/upgrade").await?, View::UpgradeStatus),
         CtlCommand::Request { id } => (client.get(&format!("/v1/requests/{}", segment(id))).await?, View::Request),
+        CtlCommand::Storage(c) => match storage_cli::storage(client, c).await? {
+            (value, Ok(shown)) => (value, View::Storage(shown)),
+            (value, Err(line)) => (value, View::Done(line)),
+        },
     };
     let text = if raw {
         match (&view, &value) {
@@ -349,6 +357,8 @@ enum View {
     Migrations,
     /// Tunnels, one row each, with how long each has been in its state.
     Tunnels,
+    /// Storage users or images (`storage_cli.rs`).
+    Storage(Shown),
 }
 
 /// The reply to a change, or the queued view when an upgrade made it a 202.
@@ -496,8 +506,15 @@ fn render(view: &View, value: &Value) -> String {
                 let rows = value[key].as_array().cloned().unwrap_or_default();
                 text.push_str(&format!("\n{title}\n{}", table(columns, &rows)));
             }
+            let storage = &value["storage"];
+            if storage["users"].as_array().is_some_and(|u| !u.is_empty()) {
+                text.push_str(&format!("\nstorage users\n{}", table(&["name", "id", "ips", "quota_bytes"], &rows_of(&storage["users"]))));
+                let columns = ["name", "id", "owner", "size", "read_only"];
+                text.push_str(&format!("\nstorage images\n{}", table(&columns, &rows_of(&storage["images"]))));
+            }
             text
         }
+        View::Storage(shown) => storage_cli::render(*shown, value),
         View::Generic => generic(value),
         View::Text => value.as_str().unwrap_or_default().to_string(),
         View::Done(line) => format!("{line}\n"),
@@ -714,6 +731,10 @@ fn request_status(value: &Value) -> String {
     }
     let width = pairs.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     pairs.iter().map(|(k, v)| format!("{k:<width$}  {v}\n")).collect()
+}
+
+fn rows_of(value: &Value) -> Vec<Value> {
+    value.as_array().cloned().unwrap_or_default()
 }
 
 /// A table: upper-case headers, columns padded to their widest cell, two spaces apart.

@@ -14,7 +14,9 @@ use super::error::ApiError;
 use super::migration::Migrations;
 use super::request::ConfigRequest;
 use super::runtime::{PortStatus, Runtime};
-use crate::config::PortRole;
+use super::serve::ControlError;
+use super::storage::StorageSetup;
+use crate::config::{PortRole, StorageConfig};
 use crate::store::rules::{
     check_address_migration, check_endpoint_mac, check_flood_vteps, check_address_migration_ips, check_network_name,
     check_unicast_ipv4, check_vni,
@@ -128,7 +130,7 @@ pub(super) enum Checked {
 
 pub struct Control {
     pub(super) store: Store,
-    runtime: Arc<dyn Runtime>,
+    pub(super) runtime: Arc<dyn Runtime>,
     /// Whether change requests are queued (an upgrade runs), and the turn every
     /// change request of the API takes: held while one is applied or queued, and
     /// by `resume` for the whole replay, so no request overtakes the queue.
@@ -136,7 +138,7 @@ pub struct Control {
     /// Held for a whole change (validate, commit, apply): writers take turns, so
     /// validation sees exactly what the commit will change, and the runtime gets
     /// versions in generation order.
-    writer: Mutex<()>,
+    pub(super) writer: Mutex<()>,
     /// The committed configuration. Locked only to read or swap the `Arc`, so reads
     /// never wait for a commit's fsync or for the runtime.
     current: Mutex<Arc<ConfigSnapshot>>,
@@ -146,6 +148,9 @@ pub struct Control {
     pub(super) address_reports: Mutex<std::collections::VecDeque<super::address_migration::AddressReportRecord>>,
     /// When a refused report was last logged.
     pub(super) report_warned: Mutex<Option<std::time::Instant>>,
+    /// `[storage]`: the images directory and the record of image uses; `None`
+    /// without it (the storage API refuses).
+    pub(super) storage: Option<StorageSetup>,
 }
 
 impl Control {
@@ -153,8 +158,25 @@ impl Control {
     /// starts from what the database holds; then applies, in order, any request
     /// still queued because the previous run stopped during an upgrade.
     pub fn new(store: Store, runtime: Arc<dyn Runtime>) -> Result<Control, StoreError> {
+        Control::open(store, runtime, None)
+    }
+
+    /// `new`, also serving storage users and images: first the images directory
+    /// is created and brought to what the database holds (`ImageFiles::reconcile`),
+    /// then the runtime gets the storage catalog with the configuration.
+    pub fn with_storage(store: Store, runtime: Arc<dyn Runtime>, config: StorageConfig) -> Result<Control, ControlError> {
+        let snapshot = store.snapshot()?;
+        let uses = runtime.image_use().unwrap_or_default();
+        let storage = StorageSetup::open(config, uses, &snapshot).map_err(ControlError::Storage)?;
+        Ok(Control::open(store, runtime, Some(storage))?)
+    }
+
+    fn open(store: Store, runtime: Arc<dyn Runtime>, storage: Option<StorageSetup>) -> Result<Control, StoreError> {
         let snapshot = Arc::new(store.snapshot()?);
         runtime.apply(&[], &snapshot);
+        if let Some(storage) = &storage {
+            runtime.apply_storage(storage.catalog(&snapshot));
+        }
         let migrations = Migrations::new(runtime.migration_plane());
         let control = Control {
             store,
@@ -165,6 +187,7 @@ impl Control {
             migrations,
             address_reports: Mutex::default(),
             report_warned: Mutex::default(),
+            storage,
         };
         control.apply_left_over_queue()?;
         Ok(control)
@@ -437,14 +460,25 @@ impl Control {
         if changes.is_empty() {
             return Ok(Applied { status, generation, body });
         }
-        let mut next = ConfigSnapshot::clone(&current);
-        next.apply(&changes);
+        self.publish(&current, &changes, generation);
+        Ok(Applied { status, generation, body })
+    }
+
+    /// After a commit, under the writer's turn: swaps in the snapshot `changes`
+    /// made of `current` at `generation` and hands it to the runtime (with the
+    /// storage catalog when storage changed).
+    pub(super) fn publish(&self, current: &ConfigSnapshot, changes: &[Change], generation: u64) -> Arc<ConfigSnapshot> {
+        let mut next = ConfigSnapshot::clone(current);
+        next.apply(changes);
         next.generation = generation;
         let next = Arc::new(next);
         *self.current.lock().unwrap_or_else(PoisonError::into_inner) = next.clone();
-        self.runtime.apply(&changes, &next);
-        log::info!("control: generation {generation}: {}", describe(&changes));
-        Ok(Applied { status, generation, body })
+        self.runtime.apply(changes, &next);
+        if let Some(storage) = self.storage.as_ref().filter(|_| changes.iter().any(Change::is_storage)) {
+            self.runtime.apply_storage(storage.catalog(&next));
+        }
+        log::info!("control: generation {generation}: {}", describe(changes));
+        next
     }
 
     // Networks.
@@ -585,7 +619,7 @@ fn no_port(name: &str) -> ApiError {
     ApiError::not_found("name", format!("there is no port named {name:?}"))
 }
 
-fn count(n: usize, noun: &str) -> String {
+pub(super) fn count(n: usize, noun: &str) -> String {
     if n == 1 {
         format!("1 {noun}")
     } else {
@@ -594,7 +628,7 @@ fn count(n: usize, noun: &str) -> String {
 }
 
 /// "a", "a and b", "a, b and c".
-fn join_and(items: &[String]) -> String {
+pub(super) fn join_and(items: &[String]) -> String {
     match items {
         [] => String::new(),
         [one] => one.clone(),
@@ -617,6 +651,17 @@ fn describe(changes: &[Change]) -> String {
             None => format!("address migration {}/{} registered for {}", m.vni, m.primary_ip, m.port),
         },
         Change::DeleteAddressMigration { vni, primary_ip } => format!("delete address migration {vni}/{primary_ip}"),
+        Change::PutStorageUser(u) => format!("put storage user {} (id {}, ips {:?}, quota {})", u.name, u.id, u.ips, u.quota_bytes),
+        Change::DeleteStorageUser { name } => format!("delete storage user {name}"),
+        Change::PutStorageImage(i) => format!(
+            "put storage image {} (id {}, owner {}, {} bytes{})",
+            i.name,
+            i.id,
+            i.owner,
+            i.size,
+            if i.read_only { ", read-only" } else { "" }
+        ),
+        Change::DeleteStorageImage { name } => format!("delete storage image {name}"),
     };
     changes.iter().map(one).collect::<Vec<_>>().join(", ")
 }
@@ -642,7 +687,7 @@ pub(super) fn body_mac(text: &str) -> Result<MacAddr, ApiError> {
     Ok(mac)
 }
 
-fn parse_ipv4(field: &str, text: &str) -> Result<Ipv4Addr, ApiError> {
+pub(super) fn parse_ipv4(field: &str, text: &str) -> Result<Ipv4Addr, ApiError> {
     text.parse().map_err(|_| ApiError::bad_request(field, format!("{text:?} is not an IPv4 address such as 192.0.2.1")))
 }
 

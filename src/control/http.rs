@@ -19,6 +19,10 @@ use super::error::{ApiError, ErrorBody, ErrorKind};
 use super::migration::MigrationEventBody;
 use super::queue::Submitted;
 use super::request::ConfigRequest;
+use super::storage::{
+    StorageImageClone, StorageImageCreate, StorageImageGrow, StorageImageReadOnly, StorageUserCreate, StorageUserIps,
+    StorageUserQuota,
+};
 use super::upgrade::UpgradeStart;
 use crate::store::RequestState;
 use crate::upgrade::{Outcome, UpgradeRecord, UpgradeRefused};
@@ -95,6 +99,20 @@ fn routes() -> Routes {
         .add("get", "/v1/migrations", list_migrations)
         .add("post", "/v1/migrations", migration_event)
         .add("get", "/v1/migrations/{vni}/{mac}", get_migration)
+        .add("get", "/v1/storage/users", list_storage_users)
+        .add("post", "/v1/storage/users", create_storage_user)
+        .add("get", "/v1/storage/users/{name}", get_storage_user)
+        .add("delete", "/v1/storage/users/{name}", delete_storage_user)
+        .add("put", "/v1/storage/users/{name}/ips", set_storage_user_ips)
+        .add("put", "/v1/storage/users/{name}/quota", set_storage_user_quota)
+        .add("post", "/v1/storage/users/{name}/secret", rotate_storage_user_secret)
+        .add("get", "/v1/storage/images", list_storage_images)
+        .add("post", "/v1/storage/images", create_storage_image)
+        .add("get", "/v1/storage/images/{name}", get_storage_image)
+        .add("delete", "/v1/storage/images/{name}", delete_storage_image)
+        .add("post", "/v1/storage/images/{name}/grow", grow_storage_image)
+        .add("post", "/v1/storage/images/{name}/clone", clone_storage_image)
+        .add("put", "/v1/storage/images/{name}/read-only", set_storage_image_read_only)
         .add("get", "/metrics", get_metrics)
         .add("get", "/openapi.json", get_openapi)
 }
@@ -295,6 +313,95 @@ async fn get_migration(State(c): State<Shared>, Path((vni, mac)): Path<(String, 
 /// stale event (`outcome` says which), so a hook may safely retry.
 async fn migration_event(State(c): State<Shared>, JsonBody(body): JsonBody<MigrationEventBody>) -> Reply<impl Serialize> {
     Ok(Json(blocking(c, move |c| c.migration_event(body)).await??))
+}
+
+// Storage users and images: applied at once, never queued (`storage.rs`).
+
+async fn list_storage_users(State(c): State<Shared>) -> Reply<impl Serialize> {
+    Ok(Json(blocking(c, Control::storage_users).await??))
+}
+
+async fn get_storage_user(State(c): State<Shared>, Path(name): Path<String>) -> Reply<impl Serialize> {
+    Ok(Json(blocking(c, move |c| c.storage_user(&name)).await??))
+}
+
+async fn create_storage_user(
+    State(c): State<Shared>,
+    JsonBody(body): JsonBody<StorageUserCreate>,
+) -> Result<Response, ApiError> {
+    let user = blocking(c, move |c| c.create_storage_user(body)).await??;
+    Ok((StatusCode::CREATED, Json(user)).into_response())
+}
+
+async fn delete_storage_user(State(c): State<Shared>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+    blocking(c, move |c| c.delete_storage_user(&name)).await??;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn set_storage_user_ips(
+    State(c): State<Shared>,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody<StorageUserIps>,
+) -> Reply<impl Serialize> {
+    Ok(Json(blocking(c, move |c| c.set_storage_user_ips(&name, body)).await??))
+}
+
+async fn set_storage_user_quota(
+    State(c): State<Shared>,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody<StorageUserQuota>,
+) -> Reply<impl Serialize> {
+    Ok(Json(blocking(c, move |c| c.set_storage_user_quota(&name, body)).await??))
+}
+
+async fn rotate_storage_user_secret(State(c): State<Shared>, Path(name): Path<String>) -> Reply<impl Serialize> {
+    Ok(Json(blocking(c, move |c| c.rotate_storage_user_secret(&name)).await??))
+}
+
+async fn list_storage_images(State(c): State<Shared>) -> Reply<impl Serialize> {
+    Ok(Json(blocking(c, Control::storage_images).await??))
+}
+
+async fn get_storage_image(State(c): State<Shared>, Path(name): Path<String>) -> Reply<impl Serialize> {
+    Ok(Json(blocking(c, move |c| c.storage_image(&name)).await??))
+}
+
+async fn create_storage_image(
+    State(c): State<Shared>,
+    JsonBody(body): JsonBody<StorageImageCreate>,
+) -> Result<Response, ApiError> {
+    let image = blocking(c, move |c| c.create_storage_image(body)).await??;
+    Ok((StatusCode::CREATED, Json(image)).into_response())
+}
+
+async fn delete_storage_image(State(c): State<Shared>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+    blocking(c, move |c| c.delete_storage_image(&name)).await??;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn grow_storage_image(
+    State(c): State<Shared>,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody<StorageImageGrow>,
+) -> Reply<impl Serialize> {
+    Ok(Json(blocking(c, move |c| c.grow_storage_image(&name, body)).await??))
+}
+
+async fn clone_storage_image(
+    State(c): State<Shared>,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody<StorageImageClone>,
+) -> Result<Response, ApiError> {
+    let image = blocking(c, move |c| c.clone_storage_image(&name, body)).await??;
+    Ok((StatusCode::CREATED, Json(image)).into_response())
+}
+
+async fn set_storage_image_read_only(
+    State(c): State<Shared>,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody<StorageImageReadOnly>,
+) -> Reply<impl Serialize> {
+    Ok(Json(blocking(c, move |c| c.set_storage_image_read_only(&name, body)).await??))
 }
 
 async fn get_upgrade(State(c): State<Shared>) -> Reply<impl Serialize> {

@@ -12,6 +12,7 @@
 //! ```text
 //! let store = control::open_database(&config)?;        // opens, seeds from the TOML on first start
 //! let handle = control::spawn(&config.control, store, runtime)?; // applies the database once, serves
+//! // or spawn_with_storage(&config.control, config.storage.clone(), store, runtime) with `[storage]`
 //! // ... drop(handle) stops the server and removes the socket
 //! ```
 mod address_migration;
@@ -21,6 +22,7 @@ pub mod client;
 mod core;
 mod error;
 pub mod http;
+mod image_files;
 mod migration;
 #[cfg(test)]
 mod migration_tests;
@@ -30,6 +32,10 @@ mod queue;
 mod request;
 mod runtime;
 mod serve;
+mod storage;
+pub mod storage_cli;
+#[cfg(test)]
+mod storage_tests;
 pub mod testing;
 #[cfg(test)]
 mod tests;
@@ -45,7 +51,11 @@ pub use monitor_runtime::MonitorRuntime;
 pub use queue::{RequestStatus, Submitted};
 pub use request::ConfigRequest;
 pub use runtime::{PortStatus, PortView, Runtime, TunnelView};
-pub use serve::{spawn, ControlError, ControlHandle};
+pub use serve::{spawn, spawn_with_storage, ControlError, ControlHandle};
+pub use storage::{
+    StorageImageClone, StorageImageCreate, StorageImageGrow, StorageImageReadOnly, StorageImageView, StorageUserCreate,
+    StorageUserIps, StorageUserQuota, StorageUserView, StorageUserWithSecret,
+};
 pub use upgrade::UpgradeStart;
 
 use crate::config::Config;

@@ -69,6 +69,119 @@ fn parameter(name: &str) -> Value {
     json!({"name": name, "in": "path", "required": true, "description": description, "schema": schema})
 }
 
+/// A storage operation: its `{name}` is a storage user's or image's name, and
+/// 409 is always possible (no `[storage]`, or an upgrade runs).
+fn storage_op(summary: &str, what: &str, body: Option<Value>, ok: (&str, Option<Value>), errors: &[&str]) -> Value {
+    let params: &[&str] = if what.is_empty() { &[] } else { &["name"] };
+    let mut errors = errors.to_vec();
+    errors.push("409");
+    let mut op = operation(summary, params, body, ok, &errors);
+    if !what.is_empty() {
+        op["parameters"][0]["description"] = json!(format!("the {what}'s name"));
+        op["parameters"][0]["schema"] = json!({"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"});
+    }
+    op
+}
+
+/// Named parts of the document: (path or schema name, its JSON).
+type Named = Vec<(&'static str, Value)>;
+
+/// The storage routes and their schemas (docs/storage-management.md).
+fn storage_paths() -> (Named, Named) {
+    let name = json!({"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"});
+    let bytes = json!({"type": "integer", "minimum": 0});
+    let size = json!({"type": "integer", "minimum": 512, "multipleOf": 512, "maximum": 1_u64 << 50});
+    let ips = json!({"type": "array", "minItems": 1, "uniqueItems": true,
+        "items": {"type": "string", "format": "ipv4"}, "description": "the addresses the user's packets may come from"});
+    let user = "storage user";
+    let image = "storage image";
+    let paths = vec![
+        ("/v1/storage/users", json!({
+            "get": storage_op("List storage users (never with their secrets)", "", None, ("200", Some(list_of("StorageUser"))), &[]),
+            "post": storage_op("Create a storage user: the server assigns its id and a 32-byte secret, returned this once",
+                "", Some(schema("StorageUserCreate")), ("201", Some(schema("StorageUserWithSecret"))), &[]),
+        })),
+        ("/v1/storage/users/{name}", json!({
+            "get": storage_op("Show a storage user", user, None, ("200", Some(schema("StorageUser"))), &["404"]),
+            "delete": storage_op("Delete a storage user (refused while it owns images)", user, None, ("204", None), &["404"]),
+        })),
+        ("/v1/storage/users/{name}/ips", json!({
+            "put": storage_op("Replace a storage user's addresses", user, Some(schema("StorageUserIps")),
+                ("200", Some(schema("StorageUser"))), &["404"]),
+        })),
+        ("/v1/storage/users/{name}/quota", json!({
+            "put": storage_op("Change a storage user's quota (not below what its images take)", user,
+                Some(schema("StorageUserQuota")), ("200", Some(schema("StorageUser"))), &["404"]),
+        })),
+        ("/v1/storage/users/{name}/secret", json!({
+            "post": storage_op("Rotate a storage user's secret: the new one is returned this once", user, None,
+                ("200", Some(schema("StorageUserWithSecret"))), &["404"]),
+        })),
+        ("/v1/storage/images", json!({
+            "get": storage_op("List storage images with their usage and attachment", "", None,
+                ("200", Some(list_of("StorageImage"))), &[]),
+            "post": storage_op("Create a sparse image of size bytes, or import a copy of a file on the switch's host",
+                "", Some(schema("StorageImageCreate")), ("201", Some(schema("StorageImage"))), &[]),
+        })),
+        ("/v1/storage/images/{name}", json!({
+            "get": storage_op("Show a storage image", image, None, ("200", Some(schema("StorageImage"))), &["404"]),
+            "delete": storage_op("Delete a storage image and its file (refused while attached)", image, None,
+                ("204", None), &["404"]),
+        })),
+        ("/v1/storage/images/{name}/grow", json!({
+            "post": storage_op("Grow a storage image (never shrinks)", image, Some(schema("StorageImageGrow")),
+                ("200", Some(schema("StorageImage"))), &["404"]),
+        })),
+        ("/v1/storage/images/{name}/clone", json!({
+            "post": storage_op("Copy a storage image to a new, writable one", image, Some(schema("StorageImageClone")),
+                ("201", Some(schema("StorageImage"))), &["404"]),
+        })),
+        ("/v1/storage/images/{name}/read-only", json!({
+            "put": storage_op("Set or clear a storage image's read-only flag", image, Some(schema("StorageImageReadOnly")),
+                ("200", Some(schema("StorageImage"))), &["404"]),
+        })),
+    ];
+    let user_schema = json!({"type": "object", "required": ["name", "id", "ips", "quota_bytes", "used_bytes", "images"],
+        "properties": {"name": name, "id": {"type": "integer", "minimum": 1, "description": "assigned, never reused"},
+            "ips": ips, "quota_bytes": bytes,
+            "used_bytes": {"type": "integer", "minimum": 0, "description": "the sum of the sizes of the user's images"},
+            "images": {"type": "array", "items": {"type": "string"}}}});
+    let mut with_secret = user_schema.clone();
+    with_secret["required"].as_array_mut().into_iter().for_each(|r| r.push(json!("secret")));
+    with_secret["properties"]["secret"] = json!({"type": "string", "pattern": "^[0-9a-f]{64}$",
+        "description": "the 32-byte key of the protocol's keyed MAC, as hex; shown only in this reply"});
+    let schemas = vec![
+        ("StorageUser", user_schema),
+        ("StorageUserWithSecret", with_secret),
+        ("StorageUserCreate", json!({"type": "object", "additionalProperties": false,
+            "required": ["name", "ips", "quota_bytes"], "properties": {"name": name, "ips": ips, "quota_bytes": bytes}})),
+        ("StorageUserIps", json!({"type": "object", "additionalProperties": false, "required": ["ips"],
+            "properties": {"ips": ips}})),
+        ("StorageUserQuota", json!({"type": "object", "additionalProperties": false, "required": ["quota_bytes"],
+            "properties": {"quota_bytes": bytes}})),
+        ("StorageImage", json!({"type": "object",
+            "required": ["name", "id", "owner", "size", "read_only", "file", "usage", "attached", "last_used_unix_ms"],
+            "properties": {"name": name, "id": {"type": "integer", "minimum": 1}, "owner": name, "size": size,
+                "read_only": {"type": "boolean"}, "file": {"type": "string", "description": "<storage.images>/<id>.img"},
+                "usage": {"type": ["integer", "null"], "description": "bytes the file occupies (st_blocks x 512); null when it is missing"},
+                "attached": {"type": "boolean", "description": "a client used it within storage.attach_lease_ms"},
+                "last_used_unix_ms": {"type": ["integer", "null"]}}})),
+        ("StorageImageCreate", json!({"type": "object", "additionalProperties": false, "required": ["name", "owner"],
+            "description": "exactly one of size and import_from",
+            "properties": {"name": name, "owner": name, "size": size,
+                "import_from": {"type": "string", "description": "absolute path of a regular file on the switch's host; \
+                    the image is its size rounded up to 512 bytes"},
+                "read_only": {"type": "boolean", "default": false}}})),
+        ("StorageImageGrow", json!({"type": "object", "additionalProperties": false, "required": ["size"],
+            "properties": {"size": size}})),
+        ("StorageImageClone", json!({"type": "object", "additionalProperties": false, "required": ["name"],
+            "properties": {"name": name, "owner": {"type": ["string", "null"], "description": "default: the image's owner"}}})),
+        ("StorageImageReadOnly", json!({"type": "object", "additionalProperties": false, "required": ["read_only"],
+            "properties": {"read_only": {"type": "boolean"}}})),
+    ];
+    (paths, schemas)
+}
+
 pub fn document() -> Value {
     let vni = json!({"type": "integer", "minimum": 1, "maximum": 16_777_215});
     let mac =
@@ -354,7 +467,8 @@ pub fn document() -> Value {
                 "E400": error_response("malformed JSON, unknown field, or an invalid value (field names it)"),
                 "E404": error_response("the id in the path does not exist"),
                 "E409": error_response("conflicts with the configuration (duplicate, or still referenced), or an \
-                    upgrade is already running, or the switch has no switching unit to upgrade"),
+                    upgrade is already running, or the switch has no switching unit to upgrade; for storage: a quota \
+                    exceeded, an attached image, no [storage] in the switch's config, or an upgrade running"),
                 "E413": error_response("the body is larger than 64 KiB"),
                 "E415": error_response("the body is not Content-Type: application/json"),
                 "E422": {"description": "the upgrade ran but the new unit was refused: it rolled back, and the \
@@ -374,5 +488,16 @@ pub fn document() -> Value {
     schemas["AddressReport"] = address_report;
     schemas["Tunnel"] = tunnel;
     schemas["ConfigSnapshot"]["properties"]["address_migrations"] = list_of("AddressMigration");
+    schemas["ConfigSnapshot"]["properties"]["storage"] = json!({"type": "object",
+        "description": "storage users (without secrets) and images, and the last ids given out",
+        "properties": {"users": {"type": "array"}, "images": {"type": "array"},
+            "last_user_id": {"type": "integer"}, "last_image_id": {"type": "integer"}}});
+    let (storage_paths, storage_schemas) = storage_paths();
+    for (path, item) in storage_paths {
+        document["paths"][path] = item;
+    }
+    for (name, schema) in storage_schemas {
+        document["components"]["schemas"][name] = schema;
+    }
     document
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use super::migration::MigrationPlane;
 use crate::config::PortRole;
-use crate::store::{Change, ConfigSnapshot};
+use crate::store::{Change, ConfigSnapshot, ImageUse, StorageCatalog};
 use crate::upgrade::{ConfigGate, UpgradeRecord, UpgradeRefused, UpgradeStatus};
 use crate::wire::MacAddr;
 
@@ -49,6 +49,18 @@ pub trait Runtime: Send + Sync + 'static {
     /// Every tunnel to a remote VTEP: state, next hop, counters (`docs/tunnels.md`).
     fn tunnels(&self) -> Vec<TunnelView> {
         Vec::new()
+    }
+
+    /// The storage users and images the block-I/O stage serves from: called
+    /// with `[storage]` only, once at start and after every commit that changed
+    /// them, after `apply` (docs/storage-management.md).
+    fn apply_storage(&self, _catalog: std::sync::Arc<StorageCatalog>) {}
+
+    /// Where the block-I/O stage records each image's last use, which tells the
+    /// control plane whether an image is attached; `None` when nothing records
+    /// uses (no image is ever attached then).
+    fn image_use(&self) -> Option<std::sync::Arc<ImageUse>> {
+        None
     }
 }
 

@@ -12,7 +12,7 @@ use tokio::sync::{oneshot, watch};
 
 use super::core::Control;
 use super::runtime::Runtime;
-use crate::config::{is_loopback, ControlConfig};
+use crate::config::{is_loopback, ControlConfig, StorageConfig};
 use crate::store::{Store, StoreError};
 
 /// How long a stop waits for requests in flight before closing connections.
@@ -43,6 +43,9 @@ pub enum ControlError {
     Thread(io::Error),
     #[error("{0}")]
     Store(#[from] StoreError),
+    /// `[storage]` cannot be served: the images directory, or the files in it.
+    #[error("storage: {0}")]
+    Storage(String),
 }
 
 /// The running API. `shutdown` (or drop) stops the server, waits for its thread
@@ -100,10 +103,25 @@ impl Drop for ControlHandle {
 /// crash is replaced, a live one is an error) and the loopback TCP address, and
 /// serves until the handle is dropped.
 pub fn spawn(config: &ControlConfig, store: Store, runtime: Arc<dyn Runtime>) -> Result<ControlHandle, ControlError> {
+    spawn_with_storage(config, None, store, runtime)
+}
+
+/// `spawn`, also serving storage users and images (`[storage]`): the images
+/// directory is created and brought to what the database holds before the API
+/// serves (`Control::with_storage`).
+pub fn spawn_with_storage(
+    config: &ControlConfig,
+    storage: Option<StorageConfig>,
+    store: Store,
+    runtime: Arc<dyn Runtime>,
+) -> Result<ControlHandle, ControlError> {
     if let Some(addr) = config.listen.filter(|a| !is_loopback(a)) {
         return Err(ControlError::NotLoopback(addr));
     }
-    let control = Arc::new(Control::new(store, runtime)?);
+    let control = Arc::new(match storage {
+        Some(storage) => Control::with_storage(store, runtime, storage)?,
+        None => Control::new(store, runtime)?,
+    });
     let unix = bind_unix(&config.socket)?;
     let meta = std::fs::symlink_metadata(&config.socket)
         .map_err(|source| ControlError::Socket { path: config.socket.clone(), source })?;

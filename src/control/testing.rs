@@ -3,7 +3,7 @@
 //! walk the eight steps (pausing and resuming the config gate for real) without
 //! loading anything.
 use std::path::Path;
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::json;
@@ -11,7 +11,7 @@ use serde_json::json;
 use super::runtime::{PortView, Runtime};
 use super::migration::MigrationPlane;
 use crate::config::PortRole;
-use crate::store::ConfigSnapshot;
+use crate::store::{ConfigSnapshot, ImageUse, StorageCatalog};
 use crate::upgrade::{
     unix_us, ConfigGate, Outcome, StepRecord, UnitDescription, UpgradeRecord, UpgradeRefused, UpgradeStatus, STEP_NAMES,
 };
@@ -26,6 +26,10 @@ pub struct FakeRuntime {
     /// Signalled whenever `upgrades` changes (a step done, held, released).
     upgrade_changed: Condvar,
     migration: Option<MigrationPlane>,
+    /// Image uses as a block-I/O stage would record them (tests set them).
+    image_use: Arc<ImageUse>,
+    /// Every storage catalog handed over, oldest first.
+    catalogs: Mutex<Vec<Arc<StorageCatalog>>>,
 }
 
 /// The fake's unit and upgrade bookkeeping.
@@ -92,7 +96,24 @@ impl FakeRuntime {
             }),
             upgrade_changed: Condvar::new(),
             migration: None,
+            image_use: Arc::default(),
+            catalogs: Mutex::default(),
         }
+    }
+
+    /// Where image uses are recorded: `set_last_used` attaches an image.
+    pub fn image_uses(&self) -> &Arc<ImageUse> {
+        &self.image_use
+    }
+
+    /// The last storage catalog handed over (`Runtime::apply_storage`).
+    pub fn last_catalog(&self) -> Option<Arc<StorageCatalog>> {
+        self.catalogs.lock().unwrap_or_else(PoisonError::into_inner).last().cloned()
+    }
+
+    /// How many storage catalogs were handed over.
+    pub fn catalogs_applied(&self) -> usize {
+        self.catalogs.lock().unwrap_or_else(PoisonError::into_inner).len()
     }
 
     /// A switch whose VM migrations work on `plane`.
@@ -193,6 +214,14 @@ impl Runtime for FakeRuntime {
 
     fn migration_plane(&self) -> Option<MigrationPlane> {
         self.migration.clone()
+    }
+
+    fn apply_storage(&self, catalog: Arc<StorageCatalog>) {
+        self.catalogs.lock().unwrap_or_else(PoisonError::into_inner).push(catalog);
+    }
+
+    fn image_use(&self) -> Option<Arc<ImageUse>> {
+        Some(self.image_use.clone())
     }
 
     fn ports(&self) -> Vec<PortView> {

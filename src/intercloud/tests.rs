@@ -128,6 +128,7 @@ fn switch(remotes: &[(Entry, RemoteSource)], endpoints: &[u8]) -> ConfigSnapshot
             .collect(),
         ports: vec![],
         address_migrations: vec![],
+        storage: Default::default(),
     }
 }
 

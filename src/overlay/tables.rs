@@ -226,6 +226,7 @@ mod tests {
             remotes: vec![RemoteEndpoint { vni: 100, mac: mac(20), ip: None, vtep: Ipv4Addr::new(192, 0, 2, 2), source: Default::default() }],
             ports: vec![PortNetwork { port: "vm1".into(), vni: 100 }, PortNetwork { port: "gone".into(), vni: 100 }],
             address_migrations: vec![],
+            storage: Default::default(),
         };
         let vm_ports = [VmPort { name: "vm0".into(), id: PortId(0) }, VmPort { name: "vm1".into(), id: PortId(2) }];
         let mut learned = Learned::default();

@@ -39,6 +39,7 @@ fn config() -> ConfigSnapshot {
         remotes: vec![RemoteEndpoint { vni: VNI, mac: mac(20), ip: Some(Ipv4Addr::new(10, 0, 0, 20)), vtep: REMOTE_VTEP, source: Default::default() }],
         ports: vec![PortNetwork { port: "vm1".into(), vni: VNI }],
         address_migrations: vec![],
+        storage: Default::default(),
     }
 }
 

@@ -475,6 +475,7 @@ fn config(post: Option<[u8; 4]>) -> ConfigSnapshot {
                 source: AddressMigrationSource::Notification,
             },
         ],
+        storage: Default::default(),
     }
 }
 

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
 
 use super::model::{AddressMigration, ConfigSnapshot, Network, PortNetwork, RemoteEndpoint, VmEndpoint, Vni};
+use super::storage::{StorageImage, StorageUser};
 use crate::wire::MacAddr;
 
 /// One edit. `Store::commit` applies a list of them in one transaction.
@@ -37,12 +38,38 @@ pub enum Change {
         vni: Vni,
         primary_ip: Ipv4Addr,
     },
+    /// Creates or replaces the storage user with this name (its secret included:
+    /// the database stores it, JSON never carries it).
+    PutStorageUser(StorageUser),
+    DeleteStorageUser {
+        name: String,
+    },
+    /// Creates or replaces the storage image with this name.
+    PutStorageImage(StorageImage),
+    DeleteStorageImage {
+        name: String,
+    },
+}
+
+impl Change {
+    /// Whether the change is to storage users or images (what the block-I/O
+    /// service serves, `StorageCatalog`).
+    pub fn is_storage(&self) -> bool {
+        matches!(
+            self,
+            Change::PutStorageUser(_)
+                | Change::DeleteStorageUser { .. }
+                | Change::PutStorageImage(_)
+                | Change::DeleteStorageImage { .. }
+        )
+    }
 }
 
 impl ConfigSnapshot {
     /// Applies `changes` in memory, keeping every list in the database's key order
     /// (networks by VNI, endpoints and remotes by VNI then MAC, ports by name,
-    /// address migrations by VNI then primary IP), so the
+    /// address migrations by VNI then primary IP, storage users and images by name;
+    /// the last ids assigned follow the records put), so the
     /// result equals what `Store::snapshot` reads back after the same commit.
     /// Deleting a record that is absent does nothing; the generation is not touched.
     pub fn apply(&mut self, changes: &[Change]) {
@@ -60,6 +87,16 @@ impl ConfigSnapshot {
                 Change::DeleteAddressMigration { vni, primary_ip } => {
                     delete(&mut self.address_migrations, &(*vni, *primary_ip), |r| (r.vni, r.primary_ip))
                 }
+                Change::PutStorageUser(u) => {
+                    self.storage.last_user_id = self.storage.last_user_id.max(u.id);
+                    put(&mut self.storage.users, u.clone(), |r| r.name.clone())
+                }
+                Change::DeleteStorageUser { name } => delete(&mut self.storage.users, name, |r| r.name.clone()),
+                Change::PutStorageImage(i) => {
+                    self.storage.last_image_id = self.storage.last_image_id.max(i.id);
+                    put(&mut self.storage.images, i.clone(), |r| r.name.clone())
+                }
+                Change::DeleteStorageImage { name } => delete(&mut self.storage.images, name, |r| r.name.clone()),
             }
         }
     }

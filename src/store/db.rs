@@ -1,7 +1,8 @@
 //! The config database on disk: one redb file, one table per record kind, values
 //! as JSON text under stable keys, and a generation counter bumped in the same
 //! write transaction as the records it counts. Config requests queued during an
-//! upgrade live in the same file (`requests.rs`).
+//! upgrade live in the same file (`requests.rs`). Storage users keep their
+//! secret in their record on disk only (`StoredUser`).
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -12,14 +13,15 @@ use serde::Serialize;
 
 use super::change::Change;
 use super::model::{ConfigSnapshot, Vni};
+use super::storage::{Secret, StorageRecords, StorageUser};
 use super::requests::{RequestOutcome, FINISHED_REQUESTS, QUEUED_REQUESTS};
 use crate::wire::MacAddr;
 
 /// The layout this code reads and writes. A file with another version is refused,
-/// except versions 1 (no request tables) and 2 (no address migrations), which
-/// only lack tables and are upgraded in place (so an older switchyard refuses the
-/// file rather than ignore queued requests or address migrations).
-pub const SCHEMA_VERSION: u64 = 3;
+/// except versions 1 (no request tables), 2 (no address migrations) and 3 (no
+/// storage users and images), which only lack tables and are upgraded in place
+/// (so an older switchyard refuses the file rather than ignore what it does not know).
+pub const SCHEMA_VERSION: u64 = 4;
 
 /// `schema_version`, `generation` and `next_request_id`.
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -34,9 +36,25 @@ const PORTS: TableDefinition<&str, &str> = TableDefinition::new("port_networks")
 /// Key: "<vni as 8 digits>/<primary IP as 8 hex digits>" ("00000100/0a010005"),
 /// so text order is (VNI, address) order.
 const ADDRESS_MIGRATIONS: TableDefinition<&str, &str> = TableDefinition::new("address_migrations");
+/// Key: the user name; the value is a `StoredUser` (the record and its secret).
+const STORAGE_USERS: TableDefinition<&str, &str> = TableDefinition::new("storage_users");
+/// Key: the image name.
+const STORAGE_IMAGES: TableDefinition<&str, &str> = TableDefinition::new("storage_images");
 
 const SCHEMA_KEY: &str = "schema_version";
 const GENERATION_KEY: &str = "generation";
+/// The highest storage user and image ids ever assigned (ids are never reused).
+const LAST_USER_ID_KEY: &str = "last_storage_user_id";
+const LAST_IMAGE_ID_KEY: &str = "last_storage_image_id";
+
+/// A storage user as stored: the record and, beside it, its secret as hex
+/// (`StorageUser` itself never serializes the secret).
+#[derive(Serialize, serde::Deserialize)]
+struct StoredUser {
+    #[serde(flatten)]
+    user: StorageUser,
+    secret: String,
+}
 
 fn network_key(vni: Vni) -> String {
     format!("{vni:08}")
@@ -178,14 +196,17 @@ impl Store {
                     txn.abort().map_err(|e| self.db_error(e))?;
                     Ok(())
                 }
-                Some(old @ (1 | 2)) => {
+                Some(old @ (1..=3)) => {
                     {
                         let mut meta = txn.open_table(META).map_err(|e| self.db_error(e))?;
                         meta.insert(SCHEMA_KEY, SCHEMA_VERSION).map_err(|e| self.db_error(e))?;
-                        // Version 2 added the request tables, version 3 the address migrations.
+                        // Version 2 added the request tables, version 3 the address
+                        // migrations, version 4 the storage users and images.
                         txn.open_table(QUEUED_REQUESTS).map_err(|e| self.db_error(e))?;
                         txn.open_table(FINISHED_REQUESTS).map_err(|e| self.db_error(e))?;
-                        txn.open_table(ADDRESS_MIGRATIONS).map_err(|e| self.db_error(e))?;
+                        for table in [ADDRESS_MIGRATIONS, STORAGE_USERS, STORAGE_IMAGES] {
+                            txn.open_table(table).map_err(|e| self.db_error(e))?;
+                        }
                     }
                     self.commit_durably(txn)?;
                     log::info!(
@@ -205,7 +226,7 @@ impl Store {
             let mut meta = txn.open_table(META).map_err(|e| self.db_error(e))?;
             meta.insert(SCHEMA_KEY, SCHEMA_VERSION).map_err(|e| self.db_error(e))?;
             meta.insert(GENERATION_KEY, 0).map_err(|e| self.db_error(e))?;
-            for table in [NETWORKS, ENDPOINTS, REMOTES, PORTS, ADDRESS_MIGRATIONS] {
+            for table in [NETWORKS, ENDPOINTS, REMOTES, PORTS, ADDRESS_MIGRATIONS, STORAGE_USERS, STORAGE_IMAGES] {
                 txn.open_table(table).map_err(|e| self.db_error(e))?;
             }
             txn.open_table(QUEUED_REQUESTS).map_err(|e| self.db_error(e))?;
@@ -219,6 +240,21 @@ impl Store {
         let txn = self.db.begin_read().map_err(|e| self.db_error(e))?;
         let meta = txn.open_table(META).map_err(|e| self.db_error(e))?;
         let generation = meta.get(GENERATION_KEY).map_err(|e| self.db_error(e))?.map_or(0, |v| v.value());
+        let last_id = |key: &str| -> Result<u32, StoreError> {
+            let value = meta.get(key).map_err(|e| self.db_error(e))?.map_or(0, |v| v.value());
+            u32::try_from(value).map_err(|_| StoreError::Corrupt {
+                path: self.path.clone(),
+                table: META.name().to_string(),
+                key: key.to_string(),
+                message: format!("{value} is not a 32-bit id"),
+            })
+        };
+        let storage = StorageRecords {
+            users: self.read_users(&txn)?,
+            images: self.read_all(&txn, STORAGE_IMAGES)?,
+            last_user_id: last_id(LAST_USER_ID_KEY)?,
+            last_image_id: last_id(LAST_IMAGE_ID_KEY)?,
+        };
         Ok(ConfigSnapshot {
             generation,
             networks: self.read_all(&txn, NETWORKS)?,
@@ -226,7 +262,25 @@ impl Store {
             remotes: self.read_all(&txn, REMOTES)?,
             ports: self.read_all(&txn, PORTS)?,
             address_migrations: self.read_all(&txn, ADDRESS_MIGRATIONS)?,
+            storage,
         })
+    }
+
+    /// The storage users with their secrets.
+    fn read_users(&self, txn: &redb::ReadTransaction) -> Result<Vec<StorageUser>, StoreError> {
+        let stored: Vec<StoredUser> = self.read_all(txn, STORAGE_USERS)?;
+        stored
+            .into_iter()
+            .map(|StoredUser { mut user, secret }| {
+                user.secret = Secret::from_hex(&secret).map_err(|problem| StoreError::Corrupt {
+                    path: self.path.clone(),
+                    table: STORAGE_USERS.name().to_string(),
+                    key: user.name.clone(),
+                    message: format!("the secret is {problem}"),
+                })?;
+                Ok(user)
+            })
+            .collect()
     }
 
     fn read_all<T: DeserializeOwned>(
@@ -290,6 +344,9 @@ impl Store {
             let mut remotes = txn.open_table(REMOTES).map_err(|e| self.db_error(e))?;
             let mut ports = txn.open_table(PORTS).map_err(|e| self.db_error(e))?;
             let mut migrations = txn.open_table(ADDRESS_MIGRATIONS).map_err(|e| self.db_error(e))?;
+            let mut users = txn.open_table(STORAGE_USERS).map_err(|e| self.db_error(e))?;
+            let mut images = txn.open_table(STORAGE_IMAGES).map_err(|e| self.db_error(e))?;
+            let (mut last_user_id, mut last_image_id) = (None::<u32>, None::<u32>);
             for change in changes {
                 match change {
                     Change::PutNetwork(n) => self.put(&mut networks, &network_key(n.vni), n)?,
@@ -315,11 +372,31 @@ impl Store {
                         &address_migration_key(*vni, *primary_ip),
                         || format!("the address migration of {primary_ip} in VNI {vni}"),
                     )?,
+                    Change::PutStorageUser(u) => {
+                        let stored = StoredUser { user: u.clone(), secret: u.secret.to_hex() };
+                        self.put(&mut users, &u.name, &stored)?;
+                        last_user_id = last_user_id.max(Some(u.id));
+                    }
+                    Change::DeleteStorageUser { name } => {
+                        self.delete(&mut users, name, || format!("storage user {name}"))?
+                    }
+                    Change::PutStorageImage(i) => {
+                        self.put(&mut images, &i.name, i)?;
+                        last_image_id = last_image_id.max(Some(i.id));
+                    }
+                    Change::DeleteStorageImage { name } => {
+                        self.delete(&mut images, name, || format!("storage image {name}"))?
+                    }
                 }
             }
             let mut meta = txn.open_table(META).map_err(|e| self.db_error(e))?;
             let generation = meta.get(GENERATION_KEY).map_err(|e| self.db_error(e))?.map_or(0, |v| v.value()) + 1;
             meta.insert(GENERATION_KEY, generation).map_err(|e| self.db_error(e))?;
+            for (key, id) in [(LAST_USER_ID_KEY, last_user_id), (LAST_IMAGE_ID_KEY, last_image_id)] {
+                let Some(id) = id else { continue };
+                let last = meta.get(key).map_err(|e| self.db_error(e))?.map_or(0, |v| v.value());
+                meta.insert(key, last.max(u64::from(id))).map_err(|e| self.db_error(e))?;
+            }
             generation
         };
         if let Some((id, outcome)) = finished {

@@ -9,6 +9,9 @@ mod db;
 mod model;
 mod requests;
 pub mod rules;
+mod catalog;
+mod image_use;
+mod storage;
 pub mod stress;
 #[cfg(test)]
 mod tests;
@@ -20,3 +23,6 @@ pub use model::{
     VmEndpoint, Vni, VNI_MAX,
 };
 pub use requests::{unix_us, RequestOutcome, RequestRecord, RequestState, FINISHED_KEPT};
+pub use catalog::{image_file, CatalogImage, CatalogUser, StorageCatalog};
+pub use image_use::{unix_ms, ImageUse, LastUse, TOUCH_EVERY_MS};
+pub use storage::{ImageId, Secret, StorageImage, StorageRecords, StorageUser, UserId, SECTOR_BYTES};

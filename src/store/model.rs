@@ -1,11 +1,13 @@
 //! The configuration records an operator manages: virtual networks, VM endpoints,
-//! remote endpoints, VM-port bindings and address migrations. The config database stores exactly these,
+//! remote endpoints, VM-port bindings, address migrations, and storage users and
+//! images (`storage.rs`). The config database stores exactly these,
 //! the REST API reads and writes them, and the switching unit builds its tables
 //! from a `ConfigSnapshot` of them.
 use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
+use super::storage::StorageRecords;
 use crate::wire::MacAddr;
 
 /// A VXLAN network identifier: 24 bits (RFC 7348 section 5), 0 is not used.
@@ -122,9 +124,22 @@ pub struct ConfigSnapshot {
     /// By VNI, then primary IP.
     #[serde(default)]
     pub address_migrations: Vec<AddressMigration>,
+    /// Users and images of the block-I/O service (their secrets are never in JSON).
+    #[serde(default)]
+    pub storage: StorageRecords,
 }
 
 impl ConfigSnapshot {
+    /// The snapshot as JSON carries it (to a switching unit in a shared library,
+    /// or in the API): storage users without their secrets.
+    pub fn without_secrets(&self) -> ConfigSnapshot {
+        let mut copy = self.clone();
+        for user in &mut copy.storage.users {
+            user.secret = Default::default();
+        }
+        copy
+    }
+
     /// The network a VM-role port belongs to, as the vRouter decides it: its
     /// binding, else the network of its first VM endpoint (networks that exist only).
     pub fn port_vni(&self, port: &str) -> Option<Vni> {

@@ -8,6 +8,7 @@
 use std::net::Ipv4Addr;
 
 use super::model::{AddressMigration, ConfigSnapshot, Vni, VNI_MAX};
+use super::storage::SECTOR_BYTES;
 use crate::wire::address_report::REPORT_ADDRESS;
 use crate::wire::{MacAddr, ReportStatus};
 
@@ -22,15 +23,46 @@ pub fn check_vni(vni: i64) -> Result<Vni, String> {
 }
 
 pub fn check_network_name(name: &str) -> Result<(), String> {
+    check_record_name("network", name)
+}
+
+/// Storage user and image names: the same characters as network names.
+pub fn check_storage_name(noun: &str, name: &str) -> Result<(), String> {
+    check_record_name(noun, name)
+}
+
+fn check_record_name(noun: &str, name: &str) -> Result<(), String> {
     let ok = (1..=NETWORK_NAME_MAX).contains(&name.len())
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "{name:?} is not a valid network name: use 1 to {NETWORK_NAME_MAX} characters of A-Z a-z 0-9 . _ -"
-        ))
+        Err(format!("{name:?} is not a valid {noun} name: use 1 to {NETWORK_NAME_MAX} characters of A-Z a-z 0-9 . _ -"))
     }
+}
+
+/// The largest image: 1 PiB, far above any disk here, so sums of sizes never overflow.
+pub const IMAGE_SIZE_MAX: u64 = 1 << 50;
+
+/// An image size: whole sectors, more than none, at most `IMAGE_SIZE_MAX`.
+pub fn check_image_size(size: u64) -> Result<(), String> {
+    if size == 0 {
+        Err("0 bytes is not an image size: an image has at least one 512-byte sector".into())
+    } else if size % SECTOR_BYTES != 0 {
+        Err(format!("{size} bytes is not a multiple of the {SECTOR_BYTES}-byte sector"))
+    } else if size > IMAGE_SIZE_MAX {
+        Err(format!("{size} bytes is more than the largest image, {IMAGE_SIZE_MAX} bytes (1 PiB)"))
+    } else {
+        Ok(())
+    }
+}
+
+/// A storage user's addresses: at least one, each unicast, none twice.
+pub fn check_storage_ips(ips: &[Ipv4Addr]) -> Result<(), String> {
+    if ips.is_empty() {
+        return Err("no address given: a user needs at least one IP its packets come from".into());
+    }
+    check_flood_vteps(ips).map_err(|(_, problem)| problem)
 }
 
 /// A MAC a VM interface can own: unicast and not all zeros.
@@ -223,6 +255,28 @@ mod tests {
             check_network_name("a b"),
             Err("\"a b\" is not a valid network name: use 1 to 64 characters of A-Z a-z 0-9 . _ -".into())
         );
+    }
+
+    #[test]
+    fn storage_names_sizes_and_addresses() {
+        assert!(check_storage_name("user", "alice.v2_x-1").is_ok());
+        assert_eq!(
+            check_storage_name("image", "disk 1"),
+            Err("\"disk 1\" is not a valid image name: use 1 to 64 characters of A-Z a-z 0-9 . _ -".into())
+        );
+        for bad in ["", "a/b", "..\\x", "ü", &"x".repeat(65)] {
+            assert!(check_storage_name("user", bad).is_err(), "{bad}");
+        }
+        assert!(check_image_size(512).is_ok());
+        assert!(check_image_size(IMAGE_SIZE_MAX).is_ok());
+        assert!(check_image_size(0).unwrap_err().starts_with("0 bytes is not an image size"));
+        assert_eq!(check_image_size(1000), Err("1000 bytes is not a multiple of the 512-byte sector".into()));
+        assert!(check_image_size(IMAGE_SIZE_MAX + 512).unwrap_err().contains("largest image"));
+        let a: Ipv4Addr = "10.0.0.5".parse().unwrap();
+        assert!(check_storage_ips(&[a]).is_ok());
+        assert!(check_storage_ips(&[]).unwrap_err().contains("at least one IP"));
+        assert_eq!(check_storage_ips(&[a, a]), Err("10.0.0.5 is listed twice".into()));
+        assert!(check_storage_ips(&[Ipv4Addr::LOCALHOST]).unwrap_err().contains("loopback"));
     }
 
     #[test]

@@ -167,6 +167,7 @@ fn bootstrap_seeds_only_a_never_written_database() {
         remotes: vec![remote(100, 2)],
         ports: vec![PortNetwork { port: "vm0".into(), vni: 100 }],
         address_migrations: vec![migration(100, [10, 1, 0, 5], Some([10, 2, 0, 5]))],
+        storage: Default::default(),
     };
     assert!(store.bootstrap_if_empty(&seed).unwrap());
     assert_eq!(store.snapshot().unwrap(), ConfigSnapshot { generation: 1, ..seed.clone() });
@@ -198,7 +199,7 @@ fn unknown_schema_version_is_refused_naming_the_file() {
     assert_eq!(
         err,
         format!(
-            "config database {}: schema version 99 is not supported (this switchyard reads version 3); \
+            "config database {}: schema version 99 is not supported (this switchyard reads version 4); \
              use the switchyard that wrote it, or move the file away to bootstrap again from the TOML config",
             path.display()
         )
@@ -353,23 +354,7 @@ fn only_the_last_finished_requests_are_kept() {
 #[test]
 fn a_version_1_database_gains_the_request_tables_and_keeps_its_records() {
     let (_dir, path) = temp();
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    {
-        // The layout switchyard wrote before requests were queued.
-        let db = redb::Database::create(&path).unwrap();
-        let txn = db.begin_write().unwrap();
-        {
-            let mut meta = txn.open_table(redb::TableDefinition::<&str, u64>::new("meta")).unwrap();
-            meta.insert("schema_version", 1).unwrap();
-            meta.insert("generation", 7).unwrap();
-            let mut networks = txn.open_table(redb::TableDefinition::<&str, &str>::new("networks")).unwrap();
-            networks.insert("00000100", r#"{"vni":100,"name":"blue","flood_vteps":[]}"#).unwrap();
-            for table in ["endpoints", "remotes", "port_networks"] {
-                txn.open_table(redb::TableDefinition::<&str, &str>::new(table)).unwrap();
-            }
-        }
-        txn.commit().unwrap();
-    }
+    old_layout(&path, 1, 7);
     let store = Store::open(&path).unwrap();
     let snapshot = store.snapshot().unwrap();
     assert_eq!((snapshot.generation, snapshot.networks[0].name.as_str()), (7, "blue"));
@@ -440,25 +425,7 @@ fn address_migrations_round_trip_in_address_order() {
 #[test]
 fn a_version_2_database_gains_the_address_migration_table_and_keeps_its_records() {
     let (_dir, path) = temp();
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    {
-        // The layout switchyard wrote before address migrations.
-        let db = redb::Database::create(&path).unwrap();
-        let txn = db.begin_write().unwrap();
-        {
-            let mut meta = txn.open_table(redb::TableDefinition::<&str, u64>::new("meta")).unwrap();
-            meta.insert("schema_version", 2).unwrap();
-            meta.insert("generation", 4).unwrap();
-            let mut networks = txn.open_table(redb::TableDefinition::<&str, &str>::new("networks")).unwrap();
-            networks.insert("00000100", r#"{"vni":100,"name":"blue","flood_vteps":[]}"#).unwrap();
-            for table in ["endpoints", "remotes", "port_networks"] {
-                txn.open_table(redb::TableDefinition::<&str, &str>::new(table)).unwrap();
-            }
-            txn.open_table(redb::TableDefinition::<u64, &str>::new("queued_requests")).unwrap();
-            txn.open_table(redb::TableDefinition::<u64, &str>::new("finished_requests")).unwrap();
-        }
-        txn.commit().unwrap();
-    }
+    old_layout(&path, 2, 4);
     let store = Store::open(&path).unwrap();
     let snapshot = store.snapshot().unwrap();
     assert_eq!((snapshot.generation, snapshot.networks.len()), (4, 1));
@@ -470,5 +437,118 @@ fn a_version_2_database_gains_the_address_migration_table_and_keeps_its_records(
     let db = redb::Database::create(&path).unwrap();
     let txn = db.begin_read().unwrap();
     let meta = txn.open_table(redb::TableDefinition::<&str, u64>::new("meta")).unwrap();
-    assert_eq!(meta.get("schema_version").unwrap().unwrap().value(), 3);
+    assert_eq!(meta.get("schema_version").unwrap().unwrap().value(), SCHEMA_VERSION);
+}
+
+fn storage_user(name: &str, id: UserId, ip: [u8; 4], secret: u8) -> StorageUser {
+    StorageUser { name: name.into(), id, ips: vec![Ipv4Addr::from(ip)], quota_bytes: 1 << 30, secret: Secret([secret; 32]) }
+}
+
+fn storage_image(name: &str, id: ImageId, owner: &str) -> StorageImage {
+    StorageImage { name: name.into(), id, owner: owner.into(), size: 1 << 20, read_only: false }
+}
+
+#[test]
+fn storage_users_and_images_round_trip_with_secrets_and_rising_ids() {
+    let (_dir, path) = temp();
+    let store = Store::open(&path).unwrap();
+    let mut memory = ConfigSnapshot::default();
+    let batches = [
+        vec![
+            Change::PutStorageUser(storage_user("bob", 2, [10, 0, 0, 6], 0xbb)),
+            Change::PutStorageUser(storage_user("alice", 1, [10, 0, 0, 5], 0xaa)),
+        ],
+        vec![Change::PutStorageImage(storage_image("disk", 1, "alice")), Change::PutStorageImage(storage_image("boot", 2, "bob"))],
+        // A rotation replaces the record, secret included.
+        vec![Change::PutStorageUser(storage_user("alice", 1, [10, 0, 0, 5], 0xa2))],
+        // Deleting the newest records does not lower the last ids: they are never given out again.
+        vec![Change::DeleteStorageImage { name: "boot".into() }, Change::DeleteStorageUser { name: "bob".into() }],
+    ];
+    for batch in &batches {
+        let generation = store.commit(batch).unwrap();
+        memory.apply(batch);
+        memory.generation = generation;
+        assert_eq!(store.snapshot().unwrap(), memory);
+    }
+    let storage = &memory.storage;
+    assert_eq!((storage.last_user_id, storage.last_image_id), (2, 2));
+    assert_eq!(storage.users, [storage_user("alice", 1, [10, 0, 0, 5], 0xa2)]);
+    assert_eq!(storage.images, [storage_image("disk", 1, "alice")]);
+    let gone = store.commit(&[Change::DeleteStorageUser { name: "bob".into() }]).unwrap_err().to_string();
+    assert!(gone.ends_with("cannot delete storage user bob: there is no such record"), "{gone}");
+    drop(store);
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.snapshot().unwrap(), memory, "kept across a reopen, secrets included");
+
+    // The secret is in the database, and in no JSON of the snapshot.
+    let json = serde_json::to_string(&memory).unwrap();
+    assert!(!json.contains("secret") && !json.contains(&"a2".repeat(32)), "{json}");
+    // What a unit in a shared library gets back (the upgrade's health check compares it).
+    let through_json: ConfigSnapshot = serde_json::from_str(&json).unwrap();
+    assert_eq!(through_json, memory.without_secrets());
+    assert_ne!(through_json, memory);
+    assert!(json.contains("\"last_user_id\":2"), "{json}");
+}
+
+#[test]
+fn a_damaged_storage_secret_names_table_and_key() {
+    let (_dir, path) = temp();
+    {
+        let store = Store::open(&path).unwrap();
+        store.commit(&[Change::PutStorageUser(storage_user("alice", 1, [10, 0, 0, 5], 1))]).unwrap();
+    }
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut users = txn.open_table(redb::TableDefinition::<&str, &str>::new("storage_users")).unwrap();
+            users
+                .insert("alice", r#"{"name":"alice","id":1,"ips":["10.0.0.5"],"quota_bytes":5,"secret":"xyz"}"#)
+                .unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let err = Store::open(&path).unwrap().snapshot().unwrap_err().to_string();
+    assert!(err.contains("table storage_users, key \"alice\": cannot decode the record: the secret is not 64 hex"), "{err}");
+}
+
+#[test]
+fn a_version_3_database_gains_the_storage_tables_and_keeps_its_records() {
+    let (_dir, path) = temp();
+    old_layout(&path, 3, 4);
+    let store = Store::open(&path).unwrap();
+    let snapshot = store.snapshot().unwrap();
+    assert_eq!((snapshot.generation, snapshot.networks.len()), (4, 1));
+    assert_eq!(snapshot.storage, StorageRecords::default());
+    let user = storage_user("alice", 1, [10, 0, 0, 5], 7);
+    assert_eq!(store.commit(&[Change::PutStorageUser(user.clone())]).unwrap(), 5);
+    assert_eq!(store.snapshot().unwrap().storage.users, [user]);
+}
+
+/// A database file of schema `version` (1 to 3) as the switchyard of that
+/// version wrote it: generation `generation`, network 100 "blue", and the
+/// tables that version had.
+fn old_layout(path: &std::path::Path, version: u64, generation: u64) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let db = redb::Database::create(path).unwrap();
+    let txn = db.begin_write().unwrap();
+    {
+        let mut meta = txn.open_table(redb::TableDefinition::<&str, u64>::new("meta")).unwrap();
+        meta.insert("schema_version", version).unwrap();
+        meta.insert("generation", generation).unwrap();
+        let mut networks = txn.open_table(redb::TableDefinition::<&str, &str>::new("networks")).unwrap();
+        networks.insert("00000100", r#"{"vni":100,"name":"blue","flood_vteps":[]}"#).unwrap();
+        let mut tables = vec!["endpoints", "remotes", "port_networks"];
+        if version >= 3 {
+            tables.push("address_migrations");
+        }
+        for table in tables {
+            txn.open_table(redb::TableDefinition::<&str, &str>::new(table)).unwrap();
+        }
+        if version >= 2 {
+            txn.open_table(redb::TableDefinition::<u64, &str>::new("queued_requests")).unwrap();
+            txn.open_table(redb::TableDefinition::<u64, &str>::new("finished_requests")).unwrap();
+        }
+    }
+    txn.commit().unwrap();
 }

@@ -173,3 +173,38 @@ fn a_second_upgrade_while_one_runs_is_refused() {
         assert_eq!(first.join().unwrap().unwrap().outcome, Outcome::Upgraded);
     });
 }
+
+/// A unit in a shared library gets its configuration as JSON, which never
+/// carries a storage user's secret: the health check does not hold that against it.
+#[test]
+fn a_unit_configured_through_json_passes_the_health_check_with_storage_users() {
+    struct JsonLoader;
+    impl UnitLoader<BytesPacket> for JsonLoader {
+        fn load(&self, _library: &Path, setup: &UnitSetup) -> Result<Unit, String> {
+            let json = serde_json::to_string(&setup.state).map_err(|e| e.to_string())?;
+            let state: UnitState = serde_json::from_str(&json).map_err(|e| e.to_string())?;
+            Ok(Arc::new(VRouterUnit::new(UnitSetup { state, ..setup.clone() })))
+        }
+    }
+    struct Committed(ConfigSnapshot);
+    impl ConfigGate for Committed {
+        fn pause(&self) {}
+        fn committed(&self) -> Result<ConfigSnapshot, String> {
+            Ok(self.0.clone())
+        }
+        fn resume(&self) -> Resumed {
+            Resumed::default()
+        }
+    }
+    let mut committed = config();
+    committed.storage.users.push(crate::store::StorageUser {
+        name: "alice".into(),
+        id: 1,
+        ips: vec![std::net::Ipv4Addr::new(10, 0, 0, 5)],
+        quota_bytes: 1 << 30,
+        secret: crate::store::Secret([7; 32]),
+    });
+    let upgrader = Upgrader::with_loader(host(), Box::new(JsonLoader));
+    let record = upgrader.upgrade(Path::new("json"), &Committed(committed)).unwrap();
+    assert_eq!(record.outcome, Outcome::Upgraded, "{record:?}");
+}

@@ -1,0 +1,446 @@
+//! Storage users and images through the control core with the fake data plane:
+//! every refusal changes nothing (records, files, what the runtime got), and
+//! file work is ordered around the commit (docs/storage-management.md).
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::testing::FakeRuntime;
+use super::*;
+use crate::config::StorageConfig;
+use crate::store::{unix_ms, Store};
+use crate::upgrade::ConfigGate;
+
+struct Setup {
+    dir: tempfile::TempDir,
+    control: Control,
+    fake: Arc<FakeRuntime>,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = Arc::new(FakeRuntime::new());
+        let control = Setup::open(dir.path(), &fake);
+        Setup { dir, control, fake }
+    }
+
+    fn open(dir: &Path, fake: &Arc<FakeRuntime>) -> Control {
+        let store = Store::open(dir.join("config.redb")).unwrap();
+        Control::with_storage(store, fake.clone(), StorageConfig::new(dir.join("images"))).unwrap()
+    }
+
+    /// Stops and starts again on the same database and directory.
+    fn restart(self) -> Setup {
+        let Setup { dir, control, fake } = self;
+        drop(control);
+        let control = Setup::open(dir.path(), &fake);
+        Setup { dir, control, fake }
+    }
+
+    fn images(&self) -> PathBuf {
+        self.dir.path().join("images")
+    }
+
+    /// The images directory: (file name, length), sorted.
+    fn files(&self) -> Vec<(String, u64)> {
+        let mut files: Vec<(String, u64)> = std::fs::read_dir(self.images())
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.file_name().into_string().unwrap(), e.metadata().unwrap().len())
+            })
+            .collect();
+        files.sort();
+        files
+    }
+
+    /// Alice (10.0.0.5, quota 1 MiB) and her image "disk" of 64 KiB.
+    fn populated() -> Setup {
+        let setup = Setup::new();
+        setup.control.create_storage_user(user("alice", &["10.0.0.5"], 1 << 20)).unwrap();
+        setup.control.create_storage_image(sparse("disk", "alice", 64 << 10)).unwrap();
+        setup
+    }
+
+    /// Runs `op`, expects the error, and checks nothing moved: the snapshot,
+    /// the database, the files and what the runtime was given.
+    fn refused<T: std::fmt::Debug>(
+        &self,
+        op: impl FnOnce(&Control) -> Result<T, ApiError>,
+        status: u16,
+        field: Option<&str>,
+    ) -> String {
+        let before = self.control.snapshot();
+        let files = self.files();
+        let (applied, catalogs) = (self.fake.applied().len(), self.fake.catalogs_applied());
+        let err = op(&self.control).expect_err("expected a refusal");
+        assert_eq!((err.status(), err.field()), (status, field), "{err}");
+        assert!(!err.message().is_empty() && !err.message().contains('\n'), "{err}");
+        assert_eq!(self.control.snapshot(), before, "snapshot changed by a refused request: {err}");
+        assert_eq!(self.control.store().snapshot().unwrap(), *before, "database changed by a refused request: {err}");
+        assert_eq!(self.files(), files, "files changed by a refused request: {err}");
+        assert_eq!(self.fake.applied().len(), applied, "runtime applied a refused request: {err}");
+        assert_eq!(self.fake.catalogs_applied(), catalogs, "a catalog was handed over for a refused request: {err}");
+        err.message().to_string()
+    }
+
+    /// A client used image `name` just now.
+    fn attach(&self, name: &str) {
+        let id = self.control.storage_image(name).unwrap().id;
+        self.fake.image_uses().set_last_used(id, unix_ms(SystemTime::now()));
+    }
+}
+
+fn user(name: &str, ips: &[&str], quota_bytes: u64) -> StorageUserCreate {
+    StorageUserCreate { name: name.into(), ips: ips.iter().map(|s| s.to_string()).collect(), quota_bytes }
+}
+
+fn sparse(name: &str, owner: &str, size: u64) -> StorageImageCreate {
+    StorageImageCreate { name: name.into(), owner: owner.into(), size: Some(size), import_from: None, read_only: false }
+}
+
+fn import(name: &str, owner: &str, from: &Path) -> StorageImageCreate {
+    let from = Some(from.to_str().unwrap().to_string());
+    StorageImageCreate { name: name.into(), owner: owner.into(), size: None, import_from: from, read_only: false }
+}
+
+fn ips(list: &[&str]) -> StorageUserIps {
+    StorageUserIps { ips: list.iter().map(|s| s.to_string()).collect() }
+}
+
+#[test]
+fn users_are_created_changed_rotated_and_deleted_and_ids_are_never_reused() {
+    let s = Setup::new();
+    let c = &s.control;
+    let created = c.create_storage_user(user("alice", &["10.0.0.5", "10.0.0.6"], 10 << 30)).unwrap();
+    assert_eq!(created.user.id, 1);
+    assert_eq!(created.user.ips, ["10.0.0.5".parse::<std::net::Ipv4Addr>().unwrap(), "10.0.0.6".parse().unwrap()]);
+    assert_eq!((created.user.quota_bytes, created.user.used_bytes), (10 << 30, 0));
+    assert!(created.secret.len() == 64 && created.secret.bytes().all(|b| b.is_ascii_hexdigit()), "{}", created.secret);
+
+    // The data plane gets the secret; the API's views and the config JSON never show it.
+    let catalog = s.fake.last_catalog().unwrap();
+    let alice = catalog.user(1).unwrap();
+    assert_eq!(alice.secret.to_hex(), created.secret);
+    assert_eq!(catalog.user_by_ip("10.0.0.6".parse().unwrap()).unwrap().name, "alice");
+    assert_eq!(c.storage_user("alice").unwrap(), created.user);
+    let config = serde_json::to_string(&*c.snapshot()).unwrap();
+    assert!(!config.contains(&created.secret) && !config.contains("secret"), "{config}");
+
+    let changed = c.set_storage_user_ips("alice", ips(&["10.0.0.7"])).unwrap();
+    assert_eq!(changed.ips, ["10.0.0.7".parse::<std::net::Ipv4Addr>().unwrap()]);
+    assert!(s.fake.last_catalog().unwrap().user_by_ip("10.0.0.5".parse().unwrap()).is_none());
+    assert_eq!(c.set_storage_user_quota("alice", StorageUserQuota { quota_bytes: 512 }).unwrap().quota_bytes, 512);
+    let rotated = c.rotate_storage_user_secret("alice").unwrap();
+    assert_ne!(rotated.secret, created.secret);
+    assert_eq!(s.fake.last_catalog().unwrap().user(1).unwrap().secret.to_hex(), rotated.secret);
+
+    // Asking for what already is commits nothing.
+    let generation = c.snapshot().generation;
+    c.set_storage_user_ips("alice", ips(&["10.0.0.7"])).unwrap();
+    c.set_storage_user_quota("alice", StorageUserQuota { quota_bytes: 512 }).unwrap();
+    assert_eq!(c.snapshot().generation, generation);
+
+    c.delete_storage_user("alice").unwrap();
+    assert!(c.storage_users().unwrap().is_empty());
+    assert!(s.fake.last_catalog().unwrap().user(1).is_none());
+    // The address is free again, the id is not.
+    let bob = c.create_storage_user(user("bob", &["10.0.0.7"], 0)).unwrap();
+    assert_eq!(bob.user.id, 2);
+    let s = s.restart();
+    let carol = s.control.create_storage_user(user("carol", &["10.0.0.8"], 0)).unwrap();
+    assert_eq!(carol.user.id, 3, "ids keep rising across restarts");
+    assert_eq!(s.fake.last_catalog().unwrap().user(2).unwrap().secret.to_hex(), bob.secret, "kept across a restart");
+}
+
+#[test]
+fn bad_users_are_refused_naming_the_field() {
+    let s = Setup::populated();
+    s.control.create_storage_user(user("bob", &["10.0.0.6"], 1 << 20)).unwrap();
+    let create = |name: &str, list: &[&str], quota: u64| {
+        let body = user(name, list, quota);
+        move |c: &Control| c.create_storage_user(body)
+    };
+    let e = s.refused(create("a b", &["10.0.0.9"], 0), 400, Some("name"));
+    assert_eq!(e, "\"a b\" is not a valid user name: use 1 to 64 characters of A-Z a-z 0-9 . _ -");
+    s.refused(create("", &["10.0.0.9"], 0), 400, Some("name"));
+    s.refused(create(&"x".repeat(65), &["10.0.0.9"], 0), 400, Some("name"));
+    let e = s.refused(create("carol", &["10.0.0"], 0), 400, Some("ips"));
+    assert_eq!(e, "\"10.0.0\" is not an IPv4 address such as 192.0.2.1");
+    let e = s.refused(create("carol", &[], 0), 400, Some("ips"));
+    assert_eq!(e, "no address given: a user needs at least one IP its packets come from");
+    s.refused(create("carol", &["10.0.0.9", "10.0.0.9"], 0), 400, Some("ips"));
+    s.refused(create("carol", &["127.0.0.1"], 0), 400, Some("ips"));
+    s.refused(create("carol", &["224.0.0.5"], 0), 400, Some("ips"));
+    let e = s.refused(create("alice", &["10.0.0.9"], 0), 409, Some("name"));
+    assert_eq!(e, "there is already a storage user named alice");
+    let e = s.refused(create("carol", &["10.0.0.9", "10.0.0.5"], 0), 409, Some("ips"));
+    assert_eq!(e, "10.0.0.5 is already assigned to storage user alice");
+    let e = s.refused(|c| c.set_storage_user_ips("bob", ips(&["10.0.0.5"])), 409, Some("ips"));
+    assert_eq!(e, "10.0.0.5 is already assigned to storage user alice");
+    s.refused(|c| c.set_storage_user_ips("bob", ips(&[])), 400, Some("ips"));
+
+    let e = s.refused(|c| c.storage_user("carol"), 404, Some("name"));
+    assert_eq!(e, "there is no storage user named \"carol\"");
+    s.refused(|c| c.delete_storage_user("carol"), 404, Some("name"));
+    s.refused(|c| c.set_storage_user_ips("carol", ips(&["10.0.0.9"])), 404, Some("name"));
+    s.refused(|c| c.set_storage_user_quota("carol", StorageUserQuota { quota_bytes: 1 }), 404, Some("name"));
+    s.refused(|c| c.rotate_storage_user_secret("carol"), 404, Some("name"));
+
+    let e = s.refused(|c| c.set_storage_user_quota("alice", StorageUserQuota { quota_bytes: 1024 }), 409, Some("quota_bytes"));
+    assert_eq!(e, "1024 bytes is less than the 65536 bytes storage user alice's images already take; delete images first");
+    let e = s.refused(|c| c.delete_storage_user("alice"), 409, Some("name"));
+    assert_eq!(e, "storage user alice still owns 1 image (disk); delete them first");
+}
+
+#[test]
+fn images_are_created_imported_grown_cloned_flagged_and_deleted() {
+    let s = Setup::new();
+    let c = &s.control;
+    c.create_storage_user(user("alice", &["10.0.0.5"], 1 << 30)).unwrap();
+    c.create_storage_user(user("bob", &["10.0.0.6"], 1 << 30)).unwrap();
+
+    let disk = c.create_storage_image(sparse("disk", "alice", 64 << 20)).unwrap();
+    assert_eq!((disk.id, disk.owner.as_str(), disk.size, disk.read_only, disk.attached), (1, "alice", 64 << 20, false, false));
+    assert_eq!(disk.file, s.images().join("1.img"));
+    assert!(disk.usage.unwrap() < 1 << 20, "a new image is sparse: {:?}", disk.usage);
+    assert_eq!(s.files(), [("1.img".to_string(), 64 << 20)]);
+
+    // An import copies the file and pads it to whole sectors.
+    let source = s.dir.path().join("golden.raw");
+    let data: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8 + 1).collect();
+    std::fs::write(&source, &data).unwrap();
+    let golden = c.create_storage_image(StorageImageCreate { read_only: true, ..import("golden", "alice", &source) }).unwrap();
+    assert_eq!((golden.id, golden.size, golden.read_only), (2, 1024, true));
+    let copied = std::fs::read(s.images().join("2.img")).unwrap();
+    assert_eq!((&copied[..1000], &copied[1000..]), (&data[..], &[0u8; 24][..]));
+
+    // A clone is writable, owned by whom it says, with the same data.
+    let clone = c.clone_storage_image("golden", StorageImageClone { name: "vm1".into(), owner: Some("bob".into()) }).unwrap();
+    assert_eq!((clone.id, clone.owner.as_str(), clone.size, clone.read_only), (3, "bob", 1024, false));
+    assert_eq!(std::fs::read(s.images().join("3.img")).unwrap(), copied);
+    let same_owner = c.clone_storage_image("disk", StorageImageClone { name: "disk2".into(), owner: None }).unwrap();
+    assert_eq!(same_owner.owner, "alice");
+    assert!(same_owner.usage.unwrap() < 1 << 20, "a clone of a sparse image stays sparse: {:?}", same_owner.usage);
+
+    let grown = c.grow_storage_image("disk", StorageImageGrow { size: 128 << 20 }).unwrap();
+    assert_eq!(grown.size, 128 << 20);
+    assert_eq!(std::fs::metadata(s.images().join("1.img")).unwrap().len(), 128 << 20);
+    assert!(c.set_storage_image_read_only("disk", StorageImageReadOnly { read_only: true }).unwrap().read_only);
+    assert!(!c.set_storage_image_read_only("disk", StorageImageReadOnly { read_only: false }).unwrap().read_only);
+
+    let catalog = s.fake.last_catalog().unwrap();
+    let vm1 = catalog.image(3).unwrap();
+    assert_eq!((vm1.owner, vm1.size, vm1.file.clone()), (2, 1024, s.images().join("3.img")));
+    assert_eq!(catalog.user(1).unwrap().images, [1, 2, 4]);
+    assert_eq!(c.storage_user("alice").unwrap().used_bytes, (128 << 20) + 1024 + (64 << 20));
+
+    c.delete_storage_image("vm1").unwrap();
+    assert!(!s.images().join("3.img").exists());
+    assert!(s.fake.last_catalog().unwrap().image(3).is_none());
+    let names: Vec<String> = c.storage_images().unwrap().into_iter().map(|i| i.name).collect();
+    assert_eq!(names, ["disk", "disk2", "golden"]);
+    assert_eq!(c.create_storage_image(sparse("vm1", "bob", 512)).unwrap().id, 5, "image ids are never reused");
+}
+
+#[test]
+fn bad_images_are_refused_naming_the_field() {
+    let s = Setup::populated();
+    let c = &s.control;
+    c.create_storage_user(user("bob", &["10.0.0.6"], 4096)).unwrap();
+    let create = |body: StorageImageCreate| move |c: &Control| c.create_storage_image(body);
+
+    let e = s.refused(create(sparse("my disk", "alice", 512)), 400, Some("name"));
+    assert_eq!(e, "\"my disk\" is not a valid image name: use 1 to 64 characters of A-Z a-z 0-9 . _ -");
+    let e = s.refused(create(sparse("d2", "alice", 0)), 400, Some("size"));
+    assert_eq!(e, "0 bytes is not an image size: an image has at least one 512-byte sector");
+    let e = s.refused(create(sparse("d2", "alice", 1000)), 400, Some("size"));
+    assert_eq!(e, "1000 bytes is not a multiple of the 512-byte sector");
+    s.refused(create(sparse("d2", "alice", 1 << 51)), 400, Some("size"));
+    let both = StorageImageCreate { import_from: Some("/etc/hostname".into()), ..sparse("d2", "alice", 512) };
+    s.refused(create(both), 400, Some("import_from"));
+    s.refused(create(StorageImageCreate { size: None, ..sparse("d2", "alice", 512) }), 400, Some("size"));
+    let e = s.refused(create(sparse("d2", "carol", 512)), 400, Some("owner"));
+    assert_eq!(e, "there is no storage user named \"carol\"; create it first");
+    let e = s.refused(create(sparse("disk", "alice", 512)), 409, Some("name"));
+    assert_eq!(e, "there is already a storage image named disk");
+
+    // Quotas: alice has 1 MiB and uses 64 KiB; bob has 4 KiB.
+    let e = s.refused(create(sparse("big", "alice", 1 << 20)), 409, Some("size"));
+    assert_eq!(
+        e,
+        "storage user alice's quota of 1048576 bytes would be exceeded: its images take 65536 bytes, and 1048576 more do not fit"
+    );
+    s.refused(|c| c.grow_storage_image("disk", StorageImageGrow { size: 2 << 20 }), 409, Some("size"));
+    let clone = |owner: &str| StorageImageClone { name: "copy".into(), owner: Some(owner.into()) };
+    s.refused(|c| c.clone_storage_image("disk", clone("bob")), 409, Some("owner"));
+    s.refused(|c| c.clone_storage_image("disk", clone("carol")), 400, Some("owner"));
+    s.refused(|c| c.clone_storage_image("disk", StorageImageClone { name: "disk".into(), owner: None }), 409, Some("name"));
+    s.refused(|c| c.clone_storage_image("disk", StorageImageClone { name: "a/b".into(), owner: None }), 400, Some("name"));
+    let big = s.dir.path().join("big.raw");
+    std::fs::write(&big, vec![1u8; 5000]).unwrap();
+    let e = s.refused(create(import("big", "bob", &big)), 409, Some("import_from"));
+    assert!(e.contains("its images take 0 bytes, and 5120 more do not fit"), "{e}");
+
+    // Import sources.
+    let missing = s.dir.path().join("missing.raw");
+    let e = s.refused(create(import("d2", "alice", &missing)), 400, Some("import_from"));
+    assert_eq!(e, format!("cannot read {}: No such file or directory (os error 2)", missing.display()));
+    let e = s.refused(create(import("d2", "alice", s.dir.path())), 400, Some("import_from"));
+    assert_eq!(e, format!("{} is a directory, not a file", s.dir.path().display()));
+    let empty = s.dir.path().join("empty.raw");
+    std::fs::write(&empty, b"").unwrap();
+    let e = s.refused(create(import("d2", "alice", &empty)), 400, Some("import_from"));
+    assert_eq!(e, format!("{} is empty; an image has at least one 512-byte sector", empty.display()));
+    let relative = StorageImageCreate { import_from: Some("golden.raw".into()), ..sparse("d2", "alice", 512) };
+    let relative = StorageImageCreate { size: None, ..relative };
+    let e = s.refused(create(relative), 400, Some("import_from"));
+    assert_eq!(e, "\"golden.raw\" is not an absolute path; the switch reads the file on its own host");
+    s.refused(create(import("d2", "alice", Path::new("/dev/null"))), 400, Some("import_from"));
+
+    // Growing, unknown images.
+    let e = s.refused(|c| c.grow_storage_image("disk", StorageImageGrow { size: 512 }), 400, Some("size"));
+    assert_eq!(e, "512 bytes is less than image disk's size of 65536 bytes; images only grow");
+    s.refused(|c| c.grow_storage_image("disk", StorageImageGrow { size: 70_000 }), 400, Some("size"));
+    let e = s.refused(|c| c.storage_image("nope"), 404, Some("name"));
+    assert_eq!(e, "there is no storage image named \"nope\"");
+    s.refused(|c| c.delete_storage_image("nope"), 404, Some("name"));
+    s.refused(|c| c.grow_storage_image("nope", StorageImageGrow { size: 1 << 20 }), 404, Some("name"));
+    s.refused(|c| c.clone_storage_image("nope", clone("alice")), 404, Some("name"));
+    s.refused(|c| c.set_storage_image_read_only("nope", StorageImageReadOnly { read_only: true }), 404, Some("name"));
+}
+
+#[test]
+fn attached_images_are_not_deleted_or_cloned_while_writable() {
+    let s = Setup::populated();
+    let c = &s.control;
+    s.attach("disk");
+    let view = c.storage_image("disk").unwrap();
+    assert!(view.attached && view.last_used_unix_ms.is_some());
+    let e = s.refused(|c| c.delete_storage_image("disk"), 409, Some("name"));
+    assert!(e.starts_with("image disk is attached: a client used it ") && e.ends_with(" ms ago (within storage.attach_lease_ms = 15000); delete it once no client uses it"), "{e}");
+    let copy = || StorageImageClone { name: "copy".into(), owner: None };
+    let e = s.refused(|c| c.clone_storage_image("disk", copy()), 409, Some("name"));
+    assert!(e.contains("a copy taken while a client writes could be torn"), "{e}");
+    // Growing is fine; a read-only image can be cloned while in use.
+    c.grow_storage_image("disk", StorageImageGrow { size: 128 << 10 }).unwrap();
+    c.set_storage_image_read_only("disk", StorageImageReadOnly { read_only: true }).unwrap();
+    c.clone_storage_image("disk", copy()).unwrap();
+
+    // Once the lease ran out it is detached.
+    let id = view.id;
+    s.fake.image_uses().set_last_used(id, unix_ms(SystemTime::now()) - 15_001);
+    assert!(!c.storage_image("disk").unwrap().attached);
+    c.delete_storage_image("disk").unwrap();
+    assert_eq!(s.fake.image_uses().last_used_ms(id), None, "a deleted image's use record is dropped");
+}
+
+#[test]
+fn a_failed_commit_leaves_no_file_behind_and_a_failed_delete_keeps_the_file() {
+    let s = Setup::populated();
+    let before = s.files();
+    s.control.store().fail_next_commit();
+    let err = s.control.create_storage_image(sparse("d2", "alice", 4096)).unwrap_err();
+    assert_eq!(err.status(), 500, "{err}");
+    assert!(err.message().starts_with("the change was not made: "), "{err}");
+    assert_eq!(s.files(), before, "the staging file was removed");
+    assert!(s.control.snapshot().storage.image("d2").is_none());
+
+    s.control.store().fail_next_commit();
+    s.control.delete_storage_image("disk").unwrap_err();
+    assert_eq!(s.files(), before, "the file of an image still committed stays");
+    assert!(s.control.storage_image("disk").is_ok());
+}
+
+#[test]
+fn a_restart_finishes_or_undoes_file_work_a_crash_interrupted() {
+    let s = Setup::populated();
+    let c = &s.control;
+    c.create_storage_image(sparse("grown", "alice", 8192)).unwrap();
+    c.create_storage_image(sparse("created", "alice", 4096)).unwrap();
+    let images = s.images();
+    // A crash after the commit of a grow, before set_len: the file is short.
+    std::fs::OpenOptions::new().write(true).open(images.join("2.img")).unwrap().set_len(512).unwrap();
+    // After the commit of a create, before the rename: only the staging file.
+    std::fs::rename(images.join("3.img"), images.join("3.img.creating")).unwrap();
+    // Before the commit of a create: a staging file of an id never committed.
+    std::fs::write(images.join("9.img.creating"), b"half").unwrap();
+    // After the commit of a delete, before the unlink: a file without a record.
+    std::fs::write(images.join("7.img"), b"old").unwrap();
+    // Not an image's: left alone.
+    std::fs::write(images.join("notes.txt"), b"keep").unwrap();
+    std::fs::write(images.join("007.img"), b"keep").unwrap();
+
+    let s = s.restart();
+    assert_eq!(
+        s.files(),
+        [
+            ("007.img".to_string(), 4),
+            ("1.img".to_string(), 64 << 10),
+            ("2.img".to_string(), 8192),
+            ("3.img".to_string(), 4096),
+            ("notes.txt".to_string(), 4)
+        ]
+    );
+    // The images are usable again.
+    s.control.grow_storage_image("created", StorageImageGrow { size: 8192 }).unwrap();
+    assert_eq!(std::fs::metadata(s.images().join("3.img")).unwrap().len(), 8192);
+    assert_eq!(s.fake.last_catalog().unwrap().images().count(), 3);
+}
+
+#[test]
+fn a_missing_image_file_is_shown_without_usage_and_the_switch_still_starts() {
+    let s = Setup::populated();
+    std::fs::remove_file(s.images().join("1.img")).unwrap();
+    let s = s.restart();
+    let view = s.control.storage_image("disk").unwrap();
+    assert_eq!(view.usage, None);
+    // Deleting it is still possible.
+    s.control.delete_storage_image("disk").unwrap();
+}
+
+#[test]
+fn without_storage_every_storage_call_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let control = Control::new(Store::open(dir.path().join("config.redb")).unwrap(), Arc::new(FakeRuntime::new())).unwrap();
+    let message = "storage is not configured on this switch: its config has no [storage] table (images = \"<dir>\")";
+    let check = |err: ApiError| assert_eq!((err.status(), err.field(), err.message()), (409, None, message));
+    check(control.storage_users().unwrap_err());
+    check(control.storage_user("alice").unwrap_err());
+    check(control.create_storage_user(user("a b", &[], 0)).unwrap_err());
+    check(control.set_storage_user_ips("alice", ips(&[])).unwrap_err());
+    check(control.delete_storage_user("alice").unwrap_err());
+    check(control.storage_images().unwrap_err());
+    check(control.create_storage_image(sparse("d", "alice", 0)).unwrap_err());
+    check(control.grow_storage_image("d", StorageImageGrow { size: 0 }).unwrap_err());
+    check(control.clone_storage_image("d", StorageImageClone { name: "a b".into(), owner: None }).unwrap_err());
+    check(control.delete_storage_image("d").unwrap_err());
+}
+
+#[test]
+fn storage_changes_are_refused_while_an_upgrade_runs() {
+    let s = Setup::populated();
+    s.control.pause();
+    let e = s.refused(|c| c.create_storage_user(user("bob", &["10.0.0.6"], 0)), 409, None);
+    assert!(e.starts_with("an upgrade of the switching unit is running; storage changes are not queued"), "{e}");
+    s.refused(|c| c.delete_storage_image("disk"), 409, None);
+    s.refused(|c| c.rotate_storage_user_secret("alice"), 409, None);
+    // Reads go on.
+    assert_eq!(s.control.storage_images().unwrap().len(), 1);
+    s.control.resume();
+    s.control.create_storage_user(user("bob", &["10.0.0.6"], 0)).unwrap();
+}
+
+#[test]
+fn the_storage_directory_must_be_usable() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let store = Store::open(dir.path().join("config.redb")).unwrap();
+    let err = Control::with_storage(store, Arc::new(FakeRuntime::new()), StorageConfig::new(file.join("images")))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.starts_with(&format!("storage: storage.images {}: cannot create it: ", file.join("images").display())), "{err}");
+}
