@@ -370,3 +370,236 @@ pub fn status_of_errno(errno: i32) -> Status {
         _ => Status::IoError,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::block::{FragmentSize, MAX_FRAGMENT_PAYLOAD};
+
+    const ALICE: u32 = 1;
+    const BOB: u32 = 2;
+    const ALICE_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+    const BOB_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+    const ALICE_DISK: u32 = 11;
+    const ALICE_RO: u32 = 12;
+    const BOB_DISK: u32 = 21;
+    const MIB: u64 = 1 << 20;
+
+    fn key(user: u32) -> UserKey {
+        UserKey::new([user as u8; 32])
+    }
+
+    fn catalog() -> Arc<Catalog> {
+        let mut c = Catalog::default();
+        for (id, ip) in [(ALICE, ALICE_IP), (BOB, BOB_IP)] {
+            c.users.insert(id, ServiceUser { id, key: key(id), ips: vec![ip] });
+        }
+        for (id, owner, read_only) in [(ALICE_DISK, ALICE, false), (ALICE_RO, ALICE, true), (BOB_DISK, BOB, false)] {
+            c.images.insert(id, ServiceImage { id, owner, size: MIB, read_only });
+        }
+        Arc::new(c)
+    }
+
+    fn service(in_flight: usize) -> Service<u8> {
+        Service::new(catalog(), in_flight, 4, 1000)
+    }
+
+    /// A request datagram signed with `signer`'s key (the user id field may claim someone else).
+    fn datagram(signer: u32, header: BlockRepr, payload: &[u8]) -> Vec<u8> {
+        let mut out = vec![0; 64 + payload.len()];
+        header.emit(&mut out).unwrap();
+        out[64..].copy_from_slice(payload);
+        BlockPacket::new_unchecked(&mut out[..]).fill_mac(&key(signer));
+        out
+    }
+
+    fn request(user: u32, image: u32, id: u64, op: Op, offset: u64, length: u32) -> BlockRepr {
+        BlockRepr {
+            op,
+            flags: Flags::NONE,
+            user_id: user,
+            image_id: image,
+            request_id: id,
+            offset,
+            length,
+            fragment_offset: 0,
+            payload_len: 0,
+            status: Status::Ok,
+        }
+    }
+
+    /// Every fragment of a WRITE of `data`.
+    fn write_fragments(user: u32, image: u32, id: u64, offset: u64, data: &[u8]) -> Vec<Vec<u8>> {
+        let header = request(user, image, id, Op::Write, offset, data.len() as u32);
+        let size = FragmentSize::new(MAX_FRAGMENT_PAYLOAD).unwrap();
+        size.ranges(data.len() as u32)
+            .map(|r| {
+                let fragment = BlockRepr { fragment_offset: r.start, payload_len: (r.end - r.start) as u16, ..header };
+                datagram(user, fragment, &data[r.start as usize..r.end as usize])
+            })
+            .collect()
+    }
+
+    fn status_of(action: Action<u8>) -> Status {
+        match action {
+            Action::Reply(reply) => reply.status,
+            other => panic!("a reply, not {other:?}"),
+        }
+    }
+
+    fn execute(action: Action<u8>) -> Io {
+        match action {
+            Action::Execute(io) => io,
+            other => panic!("an I/O, not {other:?}"),
+        }
+    }
+
+    #[test]
+    fn info_answers_the_images_size_and_mode_and_the_reply_verifies_under_the_users_key() {
+        let mut s = service(8);
+        let info = datagram(ALICE, request(ALICE, ALICE_RO, 100, Op::Info, 0, 16), &[]);
+        let Action::Reply(reply) = s.handle(&info, ALICE_IP, 7, 0) else { panic!("a reply") };
+        assert_eq!(reply.peer, 7);
+        let info = reply.info.unwrap();
+        assert_eq!((info.size, info.is_read_only()), (MIB, true));
+        let mut payload = [0; 16];
+        info.emit(&mut payload).unwrap();
+        let mut out = [0; 128];
+        let len = reply.write(0, &payload, &mut out).unwrap();
+        let packet = BlockPacket::new_checked(&out[..len]).unwrap();
+        packet.verify_mac(&key(ALICE)).unwrap();
+        assert!(packet.verify_mac(&key(BOB)).is_err());
+        let parsed = BlockRepr::parse_reply(&packet).unwrap();
+        assert_eq!((parsed.op, parsed.request_id, parsed.status), (Op::Info, 100, Status::Ok));
+    }
+
+    #[test]
+    fn unauthenticated_or_misplaced_datagrams_are_refused_without_a_reply() {
+        let mut s = service(8);
+        let read = request(ALICE, ALICE_DISK, 1, Op::Read, 0, 4096);
+        let cases = [
+            (datagram(ALICE, read, &[])[..40].to_vec(), ALICE_IP, Refusal::Malformed),
+            (datagram(ALICE, BlockRepr { user_id: 9, ..read }, &[]), ALICE_IP, Refusal::UnknownUser),
+            // Bob claims to be Alice: he does not have her key.
+            (datagram(BOB, read, &[]), BOB_IP, Refusal::BadMac),
+            // Alice's own datagram, replayed from Bob's address.
+            (datagram(ALICE, read, &[]), BOB_IP, Refusal::WrongSource),
+        ];
+        for (bytes, source, refusal) in cases {
+            assert!(matches!(s.handle(&bytes, source, 0, 0), Action::Refuse(r) if r == refusal), "{refusal:?}");
+        }
+        let mut flipped = datagram(ALICE, read, &[]);
+        flipped[30] ^= 1;
+        assert!(matches!(s.handle(&flipped, ALICE_IP, 0, 0), Action::Refuse(Refusal::BadMac)));
+        assert_eq!(s.counts.requests, 0, "none of them counted as a request");
+    }
+
+    #[test]
+    fn another_users_image_and_an_unknown_one_are_both_eacces() {
+        let mut s = service(8);
+        for (id, image) in [(1, BOB_DISK), (2, 999)] {
+            let read = datagram(ALICE, request(ALICE, image, id, Op::Read, 0, 4096), &[]);
+            assert_eq!(status_of(s.handle(&read, ALICE_IP, 0, 0)), Status::AccessDenied);
+        }
+    }
+
+    #[test]
+    fn a_write_in_fragments_executes_once_and_its_retransmission_is_answered_from_the_window() {
+        let mut s = service(8);
+        let data: Vec<u8> = (0..4096u32).map(|i| i as u8).collect();
+        let fragments = write_fragments(ALICE, ALICE_DISK, 50, 8192, &data);
+        assert_eq!(fragments.len(), 3);
+        assert!(matches!(s.handle(&fragments[2], ALICE_IP, 0, 0), Action::Kept));
+        assert!(matches!(s.handle(&fragments[0], ALICE_IP, 0, 0), Action::Kept));
+        assert!(matches!(s.handle(&fragments[0], ALICE_IP, 0, 0), Action::Kept), "a duplicate fragment");
+        let io = execute(s.handle(&fragments[1], ALICE_IP, 0, 0));
+        assert_eq!((io.kind, io.offset, io.len, io.image, io.fua), (IoKind::Write, 8192, 4096, ALICE_DISK, false));
+        assert_eq!(s.write_data(&io), Some(&data[..]));
+        // A fragment retransmitted while the write runs: its reply is coming.
+        assert!(matches!(s.handle(&fragments[1], ALICE_IP, 0, 0), Action::Refuse(Refusal::Executing)));
+        let (reply, _) = s.complete(io.token, Ok(4096)).unwrap();
+        assert_eq!(reply.status, Status::Ok);
+        for fragment in &fragments {
+            assert_eq!(status_of(s.handle(fragment, ALICE_IP, 0, 0)), Status::Ok, "answered, not executed again");
+        }
+        assert_eq!((s.counts.answered_from_window, s.counts.bytes_written, s.in_flight()), (3, 4096, 0));
+    }
+
+    #[test]
+    fn ranges_and_modes_map_to_their_statuses() {
+        let mut s = service(8);
+        let cases = [
+            (request(ALICE, ALICE_DISK, 1, Op::Read, MIB - 512, 1024), Status::Invalid),
+            (request(ALICE, ALICE_DISK, 2, Op::Trim, MIB, 512), Status::Invalid),
+            (request(ALICE, ALICE_DISK, 3, Op::WriteZeroes, MIB - 512, 1024), Status::NoSpace),
+            (request(ALICE, ALICE_RO, 4, Op::Trim, 0, 512), Status::NotPermitted),
+            (request(ALICE, ALICE_RO, 5, Op::WriteZeroes, 0, 512), Status::NotPermitted),
+        ];
+        for (header, status) in cases {
+            assert_eq!(status_of(s.handle(&datagram(ALICE, header, &[]), ALICE_IP, 0, 0)), status, "{header:?}");
+        }
+        // A READ over 64 KiB (emit refuses to write one: patched, then signed).
+        let mut long = datagram(ALICE, request(ALICE, ALICE_DISK, 6, Op::Read, 0, 4096), &[]);
+        let mut packet = BlockPacket::new_unchecked(&mut long[..]);
+        packet.set_length(128 * 1024);
+        packet.fill_mac(&key(ALICE));
+        assert_eq!(status_of(s.handle(&long, ALICE_IP, 0, 0)), Status::Overflow);
+        for fragment in write_fragments(ALICE, ALICE_DISK, 7, MIB - 2048, &[1; 4096]) {
+            if let Action::Reply(reply) = s.handle(&fragment, ALICE_IP, 0, 0) {
+                assert_eq!(reply.status, Status::NoSpace);
+            }
+        }
+        for fragment in write_fragments(ALICE, ALICE_RO, 8, 0, &[1; 4096]) {
+            if let Action::Reply(reply) = s.handle(&fragment, ALICE_IP, 0, 0) {
+                assert_eq!(reply.status, Status::NotPermitted);
+            }
+        }
+        assert_eq!(s.counts.error_replies, 8);
+        // The refused ones are done: a retransmission gets the same status, nothing runs.
+        let again = datagram(ALICE, request(ALICE, ALICE_DISK, 1, Op::Read, MIB - 512, 1024), &[]);
+        assert_eq!(status_of(s.handle(&again, ALICE_IP, 0, 0)), Status::Invalid);
+        assert_eq!(s.in_flight(), 0);
+    }
+
+    #[test]
+    fn ids_below_the_window_are_estale_with_the_highest_id_and_done_reads_repeat_three_times() {
+        let mut s = service(8);
+        let read = |id| datagram(ALICE, request(ALICE, ALICE_DISK, id, Op::Read, 0, 4096), &[]);
+        let io = execute(s.handle(&read(5000), ALICE_IP, 0, 0));
+        s.complete(io.token, Ok(4096)).unwrap();
+        let Action::Reply(stale) = s.handle(&read(5000 - 1024), ALICE_IP, 0, 0) else { panic!("a reply") };
+        assert_eq!((stale.status, stale.header(0, 0).offset), (Status::StaleRequestId, 5000));
+        for _ in 0..MAX_READ_REPEATS {
+            let io = execute(s.handle(&read(5000), ALICE_IP, 0, 0));
+            s.complete(io.token, Ok(4096)).unwrap();
+        }
+        assert!(matches!(s.handle(&read(5000), ALICE_IP, 0, 0), Action::Refuse(Refusal::RepeatLimit)));
+    }
+
+    #[test]
+    fn a_full_in_flight_table_answers_enomem_and_failed_io_maps_its_errno() {
+        let mut s = service(1);
+        let read = |id| datagram(ALICE, request(ALICE, ALICE_DISK, id, Op::Read, 0, 4096), &[]);
+        let first = execute(s.handle(&read(1), ALICE_IP, 0, 0));
+        assert_eq!(status_of(s.handle(&read(2), ALICE_IP, 0, 0)), Status::NoMemory);
+        assert_eq!(s.complete(first.token, Ok(100)).unwrap().0.status, Status::IoError, "a short read");
+        let flush = execute(s.handle(&datagram(ALICE, request(ALICE, ALICE_DISK, 3, Op::Flush, 0, 0), &[]), ALICE_IP, 0, 0));
+        assert_eq!(flush.kind, IoKind::Flush);
+        assert_eq!(s.complete(flush.token, Err(28)).unwrap().0.status, Status::NoSpace);
+        assert!(s.complete(flush.token, Ok(0)).is_none(), "a token completes once");
+    }
+
+    #[test]
+    fn a_user_removed_from_the_catalog_is_refused_and_a_new_one_served() {
+        let mut s = service(8);
+        let mut next = (*catalog()).clone();
+        next.users.remove(&BOB);
+        next.users.insert(3, ServiceUser { id: 3, key: key(3), ips: vec![Ipv4Addr::new(10, 0, 0, 3)] });
+        next.images.insert(31, ServiceImage { id: 31, owner: 3, size: MIB, read_only: false });
+        s.set_catalog(Arc::new(next));
+        let bob = datagram(BOB, request(BOB, BOB_DISK, 1, Op::Info, 0, 16), &[]);
+        assert!(matches!(s.handle(&bob, BOB_IP, 0, 0), Action::Refuse(Refusal::UnknownUser)));
+        let carol = datagram(3, request(3, 31, 1, Op::Info, 0, 16), &[]);
+        assert_eq!(status_of(s.handle(&carol, Ipv4Addr::new(10, 0, 0, 3), 0, 0)), Status::Ok);
+    }
+}
