@@ -12,11 +12,16 @@
 pub mod backend;
 pub mod export;
 pub mod file_backend;
+pub mod io_scheduler;
+#[cfg(test)]
+mod io_scheduler_tests;
 mod nbd_handshake;
 pub mod nbd_server;
 mod nbd_session;
 mod nbd_transmission;
 pub mod nbd_wire;
+pub mod storage_error;
+pub mod storage_request;
 
 pub use backend::{BackendError, BlockBackend, Zeroing};
 pub use export::{Export, ExportError, ExportSet, BLOCK_SIZES, MAX_PAYLOAD};
