@@ -20,6 +20,12 @@ pub mod nbd_server;
 mod nbd_session;
 mod nbd_transmission;
 pub mod nbd_wire;
+pub mod retransmit;
+pub mod storage_codec;
+pub mod storage_counters;
+pub mod storage_engine;
+#[cfg(test)]
+mod storage_engine_tests;
 pub mod storage_error;
 pub mod storage_request;
 

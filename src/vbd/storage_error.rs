@@ -22,7 +22,7 @@ pub enum StorageError {
     #[error("the storage server is unreachable")]
     Unreachable,
     /// ESTALE more than `MAX_STALE_REPLIES` times.
-    #[error("the server called its request id stale {MAX_STALE_REPLIES} times")]
+    #[error("the server called its request id stale more than {MAX_STALE_REPLIES} times")]
     Stale,
     /// The client is stopping.
     #[error("the storage client is stopping")]
