@@ -120,6 +120,11 @@ impl<W> Engine<W> {
         &self.counters
     }
 
+    /// The driver could not send a datagram (the retransmission timer covers it).
+    pub fn count_send_error(&mut self) {
+        self.counters.send_errors += 1;
+    }
+
     /// Takes a caller's request; its result comes out of `poll_completion` with `waiter`.
     pub fn submit(&mut self, request: IoRequest, waiter: W, now: Duration) {
         self.counters.submitted += 1;
