@@ -129,11 +129,17 @@ impl<W> Scheduler<W> {
         if self.queued >= self.limits.max_queued {
             return Err(waiter);
         }
+        Ok(self.submit_unbounded(request, waiter))
+    }
+
+    /// Queues `request` past `max_queued`: for the client's own few requests (a keepalive per image), which
+    /// must not take a place a caller holding a queue slot counts on.
+    pub fn submit_unbounded(&mut self, request: IoRequest, waiter: W) -> Submitted {
         self.queued += 1;
         if request.op == Op::Write {
             if let Some(target) = self.merge_target(&request) {
                 self.merge(target, request, waiter);
-                return Ok(Submitted::Merged);
+                return Submitted::Merged;
             }
         }
         let arrival = self.next_arrival;
@@ -147,7 +153,7 @@ impl<W> Scheduler<W> {
         }
         let entry = Entry { request, waiters: vec![waiter], state: State::Waiting, blocked_by, dependents: Vec::new(), requeued: 0 };
         self.entries.insert(arrival, entry);
-        Ok(Submitted::Queued)
+        Submitted::Queued
     }
 
     /// The waiting WRITE `write` may join: the latest one next to it with the same FUA, not past a FLUSH or a

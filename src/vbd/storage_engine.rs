@@ -45,10 +45,10 @@ pub struct EngineConfig {
     pub timing: Timing,
 }
 
-/// Who waits for a request: a caller, or nobody (the engine's own keepalive).
+/// Who waits for a request: a caller, or nobody (the engine's own keepalive for an image).
 enum Waiter<W> {
     Caller(W),
-    Keepalive,
+    Keepalive(u32),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +71,8 @@ struct Fence {
 struct Attached {
     image_id: u32,
     last_sent: Duration,
+    /// Its keepalive is queued or in flight: one at a time, so the engine's own requests stay few.
+    keepalive_pending: bool,
 }
 
 pub struct Engine<W> {
@@ -149,7 +151,7 @@ impl<W> Engine<W> {
     /// Keeps `image_id` attached: an INFO whenever nothing was sent for it for `Timing::keepalive`.
     pub fn keep_attached(&mut self, image_id: u32, now: Duration) {
         if !self.attached.iter().any(|attached| attached.image_id == image_id) {
-            self.attached.push(Attached { image_id, last_sent: now });
+            self.attached.push(Attached { image_id, last_sent: now, keepalive_pending: false });
         }
     }
 
@@ -191,7 +193,7 @@ impl<W> Engine<W> {
         } else {
             self.retransmissions.values().for_each(|r| at(r.next_event(&self.timing)));
             if !self.stopping {
-                self.attached.iter().for_each(|a| at(a.last_sent + self.timing.keepalive));
+                self.attached.iter().filter(|a| !a.keepalive_pending).for_each(|a| at(a.last_sent + self.timing.keepalive));
             }
         }
         next
@@ -312,15 +314,14 @@ impl<W> Engine<W> {
     fn send_keepalives(&mut self, now: Duration) {
         let keepalive = self.timing.keepalive;
         let mut due = Vec::new();
-        for attached in self.attached.iter_mut().filter(|a| now >= a.last_sent + keepalive) {
+        for attached in self.attached.iter_mut().filter(|a| !a.keepalive_pending && now >= a.last_sent + keepalive) {
             attached.last_sent = now;
+            attached.keepalive_pending = true;
             due.push(attached.image_id);
         }
         for image_id in due {
-            // A full queue is use enough.
-            if self.scheduler.submit(IoRequest::info(image_id), Waiter::Keepalive).is_ok() {
-                self.counters.keepalives += 1;
-            }
+            self.scheduler.submit_unbounded(IoRequest::info(image_id), Waiter::Keepalive(image_id));
+            self.counters.keepalives += 1;
         }
     }
 
@@ -432,9 +433,12 @@ impl<W> Engine<W> {
                     }
                     self.completions.push_back((waiter, outcome));
                 }
-                Waiter::Keepalive => {
+                Waiter::Keepalive(image_id) => {
+                    if let Some(attached) = self.attached.iter_mut().find(|a| a.image_id == image_id) {
+                        attached.keepalive_pending = false;
+                    }
                     if let Err(error) = outcome {
-                        log::warn!("storage: keepalive INFO failed: {error}");
+                        log::warn!("storage: keepalive INFO for image {image_id} failed: {error}");
                     }
                 }
             }

@@ -457,6 +457,31 @@ fn idle_attached_images_get_an_info_every_5_s() {
 }
 
 #[test]
+fn a_keepalive_takes_no_callers_place_and_one_is_out_at_a_time() {
+    let mut e = engine_with(Limits { depth: 4, max_queued: 1, ..Limits::default() });
+    e.keep_attached(IMAGE, Duration::ZERO);
+    e.submit(IoRequest::read(IMAGE, 0, 512), "read", Duration::ZERO);
+    let read = sent_headers(&mut e)[0];
+    // The caller's request fills the queue; the keepalive goes all the same.
+    e.handle_timeout(5 * SECOND);
+    let keepalive: Vec<BlockRepr> = sent_headers(&mut e).into_iter().filter(|h| h.op == Op::Info).collect();
+    assert_eq!(keepalive.len(), 1);
+    // Unanswered, it is retransmitted, never doubled by a second keepalive.
+    let mut now = 5 * SECOND;
+    while now < 16 * SECOND {
+        now = e.poll_timeout().unwrap();
+        e.handle_timeout(now);
+        assert!(sent_headers(&mut e).iter().all(|h| h.request_id == keepalive[0].request_id || h.request_id == read.request_id));
+    }
+    assert_eq!(e.counters().keepalives, 1);
+    e.handle_datagram(&info_reply(&keepalive[0], &INFO), now);
+    e.handle_datagram(&read_reply(&read, &[0; 512])[0], now);
+    assert_eq!(completions(&mut e).len(), 1);
+    // Nothing new was sent since 5 s: the next keepalive is due.
+    assert_eq!(e.poll_timeout(), Some(10 * SECOND));
+}
+
+#[test]
 fn shutdown_fails_waiting_requests_and_fences_the_unanswered() {
     let mut e = engine_with(Limits { depth: 1, ..Limits::default() });
     e.submit(IoRequest::read(IMAGE, 0, 512), "sent", Duration::ZERO);
