@@ -252,7 +252,8 @@ async fn server_errors_and_estale_map_to_nbd_errors() {
     let script: Script = Box::new(move |request, data| {
         if request.op == Op::Read && !stale_sent {
             stale_sent = true;
-            return vec![datagram(&BlockRepr { offset: request.request_id + 10_000, ..*request }, Status::StaleRequestId, 0, &[])];
+            let highest = request.request_id + 10_000;
+            return vec![datagram(&BlockRepr { offset: highest, ..*request }, Status::StaleRequestId, 0, &[])];
         }
         if request.op == Op::Write && request.offset >= 512 << 10 {
             return reply(request, Status::NoSpace, &[]);

@@ -16,7 +16,7 @@ use crate::wire::block::{FragmentSize, UserKey, KEY_LEN, UDP_PORT};
 
 use super::export::Export;
 use super::io_scheduler::Limits;
-use super::nbd_server::{NbdListener, NbdServer};
+use super::nbd_server::{NbdListener, NbdServer, ServeError};
 use super::retransmit::Timing;
 use super::storage_backend::StorageBackend;
 use super::storage_client::{ClientConfig, StorageClient};
@@ -152,7 +152,11 @@ fn run(args: VbdArgs) -> Result<(), Failure> {
         (None, Some(_)) => None,
     };
     if let Some(addr) = listen {
-        listeners.push(NbdListener::bind_loopback(addr).map_err(Failure::runtime)?);
+        let listener = NbdListener::bind_loopback(addr).map_err(|e| match e {
+            ServeError::NotLoopback(_) => Failure::usage(e),
+            ServeError::Listen { .. } => Failure::runtime(e),
+        })?;
+        listeners.push(listener);
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()

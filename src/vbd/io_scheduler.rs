@@ -151,7 +151,8 @@ impl<W> Scheduler<W> {
                 blocked_by += 1;
             }
         }
-        let entry = Entry { request, waiters: vec![waiter], state: State::Waiting, blocked_by, dependents: Vec::new(), requeued: 0 };
+        let waiters = vec![waiter];
+        let entry = Entry { request, waiters, state: State::Waiting, blocked_by, dependents: Vec::new(), requeued: 0 };
         self.entries.insert(arrival, entry);
         Submitted::Queued
     }
@@ -172,7 +173,7 @@ impl<W> Scheduler<W> {
                 && queued.op == Op::Write
                 && queued.fua == write.fua
                 && contiguous
-                && queued.length + write.length <= MAX_IO_LEN
+                && u64::from(queued.length) + u64::from(write.length) <= u64::from(MAX_IO_LEN)
             {
                 return Some(arrival);
             }
@@ -299,8 +300,12 @@ impl<W> Scheduler<W> {
 
     /// Takes every waiting request out (the client stops, or the server is unreachable).
     pub fn drain_waiting(&mut self) -> Vec<Finished<W>> {
-        let waiting: Vec<u64> =
-            self.entries.iter().filter(|(_, entry)| entry.state == State::Waiting).map(|(&arrival, _)| arrival).collect();
+        let waiting: Vec<u64> = self
+            .entries
+            .iter()
+            .filter(|(_, entry)| entry.state == State::Waiting)
+            .map(|(&arrival, _)| arrival)
+            .collect();
         waiting.into_iter().filter_map(|arrival| self.remove(arrival)).collect()
     }
 

@@ -46,10 +46,6 @@ fn label_of(s: &Scheduler<&'static str>, id: u64) -> &'static str {
     s.waiters(id).expect("in flight")[0]
 }
 
-fn named(s: &mut Scheduler<&'static str>, request: IoRequest, label: &'static str) -> Submitted {
-    submit(s, request, label)
-}
-
 fn complete(s: &mut Scheduler<&'static str>, sent: &[(&'static str, u64)], label: &str) -> Vec<&'static str> {
     let id = sent.iter().find(|(l, _)| *l == label).unwrap_or_else(|| panic!("{label} not sent")).1;
     s.complete(id).expect("in flight").waiters
@@ -58,10 +54,10 @@ fn complete(s: &mut Scheduler<&'static str>, sent: &[(&'static str, u64)], label
 #[test]
 fn reads_pass_writes_they_do_not_overlap() {
     let mut s = scheduler(64);
-    named(&mut s, write(0, 4), "w1");
-    named(&mut s, write(0, 4), "w2");
-    named(&mut s, read(8, 4), "r3");
-    named(&mut s, read(2, 4), "r4");
+    submit(&mut s, write(0, 4), "w1");
+    submit(&mut s, write(0, 4), "w2");
+    submit(&mut s, read(8, 4), "r3");
+    submit(&mut s, read(2, 4), "r4");
     let first = dispatch_all(&mut s);
     // w2 waits for w1 (same blocks); r3 passes it; r4 overlaps both writes.
     assert_eq!(first.iter().map(|(l, _)| *l).collect::<Vec<_>>(), ["r3", "w1"], "reads first");
@@ -78,10 +74,10 @@ fn reads_pass_writes_they_do_not_overlap() {
 #[test]
 fn overlapping_requests_keep_their_order_reads_among_themselves_do_not() {
     let mut s = scheduler(64);
-    named(&mut s, write(0, 8), "w1");
-    named(&mut s, read(4, 8), "r2");
-    named(&mut s, write(10, 2), "w3");
-    named(&mut s, read(6, 8), "r4");
+    submit(&mut s, write(0, 8), "w1");
+    submit(&mut s, read(4, 8), "r2");
+    submit(&mut s, write(10, 2), "w3");
+    submit(&mut s, read(6, 8), "r4");
     // r2 waits for w1; w3 waits for r2 (a write after an overlapping read); r4 waits for w1 and w3, not r2.
     let sent = dispatch_all(&mut s);
     assert_eq!(sent.iter().map(|(l, _)| *l).collect::<Vec<_>>(), ["w1"]);
@@ -96,18 +92,18 @@ fn overlapping_requests_keep_their_order_reads_among_themselves_do_not() {
 
     // Overlapping reads go together.
     let mut s = scheduler(64);
-    named(&mut s, read(0, 8), "ra");
-    named(&mut s, read(4, 8), "rb");
+    submit(&mut s, read(0, 8), "ra");
+    submit(&mut s, read(4, 8), "rb");
     assert_eq!(dispatch_labels(&mut s), ["ra", "rb"]);
 }
 
 #[test]
 fn trims_and_zeroes_order_like_writes() {
     let mut s = scheduler(64);
-    named(&mut s, IoRequest::trim(1, 0, 1 << 20, false), "trim");
-    named(&mut s, read(512, 4), "r-in");
-    named(&mut s, IoRequest::read(1, 1 << 20, 4096), "r-after");
-    named(&mut s, IoRequest::write_zeroes(1, 4096, 4096, true), "zero");
+    submit(&mut s, IoRequest::trim(1, 0, 1 << 20, false), "trim");
+    submit(&mut s, read(512, 4), "r-in");
+    submit(&mut s, IoRequest::read(1, 1 << 20, 4096), "r-after");
+    submit(&mut s, IoRequest::write_zeroes(1, 4096, 4096, true), "zero");
     let sent = dispatch_all(&mut s);
     assert_eq!(sent.iter().map(|(l, _)| *l).collect::<Vec<_>>(), ["r-after", "trim"]);
     complete(&mut s, &sent, "trim");
@@ -118,14 +114,14 @@ fn trims_and_zeroes_order_like_writes() {
 #[test]
 fn a_flush_waits_for_earlier_writes_and_holds_later_requests() {
     let mut s = scheduler(64);
-    named(&mut s, write(0, 4), "w1");
-    named(&mut s, read(100, 4), "r2");
-    named(&mut s, IoRequest::write_zeroes(1, 200 * KIB, 4096, false), "z3");
-    named(&mut s, IoRequest::flush(1), "f4");
-    named(&mut s, read(300, 4), "r5");
-    named(&mut s, write(400, 4), "w6");
-    named(&mut s, IoRequest::flush(2), "other-image-flush");
-    named(&mut s, IoRequest::info(1), "info");
+    submit(&mut s, write(0, 4), "w1");
+    submit(&mut s, read(100, 4), "r2");
+    submit(&mut s, IoRequest::write_zeroes(1, 200 * KIB, 4096, false), "z3");
+    submit(&mut s, IoRequest::flush(1), "f4");
+    submit(&mut s, read(300, 4), "r5");
+    submit(&mut s, write(400, 4), "w6");
+    submit(&mut s, IoRequest::flush(2), "other-image-flush");
+    submit(&mut s, IoRequest::info(1), "info");
     let sent = dispatch_all(&mut s);
     assert_eq!(sent.iter().map(|(l, _)| *l).collect::<Vec<_>>(), ["r2", "w1", "z3", "other-image-flush", "info"]);
     // The flush does not wait for the read.
@@ -144,8 +140,8 @@ fn a_flush_waits_for_earlier_writes_and_holds_later_requests() {
 #[test]
 fn flushes_keep_their_order() {
     let mut s = scheduler(64);
-    named(&mut s, IoRequest::flush(1), "f1");
-    named(&mut s, IoRequest::flush(1), "f2");
+    submit(&mut s, IoRequest::flush(1), "f1");
+    submit(&mut s, IoRequest::flush(1), "f2");
     let sent = dispatch_all(&mut s);
     assert_eq!(sent.len(), 1);
     assert_eq!(s.complete(sent[0].1).unwrap().waiters, ["f1"]);
@@ -275,11 +271,11 @@ fn no_merge_past_a_conflict_a_flush_or_into_a_sent_write() {
 #[test]
 fn a_merged_write_waits_for_what_either_part_waits_for() {
     let mut s = scheduler(8);
-    named(&mut s, write(0, 4), "v");
-    named(&mut s, IoRequest::write(1, 4 * KIB, vec![0; 4096], true), "w0");
+    submit(&mut s, write(0, 4), "v");
+    submit(&mut s, IoRequest::write(1, 4 * KIB, vec![0; 4096], true), "w0");
     let sent = dispatch_all(&mut s);
     assert_eq!(sent.len(), 2);
-    named(&mut s, write(0, 4), "w1");
+    submit(&mut s, write(0, 4), "w1");
     // w2 joins w1, and overlaps w0: the merged write waits for v (w1's) and w0 (w2's).
     assert_eq!(submit(&mut s, write(4, 4), "w2"), Submitted::Merged);
     complete(&mut s, &sent, "v");
@@ -312,9 +308,9 @@ fn ids_of_unanswered_requests_stay_within_the_spread() {
 #[test]
 fn estale_requeues_in_place_with_a_new_id() {
     let mut s = scheduler(64);
-    named(&mut s, write(0, 4), "w1");
-    named(&mut s, write(8, 4), "w2");
-    named(&mut s, read(0, 4), "r3");
+    submit(&mut s, write(0, 4), "w1");
+    submit(&mut s, write(8, 4), "w2");
+    submit(&mut s, read(0, 4), "r3");
     let sent = dispatch_all(&mut s);
     assert_eq!(sent, [("w1", FIRST_ID), ("w2", FIRST_ID + 1)]);
     let highest = FIRST_ID + 5000;

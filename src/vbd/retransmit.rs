@@ -40,7 +40,8 @@ pub struct Retransmission {
 impl Retransmission {
     /// Sent for the first time at `now`.
     pub fn start(now: Duration, timing: &Timing) -> Retransmission {
-        Retransmission { first_sent: now, wait: timing.first_retransmit, next_due: now + timing.first_retransmit, count: 0 }
+        let wait = timing.first_retransmit;
+        Retransmission { first_sent: now, wait, next_due: now + wait, count: 0 }
     }
 
     pub fn is_due(&self, now: Duration) -> bool {

@@ -95,7 +95,8 @@ impl StorageClient {
         let failed = |source| ConnectError::Socket { server: config.server, source };
         let socket = UdpSocket::from_std(open_socket(config.server).map_err(failed)?).map_err(failed)?;
         let sender = Sender { user_id: config.user_id, key: config.key, fragment_size: config.fragment_size };
-        let engine = Engine::new(EngineConfig { sender, limits: config.limits, timing: config.timing }, ids_from_clock());
+        let engine_config = EngineConfig { sender, limits: config.limits, timing: config.timing };
+        let engine = Engine::new(engine_config, ids_from_clock());
         let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
         tokio::spawn(drive(engine, socket, receiver));
         Ok(StorageClient {

@@ -165,7 +165,8 @@ mod tests {
         let data: Vec<u8> = (0..4096u32).map(|i| (i % 251) as u8).collect();
         let request = IoRequest::write(2, 1 << 20, data.clone(), true);
         let datagrams = encode_all(&sender(1408), &request, 99);
-        let layout: Vec<(u32, u16, usize)> = datagrams.iter().map(|(r, _, len)| (r.fragment_offset, r.payload_len, *len)).collect();
+        let layout: Vec<(u32, u16, usize)> =
+            datagrams.iter().map(|(r, _, len)| (r.fragment_offset, r.payload_len, *len)).collect();
         assert_eq!(layout, [(0, 1408, 1472), (1408, 1408, 1472), (2816, 1280, 1344)]);
         for (repr, _, _) in &datagrams {
             assert_eq!((repr.op, repr.flags, repr.user_id, repr.image_id), (Op::Write, Flags::FUA, 7, 2));
@@ -186,7 +187,8 @@ mod tests {
         assert_eq!(standard.len(), 47);
         assert_eq!((standard[46].0.fragment_offset, standard[46].0.payload_len), (64768, 768));
         assert!(standard.iter().all(|(_, _, len)| len + 28 <= 1500));
-        let overlay = encode_all(&Sender { fragment_size: FragmentSize::for_mtu(1450).unwrap(), ..sender(64) }, &request, 5);
+        let vxlan = Sender { fragment_size: FragmentSize::for_mtu(1450).unwrap(), ..sender(64) };
+        let overlay = encode_all(&vxlan, &request, 5);
         assert_eq!(overlay.len(), 49);
         assert!(overlay.iter().all(|(_, _, len)| len + 28 <= 1450));
     }

@@ -78,7 +78,12 @@ impl fmt::Display for Counters {
         write!(
             f,
             "; retransmissions {}, datagrams {}, send errors {}, estale {}, fences {}, keepalives {}",
-            self.retransmissions, self.datagrams_sent, self.send_errors, self.stale_replies, self.fences, self.keepalives
+            self.retransmissions,
+            self.datagrams_sent,
+            self.send_errors,
+            self.stale_replies,
+            self.fences,
+            self.keepalives
         )?;
         list(f, "errors:", self.errors.iter().map(|(name, count)| (*name, *count)))?;
         list(f, "dropped replies:", DropReason::ALL.iter().map(|reason| (reason.name(), self.dropped(*reason))))

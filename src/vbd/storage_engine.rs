@@ -193,7 +193,8 @@ impl<W> Engine<W> {
         } else {
             self.retransmissions.values().for_each(|r| at(r.next_event(&self.timing)));
             if !self.stopping {
-                self.attached.iter().filter(|a| !a.keepalive_pending).for_each(|a| at(a.last_sent + self.timing.keepalive));
+                let idle = self.attached.iter().filter(|a| !a.keepalive_pending);
+                idle.for_each(|a| at(a.last_sent + self.timing.keepalive));
             }
         }
         next
@@ -210,7 +211,8 @@ impl<W> Engine<W> {
             }
             if !self.unreachable && now >= fence.started + timing.give_up {
                 let cause = fence.cause;
-                log::warn!("storage: the fence is unanswered after {:?}; requests fail until the server answers", timing.give_up);
+                let waited = timing.give_up;
+                log::warn!("storage: the fence is unanswered after {waited:?}; requests fail until the server answers");
                 self.unreachable = true;
                 self.fail_unanswered(cause);
                 self.fail_waiting(StorageError::Unreachable);
@@ -425,7 +427,8 @@ impl<W> Engine<W> {
         let last = waiters.len().saturating_sub(1);
         for (index, waiter) in waiters.into_iter().enumerate() {
             // Only merged WRITEs have several waiters: the clones are of `Done` or an error.
-            let outcome = if index == last { std::mem::replace(&mut result, Ok(IoOutput::Done)) } else { result.clone() };
+            let outcome =
+                if index == last { std::mem::replace(&mut result, Ok(IoOutput::Done)) } else { result.clone() };
             match waiter {
                 Waiter::Caller(waiter) => {
                     if let Err(error) = &outcome {
