@@ -13,6 +13,7 @@ use switchyard::control::cli::CtlArgs;
 use switchyard::control::{self, MonitorRuntime};
 use switchyard::dataplane::{Dataplane, Forwarding, StartError, StopCause, DEFAULT_MAC_AGEING};
 use switchyard::intercloud::cli::{AgentArgs, ControllerArgs, CoordinatorArgs};
+use switchyard::vbd::cli::VbdArgs;
 
 #[derive(Parser)]
 #[command(name = "switchyard", version, about = "DPDK poll-mode virtual switch")]
@@ -77,6 +78,9 @@ enum Command {
     Controller(ControllerArgs),
     /// Inter-cloud (seed 002): the agent beside a compute node's or a gateway's switch.
     Agent(AgentArgs),
+    /// Network block device (seed 004): serve a user's images on a storage server as NBD exports
+    /// (unix socket, loopback TCP) for QEMU and the NBD tools, until SIGINT/SIGTERM.
+    Vbd(VbdArgs),
     /// Crash-test workload: commits numbered batches to a config database, printing
     /// each acknowledged generation.
     #[command(hide = true)]
@@ -111,6 +115,7 @@ fn main() -> ExitCode {
         Command::Coordinator(args) => return switchyard::intercloud::cli::coordinator_main(args),
         Command::Controller(args) => return switchyard::intercloud::cli::controller_main(args),
         Command::Agent(args) => return switchyard::intercloud::cli::agent_main(args),
+        Command::Vbd(args) => return switchyard::vbd::cli::main(args),
         Command::StoreStress { database, batches } => store_stress(&database, batches),
         Command::Run { config, stats_json } => run(&config, stats_json.as_deref()),
         Command::Bench { scenario, seconds, testpmd, json, churn, upgrades, units, plot, updates, watchers } => {

@@ -147,6 +147,12 @@ impl RequestIds {
         RequestIds { next: wall_clock_ns }
     }
 
+    /// The id `next_id` will hand out, without taking it (the client's spread rule compares it with its oldest
+    /// unanswered id before it sends).
+    pub const fn peek_next(&self) -> u64 {
+        self.next
+    }
+
     /// The id for the next request.
     pub fn next_id(&mut self) -> u64 {
         let id = self.next;
@@ -295,6 +301,7 @@ mod tests {
         for &id in &sent {
             assert_eq!(window.check(id), Check::TooOld, "id {id}");
         }
+        assert_eq!(ids.peek_next(), fence + 1);
         assert_eq!(ids.next_id(), fence + 1);
         // A restart with the clock gone back: ESTALE carries the server's highest id.
         let mut restarted = RequestIds::starting_at(first - 10);

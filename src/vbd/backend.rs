@@ -8,6 +8,7 @@ use std::io;
 use nix::errno::Errno;
 
 use super::nbd_wire::error;
+use super::storage_error::StorageError;
 
 /// How `write_zeroes` may zero (proto.md `NBD_CMD_WRITE_ZEROES`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +77,9 @@ pub enum BackendError {
     TaskFailed(String),
     #[error("I/O error: {0}")]
     Io(#[from] io::Error),
+    /// From the storage-protocol client (`StorageBackend`).
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
 }
 
 impl BackendError {
@@ -90,6 +94,7 @@ impl BackendError {
             BackendError::Unsupported => error::ENOTSUP,
             BackendError::ShuttingDown => error::ESHUTDOWN,
             BackendError::ShortRead { .. } | BackendError::TaskFailed(_) => error::EIO,
+            BackendError::Storage(e) => e.nbd_errno(),
             BackendError::Io(e) => match e.raw_os_error().map(Errno::from_raw) {
                 Some(Errno::EPERM | Errno::EACCES | Errno::EROFS) => error::EPERM,
                 Some(Errno::ENOSPC | Errno::EDQUOT | Errno::EFBIG) => error::ENOSPC,
@@ -122,5 +127,7 @@ mod tests {
         assert_eq!(BackendError::ShuttingDown.nbd_errno(), error::ESHUTDOWN);
         assert_eq!(BackendError::Unsupported.nbd_errno(), error::ENOTSUP);
         assert_eq!(BackendError::ShortRead { wanted: 2, got: 1 }.nbd_errno(), error::EIO);
+        let refused = BackendError::from(StorageError::Refused(crate::wire::block::Status::AccessDenied));
+        assert_eq!(refused.nbd_errno(), error::EPERM);
     }
 }
