@@ -133,6 +133,26 @@ drop_reasons! {
     /// A frame waited in a tunnel's queue for `tunnels.resolve_timeout_ms` and the next
     /// hop's MAC never came (no ARP reply).
     TunnelUnresolved => "tunnel_unresolved",
+    /// A datagram to the storage service that is not a request: shorter than its header,
+    /// bad magic or version, a payload length that does not match
+    /// (docs/storage-protocol.md).
+    StorageMalformed => "storage_malformed",
+    /// A storage request naming a user the server does not have; never answered.
+    StorageUnknownUser => "storage_unknown_user",
+    /// A storage request whose MAC does not verify under its user's secret (forged,
+    /// corrupted, or another user's id); never answered.
+    StorageBadMac => "storage_bad_mac",
+    /// An authenticated storage request from an IP the user is not assigned (a replay from
+    /// elsewhere); never answered.
+    StorageWrongSource => "storage_wrong_source",
+    /// A retransmitted storage request that is executing now: its reply is coming.
+    StorageExecuting => "storage_executing",
+    /// A WRITE fragment that found no free reassembly slot, or differs from its I/O's first
+    /// fragment; the client retransmits.
+    StorageReassembly => "storage_reassembly",
+    /// A done READ or INFO asked for again more often than the server repeats it (3 times
+    /// per request id).
+    StorageRepeatLimit => "storage_repeat_limit",
 }
 
 impl DropReason {

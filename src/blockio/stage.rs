@@ -1,0 +1,487 @@
+//! The block-I/O stage (seed 004): storage requests to the service address and port are taken out of the
+//! burst, handled by the `Service`, executed through this worker's io_uring (no blocking call), and answered
+//! in new frames back out of the port they came in (docs/storage-protocol.md).
+//!
+//! Per burst: each request datagram is absorbed (or dropped under its refusal's name); one-datagram replies
+//! go out in the same burst as made packets. Per loop turn (`quiescent`): one `submit`, completions polled
+//! without a syscall. `release` sends the replies of finished I/Os, a READ's data in fragments.
+use std::collections::VecDeque;
+use std::fs::File;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
+
+use super::service::{Action, Catalog, Io, IoKind, Refusal, Reply, Service};
+use crate::dpdk::io_ring::{BufferLease, FallocateMode, FileSlot, IoRing};
+use crate::pipeline::{Burst, DropReason, PacketBuf, PortId, Stage, Verdict, BURST_SIZE};
+use crate::store::LastUse;
+use crate::unit::{Reader, Versioned};
+use crate::wire::block::{ImageInfo, Status, MAX_FRAGMENT_PAYLOAD};
+use crate::wire::checksum::checksum;
+use crate::wire::{ethernet, MacAddr};
+
+/// Ethernet + IPv4 (no options) + UDP in front of every reply datagram.
+const FRAME_HEADERS: usize = 14 + 20 + 8;
+
+/// Where the service listens: the port's MAC, the service IP and UDP port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServiceAddress {
+    pub port: PortId,
+    pub mac: MacAddr,
+    pub ip: Ipv4Addr,
+    pub udp_port: u16,
+}
+
+/// Where a reply goes: the request's source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Peer {
+    pub mac: MacAddr,
+    pub ip: Ipv4Addr,
+    pub udp_port: u16,
+}
+
+/// An image the workers can open: its file (opened by the control plane) and where its use is recorded.
+#[derive(Clone, Debug)]
+pub struct ImageFile {
+    pub file: Arc<File>,
+    pub last_use: Arc<LastUse>,
+}
+
+/// What the control plane publishes to every worker's stage when storage changes.
+#[derive(Clone, Debug, Default)]
+pub struct StorageVersion {
+    pub catalog: Arc<Catalog>,
+    pub files: FxHashMap<u32, ImageFile>,
+}
+
+/// Makes an empty packet buffer for a reply (from the port's mempool).
+pub type Allocator<P> = Box<dyn Fn() -> Option<P> + Send>;
+
+/// A finished I/O's reply waiting to be sent, with a READ's data.
+struct Finished {
+    reply: Reply<Peer>,
+    data: Option<(BufferLease, u32)>,
+    /// Bytes of the data sent so far.
+    sent: u32,
+}
+
+pub struct BlockIoStage<P> {
+    address: ServiceAddress,
+    versions: Arc<Versioned<StorageVersion>>,
+    reader: Reader,
+    current: Arc<StorageVersion>,
+    /// Image id -> the ring's file slot (`quiescent` attaches the files of each new version).
+    slots: FxHashMap<u32, FileSlot>,
+    ring: IoRing,
+    service: Service<Peer>,
+    finished: VecDeque<Finished>,
+    alloc: Allocator<P>,
+    /// Milliseconds since the Unix epoch at the last turn (image use records).
+    now_ms: u64,
+    now: u64,
+}
+
+impl<P: PacketBuf> BlockIoStage<P> {
+    /// `in_flight` I/Os at once (the ring needs as many buffers), `writes` WRITEs in reassembly.
+    pub fn new(
+        address: ServiceAddress,
+        versions: Arc<Versioned<StorageVersion>>,
+        ring: IoRing,
+        in_flight: usize,
+        writes: usize,
+        reassembly_timeout: u64,
+        alloc: Allocator<P>,
+    ) -> Self {
+        let current = versions.active(crate::pipeline::Side::Uplink);
+        let service = Service::new(current.catalog.clone(), in_flight, writes, reassembly_timeout);
+        let mut stage = BlockIoStage {
+            address,
+            reader: versions.reader(),
+            versions,
+            current: Arc::default(),
+            slots: FxHashMap::default(),
+            ring,
+            service,
+            finished: VecDeque::with_capacity(in_flight),
+            alloc,
+            now_ms: 0,
+            now: 0,
+        };
+        stage.install(current);
+        stage
+    }
+
+    pub fn service(&self) -> &Service<Peer> {
+        &self.service
+    }
+
+    /// Attaches the files of `version` to ring slots (a syscall per change of storage, never per packet).
+    fn install(&mut self, version: Arc<StorageVersion>) {
+        self.slots.retain(|id, _| version.files.contains_key(id));
+        let mut next = 0;
+        for (id, image) in &version.files {
+            while self.slots.values().any(|s| s.0 == next) {
+                next += 1;
+            }
+            let slot = *self.slots.entry(*id).or_insert(FileSlot(next));
+            if let Err(e) = self.ring.attach_file(slot, image.file.as_ref()) {
+                log::error!("block-I/O: cannot register the file of image {id}: {e}");
+                self.slots.remove(id);
+            }
+        }
+        self.service.set_catalog(version.catalog.clone());
+        self.current = version;
+    }
+
+    /// The storage request in `frame`, if it is one: (source peer, the datagram's range in the frame).
+    fn request_in(&self, frame: &[u8]) -> Option<(Peer, std::ops::Range<usize>)> {
+        if frame.get(12..14)? != ethernet::ethertype::IPV4.to_be_bytes() || *frame.get(23)? != 17 {
+            return None;
+        }
+        let ihl = usize::from(frame[14] & 0x0f) * 4;
+        let dst = Ipv4Addr::from(<[u8; 4]>::try_from(frame.get(30..34)?).ok()?);
+        let udp = 14 + ihl;
+        let dst_port = u16::from_be_bytes(frame.get(udp + 2..udp + 4)?.try_into().ok()?);
+        if dst != self.address.ip || dst_port != self.address.udp_port || ihl < 20 {
+            return None;
+        }
+        // The datagram ends where the IPv4 total length says (Ethernet padding is not part of it).
+        let total = usize::from(u16::from_be_bytes(frame.get(16..18)?.try_into().ok()?));
+        let end = (14 + total).min(frame.len());
+        let peer = Peer {
+            mac: MacAddr::from_bytes(&frame[6..12]),
+            ip: Ipv4Addr::from(<[u8; 4]>::try_from(&frame[26..30]).ok()?),
+            udp_port: u16::from_be_bytes(frame.get(udp..udp + 2)?.try_into().ok()?),
+        };
+        Some((peer, (udp + 8).min(end)..end))
+    }
+
+    /// Starts `io` on the ring; a refusal (no buffer, a full queue, no file) completes it at once with ENOMEM
+    /// or EIO and returns its reply.
+    fn submit(&mut self, io: Io) -> Option<Reply<Peer>> {
+        let tag = u64::from(io.token);
+        let result = match (self.slots.get(&io.image).copied(), io.kind) {
+            (None, _) => Err(libc::EIO),
+            (Some(slot), IoKind::Read | IoKind::Write) => match self.ring.take_buffer() {
+                None => Err(libc::ENOMEM),
+                Some(mut lease) => {
+                    if io.kind == IoKind::Write {
+                        let data = self.service.write_data(&io).unwrap_or_default();
+                        if let Ok(buffer) = self.ring.buffer_mut(&mut lease) {
+                            buffer[..data.len()].copy_from_slice(data);
+                        }
+                    }
+                    let queued = match (io.kind, io.fua) {
+                        (IoKind::Read, _) => self.ring.read(slot, io.offset, lease, io.len, tag),
+                        (_, false) => self.ring.write(slot, io.offset, lease, io.len, tag),
+                        (_, true) => self.ring.write_then_fsync(slot, io.offset, lease, io.len, true, tag),
+                    };
+                    queued.map_err(|refused| {
+                        let _ = self.ring.release_buffer(refused.buffer);
+                        libc::ENOMEM
+                    })
+                }
+            },
+            (Some(slot), IoKind::Flush) => self.ring.fsync(slot, true, tag).map_err(|_| libc::ENOMEM),
+            (Some(slot), IoKind::Trim | IoKind::WriteZeroes) => {
+                let mode = if io.kind == IoKind::Trim { FallocateMode::PunchHole } else { FallocateMode::ZeroRange };
+                self.ring.fallocate(slot, io.offset, u64::from(io.len), mode, tag).map_err(|_| libc::ENOMEM)
+            }
+        };
+        if let Some(image) = self.current.files.get(&io.image) {
+            image.last_use.touch(self.now_ms);
+        }
+        let errno = result.err()?;
+        self.service.complete(io.token, Err(errno)).map(|(reply, _)| reply)
+    }
+
+    /// Writes a reply frame (headers, datagram) into a new buffer; `None` if none could be made.
+    fn reply_frame(&self, reply: &Reply<Peer>, fragment_offset: u32, payload: &[u8]) -> Option<P> {
+        let mut packet = (self.alloc)()?;
+        let len = FRAME_HEADERS + 64 + payload.len();
+        let frame = packet.append(len)?;
+        let datagram_len = reply.write(fragment_offset, payload, &mut frame[FRAME_HEADERS..])?;
+        write_headers(frame, &self.address, &reply.peer, datagram_len);
+        Some(packet)
+    }
+
+    fn one_reply(&self, reply: &Reply<Peer>) -> Option<P> {
+        let mut info = [0; ImageInfo::LEN];
+        match reply.info {
+            Some(i) if i.emit(&mut info).is_ok() => self.reply_frame(reply, 0, &info),
+            _ => self.reply_frame(reply, 0, &[]),
+        }
+    }
+
+    /// Completions into `finished` (called every turn).
+    fn poll(&mut self) {
+        let BlockIoStage { ring, service, finished, .. } = self;
+        ring.poll_completions(|tag, result, buffer| {
+            let Some((reply, io)) = service.complete(tag as u32, result.map_err(|e| e.errno())) else { return };
+            let data = match (io.kind, reply.status, buffer) {
+                (IoKind::Read, Status::Ok, Some(buffer)) => Some((buffer.keep(), io.len)),
+                _ => None,
+            };
+            finished.push_back(Finished { reply, data, sent: 0 });
+        });
+    }
+}
+
+impl<P: PacketBuf> Stage<P> for BlockIoStage<P> {
+    fn name(&self) -> &'static str {
+        "block-io"
+    }
+
+    fn process(&mut self, burst: &mut Burst<P>) {
+        if burst.in_port() != self.address.port {
+            return;
+        }
+        for i in 0..burst.len() {
+            let Some((packet, verdict)) = burst.slot_mut(i) else { continue };
+            if verdict.is_final() {
+                continue;
+            }
+            let Some((peer, datagram)) = self.request_in(packet.data()) else { continue };
+            let action = self.service.handle(&packet.data()[datagram], peer.ip, peer, self.now);
+            *verdict = match action {
+                Action::Refuse(refusal) => Verdict::Drop(drop_reason(refusal)),
+                _ => Verdict::Absorbed,
+            };
+            let reply = match action {
+                Action::Reply(reply) => Some(reply),
+                Action::Execute(io) => self.submit(io),
+                Action::Refuse(_) | Action::Kept => None,
+            };
+            if let Some(reply) = reply {
+                match self.one_reply(&reply) {
+                    Some(frame) => burst.add_made(frame, Verdict::Forward(self.address.port)),
+                    None => burst.add_unmade(),
+                }
+            }
+        }
+    }
+
+    fn quiescent(&mut self, now: u64) {
+        self.now = now;
+        if let Some(generation) = self.reader.moved(&self.versions) {
+            let version = self.versions.active(crate::pipeline::Side::Uplink);
+            self.install(version);
+            self.reader.announce(generation);
+        }
+        let _ = self.ring.submit();
+        self.poll();
+    }
+
+    fn release(&mut self, burst: &mut Burst<P>) -> bool {
+        if self.finished.is_empty() {
+            return false;
+        }
+        self.now_ms = crate::store::unix_ms(std::time::SystemTime::now());
+        burst.reset(self.address.port);
+        let size = u32::from(MAX_FRAGMENT_PAYLOAD);
+        while burst.made_count() < BURST_SIZE as u64 {
+            let Some(mut finished) = self.finished.pop_front() else { break };
+            let frame = match &finished.data {
+                None => self.one_reply(&finished.reply),
+                Some((lease, len)) => {
+                    let end = (finished.sent + size).min(*len);
+                    let data = self.ring.buffer(lease).map(|b| &b[finished.sent as usize..end as usize]).unwrap_or_default();
+                    let frame = self.reply_frame(&finished.reply, finished.sent, data);
+                    finished.sent = end;
+                    frame
+                }
+            };
+            match frame {
+                Some(frame) => burst.add_made(frame, Verdict::Forward(self.address.port)),
+                None => burst.add_unmade(),
+            }
+            match finished.data {
+                Some((_, len)) if finished.sent < len => self.finished.push_front(finished),
+                Some((lease, _)) => {
+                    let _ = self.ring.release_buffer(lease);
+                }
+                None => {}
+            }
+        }
+        true
+    }
+}
+
+/// Ethernet, IPv4 and UDP headers of a reply from the service to `peer` (UDP checksum 0: "none", RFC 768;
+/// the datagram carries its own MAC).
+fn write_headers(frame: &mut [u8], from: &ServiceAddress, peer: &Peer, datagram_len: usize) {
+    frame[0..6].copy_from_slice(&peer.mac.0);
+    frame[6..12].copy_from_slice(&from.mac.0);
+    frame[12..14].copy_from_slice(&ethernet::ethertype::IPV4.to_be_bytes());
+    let ip_len = (20 + 8 + datagram_len) as u16;
+    let ip = &mut frame[14..34];
+    ip.copy_from_slice(&[0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    ip[2..4].copy_from_slice(&ip_len.to_be_bytes());
+    ip[12..16].copy_from_slice(&from.ip.octets());
+    ip[16..20].copy_from_slice(&peer.ip.octets());
+    let sum = checksum(ip);
+    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+    let udp = &mut frame[34..42];
+    udp[0..2].copy_from_slice(&from.udp_port.to_be_bytes());
+    udp[2..4].copy_from_slice(&peer.udp_port.to_be_bytes());
+    udp[4..6].copy_from_slice(&((8 + datagram_len) as u16).to_be_bytes());
+    udp[6..8].copy_from_slice(&[0, 0]);
+}
+
+pub fn drop_reason(refusal: Refusal) -> DropReason {
+    match refusal {
+        Refusal::Malformed => DropReason::StorageMalformed,
+        Refusal::UnknownUser => DropReason::StorageUnknownUser,
+        Refusal::BadMac => DropReason::StorageBadMac,
+        Refusal::WrongSource => DropReason::StorageWrongSource,
+        Refusal::Executing => DropReason::StorageExecuting,
+        Refusal::Reassembly => DropReason::StorageReassembly,
+        Refusal::RepeatLimit => DropReason::StorageRepeatLimit,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Seek, SeekFrom};
+
+    use super::*;
+    use crate::blockio::service::{ServiceImage, ServiceUser};
+    use crate::dpdk::io_ring::IoRingConfig;
+    use crate::pipeline::BytesPacket;
+    use crate::wire::block::{BlockPacket, BlockRepr, Flags, Op, UserKey};
+
+    const PORT: PortId = PortId(0);
+    const SERVER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+    const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 7);
+    const SERVER_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
+    const CLIENT_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 7]);
+    const USER: u32 = 7;
+    const IMAGE: u32 = 3;
+    const SIZE: u64 = 1 << 20;
+
+    fn key() -> UserKey {
+        UserKey::new([7; 32])
+    }
+
+    fn stage(file: &std::fs::File) -> BlockIoStage<BytesPacket> {
+        let mut catalog = Catalog::default();
+        catalog.users.insert(USER, ServiceUser { id: USER, key: key(), ips: vec![CLIENT] });
+        catalog.images.insert(IMAGE, ServiceImage { id: IMAGE, owner: USER, size: SIZE, read_only: false });
+        let image = ImageFile { file: Arc::new(file.try_clone().unwrap()), last_use: Arc::default() };
+        let version = StorageVersion { catalog: Arc::new(catalog), files: [(IMAGE, image)].into_iter().collect() };
+        let address = ServiceAddress { port: PORT, mac: SERVER_MAC, ip: SERVER, udp_port: 10810 };
+        let config = IoRingConfig { queue_depth: 64, buffers: 16, buffer_size: 64 * 1024, file_slots: 4 };
+        let ring = IoRing::new(config).unwrap();
+        BlockIoStage::new(address, Arc::new(Versioned::new(Arc::new(version))), ring, 16, 4, 1 << 40, Box::new(|| Some(BytesPacket::new(&[]))))
+    }
+
+    /// A request frame from the client: Ethernet, IPv4, UDP, then the datagram.
+    fn frame(header: BlockRepr, payload: &[u8]) -> BytesPacket {
+        let mut datagram = vec![0; 64 + payload.len()];
+        header.emit(&mut datagram).unwrap();
+        datagram[64..].copy_from_slice(payload);
+        BlockPacket::new_unchecked(&mut datagram[..]).fill_mac(&key());
+        let mut frame = vec![0; FRAME_HEADERS + datagram.len()];
+        let address = ServiceAddress { port: PORT, mac: CLIENT_MAC, ip: CLIENT, udp_port: 40000 };
+        write_headers(&mut frame, &address, &Peer { mac: SERVER_MAC, ip: SERVER, udp_port: 10810 }, datagram.len());
+        frame[FRAME_HEADERS..].copy_from_slice(&datagram);
+        BytesPacket::new(&frame)
+    }
+
+    fn request(id: u64, op: Op, offset: u64, length: u32, fragment: (u32, u16)) -> BlockRepr {
+        BlockRepr {
+            op,
+            flags: Flags::NONE,
+            user_id: USER,
+            image_id: IMAGE,
+            request_id: id,
+            offset,
+            length,
+            fragment_offset: fragment.0,
+            payload_len: fragment.1,
+            status: crate::wire::block::Status::Ok,
+        }
+    }
+
+    /// The made frames of one burst through the stage, then whatever `release` sends once the I/O is done.
+    fn run(stage: &mut BlockIoStage<BytesPacket>, frames: Vec<BytesPacket>) -> (Vec<Verdict>, Vec<Vec<u8>>) {
+        let mut burst = Burst::new(PORT);
+        for f in frames {
+            burst.push(f).unwrap();
+        }
+        stage.process(&mut burst);
+        let verdicts = burst.verdicts().to_vec();
+        let mut out: Vec<Vec<u8>> = burst.made().iter().map(|(p, _)| p.data().to_vec()).collect();
+        for turn in 0..1000u64 {
+            stage.quiescent(turn);
+            let mut released = Burst::new(PORT);
+            while stage.release(&mut released) {
+                out.extend(released.made().iter().map(|(p, _)| p.data().to_vec()));
+                released = Burst::new(PORT);
+            }
+            if stage.service().in_flight() == 0 && turn > 0 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        (verdicts, out)
+    }
+
+    /// A reply frame's addressing, and its datagram parsed after its MAC was checked.
+    fn reply_of(frame: &[u8]) -> (BlockRepr, Vec<u8>) {
+        assert_eq!((&frame[0..6], &frame[6..12]), (&CLIENT_MAC.0[..], &SERVER_MAC.0[..]));
+        assert_eq!((&frame[26..30], &frame[30..34]), (&SERVER.octets()[..], &CLIENT.octets()[..]));
+        assert_eq!(checksum(&frame[14..34]), 0, "a valid IPv4 header checksum");
+        assert_eq!(u16::from_be_bytes([frame[36], frame[37]]), 40000, "back to the client's port");
+        let packet = BlockPacket::new_checked(&frame[FRAME_HEADERS..]).unwrap();
+        packet.verify_mac(&key()).unwrap();
+        (BlockRepr::parse_reply(&packet).unwrap(), packet.payload().to_vec())
+    }
+
+    #[test]
+    fn a_fragmented_write_lands_in_the_image_and_a_read_returns_it_in_fragments() {
+        let mut file = tempfile::tempfile().unwrap();
+        file.set_len(SIZE).unwrap();
+        let mut stage = stage(&file);
+        let data: Vec<u8> = (0..4096u32).map(|i| (i * 7) as u8).collect();
+        let fragments = [(0u32, 1408u16), (1408, 1408), (2816, 1280)]
+            .map(|(at, len)| frame(request(100, Op::Write, 65536, 4096, (at, len)), &data[at as usize..at as usize + len as usize]));
+        let (verdicts, out) = run(&mut stage, fragments.into());
+        assert_eq!(verdicts, [Verdict::Absorbed; 3]);
+        assert_eq!(out.len(), 1, "one reply to the WRITE");
+        let (reply, _) = reply_of(&out[0]);
+        assert_eq!((reply.op, reply.request_id, reply.status), (Op::Write, 100, crate::wire::block::Status::Ok));
+        let mut on_disk = vec![0; 4096];
+        file.seek(SeekFrom::Start(65536)).unwrap();
+        file.read_exact(&mut on_disk).unwrap();
+        assert_eq!(on_disk, data);
+
+        let (_, out) = run(&mut stage, vec![frame(request(101, Op::Read, 65536, 4096, (0, 0)), &[])]);
+        assert_eq!(out.len(), 3, "the data in three fragments");
+        let mut read = vec![0; 4096];
+        for f in &out {
+            let (reply, payload) = reply_of(f);
+            assert_eq!((reply.op, reply.request_id, reply.length), (Op::Read, 101, 4096));
+            read[reply.fragment_offset as usize..][..payload.len()].copy_from_slice(&payload);
+        }
+        assert_eq!(read, data);
+        assert_eq!((stage.service().counts.bytes_written, stage.service().counts.bytes_read), (4096, 4096));
+    }
+
+    #[test]
+    fn refusals_are_dropped_under_their_names_and_other_traffic_is_left_alone() {
+        let file = tempfile::tempfile().unwrap();
+        file.set_len(SIZE).unwrap();
+        let mut stage = stage(&file);
+        let mut forged = frame(request(1, Op::Read, 0, 512, (0, 0)), &[]);
+        forged.data_mut()[FRAME_HEADERS + 30] ^= 1;
+        let mut elsewhere = frame(request(2, Op::Read, 0, 512, (0, 0)), &[]);
+        elsewhere.data_mut()[36..38].copy_from_slice(&4789u16.to_be_bytes());
+        let beyond = frame(request(3, Op::Read, SIZE, 512, (0, 0)), &[]);
+        let (verdicts, out) = run(&mut stage, vec![forged, elsewhere, beyond]);
+        assert_eq!(verdicts, [Verdict::Drop(DropReason::StorageBadMac), Verdict::Pending, Verdict::Absorbed]);
+        assert_eq!(out.len(), 1);
+        assert_eq!(reply_of(&out[0]).0.status, crate::wire::block::Status::Invalid);
+    }
+}
