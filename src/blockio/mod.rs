@@ -6,6 +6,7 @@ pub mod reassembly;
 pub mod replay;
 pub mod service;
 pub mod stage;
+pub mod version;
 
 pub use reassembly::{Insert, Reassembly, SlotHandle};
 pub use replay::{Check, ReplayWindow, RequestIds, MAX_READ_REPEATS, REPLAY_WINDOW};

@@ -6,16 +6,15 @@
 //! go out in the same burst as made packets. Per loop turn (`quiescent`): one `submit`, completions polled
 //! without a syscall. `release` sends the replies of finished I/Os, a READ's data in fragments.
 use std::collections::VecDeque;
-use std::fs::File;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
-use super::service::{Action, Catalog, Io, IoKind, Refusal, Reply, Service};
+use super::service::{Action, Io, IoKind, Refusal, Reply, Service};
+use super::version::StorageVersion;
 use crate::dpdk::io_ring::{BufferLease, FallocateMode, FileSlot, IoRing};
 use crate::pipeline::{Burst, DropReason, PacketBuf, PortId, Stage, Verdict, BURST_SIZE};
-use crate::store::LastUse;
 use crate::unit::{Reader, Versioned};
 use crate::wire::block::{ImageInfo, Status, MAX_FRAGMENT_PAYLOAD};
 use crate::wire::checksum::checksum;
@@ -41,20 +40,6 @@ pub struct Peer {
     pub udp_port: u16,
 }
 
-/// An image the workers can open: its file (opened by the control plane) and where its use is recorded.
-#[derive(Clone, Debug)]
-pub struct ImageFile {
-    pub file: Arc<File>,
-    pub last_use: Arc<LastUse>,
-}
-
-/// What the control plane publishes to every worker's stage when storage changes.
-#[derive(Clone, Debug, Default)]
-pub struct StorageVersion {
-    pub catalog: Arc<Catalog>,
-    pub files: FxHashMap<u32, ImageFile>,
-}
-
 /// Makes an empty packet buffer for a reply (from the port's mempool).
 pub type Allocator<P> = Box<dyn Fn() -> Option<P> + Send>;
 
@@ -77,20 +62,24 @@ pub struct BlockIoStage<P> {
     service: Service<Peer>,
     finished: VecDeque<Finished>,
     alloc: Allocator<P>,
-    /// Milliseconds since the Unix epoch at the last turn (image use records).
+    /// Milliseconds since the Unix epoch at the last turn (image use records), from the TSC.
     now_ms: u64,
     now: u64,
+    /// (Unix ms, TSC) at construction, and the TSC rate: `now_ms` without a clock call per turn.
+    clock: (u64, u64, u64),
 }
 
 impl<P: PacketBuf> BlockIoStage<P> {
-    /// `in_flight` I/Os at once (the ring needs as many buffers), `writes` WRITEs in reassembly.
+    /// `in_flight` I/Os at once (the ring needs as many buffers), `writes` WRITEs in reassembly, dropped
+    /// after `reassembly_timeout` without a fragment; times in TSC cycles (`tsc` now, `tsc_hz` per second).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         address: ServiceAddress,
         versions: Arc<Versioned<StorageVersion>>,
         ring: IoRing,
-        in_flight: usize,
-        writes: usize,
+        (in_flight, writes): (usize, usize),
         reassembly_timeout: u64,
+        (tsc, tsc_hz): (u64, u64),
         alloc: Allocator<P>,
     ) -> Self {
         let current = versions.active(crate::pipeline::Side::Uplink);
@@ -106,7 +95,8 @@ impl<P: PacketBuf> BlockIoStage<P> {
             finished: VecDeque::with_capacity(in_flight),
             alloc,
             now_ms: 0,
-            now: 0,
+            now: tsc,
+            clock: (crate::store::unix_ms(std::time::SystemTime::now()), tsc, tsc_hz.max(1)),
         };
         stage.install(current);
         stage
@@ -264,6 +254,8 @@ impl<P: PacketBuf> Stage<P> for BlockIoStage<P> {
 
     fn quiescent(&mut self, now: u64) {
         self.now = now;
+        let (unix_ms, tsc, hz) = self.clock;
+        self.now_ms = unix_ms + (now.wrapping_sub(tsc) as u128 * 1000 / u128::from(hz)) as u64;
         if let Some(generation) = self.reader.moved(&self.versions) {
             let version = self.versions.active(crate::pipeline::Side::Uplink);
             self.install(version);
@@ -277,7 +269,6 @@ impl<P: PacketBuf> Stage<P> for BlockIoStage<P> {
         if self.finished.is_empty() {
             return false;
         }
-        self.now_ms = crate::store::unix_ms(std::time::SystemTime::now());
         burst.reset(self.address.port);
         let size = u32::from(MAX_FRAGMENT_PAYLOAD);
         while burst.made_count() < BURST_SIZE as u64 {
@@ -346,7 +337,8 @@ mod tests {
     use std::io::{Read, Seek, SeekFrom};
 
     use super::*;
-    use crate::blockio::service::{ServiceImage, ServiceUser};
+    use crate::blockio::service::{Catalog, ServiceImage, ServiceUser};
+    use crate::blockio::version::ImageFile;
     use crate::dpdk::io_ring::IoRingConfig;
     use crate::pipeline::BytesPacket;
     use crate::wire::block::{BlockPacket, BlockRepr, Flags, Op, UserKey};
@@ -373,7 +365,8 @@ mod tests {
         let address = ServiceAddress { port: PORT, mac: SERVER_MAC, ip: SERVER, udp_port: 10810 };
         let config = IoRingConfig { queue_depth: 64, buffers: 16, buffer_size: 64 * 1024, file_slots: 4 };
         let ring = IoRing::new(config).unwrap();
-        BlockIoStage::new(address, Arc::new(Versioned::new(Arc::new(version))), ring, 16, 4, 1 << 40, Box::new(|| Some(BytesPacket::new(&[]))))
+        let versions = Arc::new(Versioned::new(Arc::new(version)));
+        BlockIoStage::new(address, versions, ring, (16, 4), 1 << 40, (0, 1000), Box::new(|| Some(BytesPacket::new(&[]))))
     }
 
     /// A request frame from the client: Ethernet, IPv4, UDP, then the datagram.

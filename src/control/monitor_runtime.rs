@@ -1,21 +1,25 @@
 //! The real `Runtime`: the running data plane seen through its `Monitor`, and
 //! the upgrade orchestrator working on its units.
 use std::path::Path;
+use std::sync::Arc;
 
 use serde_json::{json, Value};
 
 use std::time::Duration;
 
 use super::{MigrationPlane, PortView, Runtime, TunnelView};
+use crate::blockio::version::StorageVersion;
 use crate::dataplane::Monitor;
 use crate::config::BoardConfig;
-use crate::store::{Change, ConfigSnapshot};
+use crate::store::{Change, ConfigSnapshot, ImageUse, StorageCatalog};
 use crate::telemetry;
 use crate::unit::UnitCommand;
 use crate::upgrade::{ConfigGate, UpgradeRecord, UpgradeRefused, UpgradeStatus, Upgrader};
 
 pub struct MonitorRuntime {
     monitor: Monitor,
+    /// Where the block-I/O stages record each image's last use.
+    image_use: Arc<ImageUse>,
     upgrader: Option<Upgrader>,
     migration: Option<MigrationPlane>,
 }
@@ -35,7 +39,7 @@ impl MonitorRuntime {
                 board,
             })
         });
-        MonitorRuntime { monitor, upgrader, migration }
+        MonitorRuntime { monitor, image_use: Arc::default(), upgrader, migration }
     }
 
     fn upgrader(&self) -> Result<&Upgrader, UpgradeRefused> {
@@ -156,6 +160,16 @@ impl Runtime for MonitorRuntime {
 
     fn address_reports(&self) -> Vec<crate::rewrite::AddressReport> {
         self.monitor.address_migrations().map(|m| m.take_reports()).unwrap_or_default()
+    }
+
+    fn apply_storage(&self, catalog: Arc<StorageCatalog>) {
+        if let Some(versions) = self.monitor.storage() {
+            versions.publish_both(Arc::new(StorageVersion::from_catalog(&catalog)));
+        }
+    }
+
+    fn image_use(&self) -> Option<Arc<ImageUse>> {
+        self.monitor.storage().map(|_| self.image_use.clone())
     }
 
     fn tunnels(&self) -> Vec<TunnelView> {

@@ -22,14 +22,17 @@ use std::time::{Duration, Instant};
 
 use crossbeam::utils::CachePadded;
 
+use crate::blockio::stage::{Allocator as BlockAllocator, BlockIoStage, ServiceAddress};
+use crate::blockio::version::StorageVersion;
 use crate::config::{Config, GatewayConfig, PortConfig, PortRole, TunnelsMode};
+use crate::dpdk::io_ring::{IoRing, IoRingConfig};
 use crate::dpdk::{self, Eal, LcoreId, Mbuf, Mempool, Port, PortSetup, RxQueue, TxBuffer};
 use crate::migration::{HoldLimits, HoldShared, MigrationStage};
 use crate::overlay::{TunnelControl, TunnelLimits, TunnelShared, TunnelStage, TunnelTable, Underlay, UnitHost, UnitSetup, VmPort};
-use crate::pipeline::{PortId, QueueId};
+use crate::pipeline::{PortId, QueueId, Stage};
 use crate::rewrite::{AddressMigrations, Direction, RewritePort};
 use crate::store::ConfigSnapshot;
-use crate::unit::{Side, UnitStage, UnitState};
+use crate::unit::{Side, UnitStage, UnitState, Versioned};
 use crate::wire::MacAddr;
 use crate::xconnect::{CrossConnect, Route};
 
@@ -97,6 +100,8 @@ pub struct Dataplane {
     tunnels: Option<TunnelTable>,
     /// How long a frame may wait for a tunnel's next hop (`tunnels.resolve_timeout_ms`).
     tunnel_timeout: Duration,
+    /// The storage users, images and files the block-I/O stages serve (with `[storage]`).
+    storage: Option<Arc<Versioned<StorageVersion>>>,
     housekeeping: Option<std::thread::JoinHandle<()>>,
     workers: Vec<(LcoreId, Arc<CachePadded<WorkerCounters>>)>,
     running: bool,
@@ -194,10 +199,31 @@ impl Dataplane {
         let in_advance = t.mode == TunnelsMode::InAdvance;
         let tunnel_control = overlay.as_ref().map(|host| TunnelControl::new(tunnels.clone(), host.template().underlay.clone(), in_advance));
         let tunnel_table = tunnel_control.as_ref().map(|control| control.table.clone());
-        let build_pipeline = |bindings: &[PortBinding], counters: &WorkerCounters| match (&overlay, &address_migrations) {
+        // The block-I/O service answers on the uplink's address (docs/storage-protocol.md).
+        let storage = match (&config.storage, &overlay) {
+            (Some(storage), Some(_)) => {
+                let uplink = bindings.iter().find(|b| b.config.role == PortRole::Uplink && b.config.vtep.is_some());
+                let address = uplink.and_then(|b| {
+                    let ip = b.config.vtep.as_ref()?.address;
+                    Some(ServiceAddress { port: b.id, mac: b.mac, ip, udp_port: storage.port })
+                });
+                let Some(address) = address else {
+                    return Err(config_error("storage".into(), "the block-I/O service needs an uplink port with an address".into()));
+                };
+                Some((address, Arc::new(Versioned::new(Arc::new(StorageVersion::default())))))
+            }
+            _ => None,
+        };
+        // One io_uring per worker for the block-I/O stage, made here so that a refusal stops the start.
+        let mut rings = Vec::new();
+        for _ in config.dataplane.workers.iter().filter(|_| storage.is_some()) {
+            let ring = IoRing::new(block_io_ring()).map_err(|e| config_error("storage".into(), format!("cannot set up io_uring: {e}")))?;
+            rings.push(ring);
+        }
+        let mut build_pipeline = |bindings: &[PortBinding], counters: &WorkerCounters| match (&overlay, &address_migrations) {
             (Some(host), Some(migrations)) => {
-                let shared = Shared { holding: &holding, tunnels: &tunnels, pool: &pool };
-                unit_pipeline(host, shared, migrations, bindings, tsc_hz, counters)
+                let shared = Shared { holding: &holding, tunnels: &tunnels, pool: &pool, storage: storage.as_ref() };
+                unit_pipeline(host, shared, migrations, bindings, tsc_hz, counters, rings.pop())
             }
             _ => cross_connect_pipeline(bindings),
         };
@@ -249,6 +275,7 @@ impl Dataplane {
         }
         let housekeeping = overlay.clone().zip(address_migrations.clone()).map(|(host, migrations)| {
             let (stop, holding) = (stop.clone(), holding.clone());
+            let storage_versions = storage.as_ref().map(|(_, versions)| versions.clone());
             let mut tunnel_control = tunnel_control;
             std::thread::Builder::new()
                 .name("housekeeping".into())
@@ -260,6 +287,9 @@ impl Dataplane {
                         }
                         holding.reclaim();
                         migrations.reclaim();
+                        if let Some(versions) = &storage_versions {
+                            versions.reclaim();
+                        }
                         std::thread::sleep(HOUSEKEEPING_INTERVAL);
                     }
                 })
@@ -272,6 +302,7 @@ impl Dataplane {
             address_migrations,
             tunnels: tunnel_table,
             tunnel_timeout: Duration::from_millis(config.tunnels.resolve_timeout_ms),
+            storage: storage.map(|(_, versions)| versions),
             housekeeping,
             workers: Vec::new(),
             running: true,
@@ -311,6 +342,7 @@ impl Dataplane {
             holding: self.holding.clone(),
             address_migrations: self.address_migrations.clone(),
             tunnels: self.tunnels.clone(),
+            storage: self.storage.clone(),
         }
     }
 
@@ -500,6 +532,7 @@ struct Shared<'a> {
     holding: &'a Arc<HoldShared>,
     tunnels: &'a Arc<TunnelShared>,
     pool: &'a Arc<Mempool>,
+    storage: Option<&'a (ServiceAddress, Arc<Versioned<StorageVersion>>)>,
 }
 
 fn unit_pipeline(
@@ -509,17 +542,27 @@ fn unit_pipeline(
     bindings: &[PortBinding],
     tsc_hz: u64,
     counters: &WorkerCounters,
+    ring: Option<IoRing>,
 ) -> Pipeline {
     let slots = bindings.iter().map(|b| b.id.index() + 1).max().unwrap_or(0);
     let mut sides = vec![Side::Vm; slots];
     for b in bindings.iter().filter(|b| b.config.role == PortRole::Uplink) {
         sides[b.id.index()] = Side::Uplink;
     }
-    let mut pipeline: Pipeline = vec![
+    let mut pipeline: Pipeline = Vec::new();
+    // Storage requests to the switch's own address first: they are not the overlay's.
+    if let (Some((address, versions)), Some(ring)) = (shared.storage, ring) {
+        let pool = shared.pool.clone();
+        let alloc: BlockAllocator<Mbuf> = Box::new(move || pool.alloc());
+        let limits = (BLOCK_IO_IN_FLIGHT, BLOCK_IO_WRITES);
+        let clock = (crate::dpdk::rdtsc(), tsc_hz);
+        pipeline.push(Box::new(BlockIoStage::new(*address, versions.clone(), ring, limits, 2 * tsc_hz, clock, alloc)));
+    }
+    pipeline.extend::<[Box<dyn Stage<Mbuf> + Send>; 3]>([
         Box::new(MigrationStage::new(shared.holding.clone(), sides.clone(), counters.migration.clone())),
         Box::new(migrations.stage(Direction::FromVm, counters.rewrite.clone())),
         Box::new(UnitStage::new(host.units().clone(), sides, tsc_hz)),
-    ];
+    ]);
     // Tunnels coming up on demand: frames the unit could not send for want of a
     // next-hop MAC wait here (docs/tunnels.md).
     if let Some(underlay) = host.template().underlay.clone() {
@@ -529,6 +572,15 @@ fn unit_pipeline(
     }
     pipeline.push(Box::new(migrations.stage(Direction::ToVm, counters.rewrite.clone())));
     pipeline
+}
+
+/// I/Os one worker's block-I/O stage runs at once, and WRITEs it reassembles at once.
+const BLOCK_IO_IN_FLIGHT: usize = 128;
+const BLOCK_IO_WRITES: usize = 64;
+
+/// A worker's io_uring: a buffer per I/O in flight (64 KiB, the largest READ or WRITE).
+fn block_io_ring() -> IoRingConfig {
+    IoRingConfig { queue_depth: 256, buffers: BLOCK_IO_IN_FLIGHT as u32, buffer_size: 64 * 1024, file_slots: 256 }
 }
 
 /// The VM-role ports, as the address rewrite knows them.

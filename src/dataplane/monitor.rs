@@ -10,7 +10,9 @@ use crossbeam::utils::CachePadded;
 use super::{PortBinding, PortSummary, Summary, Totals, WorkerCounters};
 use crate::dpdk::{self, LcoreId, Mbuf, Mempool};
 use crate::migration::HoldShared;
+use crate::blockio::version::StorageVersion;
 use crate::overlay::{TunnelInfo, TunnelTable, UnitHost};
+use crate::unit::Versioned;
 use crate::rewrite::AddressMigrations;
 
 /// Cloneable and shareable across threads. Drop every clone before the
@@ -26,6 +28,7 @@ pub struct Monitor {
     pub(super) holding: Arc<HoldShared>,
     pub(super) address_migrations: Option<Arc<AddressMigrations>>,
     pub(super) tunnels: Option<TunnelTable>,
+    pub(super) storage: Option<Arc<Versioned<StorageVersion>>>,
 }
 
 impl Monitor {
@@ -69,6 +72,11 @@ impl Monitor {
     /// The address migration tables, when the vRouter forwards.
     pub fn address_migrations(&self) -> Option<&Arc<AddressMigrations>> {
         self.address_migrations.as_ref()
+    }
+
+    /// Where the storage users, images and files go to the block-I/O stages (with `[storage]`).
+    pub fn storage(&self) -> Option<&Arc<Versioned<StorageVersion>>> {
+        self.storage.as_ref()
     }
 
     /// Every tunnel, by remote VTEP (empty without the vRouter).
