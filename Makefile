@@ -1,7 +1,7 @@
 # Quick start: `make run` (the main job on conf/default.toml) and `make test`.
 SHELL := /bin/bash
 CARGO ?= cargo
-DEBIAN_PACKAGES := libdpdk-dev dpdk-dev clang libclang-dev libpcap-dev pkg-config tshark python3 iproute2 iputils-ping ethtool procps iperf3 qemu-utils libnbd-bin fio nbdkit
+DEBIAN_PACKAGES := libdpdk-dev dpdk-dev clang libclang-dev libpcap-dev pkg-config tshark python3 iproute2 iputils-ping ethtool procps iperf3 qemu-utils libnbd-bin fio nbdkit nftables
 HUGEPAGES ?= 512
 SWITCHYARD := target/release/switchyard
 
