@@ -5,7 +5,7 @@ DEBIAN_PACKAGES := libdpdk-dev dpdk-dev clang libclang-dev libpcap-dev pkg-confi
 HUGEPAGES ?= 512
 SWITCHYARD := target/release/switchyard
 
-.PHONY: all deps hugepages build units run test check-unsafe lint bench clean
+.PHONY: all deps hugepages build units run test check-unsafe lint bench bench-storage clean
 
 all: build
 
@@ -72,6 +72,11 @@ bench: build
 	$(SWITCHYARD) bench --scenario upgrade --upgrades 100
 	$(SWITCHYARD) bench --scenario board --updates 1000 --watchers 3
 	$(CARGO) bench --bench wire
+	$(MAKE) bench-storage
+
+# fio through switchyard vbd and the block-I/O stage against nbdkit file on the same image (as root).
+bench-storage: deps hugepages
+	$(CARGO) test --release --test storage_bench -- --ignored --nocapture
 
 clean:
 	$(CARGO) clean

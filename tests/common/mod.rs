@@ -4,6 +4,7 @@
 pub mod board;
 pub mod netns;
 pub mod roles;
+pub mod storage;
 pub mod overlay;
 pub mod switch;
 pub mod tap;

@@ -1,0 +1,133 @@
+//! The storage testbed: a switchyard storage server (its block-I/O stage on a `net_af_packet` uplink), a
+//! client namespace, a user `alice` with a 64 MiB image served by `switchyard vbd` in the namespace.
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::netns::{unique_name, veth, Netns};
+use super::switch::RunningSwitch;
+use super::{ctl_json, switchyard, SocketPath};
+
+pub const SERVER_IP: &str = "10.77.0.1";
+pub const CLIENT_IP: &str = "10.77.0.2";
+
+/// `switchyard vbd` inside the client namespace; killed on drop.
+pub struct Vbd {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl Vbd {
+    pub fn start(netns: &Netns, dir: &Path, user: u64, secret: &str, exports: &[String]) -> Vbd {
+        let secret_file = dir.join("secret");
+        std::fs::write(&secret_file, secret).unwrap();
+        std::fs::set_permissions(&secret_file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        let socket = dir.join("vbd.sock");
+        let _ = std::fs::remove_file(&socket);
+        let binary = switchyard().get_program().to_owned();
+        let mut command = netns.exec(&[binary.to_str().unwrap(), "vbd", "--server", SERVER_IP, "--user", &user.to_string()]);
+        command.arg("--secret-file").arg(&secret_file).arg("--socket").arg(&socket);
+        for export in exports {
+            command.args(["--export", export]);
+        }
+        let child = command.env("RUST_LOG", "info").stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut vbd = Vbd { child, socket };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !vbd.socket.exists() {
+            if let Some(status) = vbd.child.try_wait().unwrap() {
+                let mut stderr = String::new();
+                std::io::Read::read_to_string(vbd.child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+                panic!("switchyard vbd exited ({status}): {stderr}");
+            }
+            assert!(Instant::now() < deadline, "switchyard vbd did not make its socket");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        vbd
+    }
+
+    pub fn uri(&self, export: &str) -> String {
+        format!("nbd+unix:///{export}?socket={}", self.socket.display())
+    }
+}
+
+impl Drop for Vbd {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::SIGTERM);
+        let _ = self.child.wait();
+    }
+}
+
+/// The server's config: one worker, the uplink on `uplink` (`qdisc_bypass=0`, so a netem qdisc on it
+/// applies to the replies too), `[storage]` with images in `dir/images`.
+pub fn server_config(dir: &Path, socket: &Path, uplink: &str) -> String {
+    format!(
+        "[eal]\nlcores = \"0-1\"\nmemory_mb = 256\n[mempool]\nmbufs = 8191\n[dataplane]\nworkers = [1]\nidle_sleep_us = 100\n\
+         [control]\nsocket = \"{}\"\ndatabase = \"{dir}/config.redb\"\n\
+         [[port]]\nname = \"uplink\"\ndevargs = \"net_af_packet0,iface={uplink},framecnt=8192,qdisc_bypass=0\"\nrole = \"uplink\"\n\
+         address = \"{SERVER_IP}/24\"\n[[network]]\nvni = 100\nname = \"blue\"\n[storage]\nimages = \"{dir}/images\"\n",
+        socket.display(),
+        dir = dir.display()
+    )
+}
+
+/// A storage server, a client namespace and alice with a 64 MiB image `disk` served by vbd as `disk`.
+pub struct Testbed {
+    pub dir: tempfile::TempDir,
+    pub client: Netns,
+    pub uplink: String,
+    pub socket: SocketPath,
+    pub server: Option<RunningSwitch>,
+    pub vbd: Option<Vbd>,
+    /// Alice's id and secret.
+    pub user: (u64, String),
+    pub image: u64,
+}
+
+impl Testbed {
+    pub fn new(tag: &str) -> Testbed {
+        let dir = tempfile::tempdir().unwrap();
+        let client = Netns::new(&unique_name(&format!("sy{tag}c")));
+        let uplink = unique_name(&format!("sy{tag}u"));
+        veth(&client, &uplink, "eth0", &format!("{CLIENT_IP}/24"), "1500");
+        let socket = SocketPath::new(&format!("storage-{tag}"));
+        let server = RunningSwitch::start_running(dir.path(), &server_config(dir.path(), &socket, &uplink));
+        let user = ctl_json(&socket, &["storage", "user", "create", "alice", "--ip", CLIENT_IP, "--quota", "1G"]);
+        let user = (user["id"].as_u64().unwrap(), user["secret"].as_str().unwrap().to_string());
+        let image = ctl_json(&socket, &["storage", "image", "create", "disk", "--owner", "alice", "--size", "64M"]);
+        let image = image["id"].as_u64().unwrap();
+        let mut testbed = Testbed { dir, client, uplink, socket, server: Some(server), vbd: None, user, image };
+        testbed.start_vbd();
+        testbed
+    }
+
+    pub fn start_vbd(&mut self) {
+        let vbd_dir = self.dir.path().join("vbd");
+        std::fs::create_dir_all(&vbd_dir).unwrap();
+        self.vbd = None;
+        self.vbd = Some(Vbd::start(&self.client, &vbd_dir, self.user.0, &self.user.1, &[format!("disk={}", self.image)]));
+    }
+
+    pub fn uri(&self) -> String {
+        self.vbd.as_ref().unwrap().uri("disk")
+    }
+
+    /// Stops vbd and the server (SIGTERM) and checks the server's run balance.
+    pub fn finish(mut self) -> serde_json::Value {
+        self.vbd = None;
+        let exit = self.server.take().unwrap().stop();
+        assert_eq!(exit.stats["unaccounted"], 0, "{}", exit.stats);
+        exit.stats
+    }
+}
+
+pub fn sha256(path: &Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or_default().to_string()
+}
+
+pub fn run_ok(command: &mut Command) -> String {
+    let out = command.output().unwrap();
+    assert!(out.status.success(), "{command:?}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
