@@ -219,17 +219,24 @@ async fn drive(mut engine: Engine<Waiter>, socket: UdpSocket, mut commands: mpsc
             }
             command = commands.recv(), if stopping.is_none() => {
                 let now = start.elapsed();
-                match command {
-                    Some(Command::Submit(request, waiter)) => engine.submit(request, waiter, now),
-                    Some(Command::KeepAttached(image_id)) => engine.keep_attached(image_id, now),
-                    Some(Command::Shutdown(reply)) => {
-                        engine.begin_shutdown(now);
-                        stopping = Some((Some(reply), now + SHUTDOWN_WAIT));
+                // Every command already queued, in one turn: the requests of a queue depth go out together.
+                let mut next = Some(command);
+                while let Some(command) = next.take() {
+                    match command {
+                        Some(Command::Submit(request, waiter)) => engine.submit(request, waiter, now),
+                        Some(Command::KeepAttached(image_id)) => engine.keep_attached(image_id, now),
+                        Some(Command::Shutdown(reply)) => {
+                            engine.begin_shutdown(now);
+                            stopping = Some((Some(reply), now + SHUTDOWN_WAIT));
+                            break;
+                        }
+                        None => {
+                            engine.begin_shutdown(now);
+                            stopping = Some((None, now + SHUTDOWN_WAIT));
+                            break;
+                        }
                     }
-                    None => {
-                        engine.begin_shutdown(now);
-                        stopping = Some((None, now + SHUTDOWN_WAIT));
-                    }
+                    next = commands.try_recv().ok().map(Some);
                 }
             }
             () = sleep => {}
