@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 
 use common::netns::{unique_name, veth, Netns};
 use common::switch::RunningSwitch;
+use common::storage::{server_config, CLIENT_IP, SERVER_IP};
 use common::{ctl_json, switchyard, Running, SocketPath};
 use switchyard::wire::block::{BlockPacket, BlockRepr, Flags, ImageInfo, Op, Status, UserKey, HEADER_LEN};
 
-const SERVER_IP: &str = "10.77.0.1";
-const ALICE_IP: &str = "10.77.0.2";
+const ALICE_IP: &str = CLIENT_IP;
 const BOB_IP: &str = "10.77.0.3";
 /// An address on the client's interface that no user is assigned.
 const STRANGER_IP: &str = "10.77.0.4";
@@ -239,17 +239,6 @@ fn drops(socket: &Path) -> BTreeMap<String, u64> {
     let stats = ctl_json(socket, &["stats"]);
     let drops = stats["drops"].as_object().unwrap_or_else(|| panic!("stats without drops: {stats}"));
     drops.iter().map(|(reason, n)| (reason.clone(), n.as_u64().unwrap_or(0))).collect()
-}
-
-fn server_config(dir: &Path, socket: &Path, uplink: &str) -> String {
-    format!(
-        "[eal]\nlcores = \"0-1\"\nmemory_mb = 256\n[mempool]\nmbufs = 8191\n[dataplane]\nworkers = [1]\nidle_sleep_us = 100\n\
-         [control]\nsocket = \"{}\"\ndatabase = \"{dir}/config.redb\"\n\
-         [[port]]\nname = \"uplink\"\ndevargs = \"net_af_packet0,iface={uplink},framecnt=8192\"\nrole = \"uplink\"\n\
-         address = \"{SERVER_IP}/24\"\n[[network]]\nvni = 100\nname = \"blue\"\n[storage]\nimages = \"{dir}/images\"\n",
-        socket.display(),
-        dir = dir.display()
-    )
 }
 
 /// The images of the test: alice's disk and read-only golden image, bob's disk.
