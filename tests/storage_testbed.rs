@@ -76,6 +76,10 @@ fn real_nbd_clients_use_an_image_through_vbd_and_the_block_io_stage() {
     for reason in ["storage_malformed", "storage_unknown_user", "storage_bad_mac", "storage_wrong_source"] {
         assert_eq!(stats["drops"][reason], 0, "{reason}: {}", stats["drops"]);
     }
+    let served = &stats["storage"];
+    assert!(served["bytes_written"].as_u64() >= Some(64 << 20), "the stage counted the writes: {served}");
+    assert!(served["bytes_read"].as_u64() >= Some(64 << 20), "and the reads: {served}");
+    assert_eq!(served["error_replies"], 0, "{served}");
     let images = ctl_json(&testbed.socket, &["storage", "image", "list"]);
     assert_eq!(images[0]["attached"], true, "the image counts as attached while vbd uses it: {images}");
     testbed.finish();

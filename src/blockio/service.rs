@@ -7,10 +7,12 @@
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
+use crossbeam::utils::CachePadded;
 use rustc_hash::FxHashMap;
 
 use super::reassembly::{Insert, Reassembly, SlotHandle};
 use super::replay::{Check, ReplayWindow, MAX_READ_REPEATS};
+use crate::pipeline::Counter;
 use crate::wire::block::{BlockPacket, BlockRepr, Flags, ImageInfo, Op, Status, UserKey};
 
 /// A user as the data path needs one.
@@ -125,16 +127,17 @@ pub enum Action<P> {
     Execute(Io),
 }
 
-/// What the service counted (one writer: the worker that owns the service).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct ServiceCounts {
-    pub requests: u64,
+/// What the service counted (one writer: the worker that owns the service; the control plane reads).
+#[derive(Debug, Default)]
+pub struct ServiceCounters {
+    /// Authenticated request datagrams (each fragment of a WRITE counts).
+    pub requests: Counter,
     /// Retransmissions answered from the anti-replay window without executing again.
-    pub answered_from_window: u64,
+    pub answered_from_window: Counter,
     /// Replies with a non-zero status, the refusals apart.
-    pub error_replies: u64,
-    pub bytes_read: u64,
-    pub bytes_written: u64,
+    pub error_replies: Counter,
+    pub bytes_read: Counter,
+    pub bytes_written: Counter,
 }
 
 struct Pending<P> {
@@ -150,7 +153,7 @@ pub struct Service<P> {
     writes: Reassembly<(u32, u64)>,
     pending: Vec<Option<Pending<P>>>,
     free: Vec<u32>,
-    pub counts: ServiceCounts,
+    pub counts: Arc<CachePadded<ServiceCounters>>,
 }
 
 /// The preferred I/O size an INFO reply names.
@@ -166,7 +169,7 @@ impl<P: Clone> Service<P> {
             writes: Reassembly::new(writes, reassembly_timeout),
             pending: (0..in_flight).map(|_| None).collect(),
             free: (0..in_flight as u32).rev().collect(),
-            counts: ServiceCounts::default(),
+            counts: Arc::default(),
         };
         service.set_catalog(catalog);
         service
@@ -193,7 +196,7 @@ impl<P: Clone> Service<P> {
         if !user.ips.contains(&source) {
             return Action::Refuse(Refusal::WrongSource);
         }
-        self.counts.requests += 1;
+        self.counts.requests.add(1);
         let request = match BlockRepr::parse_request(&packet) {
             Ok(request) => request,
             Err(e) => return self.error(echo_of(&packet), peer, &user.key, e.reply_status()),
@@ -218,7 +221,7 @@ impl<P: Clone> Service<P> {
             Check::Retransmit(status) => {
                 let repeat_read = status == Status::Ok && matches!(request.op, Op::Read | Op::Info);
                 if !repeat_read {
-                    self.counts.answered_from_window += 1;
+                    self.counts.answered_from_window.add(1);
                     return Action::Reply(reply(status));
                 }
                 if window.count_repeat(request.request_id).is_none_or(|n| n > MAX_READ_REPEATS) {
@@ -286,7 +289,7 @@ impl<P: Clone> Service<P> {
             self.record(&reply);
         }
         if reply.status != Status::Ok {
-            self.counts.error_replies += 1;
+            self.counts.error_replies.add(1);
         }
         Action::Reply(reply)
     }
@@ -296,7 +299,7 @@ impl<P: Clone> Service<P> {
     }
 
     fn error_reply(&mut self, reply: Reply<P>) -> Action<P> {
-        self.counts.error_replies += 1;
+        self.counts.error_replies.add(1);
         Action::Reply(reply)
     }
 
@@ -326,10 +329,10 @@ impl<P: Clone> Service<P> {
             Err(errno) => status_of_errno(errno),
         };
         match (io.kind, reply.status) {
-            (IoKind::Read, Status::Ok) => self.counts.bytes_read += u64::from(io.len),
-            (IoKind::Write, Status::Ok) => self.counts.bytes_written += u64::from(io.len),
+            (IoKind::Read, Status::Ok) => self.counts.bytes_read.add(u64::from(io.len)),
+            (IoKind::Write, Status::Ok) => self.counts.bytes_written.add(u64::from(io.len)),
             (_, Status::Ok) => {}
-            _ => self.counts.error_replies += 1,
+            _ => self.counts.error_replies.add(1),
         }
         self.record(&reply);
         Some((reply, io))
@@ -491,7 +494,7 @@ mod tests {
         let mut flipped = datagram(ALICE, read, &[]);
         flipped[30] ^= 1;
         assert!(matches!(s.handle(&flipped, ALICE_IP, 0, 0), Action::Refuse(Refusal::BadMac)));
-        assert_eq!(s.counts.requests, 0, "none of them counted as a request");
+        assert_eq!(s.counts.requests.get(), 0, "none of them counted as a request");
     }
 
     #[test]
@@ -522,7 +525,7 @@ mod tests {
         for fragment in &fragments {
             assert_eq!(status_of(s.handle(fragment, ALICE_IP, 0, 0)), Status::Ok, "answered, not executed again");
         }
-        assert_eq!((s.counts.answered_from_window, s.counts.bytes_written, s.in_flight()), (3, 4096, 0));
+        assert_eq!((s.counts.answered_from_window.get(), s.counts.bytes_written.get(), s.in_flight()), (3, 4096, 0));
     }
 
     #[test]
@@ -554,7 +557,7 @@ mod tests {
                 assert_eq!(reply.status, Status::NotPermitted);
             }
         }
-        assert_eq!(s.counts.error_replies, 8);
+        assert_eq!(s.counts.error_replies.get(), 8);
         // The refused ones are done: a retransmission gets the same status, nothing runs.
         let again = datagram(ALICE, request(ALICE, ALICE_DISK, 1, Op::Read, MIB - 512, 1024), &[]);
         assert_eq!(status_of(s.handle(&again, ALICE_IP, 0, 0)), Status::Invalid);

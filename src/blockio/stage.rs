@@ -9,9 +9,10 @@ use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
+use crossbeam::utils::CachePadded;
 use rustc_hash::FxHashMap;
 
-use super::service::{Action, Io, IoKind, Refusal, Reply, Service};
+use super::service::{Action, Io, IoKind, Refusal, Reply, Service, ServiceCounters};
 use super::version::StorageVersion;
 use crate::dpdk::io_ring::{BufferLease, FallocateMode, FileSlot, IoRing};
 use crate::pipeline::{Burst, DropReason, PacketBuf, PortId, Stage, Verdict, BURST_SIZE};
@@ -81,9 +82,11 @@ impl<P: PacketBuf> BlockIoStage<P> {
         reassembly_timeout: u64,
         (tsc, tsc_hz): (u64, u64),
         alloc: Allocator<P>,
+        counters: Arc<CachePadded<ServiceCounters>>,
     ) -> Self {
         let current = versions.active(crate::pipeline::Side::Uplink);
-        let service = Service::new(current.catalog.clone(), in_flight, writes, reassembly_timeout);
+        let mut service = Service::new(current.catalog.clone(), in_flight, writes, reassembly_timeout);
+        service.counts = counters;
         let mut stage = BlockIoStage {
             address,
             reader: versions.reader(),
@@ -366,7 +369,8 @@ mod tests {
         let config = IoRingConfig { queue_depth: 64, buffers: 16, buffer_size: 64 * 1024, file_slots: 4 };
         let ring = IoRing::new(config).unwrap();
         let versions = Arc::new(Versioned::new(Arc::new(version)));
-        BlockIoStage::new(address, versions, ring, (16, 4), 1 << 40, (0, 1000), Box::new(|| Some(BytesPacket::new(&[]))))
+        let alloc = Box::new(|| Some(BytesPacket::new(&[])));
+        BlockIoStage::new(address, versions, ring, (16, 4), 1 << 40, (0, 1000), alloc, Arc::default())
     }
 
     /// A request frame from the client: Ethernet, IPv4, UDP, then the datagram.
@@ -459,7 +463,8 @@ mod tests {
             read[reply.fragment_offset as usize..][..payload.len()].copy_from_slice(&payload);
         }
         assert_eq!(read, data);
-        assert_eq!((stage.service().counts.bytes_written, stage.service().counts.bytes_read), (4096, 4096));
+        let counts = &stage.service().counts;
+        assert_eq!((counts.bytes_written.get(), counts.bytes_read.get()), (4096, 4096));
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crossbeam::utils::CachePadded;
 use serde::Serialize;
 
+use crate::blockio::service::ServiceCounters;
 use crate::migration::HoldCounters;
 use crate::overlay::TunnelCounters;
 
@@ -30,6 +31,8 @@ pub struct WorkerCounters {
     pub tunnels: Arc<CachePadded<TunnelCounters>>,
     /// Written by this worker's address rewrite stages.
     pub rewrite: Arc<CachePadded<RewriteCounters>>,
+    /// The block-I/O stage's service (storage requests, bytes).
+    pub storage: Arc<CachePadded<ServiceCounters>>,
 }
 
 /// The longest time between two run-loop iterations that transmitted, since
@@ -81,6 +84,7 @@ impl WorkerCounters {
             migration: Arc::default(),
             tunnels: Arc::default(),
             rewrite: Arc::default(),
+            storage: Arc::default(),
         }
     }
 }
@@ -110,6 +114,20 @@ pub struct Totals {
     pub migration: MigrationTotals,
     pub address_rewrite: RewriteTotals,
     pub tunnels: TunnelTotals,
+    pub storage: StorageTotals,
+}
+
+/// What the block-I/O stages served, summed over workers (docs/block-io.md).
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct StorageTotals {
+    /// Authenticated request datagrams (each WRITE fragment counts).
+    pub requests: u64,
+    /// Retransmissions answered from the anti-replay window, not executed again.
+    pub answered_from_window: u64,
+    /// Replies with an error status.
+    pub error_replies: u64,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
 }
 
 /// What the tunnel stage did, summed over workers: frames that waited for a
@@ -172,6 +190,12 @@ impl Totals {
             t.released += c.released.get();
             t.dropped += c.dropped.get();
             t.waiting += c.waiting.load(Relaxed);
+            let (s, c) = (&mut totals.storage, &worker.storage);
+            s.requests += c.requests.get();
+            s.answered_from_window += c.answered_from_window.get();
+            s.error_replies += c.error_replies.get();
+            s.bytes_read += c.bytes_read.get();
+            s.bytes_written += c.bytes_written.get();
         }
         totals
     }

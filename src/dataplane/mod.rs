@@ -556,7 +556,8 @@ fn unit_pipeline(
         let alloc: BlockAllocator<Mbuf> = Box::new(move || pool.alloc());
         let limits = (BLOCK_IO_IN_FLIGHT, BLOCK_IO_WRITES);
         let clock = (crate::dpdk::rdtsc(), tsc_hz);
-        pipeline.push(Box::new(BlockIoStage::new(*address, versions.clone(), ring, limits, 2 * tsc_hz, clock, alloc)));
+        let stage = BlockIoStage::new(*address, versions.clone(), ring, limits, 2 * tsc_hz, clock, alloc, counters.storage.clone());
+        pipeline.push(Box::new(stage));
     }
     pipeline.extend::<[Box<dyn Stage<Mbuf> + Send>; 3]>([
         Box::new(MigrationStage::new(shared.holding.clone(), sides.clone(), counters.migration.clone())),

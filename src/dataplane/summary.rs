@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::counters::{MigrationTotals, PortTotals, Totals, TunnelTotals};
+use super::counters::{MigrationTotals, PortTotals, StorageTotals, Totals, TunnelTotals};
 use crate::rewrite::RewriteTotals;
 use super::PortBinding;
 use crate::dpdk::{Link, PortStats};
@@ -69,6 +69,8 @@ pub struct Summary {
     pub address_rewrite: RewriteTotals,
     /// Frames that waited for a tunnel coming up on demand.
     pub tunnels: TunnelTotals,
+    /// What the block-I/O service served (zero without `[storage]`).
+    pub storage: StorageTotals,
     pub mempool_in_use: u32,
 }
 
@@ -93,6 +95,7 @@ impl Summary {
             drops: totals.drops,
             address_rewrite: totals.address_rewrite,
             tunnels: totals.tunnels,
+            storage: totals.storage,
             mempool_in_use,
         }
     }
