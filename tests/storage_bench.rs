@@ -75,5 +75,6 @@ fn fio_4k_random_io_through_vbd_against_nbdkit_file_on_the_same_image() {
         let met = if ours >= 0.8 * reference { "met" } else { "NOT met" };
         println!("  {rw:<10} ratio vbd/nbdkit {:.2}  (target >= 0.80: {met})", ours / reference.max(1.0));
     }
-    testbed.finish();
+    let stats = testbed.finish();
+    println!("  server: {}", stats["storage"]);
 }
