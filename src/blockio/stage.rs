@@ -15,7 +15,7 @@ use rustc_hash::FxHashMap;
 use super::service::{Action, Io, IoKind, Refusal, Reply, Service, ServiceCounters};
 use super::version::StorageVersion;
 use crate::dpdk::io_ring::{BufferLease, FallocateMode, FileSlot, IoRing};
-use crate::pipeline::{Burst, DropReason, PacketBuf, PortId, Stage, Verdict, BURST_SIZE};
+use crate::pipeline::{Allocator, Burst, DropReason, PacketBuf, PortId, Stage, Verdict, BURST_SIZE};
 use crate::unit::{Reader, Versioned};
 use crate::wire::block::{ImageInfo, Status, MAX_FRAGMENT_PAYLOAD};
 use crate::wire::checksum::checksum;
@@ -40,9 +40,6 @@ pub struct Peer {
     pub ip: Ipv4Addr,
     pub udp_port: u16,
 }
-
-/// Makes an empty packet buffer for a reply (from the port's mempool).
-pub type Allocator<P> = Box<dyn Fn() -> Option<P> + Send>;
 
 /// A finished I/O's reply waiting to be sent, with a READ's data.
 struct Finished {

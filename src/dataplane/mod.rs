@@ -22,14 +22,14 @@ use std::time::{Duration, Instant};
 
 use crossbeam::utils::CachePadded;
 
-use crate::blockio::stage::{Allocator as BlockAllocator, BlockIoStage, ServiceAddress};
+use crate::blockio::stage::{BlockIoStage, ServiceAddress};
 use crate::blockio::version::StorageVersion;
 use crate::config::{Config, GatewayConfig, PortConfig, PortRole, TunnelsMode};
 use crate::dpdk::io_ring::{IoRing, IoRingConfig};
 use crate::dpdk::{self, Eal, LcoreId, Mbuf, Mempool, Port, PortSetup, RxQueue, TxBuffer};
 use crate::migration::{HoldLimits, HoldShared, MigrationStage};
 use crate::overlay::{TunnelControl, TunnelLimits, TunnelShared, TunnelStage, TunnelTable, Underlay, UnitHost, UnitSetup, VmPort};
-use crate::pipeline::{PortId, QueueId, Stage};
+use crate::pipeline::{Allocator, PortId, QueueId, Stage};
 use crate::rewrite::{AddressMigrations, Direction, RewritePort};
 use crate::store::ConfigSnapshot;
 use crate::unit::{Side, UnitStage, UnitState, Versioned};
@@ -553,7 +553,7 @@ fn unit_pipeline(
     // Storage requests to the switch's own address first: they are not the overlay's.
     if let (Some((address, versions)), Some(ring)) = (shared.storage, ring) {
         let pool = shared.pool.clone();
-        let alloc: BlockAllocator<Mbuf> = Box::new(move || pool.alloc());
+        let alloc: Allocator<Mbuf> = Box::new(move || pool.alloc());
         let limits = (BLOCK_IO_IN_FLIGHT, BLOCK_IO_WRITES);
         let clock = (crate::dpdk::rdtsc(), tsc_hz);
         let stage = BlockIoStage::new(*address, versions.clone(), ring, limits, 2 * tsc_hz, clock, alloc, counters.storage.clone());

@@ -15,7 +15,7 @@ pub use host::UnitHost;
 pub use intermediate::IntermediateUnit;
 pub use tables::{port_networks, Learned, Underlay, VRouterTables, VmPort};
 pub use tunnels::{
-    Allocator, NeighborView, TunnelControl, TunnelCounters, TunnelInfo, TunnelLimits, TunnelMode, TunnelReport, TunnelShared, TunnelStage,
+    NeighborView, TunnelControl, TunnelCounters, TunnelInfo, TunnelLimits, TunnelMode, TunnelReport, TunnelShared, TunnelStage,
     TunnelState, TunnelTable, MAX_RESOLVING_TUNNELS,
 };
 pub use unit::{UnitSetup, VRouterUnit};

@@ -19,7 +19,7 @@ use rustc_hash::FxHashMap;
 
 use super::arp;
 use super::tables::Underlay;
-use crate::pipeline::{Burst, Counter, DropReason, PacketBuf, Side, Stage, Verdict};
+use crate::pipeline::{Allocator, Burst, Counter, DropReason, PacketBuf, Side, Stage, Verdict};
 use crate::unit::{Reader, Versioned};
 use crate::wire::{ethernet, MacAddr};
 
@@ -132,9 +132,6 @@ pub struct TunnelStage<P> {
     /// Gives an empty buffer for in-advance ARP requests.
     alloc: Option<Allocator<P>>,
 }
-
-/// Makes an empty packet buffer (an mbuf from the worker's pool).
-pub type Allocator<P> = Box<dyn Fn() -> Option<P> + Send>;
 
 impl<P: PacketBuf> TunnelStage<P> {
     /// Every queue is allocated for the packet limit up front: queueing never allocates.

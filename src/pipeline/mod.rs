@@ -11,7 +11,7 @@ mod stage;
 pub use burst::{Burst, Slot, BURST_SIZE, MADE_PER_BURST};
 pub use counters::{Counter, DropCounters, PortCounters};
 pub use drop_reason::DropReason;
-pub use packet::{BytesPacket, PacketBuf};
+pub use packet::{Allocator, BytesPacket, PacketBuf};
 pub use stage::{Stage, Verdict};
 
 use core::fmt;

@@ -1,6 +1,9 @@
 //! The buffer a stage works on: a DPDK mbuf on a worker, a byte vector in tests.
 
 /// A single contiguous packet buffer with headroom and tailroom.
+/// Makes an empty packet buffer (an mbuf from the worker's pool), for stages that make packets.
+pub type Allocator<P> = Box<dyn Fn() -> Option<P> + Send>;
+
 pub trait PacketBuf {
     /// The packet, from its first header to its last byte.
     fn data(&self) -> &[u8];
