@@ -108,7 +108,15 @@ impl<P: PacketBuf> BlockIoStage<P> {
 
     /// Attaches the files of `version` to ring slots (a syscall per change of storage, never per packet).
     fn install(&mut self, version: Arc<StorageVersion>) {
-        self.slots.retain(|id, _| version.files.contains_key(id));
+        // A deleted image's file is let go of here, so its inode does not outlive the delete.
+        let ring = &mut self.ring;
+        self.slots.retain(|id, slot| {
+            let keep = version.files.contains_key(id);
+            if !keep {
+                let _ = ring.detach_file(*slot);
+            }
+            keep
+        });
         let mut next = 0;
         for (id, image) in &version.files {
             while self.slots.values().any(|s| s.0 == next) {
