@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use clap::{Args, Subcommand};
 use hyper::Method;
@@ -548,7 +548,7 @@ fn render(view: &View, value: &Value) -> String {
             table(&columns, &rows)
         }
         View::Tunnels => {
-            let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+            let now_ms = crate::store::unix_ms(SystemTime::now());
             let rows: Vec<Value> = (value.as_array().into_iter().flatten())
                 .map(|t| {
                     let mut row = t.clone();

@@ -2,6 +2,8 @@
 //! asking for underlay next hops.
 use std::net::Ipv4Addr;
 
+use super::tables::Underlay;
+use crate::pipeline::PacketBuf;
 use crate::wire::arp::{ArpOperation, ArpPacket, PACKET_LEN};
 use crate::wire::{ethernet, MacAddr};
 
@@ -78,4 +80,13 @@ mod tests {
         assert_eq!(&frame[0..6], &me.0, "back to the requester");
         assert!(parse(&frame[..FRAME_LEN - 1]).is_none());
     }
+}
+
+/// An ARP request for `target` from the VTEP, in a buffer from `like`'s pool.
+pub fn request_from_vtep<P: PacketBuf>(like: &P, underlay: &Underlay, target: Ipv4Addr) -> Option<P> {
+    let mut request = like.duplicate()?;
+    let len = request.len();
+    request.trim(len);
+    write_request(request.append(FRAME_LEN)?, underlay.mac, underlay.vtep.address, target);
+    Some(request)
 }

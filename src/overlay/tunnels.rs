@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam::queue::ArrayQueue;
 use crossbeam::utils::CachePadded;
@@ -293,7 +293,7 @@ impl<P: PacketBuf> Stage<P> for TunnelStage<P> {
         if let Some(next_hop) = self.shared.asks.pop() {
             // In advance: the request is made in a new buffer (the control plane asks again
             // if the pool had none).
-            if let Some(request) = self.alloc.as_ref().and_then(|alloc| alloc()).and_then(|like| arp_request(&like, &self.underlay, next_hop)) {
+            if let Some(request) = self.alloc.as_ref().and_then(|alloc| alloc()).and_then(|like| arp::request_from_vtep(&like, &self.underlay, next_hop)) {
                 burst.reset(port);
                 burst.add_made(request, Verdict::Forward(port));
                 return true;
@@ -313,7 +313,7 @@ impl<P: PacketBuf> Stage<P> for TunnelStage<P> {
                 None if self.now.wrapping_sub(self.queues[index].last_arp) >= self.arp_cycles => {
                     self.queues[index].last_arp = self.now;
                     let like = self.queues[index].packets.front();
-                    let Some(request) = like.and_then(|like| arp_request(like, &self.underlay, next_hop)) else { continue };
+                    let Some(request) = like.and_then(|like| arp::request_from_vtep(like, &self.underlay, next_hop)) else { continue };
                     burst.reset(port);
                     burst.add_made(request, Verdict::Forward(port));
                     return true;
@@ -361,15 +361,6 @@ fn vxlan_destination(frame: &[u8]) -> Option<Ipv4Addr> {
     }
     let dst = frame.get(30..34)?;
     Some(Ipv4Addr::new(dst[0], dst[1], dst[2], dst[3]))
-}
-
-/// An ARP request for `target` from the VTEP, in a buffer from `like`'s pool.
-fn arp_request<P: PacketBuf>(like: &P, underlay: &Underlay, target: Ipv4Addr) -> Option<P> {
-    let mut request = like.duplicate()?;
-    let len = request.len();
-    request.trim(len);
-    arp::write_request(request.append(arp::FRAME_LEN)?, underlay.mac, underlay.vtep.address, target);
-    Some(request)
 }
 
 /// Asks again for an unresolved in-advance next hop this often.
@@ -493,15 +484,11 @@ impl TunnelControl {
                 }
             }
         }
-        let now_ms = unix_ms(SystemTime::now());
+        let now_ms = crate::store::unix_ms(SystemTime::now());
         for (vtep, info) in table.iter_mut() {
             info.next_hop = underlay.next_hop(*vtep);
             let mac = underlay.vtep.next_hop_mac.or_else(|| info.next_hop.and_then(|h| self.published.get(&h).copied()));
             info.settle(mac, now_ms);
         }
     }
-}
-
-fn unix_ms(at: SystemTime) -> u64 {
-    at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }

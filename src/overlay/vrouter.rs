@@ -288,7 +288,7 @@ impl VRouter {
         if resolved.is_some() {
             return (Verdict::Forward(underlay.port), None);
         }
-        let request = local.may_send_arp(next_hop).then(|| arp_request(packet, underlay, next_hop)).flatten();
+        let request = local.may_send_arp(next_hop).then(|| arp::request_from_vtep(packet, underlay, next_hop)).flatten();
         (Verdict::Drop(DropReason::NextHopUnresolved), request.map(|r| (r, underlay.port)))
     }
 }
@@ -298,13 +298,4 @@ fn decide<P: PacketBuf>(burst: &mut Burst<P>, i: usize, verdict: Verdict) {
     if let Some((_, v)) = burst.get_mut(i) {
         *v = verdict;
     }
-}
-
-/// An ARP request for `target` from the VTEP, in a buffer from `like`'s pool.
-fn arp_request<P: PacketBuf>(like: &P, underlay: &Underlay, target: Ipv4Addr) -> Option<P> {
-    let mut request = like.duplicate()?;
-    let len = request.len();
-    request.trim(len);
-    arp::write_request(request.append(arp::FRAME_LEN)?, underlay.mac, underlay.vtep.address, target);
-    Some(request)
 }
