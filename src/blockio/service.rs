@@ -188,28 +188,26 @@ impl<P: Clone> Service<P> {
     /// Handles one datagram from `source` (`peer` is where a reply goes), at time `now`.
     pub fn handle(&mut self, datagram: &[u8], source: Ipv4Addr, peer: P, now: u64) -> Action<P> {
         let Ok(packet) = BlockPacket::new_checked(datagram) else { return Action::Refuse(Refusal::Malformed) };
-        let catalog = self.catalog.clone();
-        let Some(user) = catalog.users.get(&packet.user_id()) else { return Action::Refuse(Refusal::UnknownUser) };
+        let Some(user) = self.catalog.users.get(&packet.user_id()) else { return Action::Refuse(Refusal::UnknownUser) };
         if packet.verify_mac(&user.key).is_err() {
             return Action::Refuse(Refusal::BadMac);
         }
         if !user.ips.contains(&source) {
             return Action::Refuse(Refusal::WrongSource);
         }
+        let (user_id, key) = (user.id, user.key.clone());
+        // An unknown image and another user's are not told apart (docs: EACCES).
+        let image = self.catalog.images.get(&packet.image_id()).filter(|image| image.owner == user_id).copied();
         self.counts.requests.add(1);
         let request = match BlockRepr::parse_request(&packet) {
             Ok(request) => request,
-            Err(e) => return self.error(echo_of(&packet), peer, &user.key, e.reply_status()),
+            Err(e) => return self.error_reply(Reply { peer, key, request: echo_of(&packet), status: e.reply_status(), info: None }),
         };
         let mut echoed = request;
         (echoed.fragment_offset, echoed.payload_len) = (0, 0);
-        let reply = |status| Reply { peer: peer.clone(), key: user.key.clone(), request: echoed, status, info: None };
-        // An unknown image and another user's are not told apart (docs: EACCES).
-        let image = match catalog.images.get(&request.image_id) {
-            Some(image) if image.owner == user.id => *image,
-            _ => return self.error_reply(reply(Status::AccessDenied)),
-        };
-        let Some(window) = self.windows.get_mut(&user.id) else { return Action::Refuse(Refusal::UnknownUser) };
+        let reply = |status| Reply { peer: peer.clone(), key: key.clone(), request: echoed, status, info: None };
+        let Some(image) = image else { return self.error_reply(reply(Status::AccessDenied)) };
+        let Some(window) = self.windows.get_mut(&user_id) else { return Action::Refuse(Refusal::UnknownUser) };
         match window.check(request.request_id) {
             Check::New => {}
             Check::InFlight => return Action::Refuse(Refusal::Executing),
@@ -233,7 +231,7 @@ impl<P: Clone> Service<P> {
         }
         let mut write = None;
         if request.op == Op::Write {
-            match self.writes.insert((user.id, request.request_id), &request, packet.payload(), now) {
+            match self.writes.insert((user_id, request.request_id), &request, packet.payload(), now) {
                 Insert::Complete(handle) => write = Some(handle),
                 Insert::Incomplete | Insert::Duplicate => return Action::Kept,
                 Insert::TableFull | Insert::Inconsistent | Insert::NotAFragment => {
@@ -241,7 +239,7 @@ impl<P: Clone> Service<P> {
                 }
             }
         }
-        let Some(window) = self.windows.get_mut(&user.id) else { return Action::Refuse(Refusal::UnknownUser) };
+        let Some(window) = self.windows.get_mut(&user_id) else { return Action::Refuse(Refusal::UnknownUser) };
         window.begin(request.request_id);
         self.start(reply(Status::Ok), image, write, true)
     }
@@ -292,10 +290,6 @@ impl<P: Clone> Service<P> {
             self.counts.error_replies.add(1);
         }
         Action::Reply(reply)
-    }
-
-    fn error(&mut self, request: BlockRepr, peer: P, key: &UserKey, status: Status) -> Action<P> {
-        self.error_reply(Reply { peer, key: key.clone(), request, status, info: None })
     }
 
     fn error_reply(&mut self, reply: Reply<P>) -> Action<P> {

@@ -18,8 +18,10 @@ use crate::dpdk::io_ring::{BufferLease, FallocateMode, FileSlot, IoRing};
 use crate::pipeline::{Allocator, Burst, DropReason, PacketBuf, PortId, Stage, Verdict, BURST_SIZE};
 use crate::unit::{Reader, Versioned};
 use crate::wire::block::{ImageInfo, Status, MAX_FRAGMENT_PAYLOAD};
-use crate::wire::checksum::checksum;
-use crate::wire::{ethernet, MacAddr};
+use crate::wire::ethernet::{EthernetFrame, EthernetRepr};
+use crate::wire::ipv4::{Ipv4Packet, Ipv4Repr};
+use crate::wire::udp::{UdpDatagram, UdpRepr};
+use crate::wire::{ethernet, ipv4, udp, MacAddr};
 
 /// Ethernet + IPv4 (no options) + UDP in front of every reply datagram.
 const FRAME_HEADERS: usize = 14 + 20 + 8;
@@ -132,27 +134,26 @@ impl<P: PacketBuf> BlockIoStage<P> {
         self.current = version;
     }
 
-    /// The storage request in `frame`, if it is one: (source peer, the datagram's range in the frame).
-    fn request_in(&self, frame: &[u8]) -> Option<(Peer, std::ops::Range<usize>)> {
-        if frame.get(12..14)? != ethernet::ethertype::IPV4.to_be_bytes() || *frame.get(23)? != 17 {
+    /// The storage request in `frame`, if it is one: its source, and the UDP payload (to the IPv4 total and
+    /// UDP lengths: Ethernet padding is not part of it). Anything else, malformed IPv4 to this address too,
+    /// is left to the unit and its drop reasons.
+    fn request_in<'a>(&self, bytes: &'a [u8]) -> Option<(Peer, &'a [u8])> {
+        let frame = EthernetFrame::new_checked(bytes).ok()?;
+        // Untagged: the replies carry no tag.
+        if frame.header_len() != ethernet::HEADER_LEN || frame.ethertype() != ethernet::ethertype::IPV4 {
             return None;
         }
-        let ihl = usize::from(frame[14] & 0x0f) * 4;
-        let dst = Ipv4Addr::from(<[u8; 4]>::try_from(frame.get(30..34)?).ok()?);
-        let udp = 14 + ihl;
-        let dst_port = u16::from_be_bytes(frame.get(udp + 2..udp + 4)?.try_into().ok()?);
-        if dst != self.address.ip || dst_port != self.address.udp_port || ihl < 20 {
+        let ip = Ipv4Packet::new_checked(frame.payload()).ok()?;
+        if ip.dst_addr() != self.address.ip || ip.protocol() != ipv4::protocol::UDP || ip.is_fragment() {
             return None;
         }
-        // The datagram ends where the IPv4 total length says (Ethernet padding is not part of it).
-        let total = usize::from(u16::from_be_bytes(frame.get(16..18)?.try_into().ok()?));
-        let end = (14 + total).min(frame.len());
-        let peer = Peer {
-            mac: MacAddr::from_bytes(&frame[6..12]),
-            ip: Ipv4Addr::from(<[u8; 4]>::try_from(&frame[26..30]).ok()?),
-            udp_port: u16::from_be_bytes(frame.get(udp..udp + 2)?.try_into().ok()?),
-        };
-        Some((peer, (udp + 8).min(end)..end))
+        let udp = UdpDatagram::new_checked(ip.payload()).ok()?;
+        if udp.dst_port() != self.address.udp_port {
+            return None;
+        }
+        let peer = Peer { mac: frame.src(), ip: ip.src_addr(), udp_port: udp.src_port() };
+        let start = ethernet::HEADER_LEN + ip.header_len() + udp::HEADER_LEN;
+        Some((peer, bytes.get(start..start + udp.payload().len())?))
     }
 
     /// Starts `io` on the ring; a refusal (no buffer, a full queue, no file) completes it at once with ENOMEM
@@ -241,7 +242,7 @@ impl<P: PacketBuf> Stage<P> for BlockIoStage<P> {
                 continue;
             }
             let Some((peer, datagram)) = self.request_in(packet.data()) else { continue };
-            let action = self.service.handle(&packet.data()[datagram], peer.ip, peer, self.now);
+            let action = self.service.handle(datagram, peer.ip, peer, self.now);
             *verdict = match action {
                 Action::Refuse(refusal) => Verdict::Drop(drop_reason(refusal)),
                 _ => Verdict::Absorbed,
@@ -308,24 +309,22 @@ impl<P: PacketBuf> Stage<P> for BlockIoStage<P> {
 }
 
 /// Ethernet, IPv4 and UDP headers of a reply from the service to `peer` (UDP checksum 0: "none", RFC 768;
-/// the datagram carries its own MAC).
+/// the datagram carries its own MAC). `frame` holds at least `FRAME_HEADERS` bytes.
 fn write_headers(frame: &mut [u8], from: &ServiceAddress, peer: &Peer, datagram_len: usize) {
-    frame[0..6].copy_from_slice(&peer.mac.0);
-    frame[6..12].copy_from_slice(&from.mac.0);
-    frame[12..14].copy_from_slice(&ethernet::ethertype::IPV4.to_be_bytes());
-    let ip_len = (20 + 8 + datagram_len) as u16;
-    let ip = &mut frame[14..34];
-    ip.copy_from_slice(&[0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-    ip[2..4].copy_from_slice(&ip_len.to_be_bytes());
-    ip[12..16].copy_from_slice(&from.ip.octets());
-    ip[16..20].copy_from_slice(&peer.ip.octets());
-    let sum = checksum(ip);
-    ip[10..12].copy_from_slice(&sum.to_be_bytes());
-    let udp = &mut frame[34..42];
-    udp[0..2].copy_from_slice(&from.udp_port.to_be_bytes());
-    udp[2..4].copy_from_slice(&peer.udp_port.to_be_bytes());
-    udp[4..6].copy_from_slice(&((8 + datagram_len) as u16).to_be_bytes());
-    udp[6..8].copy_from_slice(&[0, 0]);
+    let ethernet = EthernetRepr { dst: peer.mac, src: from.mac, ethertype: ethernet::ethertype::IPV4, vlan: None };
+    let ip = Ipv4Repr {
+        src_addr: from.ip,
+        dst_addr: peer.ip,
+        protocol: ipv4::protocol::UDP,
+        payload_len: udp::HEADER_LEN + datagram_len,
+        ttl: 64,
+        dscp_ecn: 0,
+        ident: 0,
+        dont_frag: true,
+    };
+    let udp = UdpRepr { src_port: from.udp_port, dst_port: peer.udp_port, payload_len: datagram_len };
+    let l4 = ethernet::HEADER_LEN + ip.header_len();
+    let _ = ethernet.emit(frame).and_then(|_| ip.emit(&mut frame[ethernet::HEADER_LEN..])).and_then(|_| udp.emit(&mut frame[l4..]));
 }
 
 pub fn drop_reason(refusal: Refusal) -> DropReason {
@@ -350,6 +349,7 @@ mod tests {
     use crate::dpdk::io_ring::IoRingConfig;
     use crate::pipeline::BytesPacket;
     use crate::wire::block::{BlockPacket, BlockRepr, Flags, Op, UserKey};
+    use crate::wire::checksum::checksum;
 
     const PORT: PortId = PortId(0);
     const SERVER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
