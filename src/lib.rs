@@ -1,7 +1,7 @@
 //! Switchyard: a DPDK poll-mode virtual switch for bare-metal NFV hosts.
 //!
 //! Floors, bottom up (a module never imports one above it):
-//! `wire`; `pipeline`, `dpdk`, `store`, `config` (builds `store` records from the TOML), `json_body`;
+//! `wire`; `pipeline`, `dpdk`, `store`, `config` (builds `store` records from the TOML), `json_body`, `stop_signal`;
 //! feature modules (`xconnect`, `overlay`, `rewrite`, `migration`, `board`, `blockio`, `vbd`); `dataplane`; `bench`,
 //! `control`; `intercloud` (uses `control`'s client to reach the switches); `main.rs`.
 //! Raw pointers and FFI live only in `dpdk` (and the `dpdk-ffi` crate): the Rust
@@ -22,6 +22,7 @@ pub mod migration;
 pub mod overlay;
 pub mod pipeline;
 pub mod rewrite;
+pub mod stop_signal;
 pub mod store;
 pub mod telemetry;
 pub mod unit;

@@ -7,7 +7,6 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use clap::{Args, Subcommand};
-use tokio::signal::unix::{signal, SignalKind};
 
 use super::api::{AppliedReply, DeletedReply, QueuedReply, DEFAULT_LEASE_MS, WATCH_TIMEOUT_MS_DEFAULT};
 use super::client::BoardClient;
@@ -167,18 +166,11 @@ async fn serve_until_signal(listen: &str, database: &Path, out: &mut dyn Write) 
     let board = Board::open(store).map_err(|e| e.to_string())?;
     let snapshot = board.snapshot();
     let (records, locks, revision) = (snapshot.records.len(), snapshot.locks.len(), snapshot.revision);
-    let mut terminate = signal(SignalKind::terminate()).map_err(|e| format!("cannot catch SIGTERM: {e}"))?;
-    let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| format!("cannot catch SIGINT: {e}"))?;
+    let stop = crate::stop_signal::until_stop_signal("board")?;
     log::info!("board: {records} records and {locks} locks at revision {revision} from {}", database.display());
     writeln!(out, "board listening on http://{local}")
         .and_then(|()| out.flush())
         .map_err(|e| format!("cannot write the output: {e}"))?;
-    let stop = async move {
-        tokio::select! {
-            _ = terminate.recv() => {}
-            _ = interrupt.recv() => {}
-        }
-    };
     serve(listener, board, stop).await.map_err(|e| e.to_string())?;
     log::info!("board: stopped");
     Ok(())

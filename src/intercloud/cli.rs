@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use tokio::signal::unix::{signal, SignalKind};
 
 use super::agent::{Agent, Source};
 use super::client::Peer;
@@ -134,17 +133,6 @@ fn announce_ready(line: &str) -> Result<(), String> {
     writeln!(out, "{line}").and_then(|()| out.flush()).map_err(|e| format!("cannot write the output: {e}"))
 }
 
-fn until_signal() -> Result<impl std::future::Future<Output = ()> + Send + 'static, String> {
-    let mut terminate = signal(SignalKind::terminate()).map_err(|e| format!("cannot catch SIGTERM: {e}"))?;
-    let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| format!("cannot catch SIGINT: {e}"))?;
-    Ok(async move {
-        tokio::select! {
-            _ = terminate.recv() => {}
-            _ = interrupt.recv() => {}
-        }
-    })
-}
-
 pub fn coordinator_main(args: CoordinatorArgs) -> ExitCode {
     let CoordinatorCommand::Serve { listen, database } = args.command;
     exit(runtime().and_then(|runtime| runtime.block_on(serve_coordinator(&listen, &database))))
@@ -163,7 +151,7 @@ async fn serve_coordinator(listen: &str, database: &Path) -> Result<(), String> 
         database.display()
     );
     let shared = Shared::new(coordinator);
-    let stop = until_signal()?;
+    let stop = crate::stop_signal::until_stop_signal("coordinator")?;
     announce_ready(&format!("coordinator listening on http://{local}"))?;
     let stopping = shared.clone();
     serve("coordinator", listener, coordinator_router(shared), Vec::new(), move || stopping.stop(), stop).await
@@ -204,7 +192,7 @@ async fn serve_controller(
         tokio::spawn(hand_over(shared.clone(), coordinator.clone(), hold, registered)),
         tokio::spawn(follow(shared.clone(), coordinator, registration)),
     ];
-    let stop = until_signal()?;
+    let stop = crate::stop_signal::until_stop_signal("controller")?;
     announce_ready(&format!("controller listening on http://{local}"))?;
     let stopping = shared.clone();
     serve("controller", listener, controller_router(shared), tasks, move || stopping.stop(), stop).await
@@ -229,7 +217,7 @@ async fn run_agent(command: AgentCommand) -> Result<(), String> {
     };
     let agent = Agent::new(&socket, source, state)?;
     let role = agent.role();
-    let stop = until_signal()?;
+    let stop = crate::stop_signal::until_stop_signal(role)?;
     announce_ready(&format!("{role} running for {}", socket.display()))?;
     tokio::select! {
         () = agent.run() => {}

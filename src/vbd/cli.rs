@@ -10,7 +10,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Args;
-use tokio::signal::unix::{signal, SignalKind};
 
 use crate::wire::block::{FragmentSize, UserKey, KEY_LEN, UDP_PORT};
 
@@ -167,7 +166,7 @@ fn run(args: VbdArgs) -> Result<(), Failure> {
 }
 
 async fn serve(args: VbdArgs, key: UserKey, listeners: Vec<NbdListener>) -> Result<(), Failure> {
-    let stop = until_signal().map_err(Failure::runtime)?;
+    let stop = crate::stop_signal::until_stop_signal("vbd").map_err(Failure::runtime)?;
     let config = ClientConfig {
         server: SocketAddr::V4(args.server),
         user_id: args.user,
@@ -216,16 +215,6 @@ async fn serve(args: VbdArgs, key: UserKey, listeners: Vec<NbdListener>) -> Resu
     served.map_err(Failure::runtime)
 }
 
-fn until_signal() -> Result<impl std::future::Future<Output = ()>, String> {
-    let mut terminate = signal(SignalKind::terminate()).map_err(|e| format!("cannot catch SIGTERM: {e}"))?;
-    let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| format!("cannot catch SIGINT: {e}"))?;
-    Ok(async move {
-        tokio::select! {
-            _ = terminate.recv() => log::info!("vbd: SIGTERM, stopping"),
-            _ = interrupt.recv() => log::info!("vbd: SIGINT, stopping"),
-        }
-    })
-}
 
 #[cfg(test)]
 mod tests {
