@@ -9,13 +9,12 @@ mod common;
 use std::collections::BTreeMap;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::netns::{unique_name, veth, Netns};
 use common::switch::RunningSwitch;
-use common::storage::{server_config, CLIENT_IP, SERVER_IP};
-use common::{ctl_json, switchyard, Running, SocketPath};
+use common::storage::{server_config, vbd_command, CLIENT_IP, SERVER_IP};
+use common::{ctl_json, Running, SocketPath};
 use switchyard::wire::block::{BlockPacket, BlockRepr, Flags, ImageInfo, Op, Status, UserKey, HEADER_LEN};
 
 const ALICE_IP: &str = CLIENT_IP;
@@ -531,17 +530,11 @@ fn file_bytes(path: &str, offset: u64, len: usize) -> Vec<u8> {
 
 /// `switchyard vbd` as bob, exporting alice's image: it must not start (exit 1, the export and EACCES named).
 fn vbd_cannot_export_another_users_image(client: &Netns, dir: &Path, bob: &User, alices_image: u32) {
-    let secret_file = dir.join("bob.secret");
-    std::fs::write(&secret_file, &bob.secret).unwrap();
-    std::fs::set_permissions(&secret_file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let socket = dir.join("bob-vbd.sock");
-    let binary = switchyard().get_program().to_owned();
     // vbd's socket is bound to any address: a host route makes bob's address its source.
     client.ip(&["route", "add", &format!("{SERVER_IP}/32"), "dev", "eth0", "src", BOB_IP]);
-    let export = format!("stolen={alices_image}");
-    let mut command = client.exec(&[binary.to_str().unwrap(), "vbd", "--server", SERVER_IP, "--user", &bob.id.to_string()]);
-    command.arg("--secret-file").arg(&secret_file).arg("--socket").arg(&socket).args(["--export", &export]);
-    let vbd = Running(Some(command.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()));
+    let exports = [format!("stolen={alices_image}")];
+    let (mut command, _) = vbd_command(client, dir, "bob-vbd", u64::from(bob.id), &bob.secret, &exports);
+    let vbd = Running(Some(command.spawn().unwrap()));
     let out = vbd.wait_at_most(Duration::from_secs(15)).expect("vbd with another user's image exits within 15 s");
     client.ip(&["route", "del", &format!("{SERVER_IP}/32")]);
     let stderr = String::from_utf8_lossy(&out.stderr);

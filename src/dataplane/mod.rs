@@ -216,9 +216,11 @@ impl Dataplane {
         };
         // One io_uring per worker for the block-I/O stage, made here so that a refusal stops the start.
         let mut rings = Vec::new();
-        for _ in config.dataplane.workers.iter().filter(|_| storage.is_some()) {
-            let ring = IoRing::new(block_io_ring()).map_err(|e| config_error("storage".into(), format!("cannot set up io_uring: {e}")))?;
-            rings.push(ring);
+        if storage.is_some() {
+            for _ in &config.dataplane.workers {
+                let ring = IoRing::new(block_io_ring());
+                rings.push(ring.map_err(|e| config_error("storage".into(), format!("cannot set up io_uring: {e}")))?);
+            }
         }
         let mut build_pipeline = |bindings: &[PortBinding], counters: &WorkerCounters| match (&overlay, &address_migrations) {
             (Some(host), Some(migrations)) => {

@@ -2,6 +2,7 @@
 //! client namespace, a user `alice` with a 64 MiB image served by `switchyard vbd` in the namespace.
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::netns::{unique_name, veth, Netns};
@@ -17,20 +18,28 @@ pub struct Vbd {
     socket: PathBuf,
 }
 
+/// `switchyard vbd` in `netns` for `user` (its secret written to a file in `dir`), serving `exports`
+/// ("NAME=IMAGE_ID") on `dir/<tag>.sock`; stdout discarded, stderr piped.
+pub fn vbd_command(netns: &Netns, dir: &Path, tag: &str, user: u64, secret: &str, exports: &[String]) -> (Command, PathBuf) {
+    let secret_file = dir.join(format!("{tag}.secret"));
+    std::fs::write(&secret_file, secret).unwrap();
+    std::fs::set_permissions(&secret_file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let socket = dir.join(format!("{tag}.sock"));
+    let _ = std::fs::remove_file(&socket);
+    let binary = switchyard().get_program().to_owned();
+    let mut command = netns.exec(&[binary.to_str().unwrap(), "vbd", "--server", SERVER_IP, "--user", &user.to_string()]);
+    command.arg("--secret-file").arg(&secret_file).arg("--socket").arg(&socket);
+    for export in exports {
+        command.args(["--export", export]);
+    }
+    command.env("RUST_LOG", "info").stdout(Stdio::null()).stderr(Stdio::piped());
+    (command, socket)
+}
+
 impl Vbd {
     pub fn start(netns: &Netns, dir: &Path, user: u64, secret: &str, exports: &[String]) -> Vbd {
-        let secret_file = dir.join("secret");
-        std::fs::write(&secret_file, secret).unwrap();
-        std::fs::set_permissions(&secret_file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-        let socket = dir.join("vbd.sock");
-        let _ = std::fs::remove_file(&socket);
-        let binary = switchyard().get_program().to_owned();
-        let mut command = netns.exec(&[binary.to_str().unwrap(), "vbd", "--server", SERVER_IP, "--user", &user.to_string()]);
-        command.arg("--secret-file").arg(&secret_file).arg("--socket").arg(&socket);
-        for export in exports {
-            command.args(["--export", export]);
-        }
-        let child = command.env("RUST_LOG", "info").stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+        let (mut command, socket) = vbd_command(netns, dir, "vbd", user, secret, exports);
+        let child = command.spawn().unwrap();
         let mut vbd = Vbd { child, socket };
         let deadline = Instant::now() + Duration::from_secs(10);
         while !vbd.socket.exists() {
@@ -81,10 +90,18 @@ pub struct Testbed {
     /// Alice's id and secret.
     pub user: (u64, String),
     pub image: u64,
+    /// One storage testbed at a time in a test binary (`TESTBEDS`); the last field, so released last.
+    _turn: MutexGuard<'static, ()>,
 }
+
+/// Taken for a testbed's whole life. Two storage servers on af_packet uplinks at once in one test binary
+/// were seen to receive each other's frames now and then (drops of datagrams from users they do not
+/// have), which makes the drop checks fail for nothing the test is about.
+static TESTBEDS: Mutex<()> = Mutex::new(());
 
 impl Testbed {
     pub fn new(tag: &str) -> Testbed {
+        let turn = TESTBEDS.lock().unwrap_or_else(|e| e.into_inner());
         let dir = tempfile::tempdir().unwrap();
         let client = Netns::new(&unique_name(&format!("sy{tag}c")));
         let uplink = unique_name(&format!("sy{tag}u"));
@@ -95,7 +112,7 @@ impl Testbed {
         let user = (user["id"].as_u64().unwrap(), user["secret"].as_str().unwrap().to_string());
         let image = ctl_json(&socket, &["storage", "image", "create", "disk", "--owner", "alice", "--size", "64M"]);
         let image = image["id"].as_u64().unwrap();
-        let mut testbed = Testbed { dir, client, uplink, socket, server: Some(server), vbd: None, user, image };
+        let mut testbed = Testbed { _turn: turn, dir, client, uplink, socket, server: Some(server), vbd: None, user, image };
         testbed.start_vbd();
         testbed
     }
