@@ -61,6 +61,15 @@ pub fn write_request(frame: &mut [u8], sender_mac: MacAddr, sender_ip: Ipv4Addr,
     packet.set_target_ip(target);
 }
 
+/// An ARP request for `target` from the VTEP, in a buffer from `like`'s pool.
+pub fn request_from_vtep<P: PacketBuf>(like: &P, underlay: &Underlay, target: Ipv4Addr) -> Option<P> {
+    let mut request = like.duplicate()?;
+    let len = request.len();
+    request.trim(len);
+    write_request(request.append(FRAME_LEN)?, underlay.mac, underlay.vtep.address, target);
+    Some(request)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,13 +89,4 @@ mod tests {
         assert_eq!(&frame[0..6], &me.0, "back to the requester");
         assert!(parse(&frame[..FRAME_LEN - 1]).is_none());
     }
-}
-
-/// An ARP request for `target` from the VTEP, in a buffer from `like`'s pool.
-pub fn request_from_vtep<P: PacketBuf>(like: &P, underlay: &Underlay, target: Ipv4Addr) -> Option<P> {
-    let mut request = like.duplicate()?;
-    let len = request.len();
-    request.trim(len);
-    write_request(request.append(FRAME_LEN)?, underlay.mac, underlay.vtep.address, target);
-    Some(request)
 }
