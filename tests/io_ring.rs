@@ -202,6 +202,12 @@ fn punch_hole_reads_back_zeros_and_keeps_the_size() {
     assert!(data[4096..12_288].iter().all(|&b| b == 0), "the hole reads as zeros");
     assert!(data[12_288..].iter().all(|&b| b == 0xab));
     assert_eq!(std::fs::metadata(&path).unwrap().len(), 65_536);
+    // TRIM with FUA: the punch linked to an fdatasync, one completion for the pair.
+    ring.fallocate_then_fsync(SLOT, 0, 4096, FallocateMode::PunchHole, true, 2).expect("punch + sync");
+    assert_eq!(one(&mut ring).result, Ok(0));
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(ring.poll_completions(|_, _, _| {}), 0, "the fsync half is not reported on its own");
+    assert!(read_back(&mut ring, 0, 4096).data.expect("buffer").iter().all(|&b| b == 0));
 }
 
 #[test]
@@ -253,6 +259,8 @@ fn kernel_errors_keep_their_errno() {
     assert_eq!(one(&mut ring).result, Err(IoError::BadFile));
     ring.fallocate(SLOT, 0, 4096, FallocateMode::PunchHole, 3).expect("queue punch");
     assert_eq!(one(&mut ring).result, Err(IoError::BadFile));
+    ring.fallocate_then_fsync(SLOT, 0, 4096, FallocateMode::ZeroRange, true, 4).expect("queue linked zeroing");
+    assert_eq!(one(&mut ring).result, Err(IoError::BadFile), "the failed fallocate ends the link");
     assert_eq!(ring.free_buffers(), 2);
     assert_eq!(std::fs::read(&path).unwrap(), pattern(4096, 1), "the file is untouched");
     assert_eq!(IoError::from_errno(libc::EAGAIN), IoError::Other(libc::EAGAIN));

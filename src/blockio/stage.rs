@@ -185,7 +185,12 @@ impl<P: PacketBuf> BlockIoStage<P> {
             (Some(slot), IoKind::Flush) => self.ring.fsync(slot, true, tag).map_err(|_| libc::ENOMEM),
             (Some(slot), IoKind::Trim | IoKind::WriteZeroes) => {
                 let mode = if io.kind == IoKind::Trim { FallocateMode::PunchHole } else { FallocateMode::ZeroRange };
-                self.ring.fallocate(slot, io.offset, u64::from(io.len), mode, tag).map_err(|_| libc::ENOMEM)
+                let (offset, len) = (io.offset, u64::from(io.len));
+                let queued = match io.fua {
+                    false => self.ring.fallocate(slot, offset, len, mode, tag),
+                    true => self.ring.fallocate_then_fsync(slot, offset, len, mode, true, tag),
+                };
+                queued.map_err(|_| libc::ENOMEM)
             }
         };
         if let Some(image) = self.current.files.get(&io.image) {

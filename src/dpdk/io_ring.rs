@@ -305,6 +305,24 @@ impl IoRing {
         self.enqueue(&mut entries, Pending::new(tag, None, 0, false))
     }
 
+    /// A `fallocate` linked to an fsync of the file, for TRIM and WRITE_ZEROES with FUA: one
+    /// completion once both succeeded (0 bytes), else the first error.
+    pub fn fallocate_then_fsync(
+        &mut self,
+        slot: FileSlot,
+        offset: u64,
+        len: u64,
+        mode: FallocateMode,
+        datasync: bool,
+        tag: u64,
+    ) -> Result<(), IoRingError> {
+        let file = self.occupied_slot(slot)?;
+        check_offset(offset)?;
+        let fallocate = opcode::Fallocate::new(file, len).offset(offset).mode(mode.flags()).build();
+        let mut entries = [fallocate.flags(squeue::Flags::IO_LINK), sync_entry(file, datasync)];
+        self.enqueue(&mut entries, Pending::new(tag, None, 0, true))
+    }
+
     fn transfer(
         &mut self,
         kind: Transfer,
