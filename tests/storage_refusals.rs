@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use common::netns::{unique_name, veth, Netns};
 use common::switch::RunningSwitch;
 use common::storage::{server_config, vbd_command, CLIENT_IP, SERVER_IP};
-use common::{ctl_json, Running, SocketPath};
+use common::{ctl, ctl_json, Running, SocketPath};
 use switchyard::wire::block::{BlockPacket, BlockRepr, Flags, ImageInfo, Op, Status, UserKey, HEADER_LEN};
 
 const ALICE_IP: &str = CLIENT_IP;
@@ -295,10 +295,29 @@ fn the_storage_error_matrix_through_the_block_io_stage() {
     vbd_cannot_export_another_users_image(&client, dir.path(), &bob, images.disk);
     std::thread::sleep(Duration::from_millis(300));
     ledger.check("the end (nothing dropped late)");
+    metrics_carry_the_storage_counters(&socket);
 
     let exit = server.stop();
     assert_eq!(exit.stats["unaccounted"], 0, "{}", exit.stats);
     eprintln!("storage refusals: {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// The Prometheus page has the counters `ctl stats` shows (the traffic has stopped, so they hold still).
+fn metrics_carry_the_storage_counters(socket: &Path) {
+    let storage = ctl_json(socket, &["stats"])["storage"].clone();
+    assert!(storage["error_replies"].as_u64().unwrap() > 0, "the error matrix was answered: {storage}");
+    let out = ctl(socket, &["metrics"]);
+    let metrics = String::from_utf8_lossy(&out.stdout);
+    for (sample, field) in [
+        ("switchyard_storage_requests_total", "requests"),
+        ("switchyard_storage_answered_from_window_total", "answered_from_window"),
+        ("switchyard_storage_error_replies_total", "error_replies"),
+        ("switchyard_storage_bytes_total{direction=\"read\"}", "bytes_read"),
+        ("switchyard_storage_bytes_total{direction=\"written\"}", "bytes_written"),
+    ] {
+        let line = format!("{sample} {}", storage[field]);
+        assert!(metrics.lines().any(|l| l == line), "no line {line:?} in the metrics:\n{metrics}");
+    }
 }
 
 /// INFO of each image answers its size and mode (also lets ARP settle and the catalog reach the worker).

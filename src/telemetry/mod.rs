@@ -67,6 +67,16 @@ pub fn prometheus(monitor: &Monitor) -> String {
     out.sample("switchyard_packets_made_total", &[], summary.made);
     out.family("switchyard_packets_absorbed_total", "counter", "Packets addressed to the switch and handled there.");
     out.sample("switchyard_packets_absorbed_total", &[], summary.absorbed);
+    let storage = &summary.storage;
+    out.family("switchyard_storage_requests_total", "counter", "Authenticated storage request datagrams (each WRITE fragment counts).");
+    out.sample("switchyard_storage_requests_total", &[], storage.requests);
+    out.family("switchyard_storage_answered_from_window_total", "counter", "Storage retransmissions answered from the anti-replay window, not executed again.");
+    out.sample("switchyard_storage_answered_from_window_total", &[], storage.answered_from_window);
+    out.family("switchyard_storage_error_replies_total", "counter", "Storage replies with an error status.");
+    out.sample("switchyard_storage_error_replies_total", &[], storage.error_replies);
+    out.family("switchyard_storage_bytes_total", "counter", "Image bytes read and written by the block-I/O stage.");
+    out.sample("switchyard_storage_bytes_total", &[("direction", "read")], storage.bytes_read);
+    out.sample("switchyard_storage_bytes_total", &[("direction", "written")], storage.bytes_written);
     out.family("switchyard_mempool_in_use", "gauge", "Mbufs out of the pool.");
     out.sample("switchyard_mempool_in_use", &[], u64::from(summary.mempool_in_use));
 
