@@ -226,10 +226,7 @@ fn vxlan(inner: &[u8]) -> Vec<u8> {
 
 /// Rewrites the outer IPv4 header of a VXLAN frame with `change`, then fixes its checksum.
 fn outer_ip(mut frame: Vec<u8>, change: impl FnOnce(&mut [u8])) -> Vec<u8> {
-    change(&mut frame[14..34]);
-    frame[24..26].copy_from_slice(&[0, 0]);
-    let sum = checksum(&frame[14..34]);
-    frame[24..26].copy_from_slice(&sum.to_be_bytes());
+    outer_ip_header(&mut frame, 20, change);
     frame
 }
 
@@ -370,6 +367,9 @@ fn cases() -> Vec<Case> {
         Case::dropped("vxlan_outer_fragment_tiny", Overlay, Uplink, vec![outer_fragment(MF, &vxlan(&swap(&good))[34..34 + 8])], "outer_fragment"),
         Case::dropped("vxlan_udp_truncated", Overlay, Uplink, vec![truncate_outer(vxlan(&swap(&good)), 4)], "truncated_vxlan"),
         Case::dropped("vxlan_header_truncated", Overlay, Uplink, vec![truncate_outer(vxlan(&swap(&good)), 8 + 4)], "truncated_vxlan"),
+        Case::dropped("vxlan_udp_length_beyond_ip_payload", Overlay, Uplink, vec![udp_length(vxlan(&swap(&good)), 1400)], "truncated_vxlan"),
+        Case::dropped("vxlan_udp_length_below_header", Overlay, Uplink, vec![udp_length(vxlan(&swap(&good)), 4)], "truncated_vxlan"),
+        Case::forwarded("vxlan_outer_ipv4_options", Overlay, Uplink, outer_options(vxlan(&to_a(5))), Vm0, to_a(5)),
         Case::dropped("vxlan_flag_i_clear", Overlay, Uplink, vec![vxlan_bytes(vxlan(&swap(&good)), 42, 0x00)], "vxlan_flag_not_set"),
         Case::forwarded("vxlan_reserved_flags_set", Overlay, Uplink, vxlan_bytes(vxlan(&to_a(3)), 42, 0xff), Vm0, to_a(3)),
         Case::forwarded(
@@ -426,6 +426,31 @@ fn padded_to(frame: &[u8], len: usize) -> Vec<u8> {
 fn vxlan_bytes(mut frame: Vec<u8>, at: usize, value: u8) -> Vec<u8> {
     frame[at] = value;
     frame
+}
+
+/// A VXLAN frame with the outer UDP length field set to `len`.
+fn udp_length(mut frame: Vec<u8>, len: u16) -> Vec<u8> {
+    frame[38..40].copy_from_slice(&len.to_be_bytes());
+    frame
+}
+
+/// A VXLAN frame whose outer IPv4 header carries 4 bytes of options (NOP, NOP, NOP, EOL; IHL 6).
+fn outer_options(frame: Vec<u8>) -> Vec<u8> {
+    let mut f = [&frame[..34], &[1, 1, 1, 0][..], &frame[34..]].concat();
+    let total = u16::from_be_bytes([f[16], f[17]]) + 4;
+    outer_ip_header(&mut f, 24, |ip| {
+        ip[0] = 0x46;
+        ip[2..4].copy_from_slice(&total.to_be_bytes());
+    });
+    f
+}
+
+/// Changes the outer IPv4 header (`len` bytes) and fixes its checksum.
+fn outer_ip_header(frame: &mut [u8], len: usize, change: impl FnOnce(&mut [u8])) {
+    change(&mut frame[14..14 + len]);
+    frame[24..26].copy_from_slice(&[0, 0]);
+    let sum = checksum(&frame[14..14 + len]);
+    frame[24..26].copy_from_slice(&sum.to_be_bytes());
 }
 
 /// A VXLAN frame cut to `ip_payload` bytes after its outer IPv4 header, the outer total length agreeing.
@@ -586,6 +611,19 @@ fn storage_cases() -> Vec<Case> {
             Port::Uplink,
             vec![request(&BlockRepr { user_id: 9, ..read(4200, 0, 512) }, &[])],
             "storage_unknown_user",
+        ),
+        // The block-I/O stage takes unfragmented datagrams only; a fragment to the server's address is the
+        // VTEP's, which does not reassemble.
+        Case::dropped(
+            "storage_ip_fragment",
+            Config::Storage,
+            Port::Uplink,
+            vec![{
+                let mut frame = request(&read(4400, 0, 512), &[]);
+                frame[20..22].copy_from_slice(&MF.to_be_bytes());
+                outer_ip(frame, |_| {})
+            }],
+            "outer_fragment",
         ),
         Case::dropped(
             "storage_truncated_header",
