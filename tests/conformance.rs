@@ -15,6 +15,7 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use common::frames::*;
 use common::overlay::NEXT_HOP;
 use common::switch::nonzero_drops;
 use common::*;
@@ -22,7 +23,7 @@ use pcap_file::pcap::{PcapPacket, PcapWriter};
 use switchyard::overlay::{encapsulate, Tunnel};
 use switchyard::pipeline::{BytesPacket, PacketBuf};
 use switchyard::wire::block::{BlockPacket, BlockRepr, Flags, Op, Status, UserKey, HEADER_LEN as BLOCK_HEADER_LEN};
-use switchyard::wire::checksum::{checksum, Checksum};
+use switchyard::wire::checksum::checksum;
 use switchyard::wire::MacAddr;
 
 const VM_A: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x0a]);
@@ -47,9 +48,6 @@ const STRANGER_IP: [u8; 4] = [10, 77, 0, 9];
 const CLIENT_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x77]);
 const SECRET: [u8; 32] = [0x5c; 32];
 const IMAGE_SIZE: u64 = 1 << 20;
-const TCP: u8 = 6;
-const UDP: u8 = 17;
-const ICMP: u8 = 1;
 /// IPv4 flags/fragment offset: more fragments.
 const MF: u16 = 0x2000;
 
@@ -141,59 +139,6 @@ fn pcap_dir() -> PathBuf {
 
 // ---- frame builders ----
 
-fn ethernet(dst: MacAddr, src: MacAddr, ethertype: u16, payload: &[u8]) -> Vec<u8> {
-    let mut f = [dst.0, src.0].concat();
-    f.extend_from_slice(&ethertype.to_be_bytes());
-    f.extend_from_slice(payload);
-    f
-}
-
-/// An IPv4 header of `ihl` words (options zero; below 5 it is still 20 bytes long) with this total length and
-/// flags/fragment offset, its checksum valid, then `payload`.
-fn ipv4_raw(src: [u8; 4], dst: [u8; 4], protocol: u8, flags_offset: u16, ihl: u8, total: u16, payload: &[u8]) -> Vec<u8> {
-    let mut ip = vec![0x40 | ihl, 0, (total >> 8) as u8, total as u8, 0xab, 0xcd];
-    ip.extend_from_slice(&flags_offset.to_be_bytes());
-    ip.extend_from_slice(&[64, protocol, 0, 0]);
-    ip.extend_from_slice(&src);
-    ip.extend_from_slice(&dst);
-    ip.resize(usize::from(ihl.max(5)) * 4, 0);
-    let sum = checksum(&ip);
-    ip[10..12].copy_from_slice(&sum.to_be_bytes());
-    ip.extend_from_slice(payload);
-    ip
-}
-
-fn ipv4(src: [u8; 4], dst: [u8; 4], protocol: u8, flags_offset: u16, payload: &[u8]) -> Vec<u8> {
-    ipv4_raw(src, dst, protocol, flags_offset, 5, (20 + payload.len()) as u16, payload)
-}
-
-fn l4_checksum(src: [u8; 4], dst: [u8; 4], protocol: u8, segment: &[u8]) -> u16 {
-    let mut c = Checksum::new();
-    c.add_pseudo_header_ipv4(src.into(), dst.into(), protocol, segment.len() as u16);
-    c.add_bytes(segment);
-    c.finish()
-}
-
-fn udp(src: [u8; 4], dst: [u8; 4], ports: (u16, u16), payload: &[u8]) -> Vec<u8> {
-    let len = 8 + payload.len();
-    let mut d = [ports.0.to_be_bytes(), ports.1.to_be_bytes(), (len as u16).to_be_bytes(), [0, 0]].concat();
-    d.extend_from_slice(payload);
-    let c = match l4_checksum(src, dst, UDP, &d) {
-        0 => 0xffff,
-        c => c,
-    };
-    d[6..8].copy_from_slice(&c.to_be_bytes());
-    d
-}
-
-fn tcp(src: [u8; 4], dst: [u8; 4], payload: &[u8]) -> Vec<u8> {
-    let mut s = vec![0x9c, 0x40, 0x00, 0x50, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0];
-    s.extend_from_slice(payload);
-    let c = l4_checksum(src, dst, TCP, &s);
-    s[16..18].copy_from_slice(&c.to_be_bytes());
-    s
-}
-
 /// An ICMP destination unreachable (type 3 code 1) quoting `quoted`.
 fn icmp_unreachable(quoted: &[u8]) -> Vec<u8> {
     let mut m = vec![3, 1, 0, 0, 0, 0, 0, 0];
@@ -282,7 +227,7 @@ fn signed(header: &BlockRepr, data: &[u8]) -> Vec<u8> {
 /// `datagram` from `src` (UDP port 40000) to the service, as a frame on the uplink.
 fn storage_frame(src: [u8; 4], datagram: &[u8]) -> Vec<u8> {
     let port = switchyard::wire::block::UDP_PORT;
-    ethernet(port_mac(0), CLIENT_MAC, 0x0800, &ipv4(src, SERVER_IP, UDP, 0x4000, &udp(src, SERVER_IP, (40000, port), datagram)))
+    ethernet(port_mac(0), CLIENT_MAC, 0x0800, &ipv4(src, SERVER_IP, UDP, 0x4000, &udp(src, SERVER_IP, (40000, port), datagram, true)))
 }
 
 fn request(header: &BlockRepr, data: &[u8]) -> Vec<u8> {
@@ -299,22 +244,22 @@ fn cases() -> Vec<Case> {
     use Config::*;
     use Port::*;
     let (a, b) = ([10, 0, 0, 10], [10, 0, 0, 20]);
-    let datagram = udp(a, b, (1000, 5000), &payload(40));
+    let datagram = udp(a, b, (1000, 5000), &payload(40), true);
     let good = a_to_b(ipv4(a, b, UDP, 0, &datagram));
     // A 64-byte UDP datagram in fragments of 24 + 24 + 16 (offsets in 8-byte units).
-    let whole = udp(a, b, (1000, 5000), &payload(56));
+    let whole = udp(a, b, (1000, 5000), &payload(56), true);
     let first = a_to_b(ipv4(a, b, UDP, MF, &whole[..24]));
     let middle = a_to_b(ipv4(a, b, UDP, MF | 3, &whole[24..48]));
     let last = a_to_b(ipv4(a, b, UDP, 6, &whole[48..]));
     let overlapping = a_to_b(ipv4(a, b, TCP, 1, &payload(16)));
     let tiny = a_to_b(ipv4(a, b, TCP, MF, &tcp(a, b, &[])[..8]));
     // Distinct frames REMOTE_VM -> VM_A (UDP source port `n`), so every forwarded case's output is its own.
-    let to_a = |n: u16| swap(&a_to_b(ipv4(a, b, UDP, 0, &udp(a, b, (n, 5000), &payload(40)))));
+    let to_a = |n: u16| swap(&a_to_b(ipv4(a, b, UDP, 0, &udp(a, b, (n, 5000), &payload(40), true))));
     let truncated_quote = icmp_unreachable(&ipv4(b, a, UDP, 0, &datagram)[..12]);
     let mut padded = good.clone();
     padded.extend_from_slice(&[0; 10]);
-    let jumbo = a_to_b(ipv4(a, b, UDP, 0, &udp(a, b, (1000, 5000), &payload(9014 - 14 - 28))));
-    let oversize = a_to_b(ipv4(a, b, UDP, 0, &udp(a, b, (1000, 5000), &payload(9300 - 14 - 28))));
+    let jumbo = a_to_b(ipv4(a, b, UDP, 0, &udp(a, b, (1000, 5000), &payload(9014 - 14 - 28), true)));
+    let oversize = a_to_b(ipv4(a, b, UDP, 0, &udp(a, b, (1000, 5000), &payload(9300 - 14 - 28), true)));
 
     let mut cases = vec![
         // Plain L2 switching: the vRouter forwards what it does not need to understand.
@@ -466,8 +411,8 @@ fn rewrite_cases() -> Vec<Case> {
     let to_a = |ip: Vec<u8>| ethernet(VM_A, VM_B, 0x0800, &ip);
     let rewritten = |name, build: &dyn Fn([u8; 4]) -> Vec<u8>| Case::forwarded(name, Rewrite, Vm1, build(PRIMARY), Vm0, build(POST));
     let dropped = |name, frame, reason| Case::dropped(name, Rewrite, Vm1, vec![frame], reason);
-    let datagram = |dst| udp(PEER, dst, (1000, 5000), &payload(40));
-    let whole = |dst| udp(PEER, dst, (1000, 5000), &payload(56));
+    let datagram = |dst| udp(PEER, dst, (1000, 5000), &payload(40), true);
+    let whole = |dst| udp(PEER, dst, (1000, 5000), &payload(56), true);
     vec![
         dropped("rewrite_ipv4_ihl_below_5", to_a(ipv4_raw(PEER, PRIMARY, UDP, 0, 4, 68, &datagram(PRIMARY))), "rewrite_malformed_ipv4"),
         dropped(
@@ -497,11 +442,11 @@ fn rewrite_cases() -> Vec<Case> {
         ),
         // RFC 792 quotes the IPv4 header and 64 bits: the quote's UDP checksum is there and translated too.
         rewritten("rewrite_icmp_error_rfc792_quote", &|addr| {
-            to_a(ipv4(PEER, addr, ICMP, 0, &icmp_unreachable(&ipv4(addr, PEER, UDP, 0, &udp(addr, PEER, (5000, 1000), &payload(40)))[..28])))
+            to_a(ipv4(PEER, addr, ICMP, 0, &icmp_unreachable(&ipv4(addr, PEER, UDP, 0, &udp(addr, PEER, (5000, 1000), &payload(40), true))[..28])))
         }),
         // A quote of the IPv4 header alone (RFC 1812 allows any length): the header is translated.
         rewritten("rewrite_icmp_error_header_only_quote", &|addr| {
-            to_a(ipv4(PEER, addr, ICMP, 0, &icmp_unreachable(&ipv4(addr, PEER, UDP, 0, &udp(addr, PEER, (5000, 1000), &payload(40)))[..20])))
+            to_a(ipv4(PEER, addr, ICMP, 0, &icmp_unreachable(&ipv4(addr, PEER, UDP, 0, &udp(addr, PEER, (5000, 1000), &payload(40), true))[..20])))
         }),
     ]
 }
@@ -512,7 +457,7 @@ fn gateway_cases() -> Vec<Case> {
     use Port::Uplink;
     let (a, b) = ([10, 0, 0, 10], [10, 0, 0, 20]);
     // VM_A -> VM_B (table 2 puts VM_B at COMPUTE_VTEP), UDP source port `n`: each case's output is its own.
-    let inner = |n: u16| a_to_b(ipv4(a, b, UDP, 0, &udp(a, b, (n, 5000), &payload(40))));
+    let inner = |n: u16| a_to_b(ipv4(a, b, UDP, 0, &udp(a, b, (n, 5000), &payload(40), true)));
     let from_other_cloud = |vni, n| vxlan_from(REMOTE_VTEP, vni, &inner(n));
     vec![
         Case::forwarded("gateway_good", Gateway, Uplink, from_other_cloud(200, 1), Uplink, gateway_out(&inner(1))),
