@@ -186,6 +186,8 @@ fn run(config_path: &Path, stats_json: Option<&Path>) -> Result<(), Failure> {
             Some(api.map_err(|e| failure(e.to_string()))?)
         }
     };
+    // The control plane has applied the database (storage catalog included): packets may come.
+    dataplane.open_rx();
     let cause = dataplane.wait(&signal);
     // The API holds a view of the data plane: it goes first.
     if let Some(api) = api {

@@ -9,12 +9,13 @@ mod common;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
+use common::frames::*;
 use common::*;
 use serde_json::Value;
 use switchyard::overlay::{encapsulate, Tunnel};
 use switchyard::pipeline::{BytesPacket, PacketBuf};
 use switchyard::wire::address_report::{kind, REPORT_ADDRESS, REPORT_PORT};
-use switchyard::wire::checksum::{checksum, Checksum};
+use switchyard::wire::checksum::checksum;
 use switchyard::wire::{AddressReport, MacAddr, ReportStatus};
 
 const VM_A: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x0a]);
@@ -29,38 +30,6 @@ const POST: [u8; 4] = [10, 2, 0, 5];
 /// VM B on vm1, and the VM behind the remote VTEP.
 const PEER: [u8; 4] = [10, 1, 0, 1];
 const REMOTE: [u8; 4] = [10, 1, 0, 20];
-const TCP: u8 = 6;
-const UDP: u8 = 17;
-const ICMP: u8 = 1;
-
-fn l4_checksum(src: [u8; 4], dst: [u8; 4], protocol: u8, segment: &[u8]) -> u16 {
-    let mut c = Checksum::new();
-    c.add_pseudo_header_ipv4(src.into(), dst.into(), protocol, segment.len() as u16);
-    c.add_bytes(segment);
-    c.finish()
-}
-
-fn udp(src: [u8; 4], dst: [u8; 4], ports: (u16, u16), payload: &[u8], with_checksum: bool) -> Vec<u8> {
-    let len = 8 + payload.len();
-    let mut d = [ports.0.to_be_bytes(), ports.1.to_be_bytes(), (len as u16).to_be_bytes(), [0, 0]].concat();
-    d.extend_from_slice(payload);
-    if with_checksum {
-        let c = match l4_checksum(src, dst, UDP, &d) {
-            0 => 0xffff,
-            c => c,
-        };
-        d[6..8].copy_from_slice(&c.to_be_bytes());
-    }
-    d
-}
-
-fn tcp(src: [u8; 4], dst: [u8; 4], payload: &[u8]) -> Vec<u8> {
-    let mut s = vec![0x9c, 0x40, 0x00, 0x50, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0];
-    s.extend_from_slice(payload);
-    let c = l4_checksum(src, dst, TCP, &s);
-    s[16..18].copy_from_slice(&c.to_be_bytes());
-    s
-}
 
 fn icmp(msg_type: u8, code: u8, payload: &[u8]) -> Vec<u8> {
     let mut m = vec![msg_type, code, 0, 0, 0, 0, 0, 0];
@@ -71,26 +40,6 @@ fn icmp(msg_type: u8, code: u8, payload: &[u8]) -> Vec<u8> {
     let c = checksum(&m);
     m[2..4].copy_from_slice(&c.to_be_bytes());
     m
-}
-
-fn ipv4(src: [u8; 4], dst: [u8; 4], protocol: u8, flags_offset: u16, payload: &[u8]) -> Vec<u8> {
-    let total = 20 + payload.len();
-    let mut ip = vec![0x45, 0, (total >> 8) as u8, total as u8, 0xab, 0xcd];
-    ip.extend_from_slice(&flags_offset.to_be_bytes());
-    ip.extend_from_slice(&[64, protocol, 0, 0]);
-    ip.extend_from_slice(&src);
-    ip.extend_from_slice(&dst);
-    let c = checksum(&ip);
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
-    ip.extend_from_slice(payload);
-    ip
-}
-
-fn ethernet(dst: MacAddr, src: MacAddr, ethertype: u16, payload: &[u8]) -> Vec<u8> {
-    let mut f = [dst.0, src.0].concat();
-    f.extend_from_slice(&ethertype.to_be_bytes());
-    f.extend_from_slice(payload);
-    f
 }
 
 fn frame(dst_mac: MacAddr, src_mac: MacAddr, ip: Vec<u8>) -> Vec<u8> {

@@ -231,7 +231,9 @@ workers = [{FORWARDING_LCORE}]
         ports = scenario.ports_toml(generator),
     );
     let config = Config::parse(&toml, "bench").map_err(|e| e.to_string())?;
-    Dataplane::start(&config, "bench", scenario.forwarding()).map_err(|e| e.to_string())
+    let dataplane = Dataplane::start(&config, "bench", scenario.forwarding()).map_err(|e| e.to_string())?;
+    dataplane.open_rx();
+    Ok(dataplane)
 }
 
 pub(crate) fn median(samples: &[f64]) -> f64 {

@@ -92,6 +92,8 @@ pub enum StopCause {
 /// A running data plane. Dropping it stops workers, closes ports, then the EAL.
 pub struct Dataplane {
     stop: Arc<AtomicBool>,
+    /// Workers poll no rx queue until this is set (`open_rx`).
+    rx_open: Arc<AtomicBool>,
     overlay: Option<Arc<UnitHost<Mbuf>>>,
     /// The buffer-or-forward stage's shared table (used with the vRouter).
     holding: Arc<HoldShared>,
@@ -181,6 +183,7 @@ impl Dataplane {
         let port_slots = ports.iter().map(|p| p.binding.id.index() + 1).max().unwrap_or(0);
         let bindings: Vec<PortBinding> = ports.iter().map(|p| p.binding.clone()).collect();
         let stop = Arc::new(AtomicBool::new(false));
+        let rx_open = Arc::new(AtomicBool::new(false));
         let tsc_hz = eal.tsc_hz();
         let gateway_role = config.gateway.clone();
         let (overlay, address_migrations) = match forwarding {
@@ -250,6 +253,7 @@ impl Dataplane {
                     pipeline: build_pipeline(&bindings, &counters),
                     counters,
                     stop: stop.clone(),
+                    rx_open: rx_open.clone(),
                     idle: IdlePolicy {
                         polls_before_sleep: config.dataplane.idle_polls_before_sleep,
                         sleep: Duration::from_micros(u64::from(config.dataplane.idle_sleep_us)),
@@ -299,6 +303,7 @@ impl Dataplane {
         });
         let mut dataplane = Dataplane {
             stop,
+            rx_open,
             overlay,
             holding,
             address_migrations,
@@ -320,6 +325,13 @@ impl Dataplane {
             dataplane.workers.push((lcore, counters));
         }
         Ok(dataplane)
+    }
+
+    /// Lets the workers poll their rx queues. The caller first applies what must be in place before the first
+    /// packet: the control plane's storage catalog is applied after `start` (it needs the `monitor`), and a pcap
+    /// port's input would otherwise be read, and its storage requests refused as from unknown users, before it.
+    pub fn open_rx(&self) {
+        self.rx_open.store(true, Ordering::Release);
     }
 
     /// The vRouter units, when the vRouter forwards.

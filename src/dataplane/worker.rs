@@ -34,6 +34,8 @@ pub struct Worker {
     pub pipeline: Pipeline,
     pub counters: Arc<CachePadded<WorkerCounters>>,
     pub stop: Arc<AtomicBool>,
+    /// Set by `Dataplane::open_rx`: until then the worker waits.
+    pub rx_open: Arc<AtomicBool>,
     pub idle: IdlePolicy,
     /// Buffered tx is flushed at least this often (TSC cycles).
     pub drain_cycles: u64,
@@ -44,6 +46,9 @@ pub struct Worker {
 impl Worker {
     /// Polls until `stop` is set, then stops rx, flushes every tx buffer and returns.
     pub fn run(mut self) {
+        while !self.rx_open.load(Ordering::Acquire) && !self.stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         log::info!("{}: polling {} rx queue(s)", self.lcore, self.rx_queues.len());
         let mut burst = Burst::new(PortId(0));
         let mut to_free = MbufBatch::default();
