@@ -20,6 +20,6 @@ pub use tunnels::{
 };
 pub use unit::{UnitSetup, VRouterUnit};
 pub use vrouter::VRouter;
-pub use vxlan::{encapsulate, Tunnel};
+pub use vxlan::{decapsulate, encapsulate, Decapsulated, Tunnel};
 #[cfg(test)]
 mod tests;

@@ -35,6 +35,11 @@ pub struct UnitSetup {
 }
 
 impl UnitSetup {
+    /// Decodes the configuration blob a unit library's `create` is handed (docs/unit-abi.md).
+    pub fn decode(blob: &[u8]) -> Result<UnitSetup, String> {
+        serde_json::from_slice(blob).map_err(|e| format!("unreadable unit setup: {e}"))
+    }
+
     fn ageing(&self) -> Duration {
         Duration::from_millis(self.ageing_ms)
     }
