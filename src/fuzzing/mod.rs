@@ -21,8 +21,11 @@ pub use storage::storage_protocol;
 pub use unit_config::unit_config;
 pub use wire::wire_parsers;
 
+/// A fuzz body: any bytes in, a panic only for a bug.
+pub type Body = fn(&[u8]);
+
 /// Every body by its target name (the names of `fuzz/fuzz_targets/*.rs`).
-pub const TARGETS: [(&str, fn(&[u8])); 10] = [
+pub const TARGETS: [(&str, Body); 10] = [
     ("wire_parsers", wire_parsers),
     ("pipeline", pipeline),
     ("vxlan_decap", vxlan_decap),
@@ -36,7 +39,7 @@ pub const TARGETS: [(&str, fn(&[u8])); 10] = [
 ];
 
 /// The body named `name`.
-pub fn target(name: &str) -> Option<fn(&[u8])> {
+pub fn target(name: &str) -> Option<Body> {
     TARGETS.iter().find(|(n, _)| *n == name).map(|(_, body)| *body)
 }
 
