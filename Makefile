@@ -79,11 +79,11 @@ bench-storage: deps hugepages
 	$(CARGO) test --release --test storage_bench -- --ignored --nocapture
 
 # Coverage-guided fuzzing (docs/fuzzing.md): each target of fuzz/ for FUZZ_SECONDS, then the executions
-# libFuzzer ran. cargo-fuzz on stable Rust: no sanitizer (`-s none`; safe Rust needs none to find panics),
-# RUSTC_BOOTSTRAP for the flags cargo-fuzz passes. No EAL, no hugepages: the bodies run on byte vectors.
+# libFuzzer ran. cargo-fuzz on stable Rust: without a sanitizer (`-s none`: safe Rust finds its bugs as
+# panics) it passes only stable rustc flags. No EAL, no hugepages: the bodies run on byte vectors.
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := wire_parsers pipeline vxlan_decap address_rewrite gateway migration storage_protocol nbd rest_bodies unit_config
-FUZZ := cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz
+FUZZ := cd fuzz && $(CARGO) fuzz
 fuzz: fuzz-tool
 	$(FUZZ) build -s none
 	@mkdir -p out; rm -f out/fuzz-*.runs; crashed=; for t in $(FUZZ_TARGETS); do \
