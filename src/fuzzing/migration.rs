@@ -17,7 +17,7 @@ use crate::wire::MacAddr;
 const VM: VmKey = VmKey { vni: 100, mac: MacAddr([2, 0, 0, 0, 0, 0x0a]) };
 const VM_PORT: PortId = PortId(0);
 const HELD_PACKETS: usize = 8;
-const MAX_STEPS: usize = 256;
+const MAX_STEPS: usize = 64;
 
 /// Fuzz body `migration`: the role, then steps of (event or frames).
 pub fn migration(data: &[u8]) {
