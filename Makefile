@@ -5,7 +5,7 @@ DEBIAN_PACKAGES := libdpdk-dev dpdk-dev clang libclang-dev libpcap-dev pkg-confi
 HUGEPAGES ?= 512
 SWITCHYARD := target/release/switchyard
 
-.PHONY: all deps hugepages build units run test check-unsafe lint bench bench-storage clean
+.PHONY: all deps hugepages build units run test check-unsafe lint bench bench-storage fuzz fuzz-target fuzz-tool clean
 
 all: build
 
@@ -77,6 +77,34 @@ bench: build
 # fio through switchyard vbd and the block-I/O stage against nbdkit file on the same image (as root).
 bench-storage: deps hugepages
 	$(CARGO) test --release --test storage_bench -- --ignored --nocapture
+
+# Coverage-guided fuzzing (docs/fuzzing.md): each target of fuzz/ for FUZZ_SECONDS, then the executions
+# libFuzzer ran. cargo-fuzz on stable Rust: without a sanitizer (`-s none`: safe Rust finds its bugs as
+# panics) it passes only stable rustc flags. No EAL, no hugepages: the bodies run on byte vectors.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := wire_parsers pipeline vxlan_decap address_rewrite gateway migration storage_protocol nbd rest_bodies unit_config
+FUZZ := cd fuzz && $(CARGO) fuzz
+fuzz: fuzz-tool
+	$(FUZZ) build -s none
+	@mkdir -p out; rm -f out/fuzz-*.runs; crashed=; for t in $(FUZZ_TARGETS); do \
+	  $(MAKE) --no-print-directory fuzz-target T=$$t || crashed="$$crashed $$t"; \
+	done; echo "fuzz: executions per target"; cat out/fuzz-*.runs; \
+	if [ -n "$$crashed" ]; then echo "fuzz: findings in$$crashed (inputs in fuzz/artifacts/)"; exit 1; fi
+
+# One target: make fuzz-target T=pipeline [FUZZ_SECONDS=600]. A crash stops it, its input in fuzz/artifacts/T/.
+fuzz-target: fuzz-tool
+	@test -n "$(T)" || { echo "fuzz-target: name a target, T=<one of $(FUZZ_TARGETS)>"; exit 2; }
+	@mkdir -p out fuzz/corpus/$(T) fuzz/artifacts/$(T)
+	$(FUZZ) run -s none $(T) corpus/$(T) -- -max_total_time=$(FUZZ_SECONDS) -max_len=9300 \
+	  -artifact_prefix=artifacts/$(T)/ -print_final_stats=1 2>&1 | tee $(CURDIR)/out/fuzz-$(T).log | grep -E '^(Done|stat::number_of_executed_units|stat::average_exec_per_sec|==|SUMMARY|thread)' ; \
+	status=$${PIPESTATUS[0]}; \
+	runs=$$(sed -n 's/^stat::number_of_executed_units: *//p' $(CURDIR)/out/fuzz-$(T).log); \
+	rate=$$(sed -n 's/^stat::average_exec_per_sec: *//p' $(CURDIR)/out/fuzz-$(T).log); \
+	echo "$(T): $${runs:-?} executions, $${rate:-?} exec/s" | tee $(CURDIR)/out/fuzz-$(T).runs; exit $$status
+
+# cargo-fuzz from crates.io when it is missing.
+fuzz-tool:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
 
 clean:
 	$(CARGO) clean

@@ -81,8 +81,31 @@ fn json_error(path: &str, error: serde_json::Error) -> BadBody {
     }
 }
 
-/// The name between `prefix` and the next backtick.
+/// The name between `prefix` and the next backtick; an empty key is named as JSON spells it, `""`, so the
+/// refusal still names a field.
 fn quoted_name(message: &str, prefix: &str) -> Option<String> {
     let rest = message.strip_prefix(prefix)?;
-    Some(rest[..rest.find('`')?].to_string())
+    let name = &rest[..rest.find('`')?];
+    Some(if name.is_empty() { "\"\"".to_string() } else { name.to_string() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)] // only parsed
+    struct Body {
+        vni: i64,
+    }
+
+    #[test]
+    fn an_unknown_empty_key_is_named() {
+        // Found by the rest_bodies fuzz target (fuzz/regressions/rest_bodies/empty-key).
+        let bad = parse_json::<Body>(br#"{"vni": 1, "": 2}"#).unwrap_err();
+        assert_eq!(bad.field, r#""""#);
+        assert!(bad.message.starts_with("unknown field ``"), "{}", bad.message);
+        assert_eq!(parse_json::<Body>(br#"{"vnx": 1}"#).unwrap_err().field, "vnx");
+    }
 }

@@ -3,7 +3,8 @@
 //! Floors, bottom up (a module never imports one above it):
 //! `wire`; `pipeline`, `dpdk`, `store`, `config` (builds `store` records from the TOML), `json_body`, `stop_signal`;
 //! feature modules (`xconnect`, `overlay`, `rewrite`, `migration`, `board`, `blockio`, `vbd`); `dataplane`; `bench`,
-//! `control`; `intercloud` (uses `control`'s client to reach the switches); `main.rs`.
+//! `control`; `intercloud` (uses `control`'s client to reach the switches); `fuzzing` (the fuzz bodies, over all
+//! of it); `main.rs`.
 //! Raw pointers and FFI live only in `dpdk` (and the `dpdk-ffi` crate): the Rust
 //! lint against them is denied crate-wide in Cargo.toml and allowed there alone.
 
@@ -16,6 +17,7 @@ pub mod config;
 pub mod control;
 pub mod dataplane;
 pub mod dpdk;
+pub mod fuzzing;
 pub mod intercloud;
 pub mod json_body;
 pub mod migration;

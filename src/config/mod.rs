@@ -527,9 +527,10 @@ impl VtepConfig {
     }
 }
 
-/// Whether `ip` is in `address/prefix_len`.
+/// Whether `ip` is in `address/prefix_len`. A prefix over 32 (refused where configurations are read, but a
+/// `VtepConfig` also comes in a unit's setup blob) is taken as /32.
 fn on_link(address: Ipv4Addr, prefix_len: u8, ip: Ipv4Addr) -> bool {
-    let mask = u32::MAX.checked_shl(32 - u32::from(prefix_len)).unwrap_or(0);
+    let mask = u32::MAX.checked_shl(32u32.saturating_sub(u32::from(prefix_len))).unwrap_or(0);
     u32::from(ip) & mask == u32::from(address) & mask
 }
 

@@ -1161,3 +1161,14 @@ fn gateway_errors() {
         "config error: x.toml: line 14: missing field `local_vni`"
     );
 }
+
+#[test]
+fn a_vtep_prefix_over_32_is_taken_as_32_not_a_panic() {
+    // A VtepConfig from a unit's setup blob is not checked by the TOML reader (found by the unit_config fuzz target).
+    let vtep = |prefix_len| VtepConfig { address: Ipv4Addr::new(192, 0, 2, 1), prefix_len, gateway: None, next_hop_mac: None, mtu: 1500 };
+    for len in [32, 33, 39, 255] {
+        assert!(vtep(len).is_on_link(Ipv4Addr::new(192, 0, 2, 1)));
+        assert!(!vtep(len).is_on_link(Ipv4Addr::new(192, 0, 2, 2)), "/{len}");
+    }
+    assert!(vtep(0).is_on_link(Ipv4Addr::new(203, 0, 113, 9)));
+}

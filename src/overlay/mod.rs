@@ -18,8 +18,8 @@ pub use tunnels::{
     NeighborView, TunnelControl, TunnelCounters, TunnelInfo, TunnelLimits, TunnelMode, TunnelReport, TunnelShared, TunnelStage,
     TunnelState, TunnelTable, MAX_RESOLVING_TUNNELS,
 };
-pub use unit::{UnitSetup, VRouterUnit};
+pub use unit::{UnitSetup, UnitSetupError, VRouterUnit};
 pub use vrouter::VRouter;
-pub use vxlan::{encapsulate, Tunnel};
+pub use vxlan::{decapsulate, encapsulate, Decapsulated, Tunnel};
 #[cfg(test)]
 mod tests;

@@ -622,3 +622,16 @@ fn a_tunnel_is_resolving_then_failed_after_a_timeout_then_up_and_its_since_moves
     info.settle(Some(mac(9)), 4000);
     assert_eq!((info.state, info.since_ms, info.packets_queued, info.timeouts), (TunnelState::Up, 3050, 5, 1));
 }
+
+#[test]
+fn a_unit_setup_with_a_vtep_prefix_over_32_is_refused_by_name() {
+    // Found by the unit_config fuzz target (fuzz/regressions/unit_config/vtep-prefix-39): it panicked in on_link.
+    let vtep = |len: u8| format!(r#"{{"address": "192.0.2.1", "prefix_len": {len}, "gateway": null, "next_hop_mac": null, "mtu": 1500}}"#);
+    let blob = |len: u8| {
+        let underlay = format!(r#"{{"port": 2, "mac": "02:ee:00:00:00:01", "vtep": {}, "gateway_role": null}}"#, vtep(len));
+        format!(r#"{{"vm_ports": [], "underlay": {underlay}, "ageing_ms": 1000, "state": {{"config": {{"generation": 1, "networks": [], "endpoints": [], "remotes": [], "ports": []}}, "macs": [], "neighbors": []}}}}"#)
+    };
+    assert!(matches!(UnitSetup::decode(blob(39).as_bytes()), Err(UnitSetupError::VtepPrefixTooLong(39))));
+    assert!(UnitSetup::decode(blob(32).as_bytes()).is_ok());
+    assert!(matches!(UnitSetup::decode(b"{"), Err(UnitSetupError::Unreadable(_))));
+}

@@ -34,7 +34,26 @@ pub struct UnitSetup {
     pub state: UnitState,
 }
 
+/// Why a unit refused its configuration blob.
+#[derive(Debug, thiserror::Error)]
+pub enum UnitSetupError {
+    #[error("unreadable unit setup: {0}")]
+    Unreadable(#[from] serde_json::Error),
+    /// Checked here as the TOML configuration checks it (`address = "a.b.c.d/len"`).
+    #[error("the underlay's VTEP prefix length {0} is over 32")]
+    VtepPrefixTooLong(u8),
+}
+
 impl UnitSetup {
+    /// Decodes the configuration blob a unit library's `create` is handed (docs/unit-abi.md).
+    pub fn decode(blob: &[u8]) -> Result<UnitSetup, UnitSetupError> {
+        let setup: UnitSetup = serde_json::from_slice(blob)?;
+        match &setup.underlay {
+            Some(underlay) if underlay.vtep.prefix_len > 32 => Err(UnitSetupError::VtepPrefixTooLong(underlay.vtep.prefix_len)),
+            _ => Ok(setup),
+        }
+    }
+
     fn ageing(&self) -> Duration {
         Duration::from_millis(self.ageing_ms)
     }

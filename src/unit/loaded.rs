@@ -139,7 +139,7 @@ impl<U: UnitFactory> ExportedUnit for Exported<U> {
         U::create(setup).map(Exported)
     }
     fn apply(&self, command: &[u8]) -> Result<(), String> {
-        let command: UnitCommand = serde_json::from_slice(command).map_err(|e| format!("unreadable command: {e}"))?;
+        let command = UnitCommand::decode(command)?;
         self.0.apply(&command)
     }
     fn export(&self) -> Vec<u8> {

@@ -19,6 +19,11 @@ pub enum UnitCommand {
 }
 
 impl UnitCommand {
+    /// Decodes the command blob a unit library's `apply` is handed (docs/unit-abi.md).
+    pub fn decode(blob: &[u8]) -> Result<UnitCommand, String> {
+        serde_json::from_slice(blob).map_err(|e| format!("unreadable command: {e}"))
+    }
+
     /// The generation the unit runs after this command.
     pub fn generation(&self) -> u64 {
         match self {

@@ -21,7 +21,7 @@ impl UnitFactory for Basic {
     const VERSION: &'static str = if cfg!(feature = "v2") { "2.0.0" } else { "1.0.0" };
 
     fn create(setup: &[u8]) -> Result<Self, String> {
-        let setup: UnitSetup = serde_json::from_slice(setup).map_err(|e| format!("unreadable unit setup: {e}"))?;
+        let setup = UnitSetup::decode(setup).map_err(|e| e.to_string())?;
         Ok(Basic {
             vrouter: VRouterUnit::new(setup),
             #[cfg(feature = "v2")]

@@ -17,7 +17,7 @@ impl UnitFactory for Faulty {
     const VERSION: &'static str = "0.0.1";
 
     fn create(setup: &[u8]) -> Result<Self, String> {
-        let setup: UnitSetup = serde_json::from_slice(setup).map_err(|e| format!("unreadable unit setup: {e}"))?;
+        let setup = UnitSetup::decode(setup).map_err(|e| e.to_string())?;
         if cfg!(feature = "reject-config") {
             return Err(format!(
                 "refused configuration generation {}: this unit accepts none (test fault)",
