@@ -1,11 +1,12 @@
 # Quick start: `make run` (the main job on conf/default.toml) and `make test`.
 SHELL := /bin/bash
 CARGO ?= cargo
-DEBIAN_PACKAGES := libdpdk-dev dpdk-dev clang libclang-dev libpcap-dev pkg-config tshark python3 iproute2 iputils-ping ethtool procps iperf3 qemu-utils libnbd-bin fio nbdkit nftables
+DEBIAN_PACKAGES := libdpdk-dev dpdk-dev clang libclang-dev libpcap-dev pkg-config tshark python3 iproute2 iputils-ping ethtool procps iperf3 qemu-utils libnbd-bin fio nbdkit nftables tcpreplay
 HUGEPAGES ?= 512
 SWITCHYARD := target/release/switchyard
+SOAK_SECONDS ?= 600
 
-.PHONY: all deps hugepages build units run test check-unsafe lint bench bench-storage fuzz fuzz-target fuzz-tool clean
+.PHONY: all deps hugepages build units run test soak check-unsafe lint bench bench-storage fuzz fuzz-target fuzz-tool clean
 
 all: build
 
@@ -56,6 +57,11 @@ run: build
 test: deps hugepages check-unsafe units
 	$(CARGO) test --all-targets
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# The soak run (as root): the daemon at 90% of its measured maximum for SOAK_SECONDS
+# with config churn, upgrades and migrations; prints a report and fails on any check.
+soak: deps hugepages units
+	SOAK_SECONDS=$(SOAK_SECONDS) $(CARGO) test --release --test soak -- --ignored --nocapture
 
 # `unsafe` is allowed only in src/dpdk/ (and the dpdk-ffi crate); unit crates export through it.
 check-unsafe:

@@ -9,6 +9,7 @@ pub mod io_ring;
 mod lcore;
 mod mbuf;
 mod mempool;
+mod packet_socket;
 mod port;
 pub mod unit_abi;
 

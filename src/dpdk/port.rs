@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::error::{DpdkError, ToResult};
 use super::mbuf::Mbuf;
 use super::mempool::Mempool;
+use super::packet_socket;
 use crate::pipeline::{Burst, PortId, QueueId, BURST_SIZE};
 use crate::wire::MacAddr;
 
@@ -46,7 +47,8 @@ pub struct PortStats {
     pub opackets: u64,
     pub ibytes: u64,
     pub obytes: u64,
-    /// Dropped by the NIC because the rx ring was full (the worker fell behind).
+    /// Dropped by the NIC because the rx ring was full (the worker fell behind); for a net_af_packet port, by
+    /// the kernel because the socket's ring was full.
     pub imissed: u64,
     pub ierrors: u64,
     pub oerrors: u64,
@@ -72,13 +74,17 @@ impl Port {
             return Ok(id); // PCI devices are probed by EAL at start (-a).
         }
         let c_devargs = CString::new(devargs).map_err(|_| DpdkError::new(op.clone(), 22))?;
+        let packet_sockets_before = packet_socket::open_packet_sockets();
         // SAFETY: a NUL-terminated devargs string; EAL is initialised (callers hold an Eal).
         unsafe { ffi::rte_dev_probe(c_devargs.as_ptr()) }.to_result(&op)?;
-        port_by_name(&c_device).ok_or_else(|| DpdkError {
+        let id = port_by_name(&c_device).ok_or_else(|| DpdkError {
             op,
             errno: 19,
             text: format!("the device probed, but no ethdev is named \"{device}\""),
-        })
+        })?;
+        // A net_af_packet port opens its sockets while probing; their ring drops are its imissed.
+        packet_socket::adopt(id.0, &packet_sockets_before);
+        Ok(id)
     }
 
     pub fn info(id: PortId) -> Result<PortInfo, DpdkError> {
@@ -182,6 +188,7 @@ impl Drop for Port {
         if let Err(err) = self.stop() {
             log::warn!("port {}: {err}", self.id.0);
         }
+        packet_socket::forget(self.id.0);
         // SAFETY: the port is stopped and no worker uses it; its id is not used again.
         if let Err(err) = unsafe { ffi::rte_eth_dev_close(self.id.0) }.to_result("rte_eth_dev_close") {
             log::warn!("port {}: {err}", self.id.0);
@@ -199,7 +206,7 @@ pub fn stats(id: PortId) -> Result<PortStats, DpdkError> {
         opackets: s.opackets,
         ibytes: s.ibytes,
         obytes: s.obytes,
-        imissed: s.imissed,
+        imissed: s.imissed + packet_socket::ring_drops(id.0),
         ierrors: s.ierrors,
         oerrors: s.oerrors,
         rx_nombuf: s.rx_nombuf,

@@ -118,6 +118,11 @@ impl RunningSwitch {
         RunningSwitch { child: Some(child), log, reader: Some(reader), stats, socket }
     }
 
+    /// The daemon's process id (for /proc/PID/status).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
     pub fn log(&self) -> String {
         self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
