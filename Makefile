@@ -101,7 +101,7 @@ fuzz: fuzz-tool
 fuzz-target: fuzz-tool
 	@test -n "$(T)" || { echo "fuzz-target: name a target, T=<one of $(FUZZ_TARGETS)>"; exit 2; }
 	@mkdir -p out fuzz/corpus/$(T) fuzz/artifacts/$(T)
-	$(FUZZ) run -s none $(T) corpus/$(T) -- -max_total_time=$(FUZZ_SECONDS) -max_len=9300 \
+	@$(FUZZ) run -s none $(T) corpus/$(T) -- -max_total_time=$(FUZZ_SECONDS) -max_len=9300 \
 	  -artifact_prefix=artifacts/$(T)/ -print_final_stats=1 2>&1 | tee $(CURDIR)/out/fuzz-$(T).log | grep -E '^(Done|stat::number_of_executed_units|stat::average_exec_per_sec|==|SUMMARY|thread)' ; \
 	status=$${PIPESTATUS[0]}; \
 	runs=$$(sed -n 's/^stat::number_of_executed_units: *//p' $(CURDIR)/out/fuzz-$(T).log); \
