@@ -446,7 +446,7 @@ fn soak_at_ninety_percent_of_the_measured_maximum_with_churn_upgrades_and_migrat
     );
     report.check(
         format!(
-            "mempool flat: every sample from {warm_up} s on within max(1% of the first ({}), 1% of the pool ({})) of it",
+            "mempool flat: every sample from {warm_up} s on within max(1% of the first ({}), 1% of the pool ({})) mbufs of it",
             in_use.2,
             pool_size / 100
         ),
