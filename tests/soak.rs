@@ -110,7 +110,8 @@ fn tcpreplay(gen: &Host, capture: &Path, rate: Rate, seconds: u64) -> Running {
         Rate::PacketsPerSecond(pps) => format!("--pps={pps}"),
     };
     let duration = format!("--duration={seconds}");
-    let args = ["taskset", "-c", GENERATOR_CPU, "tcpreplay", "--intf1", &gen.inner, "--preload-pcap", "--loop=0", &duration, &rate, "--no-flow-stats"];
+    let args = ["taskset", "-c", GENERATOR_CPU, "tcpreplay", "--intf1", &gen.inner, "--preload-pcap", "--loop=0"];
+    let args = [&args[..], &[&duration, &rate, "--no-flow-stats"]].concat();
     let mut command = gen.netns.exec(&args);
     command.arg(capture).stdout(Stdio::piped()).stderr(Stdio::piped());
     Running(Some(command.spawn().expect("tcpreplay is installed (make deps)")))
@@ -122,7 +123,8 @@ fn tcpreplay_report(generator: Running, seconds: u64) -> (u64, String) {
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "tcpreplay failed: {text}");
     let number_after = |label: &str| -> Option<u64> {
-        text.lines().find_map(|l| l.trim().strip_prefix(label)).and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        let rest = text.lines().find_map(|l| l.trim().strip_prefix(label))?;
+        rest.split_whitespace().next()?.parse().ok()
     };
     let sent = number_after("Actual:").unwrap_or_else(|| panic!("no 'Actual:' line from tcpreplay: {text}"));
     assert_eq!(number_after("Failed packets:"), Some(0), "tcpreplay: {text}");
@@ -225,10 +227,9 @@ fn upgrades(api: &Api, stop: &AtomicBool) -> u64 {
 fn migrations(api: &Api, stop: &AtomicBool) -> u64 {
     let vm = ["--vni", "100", "--mac", ROAMING_MAC];
     every(MIGRATION_EVERY, stop, |_| {
-        let start = ["migration", "event", "start", "--source", HOST_VTEP, "--destination", DESTINATION_VTEP];
-        for event in [&start[..], &["migration", "event", "paused"], &["migration", "event", "resumed"], &["migration", "event", "completed"]]
-        {
-            api.call(&[event, &vm].concat());
+        let start = ["start", "--source", HOST_VTEP, "--destination", DESTINATION_VTEP];
+        for event in [&start[..], &["paused"], &["resumed"], &["completed"]] {
+            api.call(&[&["migration", "event"], event, &vm].concat());
             std::thread::sleep(Duration::from_millis(100));
         }
         api.call(&["remote", "delete", "100", ROAMING_MAC]);
@@ -308,19 +309,23 @@ impl Report {
 #[test]
 #[ignore = "a soak: make soak"]
 fn soak_at_ninety_percent_of_the_measured_maximum_with_churn_upgrades_and_migrations() {
-    let seconds: u64 = std::env::var("SOAK_SECONDS").map_or(600, |s| s.parse().expect("SOAK_SECONDS is a number of seconds"));
+    let seconds: u64 =
+        std::env::var("SOAK_SECONDS").map_or(600, |s| s.parse().expect("SOAK_SECONDS is a number of seconds"));
     let warm_up = (seconds / 10).max(30);
     assert!(seconds > warm_up, "SOAK_SECONDS={seconds} leaves no time after the {warm_up} s warm-up");
     let (gen, sink) = (Host::new("sg", GEN_MAC), Host::new("ss", SINK_MAC));
     let dir = scratch("soak");
     let capture = dir.join("generator.pcap");
     write_pcap(&capture, &(0..FLOWS).map(frame).collect::<Vec<_>>());
-    let uplink = format!("[[port]]\nname = \"uplink\"\ndevargs = \"net_null0,no-rx=1\"\nrole = \"uplink\"\naddress = \"{HOST_VTEP}/24\"\n");
+    let uplink = format!(
+        "[[port]]\nname = \"uplink\"\ndevargs = \"net_null0,no-rx=1\"\nrole = \"uplink\"\naddress = \"{HOST_VTEP}/24\"\n"
+    );
     let toml = vrouter_switch(&dir, &[&gen.switch_port("gen", 0), &sink.switch_port("sink", 1)]) + &uplink;
     let socket = control_socket(&toml);
     let switch = RunningSwitch::start_running(&dir, &toml);
     let pid = switch.pid();
-    let api = Arc::new(Api { socket: socket.clone(), calls: AtomicU64::new(0), queued: AtomicU64::new(0), failures: Mutex::default() });
+    let (calls, queued, failures) = (AtomicU64::new(0), AtomicU64::new(0), Mutex::default());
+    let api = Arc::new(Api { socket: socket.clone(), calls, queued, failures });
     for (mac, port) in [(GEN_MAC, "gen"), (SINK_MAC, "sink"), (ROAMING_MAC, "sink")] {
         assert!(api.call(&["endpoint", "add", "--vni", "100", "--mac", mac, "--port", port]));
     }
@@ -334,7 +339,7 @@ fn soak_at_ninety_percent_of_the_measured_maximum_with_churn_upgrades_and_migrat
     let maximum = (sink.inner_counter("rx_packets") - before) as f64 / since.elapsed().as_secs_f64();
     let (measure_sent, _) = tcpreplay_report(generator, MEASURE_SECONDS);
     let rate = (maximum * 0.9) as u64;
-    eprintln!("soak: measured maximum {maximum:.0} packets/s forwarded ({measure_sent} sent at top speed); soaking at {rate}/s");
+    eprintln!("soak: measured maximum {maximum:.0} packets/s forwarded ({measure_sent} sent at top speed); now {rate}/s");
     drain(&socket);
 
     // The soak: traffic at 90%, churn, upgrades and migrations, and a sample every second.
@@ -349,12 +354,14 @@ fn soak_at_ninety_percent_of_the_measured_maximum_with_churn_upgrades_and_migrat
     let samples = Arc::new(Mutex::new(Vec::new()));
     let sampler = {
         let (samples, stop, socket) = (Arc::clone(&samples), Arc::clone(&stop), socket.clone());
-        std::thread::spawn(move || every(Duration::from_secs(1), &stop, |_| samples.lock().unwrap().push(sample(&socket, pid, started))))
+        let look = move |_| samples.lock().unwrap().push(sample(&socket, pid, started));
+        std::thread::spawn(move || every(Duration::from_secs(1), &stop, look))
     };
     let (soak_sent, tcpreplay_text) = tcpreplay_report(generator, seconds);
     let soaked_for = started.elapsed();
     stop.store(true, Ordering::Relaxed);
-    let (changes, upgrades_done, migrations_done) = (churner.join().unwrap(), upgrader.join().unwrap(), migrator.join().unwrap());
+    let (changes, upgrades_done) = (churner.join().unwrap(), upgrader.join().unwrap());
+    let migrations_done = migrator.join().unwrap();
     sampler.join().unwrap();
     drain(&socket);
     let drained_in_use = ctl_json(&socket, &["stats"])["mempool_in_use"].as_u64().unwrap();
@@ -379,32 +386,64 @@ fn soak_at_ninety_percent_of_the_measured_maximum_with_churn_upgrades_and_migrat
         log.lines().filter(|l| l.split_whitespace().nth(1) == Some("ERROR") || l.contains("panicked")).collect();
     let warnings = log.lines().filter(|l| l.split_whitespace().nth(1) == Some("WARN")).count();
     let failures = api.failures.lock().unwrap().clone();
-    let forwarded_rate = |from: &Sample, to: &Sample| (to.forwarded - from.forwarded) as f64 / (to.at - from.at).as_secs_f64();
+    let forwarded_rate =
+        |from: &Sample, to: &Sample| (to.forwarded - from.forwarded) as f64 / (to.at - from.at).as_secs_f64();
 
+    let (calls, queued) = (api.calls.load(Ordering::Relaxed), api.queued.load(Ordering::Relaxed));
+    let soak_rate = soak_sent as f64 / soaked_for.as_secs_f64();
     eprintln!("soak report");
-    eprintln!("  duration        {:.0} s of traffic at 90% ({warm_up} s warm-up), after {MEASURE_SECONDS} s at top speed", soaked_for.as_secs_f64());
-    eprintln!("  rates           maximum {maximum:.0}/s forwarded; soak target {rate}/s, sent {:.0}/s, forwarded {:.0}/s",
-        soak_sent as f64 / soaked_for.as_secs_f64(), forwarded_rate(&samples[0], samples.last().unwrap()));
+    eprintln!(
+        "  duration        {:.0} s of traffic at 90% ({warm_up} s warm-up), after {MEASURE_SECONDS} s at top speed",
+        soaked_for.as_secs_f64()
+    );
+    eprintln!(
+        "  rates           maximum {maximum:.0}/s forwarded; soak target {rate}/s, sent {soak_rate:.0}/s, forwarded {:.0}/s",
+        forwarded_rate(&samples[0], samples.last().unwrap())
+    );
     eprintln!("  tcpreplay       {measure_sent} sent at top speed + {soak_sent} in the soak = {}", measure_sent + soak_sent);
     eprintln!("  generator veth  {gen_sent} sent to the switch, {gen_refused} refused by the kernel (veth backlog full)");
     eprintln!("  switch port gen {switch_rx} received, {imissed} missed (imissed + rx_nombuf: af_packet ring full)");
-    eprintln!("  switch          {} forwarded to sink, {} flood copies made, dropped: {}, unaccounted {}",
-        switch_tx, stats["made"], nonzero_drops(stats), stats["unaccounted"]);
+    eprintln!(
+        "  switch          {switch_tx} forwarded to sink, {} flood copies made, dropped: {}, unaccounted {}",
+        stats["made"],
+        nonzero_drops(stats),
+        stats["unaccounted"]
+    );
     eprintln!("  sink veth       {sink_rx} received, {sink_refused} refused by the kernel");
-    eprintln!("  control         {upgrades_done} upgrades, {migrations_done} migrations, {changes} config changes; \
-               {} API calls, {} queued during upgrades, {} failed", api.calls.load(Ordering::Relaxed), api.queued.load(Ordering::Relaxed), failures.len());
+    eprintln!(
+        "  control         {upgrades_done} upgrades, {migrations_done} migrations, {changes} config changes; \
+         {calls} API calls, {queued} queued during upgrades, {} failed",
+        failures.len()
+    );
     eprintln!("  RSS             {} .. {} KiB after warm-up (first {} KiB)", rss.0, rss.1, rss.2);
-    eprintln!("  mempool in use  {} .. {} mbufs after warm-up (first {}); {idle_in_use} idle before traffic, {drained_in_use} after",
-        in_use.0, in_use.1, in_use.2);
+    eprintln!(
+        "  mempool in use  {} .. {} mbufs after warm-up (first {}); {idle_in_use} idle before traffic, {drained_in_use} after",
+        in_use.0, in_use.1, in_use.2
+    );
     eprintln!("  switch log      {} ERROR/panic lines, {warnings} WARN lines", errors.len());
-    for line in errors.iter().take(5).chain(failures.iter().map(String::as_str).take(5).collect::<Vec<_>>().iter()) {
+    for line in errors.iter().take(5) {
         eprintln!("    {line}");
     }
+    for failure in failures.iter().take(5) {
+        eprintln!("    {failure}");
+    }
     let mut report = Report { checks: Vec::new() };
-    report.check(format!("generator veth sent {gen_sent} = switch received {switch_rx} + missed {imissed}"), gen_sent == switch_rx + imissed);
-    report.check(format!("switch sent sink {switch_tx} = sink received {sink_rx} + kernel refused {sink_refused}"), switch_tx == sink_rx + sink_refused);
-    report.check(format!("switch unaccounted = {} (received = forwarded + drops + held)", stats["unaccounted"]), stats["unaccounted"] == 0);
-    report.check(format!("RSS flat: every sample from {warm_up} s on within 1% of the first of them ({} KiB)", rss.2), rss.3);
+    report.check(
+        format!("generator veth sent {gen_sent} = switch received {switch_rx} + missed {imissed}"),
+        gen_sent == switch_rx + imissed,
+    );
+    report.check(
+        format!("switch sent sink {switch_tx} = sink received {sink_rx} + kernel refused {sink_refused}"),
+        switch_tx == sink_rx + sink_refused,
+    );
+    report.check(
+        format!("switch unaccounted = {} (received = forwarded + drops + held)", stats["unaccounted"]),
+        stats["unaccounted"] == 0,
+    );
+    report.check(
+        format!("RSS flat: every sample from {warm_up} s on within 1% of the first of them ({} KiB)", rss.2),
+        rss.3,
+    );
     report.check(
         format!(
             "mempool flat: every sample from {warm_up} s on within max(1% of the first ({}), 1% of the pool ({})) mbufs of it",
@@ -413,10 +452,16 @@ fn soak_at_ninety_percent_of_the_measured_maximum_with_churn_upgrades_and_migrat
         ),
         in_use.3,
     );
-    report.check(format!("no mbuf leaked: in use when idle after = before traffic ({idle_in_use})"), drained_in_use == idle_in_use);
+    report.check(
+        format!("no mbuf leaked: in use when idle after = before traffic ({idle_in_use})"),
+        drained_in_use == idle_in_use,
+    );
     report.check("every API call succeeded (a 202 then applied)".to_string(), failures.is_empty());
     report.check("switch log has no ERROR line and no panic".to_string(), errors.is_empty());
-    report.check(format!("upgrades ({upgrades_done}) and migrations ({migrations_done}) ran"), upgrades_done > 0 && migrations_done > 0);
+    report.check(
+        format!("upgrades ({upgrades_done}) and migrations ({migrations_done}) ran"),
+        upgrades_done > 0 && migrations_done > 0,
+    );
     let failed: Vec<&String> = report.checks.iter().filter(|(_, pass)| !pass).map(|(name, _)| name).collect();
     assert!(failed.is_empty(), "soak FAIL: {failed:?}\ntcpreplay: {tcpreplay_text}");
     eprintln!("soak PASS");
