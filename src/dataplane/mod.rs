@@ -29,7 +29,7 @@ use crate::dpdk::io_ring::{IoRing, IoRingConfig};
 use crate::dpdk::{self, Eal, LcoreId, Mbuf, Mempool, Port, PortSetup, RxQueue, TxBuffer};
 use crate::migration::{HoldLimits, HoldShared, MigrationStage};
 use crate::overlay::{TunnelControl, TunnelLimits, TunnelShared, TunnelStage, TunnelTable, Underlay, UnitHost, UnitSetup, VmPort};
-use crate::pipeline::{Allocator, PortId, QueueId, Stage};
+use crate::pipeline::{Allocator, PacketBuf, PortId, QueueId, Stage};
 use crate::rewrite::{AddressMigrations, Direction, RewritePort};
 use crate::store::ConfigSnapshot;
 use crate::unit::{Side, UnitStage, UnitState, Versioned};
@@ -573,20 +573,44 @@ fn unit_pipeline(
         let stage = BlockIoStage::new(*address, versions.clone(), ring, limits, 2 * tsc_hz, clock, alloc, counters.storage.clone());
         pipeline.push(Box::new(stage));
     }
-    pipeline.extend::<[Box<dyn Stage<Mbuf> + Send>; 3]>([
-        Box::new(MigrationStage::new(shared.holding.clone(), sides.clone(), counters.migration.clone())),
+    let pool = shared.pool.clone();
+    let tables = OverlayTables { host, holding: shared.holding, migrations, tunnels: shared.tunnels };
+    pipeline.extend(overlay_stages(tables, sides, Box::new(move || pool.alloc()), tsc_hz, counters));
+    pipeline
+}
+
+/// The shared tables the overlay's stages of every worker read.
+pub struct OverlayTables<'a, P: PacketBuf> {
+    pub host: &'a UnitHost<P>,
+    pub holding: &'a Arc<HoldShared>,
+    pub migrations: &'a AddressMigrations,
+    pub tunnels: &'a Arc<TunnelShared>,
+}
+
+/// A worker's overlay stages, in order: the migration hold, address rewrite from VMs, the switching unit,
+/// tunnels waiting for a next hop (when the unit has an underlay; `alloc` makes its ARP requests), address
+/// rewrite to VMs. `sides` is indexed by port id. The fuzz fixture runs the same on `BytesPacket`s.
+pub fn overlay_stages<P: PacketBuf + Send + 'static>(
+    tables: OverlayTables<'_, P>,
+    sides: Vec<Side>,
+    alloc: Allocator<P>,
+    tsc_hz: u64,
+    counters: &WorkerCounters,
+) -> Vec<Box<dyn Stage<P> + Send>> {
+    let OverlayTables { host, holding, migrations, tunnels } = tables;
+    let mut stages: Vec<Box<dyn Stage<P> + Send>> = vec![
+        Box::new(MigrationStage::new(holding.clone(), sides.clone(), counters.migration.clone())),
         Box::new(migrations.stage(Direction::FromVm, counters.rewrite.clone())),
         Box::new(UnitStage::new(host.units().clone(), sides, tsc_hz)),
-    ]);
+    ];
     // Tunnels coming up on demand: frames the unit could not send for want of a
     // next-hop MAC wait here (docs/tunnels.md).
     if let Some(underlay) = host.template().underlay.clone() {
-        let pool = shared.pool.clone();
-        let stage = TunnelStage::new(shared.tunnels.clone(), underlay, tsc_hz, counters.tunnels.clone());
-        pipeline.push(Box::new(stage.with_allocator(Box::new(move || pool.alloc()))));
+        let stage = TunnelStage::new(tunnels.clone(), underlay, tsc_hz, counters.tunnels.clone());
+        stages.push(Box::new(stage.with_allocator(alloc)));
     }
-    pipeline.push(Box::new(migrations.stage(Direction::ToVm, counters.rewrite.clone())));
-    pipeline
+    stages.push(Box::new(migrations.stage(Direction::ToVm, counters.rewrite.clone())));
+    stages
 }
 
 /// I/Os one worker's block-I/O stage runs at once, and WRITEs it reassembles at once.

@@ -5,12 +5,13 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use crate::config::{GatewayConfig, VniMapping, VtepConfig};
-use crate::migration::{Handling, HoldEntry, HoldLimits, HoldShared, MigrationStage, Role, VmKey};
-use crate::overlay::{TunnelLimits, TunnelShared, TunnelStage, Underlay, UnitHost, UnitSetup, VmPort};
+use crate::dataplane::{overlay_stages, OverlayTables, WorkerCounters};
+use crate::migration::{Handling, HoldEntry, HoldLimits, HoldShared, Role, VmKey};
+use crate::overlay::{TunnelLimits, TunnelShared, Underlay, UnitHost, UnitSetup, VmPort};
 use crate::pipeline::{Allocator, Burst, BytesPacket, PacketBuf, PortId, Side, Stage, Verdict, BURST_SIZE};
-use crate::rewrite::{AddressMigrations, Direction, RewritePort};
+use crate::rewrite::{AddressMigrations, RewritePort};
 use crate::store::{AddressMigration, AddressMigrationSource, ConfigSnapshot, Network, PortNetwork, RemoteEndpoint, VmEndpoint};
-use crate::unit::{UnitStage, UnitState};
+use crate::unit::UnitState;
 use crate::wire::{ethernet, ipv4, Ipv4Packet, MacAddr};
 
 pub const VM0: PortId = PortId(0);
@@ -105,7 +106,7 @@ fn underlay(options: Options) -> Underlay {
 /// The shared tables of one switch and a worker's stages on them.
 pub struct Switch {
     pub options: Options,
-    stages: Vec<Box<dyn Stage<BytesPacket>>>,
+    stages: Vec<Box<dyn Stage<BytesPacket> + Send>>,
 }
 
 impl Switch {
@@ -126,14 +127,9 @@ impl Switch {
         let migrations = AddressMigrations::new(&config(), rewrite_ports);
         let sides = vec![Side::Vm, Side::Vm, Side::Uplink];
         let alloc: Allocator<BytesPacket> = Box::new(|| Some(BytesPacket::new(&[])));
-        // The order of dataplane::unit_pipeline (without the block-I/O stage, which needs io_uring).
-        let stages: Vec<Box<dyn Stage<BytesPacket>>> = vec![
-            Box::new(MigrationStage::new(holding, sides.clone(), Arc::default())),
-            Box::new(migrations.stage(Direction::FromVm, Arc::default())),
-            Box::new(UnitStage::new(host.units().clone(), sides, TSC_HZ)),
-            Box::new(TunnelStage::new(tunnels, underlay, TSC_HZ, Arc::default()).with_allocator(alloc)),
-            Box::new(migrations.stage(Direction::ToVm, Arc::default())),
-        ];
+        // A worker's overlay stages (without the block-I/O stage, which needs io_uring).
+        let tables = OverlayTables { host: &host, holding: &holding, migrations: &migrations, tunnels: &tunnels };
+        let stages = overlay_stages(tables, sides, alloc, TSC_HZ, &WorkerCounters::new(3));
         Switch { options, stages }
     }
 
