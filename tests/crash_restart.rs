@@ -15,7 +15,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use common::switch::{control_socket, vrouter_switch, RunningSwitch, SwitchPort};
 use common::*;
@@ -23,18 +23,6 @@ use common::*;
 const ROUNDS: usize = 15;
 const HOST_VTEP: &str = "192.0.2.1";
 const DESTINATION_VTEP: &str = "192.0.2.2";
-
-/// xorshift64: enough randomness for kill times, and the seed is printed.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
 
 /// What the clients were told (acknowledged) and what they asked without an answer (in doubt).
 #[derive(Default)]
@@ -216,9 +204,7 @@ fn config(dir: &Path) -> String {
 
 #[test]
 fn acknowledged_changes_survive_sigkill_during_config_writes_upgrades_and_migrations() {
-    let seed = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
-    eprintln!("kill-time seed {seed}");
-    let mut rng = Rng(seed);
+    let mut rng = KillTimes::from_clock();
     let dir = scratch("crash_restart");
     let toml = config(&dir);
     let socket = control_socket(&toml);

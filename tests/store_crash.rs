@@ -2,32 +2,21 @@
 //! two-record batches and prints each generation once `commit` has returned; the
 //! test SIGKILLs it at random moments, reopens the file, and checks that every
 //! acknowledged batch is there, whole, and nothing else is.
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use common::KillTimes;
 use switchyard::store::stress::stress_mac;
 use switchyard::store::{Store, Vni};
 
 const ITERATIONS: usize = 20;
 
-/// xorshift64: enough randomness for kill times, and the seed is printed.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
 #[test]
 fn acknowledged_commits_survive_sigkill() {
-    let seed = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
-    eprintln!("kill-time seed {seed}");
-    let mut rng = Rng(seed);
+    let mut rng = KillTimes::from_clock();
     let dir = tempfile::tempdir().unwrap();
     let database = dir.path().join("crash.redb");
     let started = Instant::now();
@@ -83,7 +72,8 @@ fn acknowledged_commits_survive_sigkill() {
         // (committed but not yet printed) is there beyond it.
         assert!(
             generation >= last,
-            "iteration {iteration}: generation {generation} < acknowledged {last} (seed {seed})"
+            "iteration {iteration}: generation {generation} < acknowledged {last} (seed {})",
+            rng.seed()
         );
         assert!(generation <= last + 1, "iteration {iteration}: generation {generation} > acknowledged {last} + 1");
         // No partial batch: both records of every batch 1..=generation, nothing else.

@@ -173,3 +173,31 @@ pub fn ctl_json(socket: &Path, args: &[&str]) -> serde_json::Value {
     assert!(out.status.success(), "ctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
 }
+
+/// Random kill times for the crash tests: xorshift64 seeded from the clock, with the seed printed so a failing
+/// run can be read back.
+pub struct KillTimes {
+    seed: u64,
+    state: u64,
+}
+
+impl KillTimes {
+    pub fn from_clock() -> KillTimes {
+        let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let seed = since.as_nanos() as u64 | 1;
+        eprintln!("kill-time seed {seed}");
+        KillTimes { seed, state: seed }
+    }
+
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// A number below `n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.state ^= self.state << 13;
+        self.state ^= self.state >> 7;
+        self.state ^= self.state << 17;
+        self.state % n
+    }
+}
