@@ -84,29 +84,35 @@ bench: build
 bench-storage: deps hugepages
 	$(CARGO) test --release --test storage_bench -- --ignored --nocapture
 
-# Coverage-guided fuzzing (docs/fuzzing.md): each target of fuzz/ for FUZZ_SECONDS, then the executions
-# libFuzzer ran. cargo-fuzz on stable Rust: without a sanitizer (`-s none`: safe Rust finds its bugs as
-# panics) it passes only stable rustc flags. No EAL, no hugepages: the bodies run on byte vectors.
+# Coverage-guided fuzzing (docs/fuzzing.md): each target of fuzz/ for FUZZ_SECONDS or until it has run FUZZ_RUNS
+# inputs (-1: no cap), FUZZ_JOBS targets at a time, then the executions libFuzzer ran. cargo-fuzz on stable Rust:
+# without a sanitizer (`-s none`: safe Rust finds its bugs as panics) it passes only stable rustc flags. No EAL,
+# no hugepages: the bodies run on byte vectors.
 FUZZ_SECONDS ?= 60
+FUZZ_RUNS ?= -1
+FUZZ_JOBS ?= $(shell nproc)
 FUZZ_TARGETS := wire_parsers pipeline vxlan_decap address_rewrite gateway migration storage_protocol nbd rest_bodies unit_config
 FUZZ := cd fuzz && $(CARGO) fuzz
 fuzz: fuzz-tool
 	$(FUZZ) build -s none
-	@mkdir -p out; rm -f out/fuzz-*.runs; crashed=; for t in $(FUZZ_TARGETS); do \
-	  $(MAKE) --no-print-directory fuzz-target T=$$t || crashed="$$crashed $$t"; \
-	done; echo "fuzz: executions per target"; cat out/fuzz-*.runs; \
-	if [ -n "$$crashed" ]; then echo "fuzz: findings in$$crashed (inputs in fuzz/artifacts/)"; exit 1; fi
+	@mkdir -p out; rm -f out/fuzz-*.runs; \
+	printf '%s\n' $(FUZZ_TARGETS) | xargs -P $(FUZZ_JOBS) -I{} $(MAKE) --no-print-directory fuzz-target T={}; \
+	echo "fuzz: executions per target"; cat out/fuzz-*.runs; \
+	crashed=$$(sed -n 's/: .*FINDING.*//p' out/fuzz-*.runs | tr '\n' ' '); \
+	if [ -n "$$crashed" ]; then echo "fuzz: findings in $$crashed(inputs in fuzz/artifacts/)"; exit 1; fi
 
-# One target: make fuzz-target T=pipeline [FUZZ_SECONDS=600]. A crash stops it, its input in fuzz/artifacts/T/.
+# One target: make fuzz-target T=pipeline [FUZZ_SECONDS=600] [FUZZ_RUNS=10000000]. A crash stops it, its input
+# in fuzz/artifacts/T/, and its line in out/fuzz-T.runs says FINDING.
 fuzz-target: fuzz-tool
 	@test -n "$(T)" || { echo "fuzz-target: name a target, T=<one of $(FUZZ_TARGETS)>"; exit 2; }
 	@mkdir -p out fuzz/corpus/$(T) fuzz/artifacts/$(T)
-	@$(FUZZ) run -s none $(T) corpus/$(T) -- -max_total_time=$(FUZZ_SECONDS) -max_len=9300 \
+	@$(FUZZ) run -s none $(T) corpus/$(T) -- -max_total_time=$(FUZZ_SECONDS) -runs=$(FUZZ_RUNS) -max_len=9300 \
 	  -artifact_prefix=artifacts/$(T)/ -print_final_stats=1 2>&1 | tee $(CURDIR)/out/fuzz-$(T).log | grep -E '^(Done|stat::number_of_executed_units|stat::average_exec_per_sec|==|SUMMARY|thread)' ; \
 	status=$${PIPESTATUS[0]}; \
 	runs=$$(sed -n 's/^stat::number_of_executed_units: *//p' $(CURDIR)/out/fuzz-$(T).log); \
 	rate=$$(sed -n 's/^stat::average_exec_per_sec: *//p' $(CURDIR)/out/fuzz-$(T).log); \
-	echo "$(T): $${runs:-?} executions, $${rate:-?} exec/s" | tee $(CURDIR)/out/fuzz-$(T).runs; exit $$status
+	verdict=$$( [ $$status = 0 ] && echo "no finding" || echo "FINDING (exit $$status)" ); \
+	echo "$(T): $${runs:-?} executions, $${rate:-?} exec/s, $$verdict" | tee $(CURDIR)/out/fuzz-$(T).runs; exit $$status
 
 # cargo-fuzz from crates.io when it is missing.
 fuzz-tool:
