@@ -314,6 +314,7 @@ fn cases() -> Vec<Case> {
         Case::dropped("vxlan_header_truncated", Overlay, Uplink, vec![truncate_outer(vxlan(&swap(&good)), 8 + 4)], "truncated_vxlan"),
         Case::dropped("vxlan_udp_length_beyond_ip_payload", Overlay, Uplink, vec![udp_length(vxlan(&swap(&good)), 1400)], "truncated_vxlan"),
         Case::dropped("vxlan_udp_length_below_header", Overlay, Uplink, vec![udp_length(vxlan(&swap(&good)), 4)], "truncated_vxlan"),
+        Case::forwarded("vxlan_udp_length_below_ip_payload", Overlay, Uplink, bytes_past_udp_length(vxlan(&to_a(6)), 6), Vm0, to_a(6)),
         Case::forwarded("vxlan_outer_ipv4_options", Overlay, Uplink, outer_options(vxlan(&to_a(5))), Vm0, to_a(5)),
         Case::dropped("vxlan_flag_i_clear", Overlay, Uplink, vec![vxlan_bytes(vxlan(&swap(&good)), 42, 0x00)], "vxlan_flag_not_set"),
         Case::forwarded("vxlan_reserved_flags_set", Overlay, Uplink, vxlan_bytes(vxlan(&to_a(3)), 42, 0xff), Vm0, to_a(3)),
@@ -377,6 +378,13 @@ fn vxlan_bytes(mut frame: Vec<u8>, at: usize, value: u8) -> Vec<u8> {
 fn udp_length(mut frame: Vec<u8>, len: u16) -> Vec<u8> {
     frame[38..40].copy_from_slice(&len.to_be_bytes());
     frame
+}
+
+/// A VXLAN frame with `extra` bytes after the UDP datagram inside the outer IPv4 packet: the UDP length
+/// stays, the outer total length grows.
+fn bytes_past_udp_length(frame: Vec<u8>, extra: usize) -> Vec<u8> {
+    let total = u16::from_be_bytes([frame[16], frame[17]]) + extra as u16;
+    outer_ip([frame, vec![0xee; extra]].concat(), |ip| ip[2..4].copy_from_slice(&total.to_be_bytes()))
 }
 
 /// A VXLAN frame whose outer IPv4 header carries 4 bytes of options (NOP, NOP, NOP, EOL; IHL 6).
