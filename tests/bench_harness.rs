@@ -88,8 +88,14 @@ fn upgrade_scenario_loses_nothing_and_reports_every_step() {
         assert!(upgrade["idle_gap_us"].as_f64().unwrap() >= 0.0, "each upgrade has its idle window");
     }
     assert_eq!(report["steps"].as_array().unwrap().len(), 8);
-    assert!(report["throughput"]["before_mpps"].as_f64().unwrap() > 0.0);
-    assert!(!report["samples"].as_array().unwrap().is_empty());
+    // Traffic flowed in the baseline. Not its median: on a loaded machine the worker's core can be taken for
+    // longer than half of the 1-ms samples, which then read 0 while the rest carry the packets.
+    let baseline = (report["baseline_ms"][0].as_f64().unwrap(), report["baseline_ms"][1].as_f64().unwrap());
+    let samples = report["samples"].as_array().unwrap();
+    assert!(
+        samples.iter().any(|s| (baseline.0..=baseline.1).contains(&s["t_ms"].as_f64().unwrap()) && s["mpps"].as_f64().unwrap() > 0.0),
+        "no packet out of the sink in the baseline {baseline:?}"
+    );
 
     let svg = std::fs::read_to_string(&plot).unwrap();
     assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(200)]);
