@@ -242,14 +242,17 @@ fn migrations(api: &Api, stop: &AtomicBool) -> u64 {
 struct Sample {
     at: Duration,
     rss_kib: u64,
+    /// RssAnon, RssFile (the af_packet rings, the binary), RssShmem: which part of the RSS moved.
+    rss_parts_kib: [u64; 3],
     mempool_in_use: u64,
     forwarded: u64,
 }
 
-fn rss_kib(pid: u32) -> u64 {
+/// A `/proc/<pid>/status` line's KiB, e.g. `VmRSS`.
+fn status_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("a VmRSS line");
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    let line = status.lines().find(|l| l.strip_prefix(field).is_some_and(|rest| rest.starts_with(':')));
+    line.unwrap_or_else(|| panic!("no {field} line")).split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
 /// A port's counter in a stats JSON (`ctl --json stats` or the exit summary).
@@ -266,7 +269,8 @@ fn sample(socket: &Path, pid: u32, started: Instant) -> Sample {
     let stats = ctl_json(socket, &["stats"]);
     Sample {
         at: started.elapsed(),
-        rss_kib: rss_kib(pid),
+        rss_kib: status_kib(pid, "VmRSS"),
+        rss_parts_kib: ["RssAnon", "RssFile", "RssShmem"].map(|field| status_kib(pid, field)),
         mempool_in_use: stats["mempool_in_use"].as_u64().unwrap(),
         forwarded: port_counter(&stats, "sink", &["tx_packets"]),
     }
@@ -416,6 +420,11 @@ fn soak_at_ninety_percent_of_the_measured_maximum_with_churn_upgrades_and_migrat
         failures.len()
     );
     eprintln!("  RSS             {} .. {} KiB after warm-up (first {} KiB)", rss.0, rss.1, rss.2);
+    let (first_parts, last_parts) = (after_warm_up[0].rss_parts_kib, after_warm_up.last().unwrap().rss_parts_kib);
+    eprintln!(
+        "  RSS parts       anon {} -> {}, file {} -> {}, shmem {} -> {} KiB (first and last sample after warm-up)",
+        first_parts[0], last_parts[0], first_parts[1], last_parts[1], first_parts[2], last_parts[2]
+    );
     eprintln!(
         "  mempool in use  {} .. {} mbufs after warm-up (first {}); {idle_in_use} idle before traffic, {drained_in_use} after",
         in_use.0, in_use.1, in_use.2
