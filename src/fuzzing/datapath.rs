@@ -146,12 +146,13 @@ impl Checksums {
                 let Ok(message) = Icmpv4Packet::new_checked(ip.payload()) else { return sums };
                 sums.icmp = message.verify_checksum();
                 if icmp::is_error_type(message.msg_type()) {
-                    let inner = message.payload();
-                    // The quoted header may be cut short (RFC 792: 8 bytes of its data); check it whole only.
-                    sums.inner_ipv4 = inner.len() >= ipv4::MIN_HEADER_LEN
-                        && usize::from(inner[0] & 0x0f) * 4 <= inner.len()
-                        && usize::from(inner[0] & 0x0f) >= 5
-                        && crate::wire::checksum::checksum(&inner[..usize::from(inner[0] & 0x0f) * 4]) == 0;
+                    // The quoted packet is cut short (RFC 792: its header and 8 bytes of data), so not
+                    // `new_checked`; its header is checked when it is there whole.
+                    let quoted = message.payload();
+                    let header = Ipv4Packet::new_unchecked(quoted);
+                    sums.inner_ipv4 = quoted.len() >= ipv4::MIN_HEADER_LEN
+                        && (ipv4::MIN_HEADER_LEN..=quoted.len()).contains(&header.header_len())
+                        && header.verify_checksum();
                 }
             }
             _ => {}

@@ -39,7 +39,7 @@ pub const fn mac(last: u8) -> MacAddr {
 /// What a body varies, from its input's first byte.
 #[derive(Clone, Copy, Debug)]
 pub struct Options {
-    /// The frame comes in on this port (`control % 3`).
+    /// The frame comes in on this port (`control % 4`, 3 taken as the uplink).
     pub in_port: PortId,
     /// The VTEP is its cloud's inter-cloud gateway.
     pub gateway: bool,
@@ -129,7 +129,7 @@ impl Switch {
         let alloc: Allocator<BytesPacket> = Box::new(|| Some(BytesPacket::new(&[])));
         // A worker's overlay stages (without the block-I/O stage, which needs io_uring).
         let tables = OverlayTables { host: &host, holding: &holding, migrations: &migrations, tunnels: &tunnels };
-        let stages = overlay_stages(tables, sides, alloc, TSC_HZ, &WorkerCounters::new(3));
+        let stages = overlay_stages(tables, sides, alloc, TSC_HZ, &WorkerCounters::new(PORTS));
         Switch { options, stages }
     }
 
@@ -138,8 +138,9 @@ impl Switch {
     pub fn run(&mut self, frame: &[u8]) -> Vec<(Verdict, Vec<u8>)> {
         let mut out = Vec::new();
         let mut burst = Burst::new(self.options.in_port);
-        for (now, stage) in self.stages.iter_mut().enumerate() {
-            stage.quiescent(now as u64);
+        // One run-loop iteration: every stage sees the same clock, as on a worker.
+        for stage in &mut self.stages {
+            stage.quiescent(0);
         }
         let _ = burst.push(BytesPacket::new(frame));
         self.run_from(0, &mut burst, &mut out);

@@ -34,7 +34,8 @@ fn catalog() -> Arc<Catalog> {
 /// Control bit 0: sign it with the key of the user it names (so it gets past the MAC check); bit 1: send it
 /// from that user's address; bits 2-3: how the I/O it starts ends (done, short, an errno, left running).
 pub fn storage_protocol(data: &[u8]) {
-    let mut service: Service<u8> = Service::new(catalog(), 4, 2, 100);
+    let catalog = catalog();
+    let mut service: Service<u8> = Service::new(catalog.clone(), 4, 2, 100);
     let mut stream = data;
     let mut running = Vec::new();
     for now in 0..MAX_DATAGRAMS as u64 {
@@ -56,7 +57,7 @@ pub fn storage_protocol(data: &[u8]) {
         client_decode(&datagram, claimed);
         match service.handle(&datagram, source, 0, now) {
             Action::Execute(io) => {
-                let image = catalog().images[&io.image];
+                let image = catalog.images[&io.image];
                 assert!(io.offset.checked_add(u64::from(io.len)).is_some_and(|end| end <= image.size), "an I/O past the image");
                 if io.kind == IoKind::Write {
                     let data = service.write_data(&io).expect("an executing WRITE has its data");
