@@ -10,16 +10,13 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::BufWriter;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use common::frames::*;
 use common::overlay::NEXT_HOP;
 use common::switch::nonzero_drops;
 use common::*;
-use pcap_file::pcap::{PcapPacket, PcapWriter};
 use switchyard::overlay::{encapsulate, Tunnel};
 use switchyard::pipeline::{BytesPacket, PacketBuf};
 use switchyard::wire::block::{BlockPacket, BlockRepr, Flags, Op, Status, UserKey, HEADER_LEN as BLOCK_HEADER_LEN};
@@ -589,17 +586,6 @@ fn storage_cases() -> Vec<Case> {
 }
 
 // ---- the committed pcaps ----
-
-/// The pcap file of `frames`, as bytes (timestamps 0, 1, 2 ... ms: the same every time).
-fn pcap_bytes(frames: &[Vec<u8>]) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    let mut writer = PcapWriter::new(BufWriter::new(&mut bytes)).unwrap();
-    for (i, frame) in frames.iter().enumerate() {
-        writer.write_packet(&PcapPacket::new(Duration::from_millis(i as u64), frame.len() as u32, frame)).unwrap();
-    }
-    drop(writer);
-    bytes
-}
 
 #[test]
 #[ignore = "rewrites tests/conformance/pcap/ from the generator"]

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::frames::{ethernet, ipv4, udp, UDP};
 use common::netns::{run, unique_name, Netns};
 use common::switch::{control_socket, nonzero_drops, vrouter_switch, RunningSwitch, SwitchPort};
 use common::*;
@@ -85,16 +86,9 @@ impl Host {
 /// Frame `flow`: 60 bytes (64 on the wire), gen to sink, IPv4/UDP to an address nobody has (the sink's kernel
 /// counts and drops it, and answers nothing).
 fn frame(flow: u16) -> Vec<u8> {
-    let mac = |text: &str| -> Vec<u8> { text.split(':').map(|b| u8::from_str_radix(b, 16).unwrap()).collect() };
-    let mut f = [mac(SINK_MAC), mac(GEN_MAC), vec![0x08, 0x00]].concat();
-    let mut ip = vec![0x45, 0, 0, 46, 0, 0, 0, 0, 64, 17, 0, 0, 10, 77, 0, 1, 10, 77, 0, 2];
-    let checksum = switchyard::wire::checksum::checksum(&ip);
-    ip[10..12].copy_from_slice(&checksum.to_be_bytes());
-    f.extend_from_slice(&ip);
-    f.extend_from_slice(&(1000 + flow).to_be_bytes());
-    f.extend_from_slice(&[0, 9, 0, 26, 0, 0]); // port 9 (discard), length 26, no checksum
-    f.resize(60, 0);
-    f
+    let (src, dst) = ([10, 77, 0, 1], [10, 77, 0, 2]);
+    let datagram = udp(src, dst, (1000 + flow, 9), &[0; 18], false); // port 9 (discard), no checksum
+    ethernet(SINK_MAC.parse().unwrap(), GEN_MAC.parse().unwrap(), 0x0800, &ipv4(src, dst, UDP, 0, &datagram))
 }
 
 /// How fast tcpreplay sends.

@@ -62,11 +62,18 @@ pub fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
 }
 
 pub fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
-    let mut writer = PcapWriter::new(BufWriter::new(File::create(path).unwrap())).unwrap();
+    std::fs::write(path, pcap_bytes(frames)).unwrap();
+}
+
+/// The pcap file of `frames`, as bytes (timestamps 0, 1, 2 ... ms: the same every time).
+pub fn pcap_bytes(frames: &[Vec<u8>]) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let mut writer = PcapWriter::new(BufWriter::new(&mut bytes)).unwrap();
     for (i, frame) in frames.iter().enumerate() {
-        let packet = PcapPacket::new(Duration::from_millis(i as u64), frame.len() as u32, frame);
-        writer.write_packet(&packet).unwrap();
+        writer.write_packet(&PcapPacket::new(Duration::from_millis(i as u64), frame.len() as u32, frame)).unwrap();
     }
+    drop(writer);
+    bytes
 }
 
 /// Lines tshark flags in `pcap`: malformed packets and bad IPv4/UDP/TCP/ICMP checksums.
