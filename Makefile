@@ -91,7 +91,7 @@ bench-storage: deps hugepages
 FUZZ_SECONDS ?= 60
 FUZZ_RUNS ?= -1
 FUZZ_JOBS ?= $(shell nproc)
-FUZZ_TARGETS := wire_parsers pipeline vxlan_decap address_rewrite gateway migration storage_protocol nbd rest_bodies unit_config
+FUZZ_TARGETS := $(sort $(basename $(notdir $(wildcard fuzz/fuzz_targets/*.rs))))
 FUZZ := cd fuzz && $(CARGO) fuzz
 fuzz: fuzz-tool
 	$(FUZZ) build -s none
