@@ -186,9 +186,10 @@ impl<P: PacketBuf> BlockIoStage<P> {
             (Some(slot), IoKind::Trim | IoKind::WriteZeroes) => {
                 let mode = if io.kind == IoKind::Trim { FallocateMode::PunchHole } else { FallocateMode::ZeroRange };
                 let (offset, len) = (io.offset, u64::from(io.len));
-                let queued = match io.fua {
-                    false => self.ring.fallocate(slot, offset, len, mode, tag),
-                    true => self.ring.fallocate_then_fsync(slot, offset, len, mode, true, tag),
+                let queued = if io.fua {
+                    self.ring.fallocate_then_fsync(slot, offset, len, mode, true, tag)
+                } else {
+                    self.ring.fallocate(slot, offset, len, mode, tag)
                 };
                 queued.map_err(|_| libc::ENOMEM)
             }
