@@ -1,7 +1,8 @@
 //! The soak run (issue 9, item 4): the real daemon forwards 64-byte UDP frames between two namespaces for
 //! `SOAK_SECONDS` (default 600) at 90% of the rate it was measured to forward at most, while the config churns,
 //! the switching unit is upgraded and a VM migrates away and back. At the end every packet the generator sent
-//! must be forwarded or counted as a drop, and the mempool and the process memory must have stayed flat.
+//! must be forwarded or counted as a drop, and the mempool and the process memory must have stayed flat. Bounded
+//! state that grows by design (the upgrade history) is filled before the traffic, so that growth means a leak.
 //!
 //! `make soak` runs it (root: namespaces, veth pairs, hugepages). The generator is tcpreplay on a veth pair to
 //! a `net_af_packet` port; the sink is the kernel of another namespace, counted by its interface counters. An
@@ -208,12 +209,33 @@ fn churn(api: &Api, stop: &AtomicBool) -> u64 {
     changes
 }
 
-/// Upgrades to basic-v2, then back to basic-v1, and so on; returns how many were made.
-fn upgrades(api: &Api, stop: &AtomicBool) -> u64 {
-    let libraries = [unit_library("basic-v2"), unit_library("basic-v1")];
-    every(UPGRADE_EVERY, stop, |n| {
-        api.call(&["upgrade", libraries[n as usize % 2].to_str().unwrap()]);
-    })
+/// The run's upgrade number `n` (from 0): to basic-v2, then back to basic-v1, and so on.
+fn upgrade(api: &Api, n: u64) {
+    let library = unit_library(if n % 2 == 0 { "basic-v2" } else { "basic-v1" });
+    api.call(&["upgrade", library.to_str().unwrap()]);
+}
+
+/// Upgrades back to back until the upgrade history stops growing: it keeps the last 100 records (about 5 KiB
+/// each), so before it is full the RSS grows with every upgrade by design. Returns how many were made.
+fn fill_upgrade_history(api: &Api) -> u64 {
+    let history = || ctl_json(&api.socket, &["upgrade", "--status"])["history"].as_array().unwrap().len();
+    let mut made = 0;
+    loop {
+        let before = history();
+        upgrade(api, made);
+        made += 1;
+        if history() <= before {
+            return made;
+        }
+    }
+}
+
+/// A background thread of the soak: runs until told to stop, returns how many steps it made.
+type Work = Box<dyn FnOnce(&Api, &AtomicBool) -> u64 + Send>;
+
+/// Upgrades every `UPGRADE_EVERY`, numbered on from `first`; returns how many were made.
+fn upgrades(api: &Api, stop: &AtomicBool, first: u64) -> u64 {
+    every(UPGRADE_EVERY, stop, |n| upgrade(api, first + n))
 }
 
 /// The roaming VM leaves for the destination host (start, paused, resumed, completed), then is attached here
@@ -340,15 +362,20 @@ fn soak_at_ninety_percent_of_the_measured_maximum_with_churn_upgrades_and_migrat
     eprintln!("soak: measured maximum {maximum:.0} packets/s forwarded ({measure_sent} sent at top speed); now {rate}/s");
     drain(&socket);
 
+    // The switch's bounded control-plane state at its full size, so that growth after the warm-up means a leak.
+    let history_filled_by = fill_upgrade_history(&api);
+
     // The soak: traffic at 90%, churn, upgrades and migrations, and a sample every second.
     let started = Instant::now();
     let generator = tcpreplay(&gen, &capture, Rate::PacketsPerSecond(rate), seconds);
     let stop = Arc::new(AtomicBool::new(false));
-    let spawn = |work: fn(&Api, &AtomicBool) -> u64| {
+    let spawn = |work: Work| {
         let (api, stop) = (Arc::clone(&api), Arc::clone(&stop));
         std::thread::spawn(move || work(&api, &stop))
     };
-    let (churner, upgrader, migrator) = (spawn(churn), spawn(upgrades), spawn(migrations));
+    let churner = spawn(Box::new(churn));
+    let upgrader = spawn(Box::new(move |api, stop| upgrades(api, stop, history_filled_by)));
+    let migrator = spawn(Box::new(migrations));
     let samples = Arc::new(Mutex::new(Vec::new()));
     let sampler = {
         let (samples, stop, socket) = (Arc::clone(&samples), Arc::clone(&stop), socket.clone());
@@ -413,6 +440,7 @@ fn soak_at_ninety_percent_of_the_measured_maximum_with_churn_upgrades_and_migrat
          {calls} API calls, {queued} queued during upgrades, {} failed",
         failures.len()
     );
+    eprintln!("  before traffic  {history_filled_by} upgrades back to back, until the upgrade history was full");
     eprintln!("  RSS             {} .. {} KiB after warm-up (first {} KiB)", rss.0, rss.1, rss.2);
     let (first_parts, last_parts) = (after_warm_up[0].rss_parts_kib, after_warm_up.last().unwrap().rss_parts_kib);
     eprintln!(
