@@ -380,8 +380,10 @@ fn udp_length(mut frame: Vec<u8>, len: u16) -> Vec<u8> {
 /// A VXLAN frame with `extra` bytes after the UDP datagram inside the outer IPv4 packet: the UDP length
 /// stays, the outer total length grows.
 fn bytes_past_udp_length(frame: Vec<u8>, extra: usize) -> Vec<u8> {
-    let total = u16::from_be_bytes([frame[16], frame[17]]) + extra as u16;
-    outer_ip([frame, vec![0xee; extra]].concat(), |ip| ip[2..4].copy_from_slice(&total.to_be_bytes()))
+    outer_ip([frame, vec![0xee; extra]].concat(), |ip| {
+        let total = u16::from_be_bytes([ip[2], ip[3]]) + extra as u16;
+        ip[2..4].copy_from_slice(&total.to_be_bytes())
+    })
 }
 
 /// A VXLAN frame whose outer IPv4 header carries 4 bytes of options (NOP, NOP, NOP, EOL; IHL 6).

@@ -219,14 +219,15 @@ fn upgrade(api: &Api, n: u64) {
 /// each), so before it is full the RSS grows with every upgrade by design. Returns how many were made.
 fn fill_upgrade_history(api: &Api) -> u64 {
     let history = || ctl_json(&api.socket, &["upgrade", "--status"])["history"].as_array().unwrap().len();
-    let mut made = 0;
+    let (mut made, mut kept) = (0, history());
     loop {
-        let before = history();
         upgrade(api, made);
         made += 1;
-        if history() <= before {
+        let now = history();
+        if now <= kept {
             return made;
         }
+        kept = now;
     }
 }
 

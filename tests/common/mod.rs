@@ -13,7 +13,6 @@ pub mod testpmd;
 pub mod underlay;
 
 use std::fs::File;
-use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 use std::time::Duration;
@@ -67,13 +66,11 @@ pub fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
 
 /// The pcap file of `frames`, as bytes (timestamps 0, 1, 2 ... ms: the same every time).
 pub fn pcap_bytes(frames: &[Vec<u8>]) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    let mut writer = PcapWriter::new(BufWriter::new(&mut bytes)).unwrap();
+    let mut writer = PcapWriter::new(Vec::new()).unwrap();
     for (i, frame) in frames.iter().enumerate() {
         writer.write_packet(&PcapPacket::new(Duration::from_millis(i as u64), frame.len() as u32, frame)).unwrap();
     }
-    drop(writer);
-    bytes
+    writer.into_writer()
 }
 
 /// Lines tshark flags in `pcap`: malformed packets and bad IPv4/UDP/TCP/ICMP checksums.
