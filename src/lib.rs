@@ -26,6 +26,7 @@ pub mod pipeline;
 pub mod rewrite;
 pub mod stop_signal;
 pub mod store;
+pub mod svc;
 pub mod telemetry;
 pub mod unit;
 pub mod upgrade;

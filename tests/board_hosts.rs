@@ -27,7 +27,7 @@ fn host_config(dir: &std::path::Path, n: u8, board: &str) -> String {
         "{ONE_WORKER}[control]\nsocket = \"/tmp/sy{}-board-{n}.sock\"\ndatabase = \"{}/host{n}.redb\"\n\
          [[port]]\nname = \"vm0\"\ndevargs = \"net_null{}0,no-rx=1\"\nrole = \"vm\"\nvni = 100\n\
          [[port]]\nname = \"uplink\"\ndevargs = \"net_null{}1,no-rx=1\"\nrole = \"uplink\"\naddress = \"192.0.2.{n}/24\"\n\
-         [[network]]\nvni = 100\nname = \"blue\"\n[board]\nurl = \"{board}\"\nhost = \"host-{n}\"\n",
+         [[network]]\nvni = 100\nname = \"blue\"\n[board]\n{board}host = \"host-{n}\"\n",
         std::process::id(),
         dir.display(),
         n,
@@ -64,7 +64,7 @@ async fn until_all(hosts: &[&Client], mac: &str, want: Option<(&str, &str)>) {
 async fn hosts_register_their_vms_and_follow_the_board_within_milliseconds() {
     let dir = scratch("hosts_register_their_vms_and_follow_the_board_within_milliseconds");
     let board = BoardProcess::start(&dir.join("board.redb"));
-    let configs: Vec<String> = (1..=3).map(|n| host_config(&dir, n, &board.url)).collect();
+    let configs: Vec<String> = (1..=3).map(|n| host_config(&dir, n, &board.switch_keys())).collect();
     let sockets: Vec<PathBuf> = configs.iter().map(|c| control_socket(c)).collect();
     let mut switches = Vec::new();
     for (n, config) in configs.iter().enumerate() {

@@ -14,6 +14,8 @@ use switchyard::control::testing::FakeRuntime;
 use switchyard::control::{http, spawn, spawn_with_storage, ControlError, ControlHandle};
 use switchyard::store::Store;
 use switchyard::upgrade::STEP_NAMES;
+use switchyard::svc::auth::Token;
+use switchyard::svc::{ClientAuth, ServerAuthFiles};
 
 struct Server {
     dir: tempfile::TempDir,
@@ -40,7 +42,9 @@ impl Server {
         let config = ControlConfig {
             socket: dir.path().join("run/api.sock"),
             listen: Some("127.0.0.1:0".parse().unwrap()),
+            auth: ServerAuthFiles { token_file: Some(dir.path().join("api.token")), ..Default::default() },
             database: dir.path().join("lib/config.redb"),
+            ..ControlConfig::defaults(None)
         };
         let store = Store::open(&config.database).unwrap();
         let fake = Arc::new(fake);
@@ -65,8 +69,17 @@ impl Server {
         Client::unix(self.socket())
     }
 
+    fn token_file(&self) -> PathBuf {
+        self.dir.path().join("api.token")
+    }
+
+    fn tcp_url(&self) -> String {
+        format!("http://{}", self.handle().tcp_addr().unwrap())
+    }
+
     fn tcp_client(&self) -> Client {
-        Client::url(&format!("http://{}", self.handle().tcp_addr().unwrap())).unwrap()
+        let auth = ClientAuth { token: Some(Token::read(&self.token_file()).unwrap()), tls: None };
+        Client::url(&self.tcp_url(), auth).unwrap()
     }
 
     /// A file standing for a unit library (the fake loads nothing).
@@ -295,7 +308,7 @@ async fn openapi_lists_every_route_and_metrics_are_text() {
 }
 
 fn args(socket: &Path, json: bool, command: CtlCommand) -> CtlArgs {
-    CtlArgs { socket: socket.to_path_buf(), url: None, json, command }
+    CtlArgs { socket: socket.to_path_buf(), url: None, auth: Default::default(), json, command }
 }
 
 #[test]
@@ -375,9 +388,8 @@ fn ctl_binary_end_to_end() {
     assert_eq!(ok(&["network", "list"]), "VNI  NAME  FLOOD_VTEPS\n");
 
     // Over TCP too.
-    let url = format!("http://{}", server.handle().tcp_addr().unwrap());
     let output = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(["ctl", "--url", &url, "network", "list"])
+        .args(["ctl", "--url", &server.tcp_url(), "--token-file", server.token_file().to_str().unwrap(), "network", "list"])
         .output()
         .unwrap();
     assert_eq!(String::from_utf8(output.stdout).unwrap(), "VNI  NAME  FLOOD_VTEPS\n");
@@ -401,13 +413,13 @@ fn ctl_names_the_socket_it_cannot_reach() {
         "{err}"
     );
     let output = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(["ctl", "--url", "https://example.com", "network", "list"])
+        .args(["ctl", "--url", "ftp://example.com:21", "network", "list"])
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(
         String::from_utf8(output.stderr).unwrap(),
-        "switchyard ctl: \"https://example.com\" is not a URL of the form http://127.0.0.1:PORT\n"
+        "switchyard ctl: \"ftp://example.com:21\" is not a URL of the form http://127.0.0.1:PORT or https://HOST:PORT\n"
     );
 }
 
@@ -420,7 +432,12 @@ fn socket_lifecycle() {
     assert_eq!(mode & 0o777, 0o600);
 
     // A second server on the same socket is refused while the first one lives.
-    let config = ControlConfig { socket: socket.clone(), listen: None, database: server.dir.path().join("other.redb") };
+    let config = ControlConfig {
+        socket: socket.clone(),
+        listen: None,
+        database: server.dir.path().join("other.redb"),
+        ..ControlConfig::defaults(None)
+    };
     let err = spawn(&config, Store::open(&config.database).unwrap(), Arc::new(FakeRuntime::new())).err().unwrap();
     assert!(matches!(err, ControlError::SocketInUse(_)), "{err}");
     assert_eq!(err.to_string(), format!("control API: another process is serving on {}", socket.display()));
@@ -454,18 +471,24 @@ fn socket_lifecycle() {
 }
 
 #[test]
-fn non_loopback_tcp_is_refused() {
+fn tcp_without_authentication_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let config = ControlConfig {
+    let mut config = ControlConfig {
         socket: dir.path().join("api.sock"),
         listen: Some("0.0.0.0:8080".parse().unwrap()),
         database: dir.path().join("config.redb"),
+        ..ControlConfig::defaults(None)
     };
     let err = spawn(&config, Store::open(&config.database).unwrap(), Arc::new(FakeRuntime::new())).err().unwrap();
     assert_eq!(
         err.to_string(),
-        "control API: 0.0.0.0:8080 is not a loopback address; the API has no authentication, so it listens only on 127.0.0.1 or ::1"
+        "control API: control.listen: 0.0.0.0:8080 on TCP needs authentication: set control.token_file (loopback \
+         addresses only), or control.tls_cert, control.tls_key and control.tls_client_ca (mutual TLS)"
     );
+    // A token is for loopback only.
+    config.auth.token_file = Some(dir.path().join("api.token"));
+    let err = spawn(&config, Store::open(dir.path().join("2.redb")).unwrap(), Arc::new(FakeRuntime::new())).err().unwrap();
+    assert!(err.to_string().contains("0.0.0.0:8080 is not a loopback address"), "{err}");
     assert!(!config.socket.exists());
 }
 

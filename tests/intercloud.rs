@@ -120,7 +120,7 @@ async fn a_vm_in_one_cloud_is_reached_through_the_gateway_of_its_cloud() {
     until(&ga, Y, Some("192.0.2.11")).await;
     until(&b1, Y, Some("192.0.2.10")).await;
     until(&b2, Y, Some("192.0.2.10")).await;
-    let vms = Client::url(&coordinator.url).unwrap().get("/v1/coordinator/vms").await.unwrap();
+    let vms = coordinator.client().get("/v1/coordinator/vms").await.unwrap();
     assert_eq!(vms.as_array().unwrap().len(), 2, "{vms}");
 
     // The VM moves to B2, make before break: only GB's table changes.
@@ -190,7 +190,7 @@ async fn bad_requests_are_refused_naming_the_field() {
     let dir = scratch("intercloud_bad_requests");
     let coordinator = coordinator(&dir);
     let controller = controller(&dir, "cloud-a", "192.0.2.10", &coordinator);
-    let (c, k) = (Client::url(&controller.url).unwrap(), Client::url(&coordinator.url).unwrap());
+    let (c, k) = (controller.client(), coordinator.client());
     let cases: Vec<BadRequest> = vec![
         (&c, Method::PUT, "/v1/controller/vms/100/02:00:00:00:00:01", Some(json!({"vtep": "224.0.0.1"})), 400, "vtep"),
         (&c, Method::PUT, "/v1/controller/vms/100/02:00:00:00:00:01", Some(json!({"vtep": "192.0.2.1", "ip": "x"})), 400, "ip"),

@@ -186,7 +186,7 @@ fn host_config(dir: &Path, socket: &Path, tap: &str, uplink: &str, vtep: &str, o
          [[port]]\nname = \"uplink\"\ndevargs = \"net_af_packet0,iface={uplink},framecnt=8192\"\nrole = \"uplink\"\n\
          address = \"{vtep}/24\"\n\
          [[network]]\nvni = {VNI}\nname = \"testbed\"\nflood_vteps = [\"{}\", \"{}\"]\n\
-         [board]\nurl = \"{board}\"\n",
+         [board]\n{board}",
         socket.display(),
         dir.display(),
         others[0],
@@ -287,9 +287,9 @@ fn a_vm_migrates_between_hosts_while_udp_and_tcp_streams_lose_nothing() {
     let board = BoardProcess::start(&dir.join("board.redb"));
     let _sockets = Sockets;
     let hosts = [
-        start_host("a", va, &dir, &xa, &uplinks[0], [vb, vc], &board.url),
-        start_host("b", vb, &dir, &xb, &uplinks[1], [va, vc], &board.url),
-        start_host("c", vc, &dir, s.iface(), &uplinks[2], [va, vb], &board.url),
+        start_host("a", va, &dir, &xa, &uplinks[0], [vb, vc], &board.switch_keys()),
+        start_host("b", vb, &dir, &xb, &uplinks[1], [va, vc], &board.switch_keys()),
+        start_host("c", vc, &dir, s.iface(), &uplinks[2], [va, vb], &board.switch_keys()),
     ];
     let [a, b, c] = &hosts;
 

@@ -16,6 +16,8 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::{write_json, BenchOptions, Scenario};
+use crate::svc::auth::Token;
+use crate::svc::{ClientAuth, ServerAuth};
 use crate::board::{Accepted, Board, BoardClient, BoardServer, RecordKey, RedbBoardStore, Update, VmState, WatchReply};
 use crate::wire::MacAddr;
 
@@ -69,7 +71,11 @@ pub fn run(options: &BenchOptions, dir: &Path) -> Result<(), String> {
     let database = dir.join("board.redb");
     let store = RedbBoardStore::open(&database).map_err(|e| e.to_string())?;
     let board = Board::open(store).map_err(|e| e.to_string())?;
-    let server = BoardServer::start(([127, 0, 0, 1], 0).into(), board).map_err(|e| e.to_string())?;
+    // Served as deployed: every request carries the bearer token.
+    let token = Token::load_or_create(&dir.join("board.token"))?;
+    let server = BoardServer::start(([127, 0, 0, 1], 0).into(), ServerAuth::Token(token.clone()), board)
+        .map_err(|e| e.to_string())?;
+    let auth = ClientAuth { token: Some(token), tls: None };
     println!(
         "bench board: {}; {} updates, {} watchers, board on {} with its database in {} (each update fsync'd)",
         Scenario::Board.description(),
@@ -83,7 +89,7 @@ pub fn run(options: &BenchOptions, dir: &Path) -> Result<(), String> {
         .enable_time()
         .build()
         .map_err(|e| format!("cannot start the tokio runtime: {e}"))?;
-    let report = runtime.block_on(measure(&server.url(), options.updates, options.watchers));
+    let report = runtime.block_on(measure(&server.url(), &auth, options.updates, options.watchers));
     drop(runtime); // ends the watchers' connections before the server waits for them
     server.shutdown().map_err(|e| e.to_string())?;
     let report = report?;
@@ -100,12 +106,12 @@ pub fn run(options: &BenchOptions, dir: &Path) -> Result<(), String> {
     write_json(options.json.as_deref(), &report)
 }
 
-async fn measure(url: &str, updates: u32, watchers: u32) -> Result<BoardReport, String> {
-    let writer = BoardClient::new(url).map_err(|e| e.to_string())?;
+async fn measure(url: &str, auth: &ClientAuth, updates: u32, watchers: u32) -> Result<BoardReport, String> {
+    let writer = BoardClient::new(url, auth.clone()).map_err(|e| e.to_string())?;
     let (heard, mut hearing) = mpsc::unbounded_channel();
     let mut followers = Vec::new();
     for _ in 0..watchers {
-        let client = BoardClient::new(url).map_err(|e| e.to_string())?;
+        let client = BoardClient::new(url, auth.clone()).map_err(|e| e.to_string())?;
         followers.push(tokio::spawn(follow(client, heard.clone())));
     }
     drop(heard);

@@ -15,25 +15,33 @@ use super::serve::{bind, serve};
 use super::service::{unix_time, Board};
 use super::store::RedbBoardStore;
 use crate::store::unix_us;
+use crate::svc::auth::AuthArgs;
+use crate::svc::serve::HttpLimitArgs;
 use crate::wire::MacAddr;
 
 #[derive(Args, Debug)]
 pub struct BoardArgs {
+    /// How the board authenticates its clients (serve), or a client itself.
+    #[command(flatten)]
+    pub auth: AuthArgs,
     #[command(subcommand)]
     pub command: BoardCommand,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum BoardCommand {
-    /// Serve the board on a loopback address until SIGINT/SIGTERM. Prints
-    /// `board listening on http://ADDR` once it accepts requests.
+    /// Serve the board until SIGINT/SIGTERM. Prints `board listening on URL`
+    /// once it accepts requests.
     Serve {
-        /// 127.0.0.1:PORT or [::1]:PORT; port 0 picks a free one.
+        /// ADDR:PORT (port 0 picks a free one): a loopback address with --token-file,
+        /// any address with --tls-ca, --tls-cert and --tls-key.
         #[arg(long, value_name = "ADDR")]
         listen: String,
         /// The board's redb file (created when absent).
         #[arg(long, value_name = "PATH")]
         database: PathBuf,
+        #[command(flatten)]
+        limits: HttpLimitArgs,
     },
     /// Every record and lock, with the board's revision.
     Records {
@@ -130,7 +138,7 @@ impl KeyArgs {
 
 pub fn main(args: BoardArgs) -> ExitCode {
     let stdout = std::io::stdout();
-    match run(args.command, &mut stdout.lock()) {
+    match run(args, &mut stdout.lock()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("switchyard: {message}");
@@ -139,7 +147,8 @@ pub fn main(args: BoardArgs) -> ExitCode {
     }
 }
 
-pub fn run(command: BoardCommand, out: &mut dyn Write) -> Result<(), String> {
+pub fn run(args: BoardArgs, out: &mut dyn Write) -> Result<(), String> {
+    let BoardArgs { auth, command } = args;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
@@ -147,19 +156,28 @@ pub fn run(command: BoardCommand, out: &mut dyn Write) -> Result<(), String> {
         .map_err(|e| format!("cannot start the tokio runtime: {e}"))?;
     let write_error = |e: std::io::Error| format!("cannot write the output: {e}");
     match command {
-        BoardCommand::Serve { listen, database } => runtime.block_on(serve_until_signal(&listen, &database, out)),
-        BoardCommand::Watch { board, since } => runtime.block_on(watch(&board.url, since, out)),
+        BoardCommand::Serve { listen, database, limits } => {
+            runtime.block_on(serve_until_signal(&listen, &database, &auth, limits, out))
+        }
+        BoardCommand::Watch { board, since } => runtime.block_on(watch(&board.url, &auth, since, out)),
         other => {
-            let text = runtime.block_on(operate(other))?;
+            let text = runtime.block_on(operate(other, &auth))?;
             writeln!(out, "{text}").map_err(write_error)
         }
     }
 }
 
-async fn serve_until_signal(listen: &str, database: &Path, out: &mut dyn Write) -> Result<(), String> {
+async fn serve_until_signal(
+    listen: &str,
+    database: &Path,
+    auth: &AuthArgs,
+    limits: HttpLimitArgs,
+    out: &mut dyn Write,
+) -> Result<(), String> {
     let addr: SocketAddr =
         listen.parse().map_err(|_| format!("--listen {listen:?} is not an address of the form 127.0.0.1:PORT"))?;
-    // The address first: a refused one leaves no database behind.
+    // The address and its authentication first: a refused one leaves no database behind.
+    let server_auth = auth.server(&addr).map_err(|e| format!("board: {e}"))?;
     let listener = bind(addr).map_err(|e| e.to_string())?;
     let local = listener.local_addr().map_err(|e| format!("board: cannot read the bound address: {e}"))?;
     let store = RedbBoardStore::open(database).map_err(|e| e.to_string())?;
@@ -168,17 +186,19 @@ async fn serve_until_signal(listen: &str, database: &Path, out: &mut dyn Write) 
     let (records, locks, revision) = (snapshot.records.len(), snapshot.locks.len(), snapshot.revision);
     let stop = crate::stop_signal::until_stop_signal("board")?;
     log::info!("board: {records} records and {locks} locks at revision {revision} from {}", database.display());
-    writeln!(out, "board listening on http://{local}")
+    let scheme = if auth.server_files().tls_configured() { "https" } else { "http" };
+    writeln!(out, "board listening on {scheme}://{local}")
         .and_then(|()| out.flush())
         .map_err(|e| format!("cannot write the output: {e}"))?;
-    serve(listener, board, stop).await.map_err(|e| e.to_string())?;
+    serve(listener, server_auth, limits.limits(), board, stop).await.map_err(|e| e.to_string())?;
     log::info!("board: stopped");
     Ok(())
 }
 
 /// One request; the text to print.
-async fn operate(command: BoardCommand) -> Result<String, String> {
-    let connect = |board: &BoardUrl| BoardClient::new(&board.url).map_err(|e| e.to_string());
+async fn operate(command: BoardCommand, auth: &AuthArgs) -> Result<String, String> {
+    let auth = auth.client()?;
+    let connect = |board: &BoardUrl| BoardClient::new(&board.url, auth.clone()).map_err(|e| e.to_string());
     match command {
         BoardCommand::Records { board } => {
             let snapshot = connect(&board)?.records().await.map_err(|e| e.to_string())?;
@@ -301,8 +321,8 @@ fn to_json(value: &impl serde::Serialize) -> Result<String, String> {
 }
 
 /// Follows the board the way a host does: one long poll after another.
-async fn watch(url: &str, since: Option<u64>, out: &mut dyn Write) -> Result<(), String> {
-    let client = BoardClient::new(url).map_err(|e| e.to_string())?;
+async fn watch(url: &str, auth: &AuthArgs, since: Option<u64>, out: &mut dyn Write) -> Result<(), String> {
+    let client = BoardClient::new(url, auth.client()?).map_err(|e| e.to_string())?;
     let mut since = match since {
         Some(since) => since,
         None => client.records().await.map_err(|e| e.to_string())?.revision,

@@ -14,6 +14,9 @@ use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::svc::connect::{connect, ServiceUrl};
+use crate::svc::ClientAuth;
+
 use super::api::{AppliedReply, DeletedReply, LockRequest, QueuedReply, UnlockReply};
 use super::error::ErrorBody;
 use super::model::{Accepted, Event, EventKind, LockGrant, RecordKey, Snapshot, Update, WatchReply};
@@ -27,7 +30,7 @@ const IDLE_MAX: usize = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BoardError {
-    #[error("{0:?} is not a board URL of the form http://127.0.0.1:PORT")]
+    #[error("{0:?} is not a board URL of the form http://127.0.0.1:PORT or https://HOST:PORT")]
     BadUrl(String),
     #[error("board {url}: cannot connect: {source}; is the board running there?")]
     Connect { url: String, source: std::io::Error },
@@ -71,25 +74,17 @@ type Sender = SendRequest<Full<Bytes>>;
 pub struct BoardClient {
     /// `http://host:port`, for messages.
     url: String,
-    authority: String,
+    service: ServiceUrl,
+    auth: ClientAuth,
     idle: Mutex<Vec<Sender>>,
 }
 
 impl BoardClient {
-    /// `http://HOST:PORT` (a trailing `/` is allowed; nothing else).
-    pub fn new(url: &str) -> Result<BoardClient, BoardError> {
-        let bad = || BoardError::BadUrl(url.to_string());
-        let rest = url.strip_prefix("http://").ok_or_else(bad)?;
-        let authority = rest.strip_suffix('/').unwrap_or(rest);
-        let uri: hyper::Uri = format!("http://{authority}/").parse().map_err(|_| bad())?;
-        if authority.is_empty() || authority.contains(['/', '?', '#', '@']) || uri.port_u16().is_none() {
-            return Err(bad());
-        }
-        Ok(BoardClient {
-            url: format!("http://{authority}"),
-            authority: authority.to_string(),
-            idle: Mutex::new(Vec::new()),
-        })
+    /// `http://HOST:PORT` (with a token) or `https://HOST:PORT` (with TLS); a
+    /// trailing `/` is allowed, nothing else.
+    pub fn new(url: &str, auth: ClientAuth) -> Result<BoardClient, BoardError> {
+        let service = ServiceUrl::parse(url).ok_or_else(|| BoardError::BadUrl(url.to_string()))?;
+        Ok(BoardClient { url: service.to_string(), service, auth, idle: Mutex::new(Vec::new()) })
     }
 
     pub fn url(&self) -> &str {
@@ -216,7 +211,11 @@ impl BoardClient {
         body: Option<&B>,
     ) -> Result<Request<Full<Bytes>>, BoardError> {
         let http_error = |message: String| BoardError::Http { url: self.url.clone(), message };
-        let mut request = Request::builder().method(method).uri(path).header(header::HOST, self.authority.as_str());
+        let mut request =
+            Request::builder().method(method).uri(path).header(header::HOST, self.service.authority.as_str());
+        if let Some(token) = &self.auth.token {
+            request = request.header(header::AUTHORIZATION, token.header_value());
+        }
         let bytes = match body {
             Some(body) => {
                 request = request.header(header::CONTENT_TYPE, "application/json");
@@ -228,10 +227,9 @@ impl BoardClient {
     }
 
     async fn connect(&self) -> Result<Sender, BoardError> {
-        let stream = tokio::net::TcpStream::connect(self.authority.as_str())
+        let stream = connect(&self.service, &self.auth)
             .await
             .map_err(|source| BoardError::Connect { url: self.url.clone(), source })?;
-        let _ = stream.set_nodelay(true);
         let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| BoardError::Http { url: self.url.clone(), message: e.to_string() })?;

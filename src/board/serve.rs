@@ -1,5 +1,5 @@
-//! Serving the board on loopback TCP: the listener, the lease sweeper, and a
-//! clean stop. `serve` runs on the caller's tokio runtime (`switchyard board
+//! Serving the board on TCP (authenticated): the listener, the lease sweeper,
+//! and a clean stop. `serve` runs on the caller's tokio runtime (`switchyard board
 //! serve`); `BoardServer::start` gives it a thread of its own (the bench, tests).
 use std::future::Future;
 use std::io;
@@ -13,18 +13,15 @@ use tokio::sync::oneshot;
 use super::http::{router, SharedBoard};
 use super::service::Board;
 use crate::store::unix_us;
+use crate::svc::{HttpLimits, Listener, ServerAuth};
 
 /// How often expired leases are released.
 pub const SWEEP_PERIOD: Duration = Duration::from_millis(100);
 /// How long a stop waits for requests in flight (watches end at once).
-const DRAIN: Duration = Duration::from_secs(2);
+const DRAIN: Duration = crate::svc::serve::DRAIN;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error(
-        "board: {0} is not a loopback address; the board has no authentication, so it listens only on 127.0.0.1 or ::1"
-    )]
-    NotLoopback(SocketAddr),
     #[error("board: cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: io::Error },
     #[error("board: cannot start its runtime: {0}")]
@@ -33,21 +30,20 @@ pub enum ServeError {
     Serve(io::Error),
 }
 
-/// Binds `addr`, which must be a loopback address (port 0 picks a free port).
+/// Binds `addr` (port 0 picks a free port); the caller has checked its authentication.
 pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, ServeError> {
-    if !addr.ip().is_loopback() {
-        return Err(ServeError::NotLoopback(addr));
-    }
     let listener = std::net::TcpListener::bind(addr).map_err(|source| ServeError::Listen { addr, source })?;
     listener.set_nonblocking(true).map_err(|source| ServeError::Listen { addr, source })?;
     Ok(listener)
 }
 
-/// Serves `board` on `listener` until `stop` completes. Expired leases are
-/// released before the first request (a lock that ran out while the board was
-/// down) and then every `SWEEP_PERIOD`.
+/// Serves `board` on `listener` until `stop` completes, to clients that `auth`
+/// admits. Expired leases are released before the first request (a lock that
+/// ran out while the board was down) and then every `SWEEP_PERIOD`.
 pub async fn serve(
     listener: std::net::TcpListener,
+    auth: ServerAuth,
+    limits: HttpLimits,
     board: Board,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
@@ -57,26 +53,14 @@ pub async fn serve(
     sweep(&shared, &mut sweep_failure).await;
     let sweeper = tokio::spawn(sweep_forever(shared.clone(), sweep_failure));
     let stopping = shared.clone();
-    let (drained, drain) = oneshot::channel::<()>();
     let until_stopped = async move {
         stop.await;
-        // Watches return what they have, so the drain below does not wait for them.
+        // Watches return what they have, so the drain does not wait for them.
         stopping.stop();
-        let _ = drained.send(());
     };
-    let server = axum::serve(listener, router(shared)).with_graceful_shutdown(until_stopped);
-    let serving = tokio::spawn(async move { server.await });
-    let _ = drain.await;
-    let result = match tokio::time::timeout(DRAIN, serving).await {
-        Ok(Ok(result)) => result.map_err(ServeError::Serve),
-        Ok(Err(e)) => Err(ServeError::Serve(io::Error::other(e))),
-        Err(_) => {
-            log::warn!("board: requests still open after {DRAIN:?}; closing them");
-            Ok(())
-        }
-    };
+    crate::svc::serve("board", Listener::Tcp(listener), router(shared), limits, Some(auth), until_stopped).await;
     sweeper.abort();
-    result
+    Ok(())
 }
 
 async fn sweep_forever(shared: Arc<SharedBoard>, mut last_failure: Option<String>) {
@@ -112,7 +96,7 @@ pub struct BoardServer {
 }
 
 impl BoardServer {
-    pub fn start(listen: SocketAddr, board: Board) -> Result<BoardServer, ServeError> {
+    pub fn start(listen: SocketAddr, auth: ServerAuth, board: Board) -> Result<BoardServer, ServeError> {
         let listener = bind(listen)?;
         let addr = listener.local_addr().map_err(|source| ServeError::Listen { addr: listen, source })?;
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -125,7 +109,7 @@ impl BoardServer {
             .name("sy-board".into())
             .spawn(move || {
                 // A dropped sender stops the server too.
-                let result = runtime.block_on(serve(listener, board, async move {
+                let result = runtime.block_on(serve(listener, auth, HttpLimits::default(), board, async move {
                     let _ = stopped.await;
                 }));
                 runtime.shutdown_timeout(DRAIN);
@@ -139,7 +123,7 @@ impl BoardServer {
         self.addr
     }
 
-    /// `http://127.0.0.1:PORT`
+    /// `http://127.0.0.1:PORT` (the bench and tests serve it with a token).
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }

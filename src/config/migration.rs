@@ -3,7 +3,10 @@
 use serde::Serialize;
 use toml::Spanned;
 
+use super::control::file;
 use super::raw::{RawBoard, RawMigration};
+use crate::svc::auth::ClientAuthFiles;
+use crate::svc::connect::ServiceUrl;
 use super::Problems;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -36,6 +39,8 @@ pub struct BoardConfig {
     pub host: Option<String>,
     /// Lease of the record locks this host takes as a migration destination.
     pub lease_ms: u64,
+    /// How this host authenticates to the board: a token for `http://`, TLS for `https://`.
+    pub auth: ClientAuthFiles,
 }
 
 pub(super) fn validate_migration(
@@ -95,12 +100,12 @@ pub(super) fn validate_board(
             );
             String::new()
         }
-        Some(url) if !url.get_ref().starts_with("http://") => {
+        Some(url) if ServiceUrl::parse(url.get_ref()).is_none() => {
             p.at(
                 url.span().start,
                 "board.url",
                 format!(
-                    "{:?} is not a URL of the form http://127.0.0.1:PORT",
+                    "{:?} is not a URL of the form http://127.0.0.1:PORT or https://HOST:PORT",
                     url.get_ref()
                 ),
             );
@@ -132,9 +137,30 @@ pub(super) fn validate_board(
             "",
         )
         .unwrap_or(30_000);
+    let auth = ClientAuthFiles {
+        token_file: file(p, &raw.token_file, "board.token_file"),
+        tls_ca: file(p, &raw.tls_ca, "board.tls_ca"),
+        tls_cert: file(p, &raw.tls_cert, "board.tls_cert"),
+        tls_key: file(p, &raw.tls_key, "board.tls_key"),
+    };
+    // The board authenticates every request: the files are read now, so a
+    // missing or unreadable one stops the start before anything runs.
+    let (tls, tls_files) = (url.starts_with("https://"), auth.tls_ca.is_some() || auth.tls_cert.is_some());
+    let problem = match auth.load() {
+        Err(problem) => Some(problem),
+        Ok(_) if tls && !tls_files => Some("an https:// board needs board.tls_ca, board.tls_cert and board.tls_key".into()),
+        Ok(_) if !tls && auth.token_file.is_none() && !url.is_empty() => {
+            Some("an http:// board needs board.token_file (the board's bearer token)".into())
+        }
+        Ok(_) => None,
+    };
+    if let Some(problem) = problem {
+        p.at(table_pos, "board", problem);
+    }
     Some(BoardConfig {
         url,
         host: raw.host.map(Spanned::into_inner),
         lease_ms,
+        auth,
     })
 }

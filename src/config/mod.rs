@@ -103,7 +103,8 @@ use toml::Spanned;
 
 use crate::store::ConfigSnapshot;
 use crate::wire::MacAddr;
-pub use control::{is_loopback, ControlConfig, SOCKET_PATH_MAX};
+pub use control::{ControlConfig, SocketGroup, CONTROL_AUTH_KEYS, SOCKET_PATH_MAX};
+pub use crate::svc::auth::is_loopback;
 pub use gateway::{GatewayConfig, VniMapping};
 pub use migration::{BoardConfig, MigrationConfig};
 pub use storage::StorageConfig;

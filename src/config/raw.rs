@@ -78,6 +78,14 @@ pub struct RawBoard {
     pub host: Option<Spanned<String>>,
     #[serde(default)]
     pub lease_ms: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub token_file: Option<Spanned<String>>,
+    #[serde(default)]
+    pub tls_ca: Option<Spanned<String>>,
+    #[serde(default)]
+    pub tls_cert: Option<Spanned<String>>,
+    #[serde(default)]
+    pub tls_key: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -86,7 +94,23 @@ pub struct RawControl {
     #[serde(default)]
     pub socket: Option<Spanned<String>>,
     #[serde(default)]
+    pub socket_group: Option<Spanned<String>>,
+    #[serde(default)]
     pub listen: Option<Spanned<String>>,
+    #[serde(default)]
+    pub token_file: Option<Spanned<String>>,
+    #[serde(default)]
+    pub tls_cert: Option<Spanned<String>>,
+    #[serde(default)]
+    pub tls_key: Option<Spanned<String>>,
+    #[serde(default)]
+    pub tls_client_ca: Option<Spanned<String>>,
+    #[serde(default)]
+    pub max_connections: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub header_timeout_ms: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub body_timeout_ms: Option<Spanned<i64>>,
     #[serde(default)]
     pub database: Option<Spanned<String>>,
 }

@@ -1,5 +1,7 @@
 use super::*;
 use crate::store::{AddressMigration, AddressMigrationSource, Network, PortNetwork, RemoteEndpoint, VmEndpoint};
+use crate::svc::auth::ClientAuthFiles;
+use crate::svc::{HttpLimits, ServerAuthFiles};
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -90,6 +92,7 @@ forward_to = 0
 [control]
 socket = "/tmp/sy.sock"
 listen = "127.0.0.1:8080"
+token_file = "/etc/switchyard/api.token"
 database = "db/config.redb"
 
 [[network]]
@@ -162,7 +165,9 @@ port = "vm0"
         control: ControlConfig {
             socket: "/tmp/sy.sock".into(),
             listen: Some("127.0.0.1:8080".parse().unwrap()),
+            auth: ServerAuthFiles { token_file: Some("/etc/switchyard/api.token".into()), ..Default::default() },
             database: "db/config.redb".into(),
+            ..ControlConfig::defaults(None)
         },
         migration: MigrationConfig::default(),
         tunnels: TunnelsConfig::default(),
@@ -794,23 +799,72 @@ fn control_defaults_follow_the_file_prefix() {
     let config = ok(&format!("[eal]\nfile_prefix = \"sy2\"\n{NULL_PORT}"));
     assert_eq!(config.control.socket, Path::new("/run/switchyard/sy2.sock"));
     assert_eq!(config.control.database, Path::new("/var/lib/switchyard/sy2.redb"));
-    let config = ok(&format!("[control]\nlisten = \"[::1]:9000\"\n{NULL_PORT}"));
+    let config = ok(&format!("[control]\nlisten = \"[::1]:9000\"\ntoken_file = \"/t\"\n{NULL_PORT}"));
     assert_eq!(config.control.listen, Some("[::1]:9000".parse().unwrap()));
+    assert_eq!(config.control.auth.token_file.as_deref(), Some(Path::new("/t")));
+    assert_eq!(config.control.socket_group, None);
+    assert_eq!(config.control.limits, HttpLimits::default());
+}
+
+#[test]
+fn control_on_tcp_needs_authentication() {
+    let e = |control: &str| err(&format!("[control]\n{control}\n{NULL_PORT}"));
+    // No token and no TLS: refused, whatever the address.
+    assert_eq!(
+        e("listen = \"127.0.0.1:8080\""),
+        "config error: x.toml: control.listen: 127.0.0.1:8080 on TCP needs authentication: set control.token_file \
+         (loopback addresses only), or control.tls_cert, control.tls_key and control.tls_client_ca (mutual TLS)"
+    );
+    // A token is for loopback only.
+    assert_eq!(
+        e("listen = \"0.0.0.0:8080\"\ntoken_file = \"/t\""),
+        "config error: x.toml: control.listen: 0.0.0.0:8080 is not a loopback address: a bearer token is accepted \
+         only on 127.0.0.1 or ::1; other addresses need TLS (control.tls_cert, control.tls_key and control.tls_client_ca)"
+    );
+    assert_eq!(
+        e("listen = \"192.0.2.1:80\"\ntls_cert = \"/c\"\ntls_key = \"/k\""),
+        "config error: x.toml: control.listen: TLS needs control.tls_cert, control.tls_key and control.tls_client_ca; \
+         control.tls_client_ca missing"
+    );
+    assert_eq!(
+        e("listen = \"127.0.0.1:80\"\ntoken_file = \"/t\"\ntls_cert = \"/c\"\ntls_key = \"/k\"\ntls_client_ca = \"/a\""),
+        "config error: x.toml: control.listen: give either control.token_file (loopback) or TLS (control.tls_cert, ...), not both"
+    );
+    assert_eq!(
+        e("token_file = \"/t\""),
+        "config error: x.toml: control.token_file: is set, but control.listen is not: it authenticates TCP clients only"
+    );
+    // TLS: any address.
+    let config = ok(&format!(
+        "[control]\nlisten = \"192.0.2.1:8443\"\ntls_cert = \"/c\"\ntls_key = \"/k\"\ntls_client_ca = \"/a\"\n{NULL_PORT}"
+    ));
+    assert_eq!(config.control.listen, Some("192.0.2.1:8443".parse().unwrap()));
+    assert_eq!(config.control.auth.tls_client_ca.as_deref(), Some(Path::new("/a")));
+    // The unix socket may be opened to one group that exists.
+    let config = ok(&format!("[control]\nsocket_group = \"root\"\n{NULL_PORT}"));
+    assert_eq!(config.control.socket_group, Some(SocketGroup { name: "root".into(), gid: 0 }));
+    assert_eq!(
+        e("socket_group = \"no-such-group-here\""),
+        "config error: x.toml: control.socket_group: \"no-such-group-here\" is not a group on this host"
+    );
+    let config = ok(&format!("[control]\nmax_connections = 8\nheader_timeout_ms = 500\nbody_timeout_ms = 700\n{NULL_PORT}"));
+    assert_eq!(
+        config.control.limits,
+        HttpLimits {
+            max_connections: 8,
+            header_timeout: std::time::Duration::from_millis(500),
+            body_timeout: std::time::Duration::from_millis(700)
+        }
+    );
+    assert_eq!(
+        e("max_connections = 0"),
+        "config error: x.toml: control.max_connections: 0 is out of range 1..=65536"
+    );
 }
 
 #[test]
 fn control_errors() {
     let e = |control: &str| err(&format!("[control]\n{control}\n{NULL_PORT}"));
-    assert_eq!(
-        e("listen = \"0.0.0.0:8080\""),
-        "config error: x.toml: control.listen: 0.0.0.0:8080 is not a loopback address; the control API has no \
-         authentication, so it listens only on 127.0.0.1 or ::1"
-    );
-    assert_eq!(
-        e("listen = \"192.0.2.1:80\""),
-        "config error: x.toml: control.listen: 192.0.2.1:80 is not a loopback address; the control API has no \
-         authentication, so it listens only on 127.0.0.1 or ::1"
-    );
     assert_eq!(
         e("listen = \"localhost:80\""),
         "config error: x.toml: control.listen: \"localhost:80\" is not an address and port such as \"127.0.0.1:8080\""
@@ -826,7 +880,7 @@ fn control_errors() {
         format!("config error: x.toml: control.socket: \"{long}\" is 108 bytes; a unix socket path has at most 107")
     );
     assert_eq!(e("database = \"\""), "config error: x.toml: control.database: is empty");
-    assert_eq!(e("sockett = \"/a\""), "config error: x.toml: line 2: unknown field `sockett`, expected one of `socket`, `listen`, `database`");
+    assert_eq!(e("sockett = \"/a\""), "config error: x.toml: line 2: unknown field `sockett`, expected one of `socket`, `socket_group`, `listen`, `token_file`, `tls_cert`, `tls_key`, `tls_client_ca`, `max_connections`, `header_timeout_ms`, `body_timeout_ms`, `database`");
 }
 
 /// vm0 (vm) and uplink0 (uplink), then `records`.
@@ -1056,16 +1110,38 @@ fn migration_and_board_sections() {
     let config = ok(&format!("[mempool]\nmbufs = 2047\n{NULL_PORT}"));
     assert_eq!(config.migration.buffer_packets, 1023, "the default never exceeds half the pool");
     assert_eq!(config.board, None);
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("board.token");
+    std::fs::write(&token, "0123456789abcdef0123456789abcdef\n").unwrap();
+    let token = token.to_str().unwrap();
     let config = ok(&format!(
         "[migration]\nbuffer_packets = 100\nbuffer_bytes = 65536\nlinger_ms = 0\n\
-         [board]\nurl = \"http://127.0.0.1:7400\"\nhost = \"host-a\"\n{NULL_PORT}"
+         [board]\nurl = \"http://127.0.0.1:7400\"\nhost = \"host-a\"\ntoken_file = \"{token}\"\n{NULL_PORT}"
     ));
     assert_eq!(config.migration, MigrationConfig { buffer_packets: 100, buffer_bytes: 65536, linger_ms: 0 });
     assert_eq!(
         config.board,
-        Some(BoardConfig { url: "http://127.0.0.1:7400".into(), host: Some("host-a".into()), lease_ms: 30_000 })
+        Some(BoardConfig {
+            url: "http://127.0.0.1:7400".into(),
+            host: Some("host-a".into()),
+            lease_ms: 30_000,
+            auth: ClientAuthFiles { token_file: Some(token.into()), ..Default::default() }
+        })
     );
     let e = |text: &str| err(&format!("{text}\n{NULL_PORT}"));
+    // The board authenticates every request: a client without credentials is refused before the start.
+    assert_eq!(
+        e("[board]\nurl = \"http://127.0.0.1:7400\""),
+        "config error: x.toml: board: an http:// board needs board.token_file (the board's bearer token)"
+    );
+    assert_eq!(
+        e("[board]\nurl = \"https://192.0.2.9:7400\""),
+        "config error: x.toml: board: an https:// board needs board.tls_ca, board.tls_cert and board.tls_key"
+    );
+    assert_eq!(
+        e("[board]\nurl = \"http://127.0.0.1:7400\"\ntoken_file = \"/nonexistent/board.token\""),
+        "config error: x.toml: board: token file /nonexistent/board.token: No such file or directory (os error 2)"
+    );
     assert_eq!(
         e("[migration]\nbuffer_packets = 5000"),
         "config error: x.toml: migration.buffer_packets: 5000 is out of range 1..=4095 \
@@ -1085,14 +1161,14 @@ fn migration_and_board_sections() {
     );
     assert_eq!(
         e("[board]\nurl = \"127.0.0.1:7400\""),
-        "config error: x.toml: board.url: \"127.0.0.1:7400\" is not a URL of the form http://127.0.0.1:PORT"
+        "config error: x.toml: board.url: \"127.0.0.1:7400\" is not a URL of the form http://127.0.0.1:PORT or https://HOST:PORT"
     );
     assert_eq!(
-        e("[board]\nurl = \"http://127.0.0.1:1\"\nhost = \"a b\""),
+        e(&format!("[board]\nurl = \"http://127.0.0.1:1\"\ntoken_file = \"{token}\"\nhost = \"a b\"")),
         "config error: x.toml: board.host: \"a b\" must be 1 to 64 characters of A-Z a-z 0-9 . _ -"
     );
     assert_eq!(
-        e("[board]\nurl = \"http://127.0.0.1:1\"\nlease_ms = 5"),
+        e(&format!("[board]\nurl = \"http://127.0.0.1:1\"\ntoken_file = \"{token}\"\nlease_ms = 5")),
         "config error: x.toml: board.lease_ms: 5 is out of range 100..=3600000"
     );
 }

@@ -25,9 +25,12 @@ pub struct CtlArgs {
     /// The API's unix socket (`control.socket` in the config).
     #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET, global = true)]
     pub socket: PathBuf,
-    /// Use the loopback TCP listener instead (`control.listen`), e.g. http://127.0.0.1:8080.
+    /// Use the TCP listener instead (`control.listen`): http://127.0.0.1:8080 with
+    /// --token-file, or https://HOST:PORT with --tls-ca, --tls-cert and --tls-key.
     #[arg(long, value_name = "URL", global = true, conflicts_with = "socket")]
     pub url: Option<String>,
+    #[command(flatten)]
+    pub auth: crate::svc::auth::AuthArgs,
     /// Print the API's JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
@@ -270,7 +273,7 @@ pub fn main(args: CtlArgs) -> ExitCode {
 
 pub fn client_for(args: &CtlArgs) -> Result<Client, ClientError> {
     match &args.url {
-        Some(url) => Client::url(url),
+        Some(url) => Client::url(url, args.auth.client().map_err(ClientError::Argument)?),
         None => Ok(Client::unix(&args.socket)),
     }
 }

@@ -1,5 +1,6 @@
-//! HTTP/1.1 client of the control API (hyper), over the unix socket or loopback TCP.
-//! One connection per request: the CLI makes one or two.
+//! HTTP/1.1 client of the control API (hyper), over the unix socket or TCP
+//! (a bearer token on `http://`, TLS on `https://`). One connection per
+//! request: the CLI makes one or two.
 use std::path::PathBuf;
 
 use axum::body::Bytes;
@@ -8,20 +9,21 @@ use hyper::{header, Method, Request};
 use hyper_util::rt::TokioIo;
 
 use super::error::ErrorBody;
+use crate::svc::connect::{connect, ServiceUrl};
+use crate::svc::ClientAuth;
 
 /// Where the API is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Target {
     Unix(PathBuf),
-    /// `host:port` from an `http://host:port` URL.
-    Tcp(String),
+    Tcp(ServiceUrl),
 }
 
 impl std::fmt::Display for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Target::Unix(path) => write!(f, "{}", path.display()),
-            Target::Tcp(authority) => write!(f, "http://{authority}"),
+            Target::Tcp(url) => write!(f, "{url}"),
         }
     }
 }
@@ -30,7 +32,7 @@ impl std::fmt::Display for Target {
 pub enum ClientError {
     #[error("cannot connect to {target}: {source}; is switchyard running with this control socket?")]
     Connect { target: Target, source: std::io::Error },
-    #[error("{0:?} is not a URL of the form http://127.0.0.1:PORT")]
+    #[error("{0:?} is not a URL of the form http://127.0.0.1:PORT or https://HOST:PORT")]
     BadUrl(String),
     #[error("the request to {target} failed: {message}")]
     Http { target: Target, message: String },
@@ -76,23 +78,19 @@ impl Reply {
 #[derive(Clone, Debug)]
 pub struct Client {
     target: Target,
+    auth: ClientAuth,
 }
 
 impl Client {
     pub fn unix(path: impl Into<PathBuf>) -> Client {
-        Client { target: Target::Unix(path.into()) }
+        Client { target: Target::Unix(path.into()), auth: ClientAuth::default() }
     }
 
-    /// `http://HOST:PORT` (a trailing `/` is allowed; nothing else).
-    pub fn url(url: &str) -> Result<Client, ClientError> {
-        let bad = || ClientError::BadUrl(url.to_string());
-        let rest = url.strip_prefix("http://").ok_or_else(bad)?;
-        let authority = rest.strip_suffix('/').unwrap_or(rest);
-        let uri: hyper::Uri = format!("http://{authority}/").parse().map_err(|_| bad())?;
-        if authority.is_empty() || authority.contains('/') || uri.port_u16().is_none() {
-            return Err(bad());
-        }
-        Ok(Client { target: Target::Tcp(authority.to_string()) })
+    /// `http://HOST:PORT` or `https://HOST:PORT` (a trailing `/` is allowed;
+    /// nothing else), with the credentials to present.
+    pub fn url(url: &str, auth: ClientAuth) -> Result<Client, ClientError> {
+        let url = ServiceUrl::parse(url).ok_or_else(|| ClientError::BadUrl(url.to_string()))?;
+        Ok(Client { target: Target::Tcp(url), auth })
     }
 
     pub fn target(&self) -> &Target {
@@ -111,9 +109,12 @@ impl Client {
             |e: &dyn std::fmt::Display| ClientError::Http { target: self.target.clone(), message: e.to_string() };
         let host = match &self.target {
             Target::Unix(_) => "localhost",
-            Target::Tcp(authority) => authority,
+            Target::Tcp(url) => &url.authority,
         };
         let mut request = Request::builder().method(method).uri(path).header(header::HOST, host);
+        if let (Target::Tcp(_), Some(token)) = (&self.target, &self.auth.token) {
+            request = request.header(header::AUTHORIZATION, token.header_value());
+        }
         if let Some(content_type) = content_type {
             request = request.header(header::CONTENT_TYPE, content_type);
         }
@@ -124,8 +125,8 @@ impl Client {
                 let stream = tokio::net::UnixStream::connect(path).await.map_err(connect_error)?;
                 exchange(TokioIo::new(stream), request).await
             }
-            Target::Tcp(authority) => {
-                let stream = tokio::net::TcpStream::connect(authority.as_str()).await.map_err(connect_error)?;
+            Target::Tcp(url) => {
+                let stream = connect(url, &self.auth).await.map_err(connect_error)?;
                 exchange(TokioIo::new(stream), request).await
             }
         };

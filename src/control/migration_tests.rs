@@ -39,7 +39,12 @@ fn lingering_host(vtep: &str, with_x: bool, linger: Duration) -> Host {
         vm_ports: vec![VmPort { name: "vm0".into(), id: PortId(0) }, VmPort { name: "vm1".into(), id: PortId(1) }],
         local_vtep: vtep.parse().unwrap(),
         linger,
-        board: Some(BoardConfig { url: "http://127.0.0.1:9".into(), host: None, lease_ms: 30_000 }),
+        board: Some(BoardConfig {
+            url: "http://127.0.0.1:9".into(),
+            host: None,
+            lease_ms: 30_000,
+            auth: Default::default(),
+        }),
     };
     let runtime = Arc::new(FakeRuntime::new().with_migration_plane(plane));
     let control = Control::new(Store::open(dir.path().join("config.redb")).unwrap(), runtime).unwrap();

@@ -1,22 +1,26 @@
-//! Serving the API: unix socket (always) and loopback TCP (when configured), on a
-//! dedicated thread with a single-threaded tokio runtime.
+//! Serving the API: the unix socket (always) on a thread of its own with a
+//! single-threaded tokio runtime, which also runs the housekeeping; TCP (when
+//! configured, authenticated) on a second such thread, so that TCP clients can
+//! never starve the unix socket.
 use std::io;
 use std::net::SocketAddr;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 
 use super::core::Control;
 use super::runtime::Runtime;
-use crate::config::{is_loopback, ControlConfig, StorageConfig};
+use crate::config::{ControlConfig, StorageConfig, CONTROL_AUTH_KEYS};
 use crate::store::{Store, StoreError};
+use crate::svc::{HttpLimits, Listener, ServerAuth};
 
 /// How long a stop waits for requests in flight before closing connections.
-const DRAIN: Duration = Duration::from_secs(2);
+const DRAIN: Duration = crate::svc::serve::DRAIN;
 /// How often migration housekeeping runs: a VM announcing itself at its
 /// destination is noticed within this time.
 const MIGRATION_TICK: Duration = Duration::from_millis(5);
@@ -25,10 +29,9 @@ const REPORT_INTERVAL: Duration = Duration::from_millis(20);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
-    #[error(
-        "control API: {0} is not a loopback address; the API has no authentication, so it listens only on 127.0.0.1 or ::1"
-    )]
-    NotLoopback(SocketAddr),
+    /// TCP without usable authentication (checked again here: the config may not come from a file).
+    #[error("control API: control.listen: {0}")]
+    Auth(String),
     #[error("control API: cannot create the socket directory {}: {source}", path.display())]
     SocketDir { path: PathBuf, source: io::Error },
     #[error("control API: {} exists and is not a socket; refusing to replace it", .0.display())]
@@ -37,6 +40,8 @@ pub enum ControlError {
     SocketInUse(PathBuf),
     #[error("control API: cannot listen on {}: {source}", path.display())]
     Socket { path: PathBuf, source: io::Error },
+    #[error("control API: cannot give {} to group {group}: {source}", path.display())]
+    SocketGroup { path: PathBuf, group: String, source: io::Error },
     #[error("control API: cannot listen on {addr}: {source}")]
     Tcp { addr: SocketAddr, source: io::Error },
     #[error("control API: cannot start its thread: {0}")]
@@ -56,8 +61,8 @@ pub struct ControlHandle {
     /// (device, inode) of the socket we bound, so we never remove someone else's.
     socket_id: (u64, u64),
     tcp: Option<SocketAddr>,
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    stop: Option<watch::Sender<bool>>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 impl ControlHandle {
@@ -77,11 +82,11 @@ impl ControlHandle {
 
     fn stop_now(&mut self) {
         if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+            let _ = stop.send(true);
         }
-        if let Some(thread) = self.thread.take() {
+        for thread in self.threads.drain(..) {
             if thread.join().is_err() {
-                log::error!("control: the API thread panicked");
+                log::error!("control: an API thread panicked");
             }
         }
         if let Ok(meta) = std::fs::symlink_metadata(&self.socket) {
@@ -115,14 +120,17 @@ pub fn spawn_with_storage(
     store: Store,
     runtime: Arc<dyn Runtime>,
 ) -> Result<ControlHandle, ControlError> {
-    if let Some(addr) = config.listen.filter(|a| !is_loopback(a)) {
-        return Err(ControlError::NotLoopback(addr));
-    }
+    let auth = match config.listen {
+        Some(addr) => Some(
+            config.auth.check(&addr, &CONTROL_AUTH_KEYS).and_then(|()| config.auth.load()).map_err(ControlError::Auth)?,
+        ),
+        None => None,
+    };
     let control = Arc::new(match storage {
         Some(storage) => Control::with_storage(store, runtime, storage)?,
         None => Control::new(store, runtime)?,
     });
-    let unix = bind_unix(&config.socket)?;
+    let unix = bind_unix(config)?;
     let meta = std::fs::symlink_metadata(&config.socket)
         .map_err(|source| ControlError::Socket { path: config.socket.clone(), source })?;
     let socket_id = (meta.dev(), meta.ino());
@@ -140,54 +148,78 @@ pub fn spawn_with_storage(
         }
     };
     let tcp_addr = tcp.as_ref().and_then(|l| l.local_addr().ok());
-
-    let started = (|| {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build()?;
-        let (unix, tcp) = {
-            let _context = runtime.enter();
+    let (stop, stopped) = watch::channel(false);
+    let router = super::http::router(control.clone());
+    let limits = config.limits;
+    let mut threads = Vec::new();
+    let unix_thread = {
+        let (router, control, stopped) = (router.clone(), control.clone(), stopped.clone());
+        serving_thread("sy-control", move || {
             unix.set_nonblocking(true)?;
             let unix = tokio::net::UnixListener::from_std(unix)?;
-            let tcp = match tcp {
-                Some(tcp) => {
-                    tcp.set_nonblocking(true)?;
-                    Some(tokio::net::TcpListener::from_std(tcp)?)
-                }
-                None => None,
-            };
-            (unix, tcp)
-        };
-        let (stop, stopped) = oneshot::channel();
-        let router = super::http::router(control.clone());
-        let housekeeping = control.clone();
-        let thread = std::thread::Builder::new().name("sy-control".into()).spawn(move || {
-            runtime.block_on(serve(unix, tcp, router, housekeeping, stopped));
-            runtime.shutdown_timeout(DRAIN);
-        })?;
-        Ok::<_, io::Error>((stop, thread))
-    })();
-    let (stop, thread) = match started {
-        Ok(started) => started,
-        Err(e) => {
-            remove_socket();
-            return Err(ControlError::Thread(e));
-        }
+            Ok(serve_unix(unix, router, limits, control, stopped))
+        })
     };
-    log::info!(
-        "control: API on {}{}",
-        config.socket.display(),
-        tcp_addr.map(|a| format!(" and http://{a}")).unwrap_or_default()
-    );
-    Ok(ControlHandle {
+    let started = unix_thread.map(|thread| threads.push(thread)).and_then(|()| match (tcp, auth) {
+        (Some(tcp), Some(auth)) => serving_thread("sy-control-tcp", move || {
+            tcp.set_nonblocking(true)?;
+            let tcp = tokio::net::TcpListener::from_std(tcp)?;
+            Ok(crate::svc::serve("control API", Listener::Tcp(tcp), router, limits, Some(auth), until_stop(stopped)))
+        })
+        .map(|thread| threads.push(thread)),
+        _ => Ok(()),
+    });
+    let handle = ControlHandle {
         control,
         socket: config.socket.clone(),
         socket_id,
         tcp: tcp_addr,
         stop: Some(stop),
-        thread: Some(thread),
+        threads,
+    };
+    if let Err(e) = started {
+        // Dropping the handle stops what did start and removes the socket.
+        drop(handle);
+        return Err(ControlError::Thread(e));
+    }
+    log::info!(
+        "control: API on {}{}",
+        config.socket.display(),
+        tcp_addr.map(|a| format!(" and {}://{a}", if config.auth.tls_configured() { "https" } else { "http" })).unwrap_or_default()
+    );
+    Ok(handle)
+}
+
+/// A thread with a single-threaded tokio runtime that runs the future `start`
+/// makes to its end (made on the thread, in the runtime's context, so that it
+/// can register sockets; an error there is logged).
+fn serving_thread<F>(name: &'static str, start: impl FnOnce() -> io::Result<F> + Send + 'static) -> io::Result<JoinHandle<()>>
+where
+    F: std::future::Future<Output = ()>,
+{
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build()?;
+    std::thread::Builder::new().name(name.into()).spawn(move || {
+        let serving = {
+            let _context = runtime.enter();
+            start()
+        };
+        match serving {
+            Ok(serving) => runtime.block_on(serving),
+            Err(e) => log::error!("control: {name}: cannot serve: {e}"),
+        }
+        runtime.shutdown_timeout(DRAIN);
     })
 }
 
-fn bind_unix(path: &Path) -> Result<std::os::unix::net::UnixListener, ControlError> {
+async fn until_stop(mut stopped: watch::Receiver<bool>) {
+    // A dropped sender (handle gone without shutdown) stops the server too.
+    let _ = stopped.wait_for(|stop| *stop).await;
+}
+
+/// Binds the unix socket: mode 0600, or 0660 and the group `control.socket_group`;
+/// a stale socket left by a crash is replaced, a live one is an error.
+fn bind_unix(config: &ControlConfig) -> Result<UnixListener, ControlError> {
+    let path = config.socket.as_path();
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|source| ControlError::SocketDir { path: dir.to_path_buf(), source })?;
     }
@@ -202,12 +234,22 @@ fn bind_unix(path: &Path) -> Result<std::os::unix::net::UnixListener, ControlErr
         }
         Err(_) => {}
     }
-    let listener = std::os::unix::net::UnixListener::bind(path)
-        .map_err(|source| ControlError::Socket { path: path.to_path_buf(), source })?;
-    // The API has no authentication: only the owner (root, normally) may use it.
-    if let Err(source) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
+    let listener =
+        UnixListener::bind(path).map_err(|source| ControlError::Socket { path: path.to_path_buf(), source })?;
+    // Whoever can connect has the whole API: the owner (root, normally), and the one group if configured.
+    let shared = match &config.socket_group {
+        None => Ok(0o600),
+        Some(group) => std::os::unix::fs::chown(path, None, Some(group.gid))
+            .map(|()| 0o660)
+            .map_err(|source| ControlError::SocketGroup { path: path.to_path_buf(), group: group.name.clone(), source }),
+    };
+    let result = shared.and_then(|mode| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .map_err(|source| ControlError::Socket { path: path.to_path_buf(), source })
+    });
+    if let Err(e) = result {
         let _ = std::fs::remove_file(path);
-        return Err(ControlError::Socket { path: path.to_path_buf(), source });
+        return Err(e);
     }
     Ok(listener)
 }
@@ -227,12 +269,13 @@ fn periodic(interval: Duration, control: Arc<Control>, what: &'static str, job: 
     })
 }
 
-async fn serve(
+/// The unix socket and the housekeeping, until the stop.
+async fn serve_unix(
     unix: tokio::net::UnixListener,
-    tcp: Option<tokio::net::TcpListener>,
     router: axum::Router,
+    limits: HttpLimits,
     control: Arc<Control>,
-    stopped: oneshot::Receiver<()>,
+    stopped: watch::Receiver<bool>,
 ) {
     // Housekeeping, off the reactor thread like every change: VMs announcing
     // themselves and finished migrations; VM reports of address migrations.
@@ -244,33 +287,11 @@ async fn serve(
     ];
     // With `[board]`: register this host's VMs, follow the board.
     housekeeping.extend(super::board_agent::spawn(&control).into_iter().flatten());
-    let (drain, draining) = watch::channel(());
-    let until_stop = |mut draining: watch::Receiver<()>| async move {
-        let _ = draining.changed().await;
-    };
-    let mut servers = Vec::new();
-    let unix_server = axum::serve(unix, router.clone()).with_graceful_shutdown(until_stop(draining.clone()));
-    servers.push(tokio::spawn(async move { unix_server.await }));
-    if let Some(tcp) = tcp {
-        let tcp_server = axum::serve(tcp, router).with_graceful_shutdown(until_stop(draining));
-        servers.push(tokio::spawn(async move { tcp_server.await }));
-    }
-    // A dropped sender (handle gone without shutdown) stops the server too.
-    let _ = stopped.await;
-    for task in &housekeeping {
-        task.abort();
-    }
-    let _ = drain.send(());
-    let finished = async {
-        for server in servers {
-            match server.await {
-                Ok(Err(e)) => log::error!("control: the API server failed: {e}"),
-                Err(e) => log::error!("control: the API server task failed: {e}"),
-                Ok(Ok(())) => {}
-            }
+    let stop = async move {
+        until_stop(stopped).await;
+        for task in &housekeeping {
+            task.abort();
         }
     };
-    if tokio::time::timeout(DRAIN, finished).await.is_err() {
-        log::warn!("control: requests still open after {DRAIN:?}; closing them");
-    }
+    crate::svc::serve("control API", Listener::Unix(unix), router, limits, None::<ServerAuth>, stop).await;
 }

@@ -14,6 +14,8 @@ use super::coordinator::Coordinator;
 use super::http::{controller_router, coordinator_router, Shared};
 use super::model::check_cloud;
 use super::serve::{bind, serve};
+use crate::svc::auth::AuthArgs;
+use crate::svc::serve::HttpLimitArgs;
 use super::store::RedbIntercloudStore;
 use super::tasks::{follow, hand_over, parse_vtep};
 
@@ -25,15 +27,20 @@ pub struct CoordinatorArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum CoordinatorCommand {
-    /// Serve the network coordinator on a loopback address until SIGINT/SIGTERM.
-    /// Prints `coordinator listening on http://ADDR` once it accepts requests.
+    /// Serve the network coordinator until SIGINT/SIGTERM. Prints
+    /// `coordinator listening on URL` once it accepts requests.
     Serve {
-        /// 127.0.0.1:PORT or [::1]:PORT; port 0 picks a free one.
+        /// ADDR:PORT (port 0 picks a free one): a loopback address with --token-file,
+        /// any address with --tls-ca, --tls-cert and --tls-key.
         #[arg(long, value_name = "ADDR")]
         listen: String,
         /// Its redb file (created when absent).
         #[arg(long, value_name = "PATH")]
         database: PathBuf,
+        #[command(flatten)]
+        auth: AuthArgs,
+        #[command(flatten)]
+        limits: HttpLimitArgs,
     },
 }
 
@@ -46,8 +53,10 @@ pub struct ControllerArgs {
 #[derive(Subcommand, Debug)]
 pub enum ControllerCommand {
     /// Serve a cloud's network controller until SIGINT/SIGTERM. Prints
-    /// `controller listening on http://ADDR` once it accepts requests.
+    /// `controller listening on URL` once it accepts requests. The credential
+    /// flags also authenticate it to the coordinator.
     Serve {
+        /// ADDR:PORT, as for the coordinator.
         #[arg(long, value_name = "ADDR")]
         listen: String,
         #[arg(long, value_name = "PATH")]
@@ -65,11 +74,18 @@ pub enum ControllerCommand {
         /// in case it is announced again (a move): the other clouds see no change.
         #[arg(long, default_value_t = 200)]
         withdraw_hold_ms: u64,
+        #[command(flatten)]
+        auth: AuthArgs,
+        #[command(flatten)]
+        limits: HttpLimitArgs,
     },
 }
 
 #[derive(Args, Debug)]
 pub struct AgentArgs {
+    /// How the agent authenticates to the controller or coordinator.
+    #[command(flatten)]
+    pub auth: AuthArgs,
     #[command(subcommand)]
     pub command: AgentCommand,
 }
@@ -134,13 +150,12 @@ fn announce_ready(line: &str) -> Result<(), String> {
 }
 
 pub fn coordinator_main(args: CoordinatorArgs) -> ExitCode {
-    let CoordinatorCommand::Serve { listen, database } = args.command;
-    exit(runtime().and_then(|runtime| runtime.block_on(serve_coordinator(&listen, &database))))
+    let CoordinatorCommand::Serve { listen, database, auth, limits } = args.command;
+    exit(runtime().and_then(|runtime| runtime.block_on(serve_coordinator(&listen, &database, &auth, limits))))
 }
 
-async fn serve_coordinator(listen: &str, database: &Path) -> Result<(), String> {
-    let listener = bind("coordinator", listen)?;
-    let local = listener.local_addr().map_err(|e| format!("coordinator: {e}"))?;
+async fn serve_coordinator(listen: &str, database: &Path, auth: &AuthArgs, limits: HttpLimitArgs) -> Result<(), String> {
+    let bound = bind("coordinator", listen, auth)?;
     let store = RedbIntercloudStore::open(database, "coordinator").map_err(|e| format!("coordinator: {e}"))?;
     let coordinator = Coordinator::open(store).map_err(|e| format!("coordinator: {e}"))?;
     log::info!(
@@ -152,32 +167,26 @@ async fn serve_coordinator(listen: &str, database: &Path) -> Result<(), String> 
     );
     let shared = Shared::new(coordinator);
     let stop = crate::stop_signal::until_stop_signal("coordinator")?;
-    announce_ready(&format!("coordinator listening on http://{local}"))?;
+    announce_ready(&format!("coordinator listening on {}", bound.url))?;
     let stopping = shared.clone();
-    serve("coordinator", listener, coordinator_router(shared), Vec::new(), move || stopping.stop(), stop).await
+    let router = coordinator_router(shared);
+    serve("coordinator", bound, limits.limits(), router, Vec::new(), move || stopping.stop(), stop).await
 }
 
 pub fn controller_main(args: ControllerArgs) -> ExitCode {
-    let ControllerCommand::Serve { listen, database, cloud, gateway_vtep, coordinator, withdraw_hold_ms } = args.command;
-    let hold = Duration::from_millis(withdraw_hold_ms);
-    exit(runtime().and_then(|runtime| {
-        runtime.block_on(serve_controller(&listen, &database, &cloud, &gateway_vtep, &coordinator, hold))
-    }))
+    exit(runtime().and_then(|runtime| runtime.block_on(serve_controller(args.command))))
 }
 
-async fn serve_controller(
-    listen: &str,
-    database: &Path,
-    cloud: &str,
-    gateway_vtep: &str,
-    coordinator: &str,
-    hold: Duration,
-) -> Result<(), String> {
+async fn serve_controller(command: ControllerCommand) -> Result<(), String> {
+    let ControllerCommand::Serve { listen, database, cloud, gateway_vtep, coordinator, withdraw_hold_ms, auth, limits } =
+        command;
+    let hold = Duration::from_millis(withdraw_hold_ms);
+    let (database, cloud) = (database.as_path(), cloud.as_str());
     check_cloud(cloud).map_err(|invalid| format!("--cloud: {}", invalid.problem))?;
-    let gateway_vtep = parse_vtep("--gateway-vtep", gateway_vtep)?;
-    let coordinator = Peer::url(coordinator).map_err(|e| format!("--coordinator: {e}"))?;
-    let listener = bind("controller", listen)?;
-    let local = listener.local_addr().map_err(|e| format!("controller: {e}"))?;
+    let gateway_vtep = parse_vtep("--gateway-vtep", &gateway_vtep)?;
+    let client_auth = auth.client()?;
+    let coordinator = Peer::url(&coordinator, &client_auth).map_err(|e| format!("--coordinator: {e}"))?;
+    let bound = bind("controller", &listen, &auth)?;
     let store = RedbIntercloudStore::open(database, &format!("controller:{cloud}")).map_err(|e| format!("controller: {e}"))?;
     let controller = Controller::open(store, cloud, gateway_vtep).map_err(|e| format!("controller: {e}"))?;
     log::info!(
@@ -193,25 +202,27 @@ async fn serve_controller(
         tokio::spawn(follow(shared.clone(), coordinator, registration)),
     ];
     let stop = crate::stop_signal::until_stop_signal("controller")?;
-    announce_ready(&format!("controller listening on http://{local}"))?;
+    announce_ready(&format!("controller listening on {}", bound.url))?;
     let stopping = shared.clone();
-    serve("controller", listener, controller_router(shared), tasks, move || stopping.stop(), stop).await
+    let router = controller_router(shared);
+    serve("controller", bound, limits.limits(), router, tasks, move || stopping.stop(), stop).await
 }
 
 pub fn agent_main(args: AgentArgs) -> ExitCode {
-    exit(runtime().and_then(|runtime| runtime.block_on(run_agent(args.command))))
+    exit(runtime().and_then(|runtime| runtime.block_on(run_agent(args))))
 }
 
-async fn run_agent(command: AgentCommand) -> Result<(), String> {
-    let (socket, source, state) = match command {
+async fn run_agent(args: AgentArgs) -> Result<(), String> {
+    let auth = args.auth.client()?;
+    let (socket, source, state) = match args.command {
         AgentCommand::Switch { switch_socket, controller, vtep, state } => {
             let vtep = parse_vtep("--vtep", &vtep)?;
-            let controller = Peer::url(&controller).map_err(|e| format!("--controller: {e}"))?;
+            let controller = Peer::url(&controller, &auth).map_err(|e| format!("--controller: {e}"))?;
             (switch_socket, Source::Controller { controller, vtep }, state)
         }
         AgentCommand::Gateway { switch_socket, coordinator, cloud, state } => {
             check_cloud(&cloud).map_err(|invalid| format!("--cloud: {}", invalid.problem))?;
-            let coordinator = Peer::url(&coordinator).map_err(|e| format!("--coordinator: {e}"))?;
+            let coordinator = Peer::url(&coordinator, &auth).map_err(|e| format!("--coordinator: {e}"))?;
             (switch_socket, Source::Gateway { coordinator, cloud }, state)
         }
     };

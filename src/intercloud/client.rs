@@ -30,9 +30,9 @@ pub struct Peer {
 }
 
 impl Peer {
-    /// `http://127.0.0.1:PORT`.
-    pub fn url(url: &str) -> Result<Peer, String> {
-        let client = Client::url(url).map_err(|e| e.to_string())?;
+    /// `http://127.0.0.1:PORT` (with a token) or `https://HOST:PORT` (with TLS).
+    pub fn url(url: &str, auth: &crate::svc::ClientAuth) -> Result<Peer, String> {
+        let client = Client::url(url, auth.clone()).map_err(|e| e.to_string())?;
         Ok(Peer { target: url.trim_end_matches('/').to_string(), client })
     }
 

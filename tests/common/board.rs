@@ -1,10 +1,12 @@
 //! The bulletin board as a process: `switchyard board serve` on 127.0.0.1:0.
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Output, Stdio};
 
 use switchyard::board::BoardClient;
 use switchyard::control::client::Client;
+use switchyard::svc::auth::Token;
+use switchyard::svc::ClientAuth;
 
 use super::switchyard;
 
@@ -12,14 +14,19 @@ use super::switchyard;
 pub struct BoardProcess {
     child: Option<Child>,
     pub url: String,
+    /// The board's bearer token (`<database>.token`, made by the board at its first start).
+    pub token_file: PathBuf,
 }
 
 impl BoardProcess {
     /// Starts it and waits for its `board listening on URL` line.
     pub fn start(database: &Path) -> BoardProcess {
+        let token_file = database.with_extension("token");
         let mut child = switchyard()
             .args(["board", "serve", "--listen", "127.0.0.1:0", "--database"])
             .arg(database)
+            .arg("--token-file")
+            .arg(&token_file)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -30,15 +37,24 @@ impl BoardProcess {
             let out = child.wait_with_output().unwrap();
             panic!("the board did not start: {line:?} {}", String::from_utf8_lossy(&out.stderr));
         };
-        BoardProcess { url: url.to_string(), child: Some(child) }
+        BoardProcess { url: url.to_string(), child: Some(child), token_file }
+    }
+
+    /// The `[board]` keys a switch follows this board with.
+    pub fn switch_keys(&self) -> String {
+        format!("url = \"{}\"\ntoken_file = \"{}\"\n", self.url, self.token_file.display())
+    }
+
+    pub fn auth(&self) -> ClientAuth {
+        ClientAuth { token: Some(Token::read(&self.token_file).unwrap()), tls: None }
     }
 
     pub fn client(&self) -> BoardClient {
-        BoardClient::new(&self.url).unwrap()
+        BoardClient::new(&self.url, self.auth()).unwrap()
     }
 
     pub fn raw(&self) -> Client {
-        Client::url(&self.url).unwrap()
+        Client::url(&self.url, self.auth()).unwrap()
     }
 
     /// SIGKILL: no chance to clean up.

@@ -2,7 +2,7 @@
 //! `controller serve`, `agent switch|gateway`), each killed when dropped, its
 //! log in `<dir>/<name>.log`.
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use super::{switchyard, Running};
@@ -12,15 +12,30 @@ pub struct Role {
     _running: Running,
     /// Where it serves (empty for an agent).
     pub url: String,
+    /// The bearer token all roles of a test share (`token_file(dir)`).
+    pub token_file: PathBuf,
+}
+
+/// The token file the roles started in `dir` share: the first server makes it.
+pub fn token_file(dir: &Path) -> PathBuf {
+    dir.join("roles.token")
 }
 
 impl Role {
-    /// Starts `switchyard args...` and waits for its first line: `<role>
-    /// listening on URL`, or an agent's `... running for ...`.
+    /// Starts `switchyard args... --token-file <token_file(dir)>` and waits for
+    /// its first line: `<role> listening on URL`, or an agent's `... running for ...`.
     pub fn start(dir: &Path, name: &str, args: &[&str]) -> Role {
         let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
-        let mut child =
-            switchyard().env("RUST_LOG", "info").args(args).stdout(Stdio::piped()).stderr(Stdio::from(log)).spawn().unwrap();
+        let token_file = token_file(dir);
+        let mut child = switchyard()
+            .env("RUST_LOG", "info")
+            .args(args)
+            .arg("--token-file")
+            .arg(&token_file)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         let running = Running(Some(child));
@@ -29,7 +44,13 @@ impl Role {
             None if line.contains(" running for ") => String::new(),
             None => panic!("{name} did not start: {line:?}: {}", std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap()),
         };
-        Role { name: name.to_string(), _running: running, url }
+        Role { name: name.to_string(), _running: running, url, token_file }
+    }
+
+    /// A client of its API, with the token.
+    pub fn client(&self) -> switchyard::control::client::Client {
+        let auth = switchyard::svc::ClientAuth { token: Some(switchyard::svc::auth::Token::read(&self.token_file).unwrap()), tls: None };
+        switchyard::control::client::Client::url(&self.url, auth).unwrap()
     }
 }
 
