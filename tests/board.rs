@@ -14,6 +14,9 @@ use switchyard::board::{
     Accepted, EventKind, QueuedUpdate, RecordKey, Update, VmState, WatchReply, WATCH_TIMEOUT_MS_MAX,
 };
 use switchyard::wire::MacAddr;
+use switchyard::control::client::Client;
+use switchyard::svc::auth::Token;
+use switchyard::svc::ClientAuth;
 
 use common::board::BoardProcess;
 use common::{stderr_lines, switchyard};
@@ -340,31 +343,66 @@ async fn bad_requests_get_400_naming_the_field() {
 }
 
 #[test]
-fn the_board_refuses_a_non_loopback_address_in_one_line() {
+fn the_board_serves_only_authenticated_clients_and_says_so_in_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let database = dir.path().join("board.redb");
-    let out = switchyard()
-        .args(["board", "serve", "--listen", "0.0.0.0:7117", "--database"])
-        .arg(&database)
-        .output()
-        .unwrap();
+    let serve = |args: &[&str]| {
+        switchyard().args(["board", "serve", "--database"]).arg(&database).args(args).output().unwrap()
+    };
+    // No authentication, a token on a non-loopback address, half of TLS: command-line errors, exit 2.
+    for (args, says) in [
+        (&["--listen", "127.0.0.1:7117"][..], "switchyard: board: --listen: 127.0.0.1:7117 on TCP needs authentication: set --token-file (loopback addresses only), or --tls-cert, --tls-key and --tls-ca (mutual TLS)"),
+        (&["--listen", "0.0.0.0:7117", "--token-file", "/t"][..], "switchyard: board: --listen: 0.0.0.0:7117 is not a loopback address: a bearer token is accepted only on 127.0.0.1 or ::1; other addresses need TLS (--tls-cert, --tls-key and --tls-ca)"),
+        (&["--listen", "0.0.0.0:7117", "--tls-cert", "/c"][..], "switchyard: board: --listen: TLS needs --tls-cert, --tls-key and --tls-ca; --tls-key and --tls-ca missing"),
+        (&["--listen", "localhost", "--token-file", "/t"][..], "switchyard: board: --listen \"localhost\" is not an address and port such as 127.0.0.1:7400"),
+    ] {
+        let out = serve(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert_eq!(stderr_lines(&out), [says], "{args:?}");
+    }
+    assert!(!database.exists(), "nothing created for a refused listener");
+    // A token file others can read is refused, naming the file and the fix.
+    let token = dir.path().join("open.token");
+    std::fs::write(&token, "0123456789abcdef0123456789abcdef\n").unwrap();
+    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let out = serve(&["--listen", "127.0.0.1:0", "--token-file", token.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         stderr_lines(&out),
-        ["switchyard: board: 0.0.0.0:7117 is not a loopback address; the board has no authentication, so it listens only on 127.0.0.1 or ::1"]
+        [format!("switchyard: board: token file {}: mode 0644 lets other users read or change it; chmod 600 it", token.display())]
     );
-    assert!(!database.exists(), "nothing created for a refused address");
-    let out =
-        switchyard().args(["board", "serve", "--listen", "localhost", "--database"]).arg(&database).output().unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert_eq!(stderr_lines(&out), ["switchyard: --listen \"localhost\" is not an address of the form 127.0.0.1:PORT"]);
+}
+
+#[tokio::test]
+async fn the_board_refuses_requests_without_its_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let board = BoardProcess::start(&dir.path().join("board.redb"));
+    let mode = std::fs::metadata(&board.token_file).unwrap().permissions();
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600, "the board made its token file private");
+    let anonymous = Client::url(&board.url, ClientAuth::default()).unwrap();
+    let forged = ClientAuth { token: Some(Token::read(&write_token(dir.path(), "f".repeat(64))).unwrap()), tls: None };
+    for client in [anonymous, Client::url(&board.url, forged).unwrap()] {
+        let reply = client.send_json(Method::PUT, "/v1/board/records/100/02:00:00:00:00:01", Some(&json!({}))).await.unwrap();
+        assert_eq!(reply.status, 401, "{}", reply.text());
+        assert!(reply.json().unwrap()["error"].as_str().unwrap().contains("bearer token"), "{}", reply.text());
+    }
+    assert_eq!(board.client().records().await.unwrap().revision, 0, "nothing changed");
+}
+
+fn write_token(dir: &std::path::Path, token: String) -> std::path::PathBuf {
+    let path = dir.join("forged.token");
+    std::fs::write(&path, token).unwrap();
+    path
 }
 
 #[test]
 fn the_cli_changes_and_shows_the_board_and_says_what_went_wrong_in_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let board = BoardProcess::start(&dir.path().join("board.redb"));
-    let cli = |args: &[&str]| switchyard().arg("board").args(args).args(["--url", &board.url]).output().unwrap();
+    let cli = |args: &[&str]| {
+        let token = ["--token-file", board.token_file.to_str().unwrap()];
+        switchyard().arg("board").args(args).args(["--url", &board.url]).args(token).output().unwrap()
+    };
     let record = ["--vni", "100", "--mac", "02:00:00:00:00:01"];
     let ok = |out: Output| {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -443,7 +481,7 @@ fn the_cli_changes_and_shows_the_board_and_says_what_went_wrong_in_one_line() {
     let out = switchyard().args(["board", "records", "--url", "127.0.0.1:1"]).output().unwrap();
     assert_eq!(
         stderr_lines(&out),
-        ["switchyard: \"127.0.0.1:1\" is not a board URL of the form http://127.0.0.1:PORT"]
+        ["switchyard: \"127.0.0.1:1\" is not a board URL of the form http://127.0.0.1:PORT or https://HOST:PORT"]
     );
 }
 
@@ -451,7 +489,11 @@ fn the_cli_changes_and_shows_the_board_and_says_what_went_wrong_in_one_line() {
 fn cli_watch_prints_each_event_as_a_json_line() {
     let dir = tempfile::tempdir().unwrap();
     let board = BoardProcess::start(&dir.path().join("board.redb"));
-    let mut watch = switchyard().args(["board", "watch", "--url", &board.url]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut watch = switchyard()
+        .args(["board", "watch", "--url", &board.url, "--token-file", board.token_file.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
     // The watch starts at the board's revision when it asked; give it time to ask.
     std::thread::sleep(Duration::from_millis(300));
@@ -462,6 +504,8 @@ fn cli_watch_prints_each_event_as_a_json_line() {
                 "put",
                 "--url",
                 &board.url,
+                "--token-file",
+                board.token_file.to_str().unwrap(),
                 "--vni",
                 "7",
                 "--mac",

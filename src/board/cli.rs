@@ -137,6 +137,12 @@ impl KeyArgs {
 }
 
 pub fn main(args: BoardArgs) -> ExitCode {
+    if let BoardCommand::Serve { listen, .. } = &args.command {
+        if let Err(message) = args.auth.check_listen(listen) {
+            eprintln!("switchyard: board: {message}");
+            return ExitCode::from(2);
+        }
+    }
     let stdout = std::io::stdout();
     match run(args, &mut stdout.lock()) {
         Ok(()) => ExitCode::SUCCESS,

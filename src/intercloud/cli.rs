@@ -149,8 +149,19 @@ fn announce_ready(line: &str) -> Result<(), String> {
     writeln!(out, "{line}").and_then(|()| out.flush()).map_err(|e| format!("cannot write the output: {e}"))
 }
 
+/// A serving role's command-line mistakes about its listener: exit code 2.
+fn check_listen(role: &str, listen: &str, auth: &AuthArgs) -> Result<(), ExitCode> {
+    auth.check_listen(listen).map_err(|message| {
+        eprintln!("switchyard: {role}: {message}");
+        ExitCode::from(2)
+    })
+}
+
 pub fn coordinator_main(args: CoordinatorArgs) -> ExitCode {
     let CoordinatorCommand::Serve { listen, database, auth, limits } = args.command;
+    if let Err(code) = check_listen("coordinator", &listen, &auth) {
+        return code;
+    }
     exit(runtime().and_then(|runtime| runtime.block_on(serve_coordinator(&listen, &database, &auth, limits))))
 }
 
@@ -174,6 +185,10 @@ async fn serve_coordinator(listen: &str, database: &Path, auth: &AuthArgs, limit
 }
 
 pub fn controller_main(args: ControllerArgs) -> ExitCode {
+    let ControllerCommand::Serve { listen, auth, .. } = &args.command;
+    if let Err(code) = check_listen("controller", listen, auth) {
+        return code;
+    }
     exit(runtime().and_then(|runtime| runtime.block_on(serve_controller(args.command))))
 }
 

@@ -322,6 +322,14 @@ impl AuthArgs {
         }
     }
 
+    /// Whether a server may listen on `listen` with these flags: the command
+    /// line's mistakes, found before anything starts (exit code 2).
+    pub fn check_listen(&self, listen: &str) -> Result<(), String> {
+        let addr: SocketAddr =
+            listen.parse().map_err(|_| format!("--listen {listen:?} is not an address and port such as 127.0.0.1:7400"))?;
+        self.server_files().check(&addr, &AUTH_FLAGS).map_err(|e| format!("--listen: {e}"))
+    }
+
     /// A server's authentication on `addr`, checked and loaded; one line naming the flag at fault.
     pub fn server(&self, addr: &SocketAddr) -> Result<ServerAuth, String> {
         let files = self.server_files();
