@@ -10,6 +10,7 @@ pub mod overlay;
 pub mod switch;
 pub mod tap;
 pub mod testpmd;
+pub mod tls;
 pub mod underlay;
 
 use std::fs::File;
