@@ -577,6 +577,52 @@ fn storage_cases() -> Vec<Case> {
             }],
             "outer_fragment",
         ),
+        // Layer 2 and 3 as a host checks them: the client's READ from another source MAC (a replay by another
+        // host on the link) and from a broadcast one, to another host's MAC, with a bad IPv4 header checksum.
+        Case::dropped(
+            "storage_from_another_source_mac",
+            Config::Storage,
+            Port::Uplink,
+            vec![{
+                let mut frame = request(&read(4500, 0, 512), &[]);
+                frame[6..12].copy_from_slice(&[2, 0x66, 0, 0, 0, 0x66]);
+                frame
+            }],
+            "storage_wrong_source_mac",
+        ),
+        Case::dropped(
+            "storage_from_a_broadcast_source_mac",
+            Config::Storage,
+            Port::Uplink,
+            vec![{
+                let mut frame = request(&read(4600, 0, 512), &[]);
+                frame[6..12].copy_from_slice(&MacAddr::BROADCAST.0);
+                frame
+            }],
+            "invalid_source_mac",
+        ),
+        Case::dropped(
+            "storage_to_another_mac",
+            Config::Storage,
+            Port::Uplink,
+            vec![{
+                let mut frame = request(&read(4700, 0, 512), &[]);
+                frame[0..6].copy_from_slice(&[2, 0x66, 0, 0, 0, 0x67]);
+                frame
+            }],
+            "storage_wrong_destination_mac",
+        ),
+        Case::dropped(
+            "storage_bad_ipv4_checksum",
+            Config::Storage,
+            Port::Uplink,
+            vec![{
+                let mut frame = request(&read(4800, 0, 512), &[]);
+                frame[24] ^= 0x40;
+                frame
+            }],
+            "storage_bad_ipv4_checksum",
+        ),
         Case::dropped(
             "storage_truncated_header",
             Config::Storage,
@@ -657,7 +703,9 @@ fn config_toml(config: Config, dir: &Path, devargs: &BTreeMap<Port, String>) -> 
         }
         Config::Storage => {
             let server = Ipv4Addr::from(SERVER_IP);
-            toml += &port(Port::Uplink, "uplink", &format!("address = \"{server}/24\"\n"));
+            // Replies go to the MAC resolved for the client's IP; no ARP reply comes in pcap mode, so the
+            // client's MAC is the configured next hop.
+            toml += &port(Port::Uplink, "uplink", &format!("address = \"{server}/24\"\nnext_hop_mac = \"{CLIENT_MAC}\"\n"));
             toml += &format!("[storage]\nimages = \"{}/images\"\n", dir.display());
         }
     }

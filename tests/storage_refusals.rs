@@ -16,6 +16,10 @@ use common::switch::RunningSwitch;
 use common::storage::{server_config, vbd_command, CLIENT_IP, SERVER_IP};
 use common::{ctl, ctl_json, Running, SocketPath};
 use switchyard::wire::block::{BlockPacket, BlockRepr, Flags, ImageInfo, Op, Status, UserKey, HEADER_LEN};
+use switchyard::wire::ethernet::{self, EthernetRepr};
+use switchyard::wire::ipv4::{self, Ipv4Repr};
+use switchyard::wire::udp::UdpRepr;
+use switchyard::wire::MacAddr;
 
 const ALICE_IP: &str = CLIENT_IP;
 const BOB_IP: &str = "10.77.0.3";
@@ -288,6 +292,7 @@ fn the_storage_error_matrix_through_the_block_io_stage() {
     ledger.check("the error statuses (an error reply is no drop)");
     refusals_without_reply(&client, &mut alice, &images, &mut ledger);
     users_cannot_reach_each_other(&client, (&mut alice, &mut bob), &images, &mut ledger);
+    replies_go_to_the_mac_arp_resolved(&client, &uplink, &mut alice, &images, &mut ledger);
     writes_execute_once(&client, &mut alice, &images);
     ledger.check("duplicated and replayed WRITEs");
     old_ids_are_stale(&client, &mut alice, &images);
@@ -465,6 +470,106 @@ fn users_cannot_reach_each_other(
         let under_alices_key = BlockPacket::new_unchecked(&reply[..]).verify_mac(&alice.key).is_ok();
         assert!(!under_alices_key, "bob's replies are not MAC'd under alice's key");
     }
+}
+
+/// Sends raw Ethernet frames from the client's eth0, one after the other, each followed by 300 ms of listening
+/// on eth0; prints one line per frame: the destination MACs of the frames the server (SERVER_MAC) sent from
+/// the storage port meanwhile, or "none". Arguments: the frames in hex.
+const RAW_SENDER: &str = r#"
+import socket, sys, time
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+s.bind(("eth0", 0))
+s.settimeout(0.05)
+# The port the frames come from: the replies find a socket (no ICMP port unreachable back to the server).
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.bind(("", 40999))
+server = bytes.fromhex(SERVER_MAC)
+for frame in sys.argv[1:]:
+    s.send(bytes.fromhex(frame))
+    seen, deadline = [], time.monotonic() + 0.3
+    while time.monotonic() < deadline:
+        try:
+            data, address = s.recvfrom(65535)
+        except socket.timeout:
+            continue
+        ip = data[14:]
+        if address[2] == socket.PACKET_OUTGOING or data[6:12] != server or data[12:14] != b"\x08\x00" or len(ip) < 28:
+            continue
+        udp = ip[(ip[0] & 15) * 4:]
+        if ip[9] == 17 and udp[0:2] == (10810).to_bytes(2, "big"):
+            seen.append(data[0:6].hex(":"))
+    print(" ".join(seen) or "none", flush=True)
+"#;
+
+/// An Ethernet frame from alice's address to the service carrying `datagram`, with the MACs given (UDP checksum
+/// 0, "none": the datagram has its own MAC).
+fn raw_frame(src: MacAddr, dst: MacAddr, datagram: &[u8]) -> Vec<u8> {
+    let mut frame = vec![0; 14 + 20 + 8 + datagram.len()];
+    EthernetRepr { dst, src, ethertype: ethernet::ethertype::IPV4, vlan: None }.emit(&mut frame).unwrap();
+    let ip = Ipv4Repr {
+        src_addr: ALICE_IP.parse().unwrap(),
+        dst_addr: SERVER_IP.parse().unwrap(),
+        protocol: ipv4::protocol::UDP,
+        payload_len: 8 + datagram.len(),
+        ttl: 64,
+        dscp_ecn: 0,
+        ident: 1,
+        dont_frag: true,
+    };
+    ip.emit(&mut frame[14..]).unwrap();
+    UdpRepr { src_port: 40999, dst_port: switchyard::wire::block::UDP_PORT, payload_len: datagram.len() }.emit(&mut frame[34..]).unwrap();
+    frame[42..].copy_from_slice(datagram);
+    frame
+}
+
+fn mac_of(netns: Option<&Netns>, iface: &str) -> MacAddr {
+    let path = format!("/sys/class/net/{iface}/address");
+    let text = match netns {
+        Some(netns) => String::from_utf8(netns.exec(&["cat", &path]).output().unwrap().stdout).unwrap(),
+        None => std::fs::read_to_string(&path).unwrap(),
+    };
+    text.trim().parse().unwrap_or_else(|e| panic!("{path}: {text:?}: {e}"))
+}
+
+/// Alice's READ, answered to her, then replayed from her IP by another host on the link (another source MAC)
+/// and with a broadcast and a multicast source MAC: the server sends nothing to any of them (nor to alice:
+/// a replay is not executed), each counted by name. Requests with a bad IPv4 header checksum, or to another
+/// destination MAC, are not served either. Alice's own raw frame is answered, to her MAC: ARP resolved it.
+fn replies_go_to_the_mac_arp_resolved(client: &Netns, uplink: &str, alice: &mut User, images: &Images, ledger: &mut DropLedger) {
+    let (server_mac, alice_mac) = (mac_of(None, uplink), mac_of(Some(client), "eth0"));
+    let read = alice.request(images.disk, Op::Read, 0, 4096);
+    let bytes = signed(&read, &[], &alice.key);
+    let replies = exchange(client, &[Send::answered(ALICE_IP, bytes.clone())]);
+    read_data(&replies[0], &read, &alice.key, "alice's READ before the layer-2 replays");
+    let info = |alice: &mut User| signed(&alice.request(images.disk, Op::Info, 0, 16), &[], &alice.key);
+    let mut bad_checksum = raw_frame(alice_mac, server_mac, &info(alice));
+    bad_checksum[24] ^= 0x40;
+    let other = MacAddr([0x02, 0x66, 0, 0, 0, 0x66]);
+    let cases = [
+        ("alice's READ replayed from another source MAC", raw_frame(other, server_mac, &bytes), "storage_wrong_source_mac"),
+        ("the same from the broadcast source MAC", raw_frame(MacAddr::BROADCAST, server_mac, &bytes), "invalid_source_mac"),
+        ("the same from a multicast source MAC", raw_frame(MacAddr([1, 0, 0x5e, 0, 0, 1]), server_mac, &bytes), "invalid_source_mac"),
+        ("an INFO with a bad IPv4 header checksum", bad_checksum, "storage_bad_ipv4_checksum"),
+        ("an INFO to another host's MAC", raw_frame(alice_mac, other, &info(alice)), "storage_wrong_destination_mac"),
+        ("an INFO to the broadcast MAC", raw_frame(alice_mac, MacAddr::BROADCAST, &info(alice)), "storage_wrong_destination_mac"),
+        ("alice's own INFO, raw", raw_frame(alice_mac, server_mac, &info(alice)), ""),
+    ];
+    let script = RAW_SENDER.replace("SERVER_MAC", &format!("\"{}\"", hex::encode(server_mac.0)));
+    let frames: Vec<String> = cases.iter().map(|(_, frame, _)| hex::encode(frame)).collect();
+    let frames: Vec<&str> = frames.iter().map(String::as_str).collect();
+    let out = client.python(&script, &frames).wait_at_most(Duration::from_secs(30)).expect("the raw sender ends within 30 s");
+    assert!(out.status.success(), "the raw sender failed: {}", String::from_utf8_lossy(&out.stderr));
+    let seen: Vec<String> = String::from_utf8(out.stdout).unwrap().lines().map(str::to_string).collect();
+    assert_eq!(seen.len(), cases.len(), "one line per frame: {seen:?}");
+    for ((case, _, reason), seen) in cases.iter().zip(&seen) {
+        if reason.is_empty() {
+            assert_eq!(*seen, alice_mac.to_string(), "{case}: one reply, to alice's MAC");
+        } else {
+            assert_eq!(seen, "none", "{case}: the server sent frames to these MACs");
+            *ledger.expected.entry(reason.to_string()).or_default() += 1;
+        }
+    }
+    ledger.check("frames from other MACs, to other MACs, with a bad IPv4 checksum");
 }
 
 /// A WRITE of `data` in fragments of 1408: the header and the sends (only the last one is answered).

@@ -2,6 +2,7 @@
 //! (docs/storage-protocol.md): fragment reassembly and the anti-replay window. The datagram itself is
 //! `wire::block`.
 
+pub mod neighbors;
 pub mod reassembly;
 pub mod replay;
 pub mod service;

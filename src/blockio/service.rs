@@ -40,6 +40,13 @@ pub struct Catalog {
     pub images: FxHashMap<u32, ServiceImage>,
 }
 
+impl Catalog {
+    /// Every address a user is assigned: where replies go, so their MACs are kept resolved.
+    pub fn peer_ips(&self) -> Vec<Ipv4Addr> {
+        self.users.values().flat_map(|user| user.ips.iter().copied()).collect()
+    }
+}
+
 /// A datagram dropped without a reply (it cannot be answered safely, or needs no answer).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refusal {
@@ -55,6 +62,12 @@ pub enum Refusal {
     Reassembly,
     /// The user's id asked for more re-executions of a done READ than `MAX_READ_REPEATS`.
     RepeatLimit,
+    /// Authenticated, but the user's IP has no MAC resolved yet: there is nowhere safe to reply to (the
+    /// block-I/O stage; the client retransmits).
+    Unresolved,
+    /// Authenticated, but from a source MAC that is not the one resolved for the user's IP (the block-I/O
+    /// stage).
+    WrongSourceMac,
 }
 
 /// Where a reply goes and what it answers; `P` is the caller's addressing (MACs, IP, port).
@@ -187,14 +200,28 @@ impl<P: Clone> Service<P> {
 
     /// Handles one datagram from `source` (`peer` is where a reply goes), at time `now`.
     pub fn handle(&mut self, datagram: &[u8], source: Ipv4Addr, peer: P, now: u64) -> Action<P> {
+        match self.authenticate(datagram, source) {
+            Ok(()) => self.handle_authenticated(datagram, peer, now),
+            Err(refusal) => Action::Refuse(refusal),
+        }
+    }
+
+    /// The checks that come before anything is done for a datagram from `source`: framing, user, MAC,
+    /// source IP. Nothing unauthenticated gets further (not even an ARP request for its address).
+    pub fn authenticate(&self, datagram: &[u8], source: Ipv4Addr) -> Result<(), Refusal> {
+        let packet = BlockPacket::new_checked(datagram).map_err(|_| Refusal::Malformed)?;
+        let user = self.catalog.users.get(&packet.user_id()).ok_or(Refusal::UnknownUser)?;
+        packet.verify_mac(&user.key).map_err(|_| Refusal::BadMac)?;
+        if !user.ips.contains(&source) {
+            return Err(Refusal::WrongSource);
+        }
+        Ok(())
+    }
+
+    /// Handles a datagram `authenticate` passed (in the same catalog version).
+    pub fn handle_authenticated(&mut self, datagram: &[u8], peer: P, now: u64) -> Action<P> {
         let Ok(packet) = BlockPacket::new_checked(datagram) else { return Action::Refuse(Refusal::Malformed) };
         let Some(user) = self.catalog.users.get(&packet.user_id()) else { return Action::Refuse(Refusal::UnknownUser) };
-        if packet.verify_mac(&user.key).is_err() {
-            return Action::Refuse(Refusal::BadMac);
-        }
-        if !user.ips.contains(&source) {
-            return Action::Refuse(Refusal::WrongSource);
-        }
         let (user_id, key) = (user.id, user.key.clone());
         // An unknown image and another user's are not told apart (docs: EACCES).
         let image = self.catalog.images.get(&packet.image_id()).filter(|image| image.owner == user_id).copied();

@@ -3,7 +3,8 @@
 //! in new frames back out of the port they came in (docs/storage-protocol.md).
 //!
 //! Per burst: each request datagram is absorbed (or dropped under its refusal's name); one-datagram replies
-//! go out in the same burst as made packets. Per loop turn (`quiescent`): one `submit`, completions polled
+//! go out in the same burst as made packets. Replies go to the MAC ARP resolved for the user's IP
+//! (`neighbors`), never to a request's source MAC: a request from another source MAC is not executed. Per loop turn (`quiescent`): one `submit`, completions polled
 //! without a syscall. `release` sends the replies of finished I/Os, a READ's data in fragments.
 use std::collections::VecDeque;
 use std::net::Ipv4Addr;
@@ -12,6 +13,7 @@ use std::sync::Arc;
 use crossbeam::utils::CachePadded;
 use rustc_hash::FxHashMap;
 
+use super::neighbors::ReplyNeighbors;
 use super::service::{Action, Io, IoKind, Refusal, Reply, Service, ServiceCounters};
 use super::version::StorageVersion;
 use crate::dpdk::io_ring::{BufferLease, FallocateMode, FileSlot, IoRing};
@@ -35,7 +37,7 @@ pub struct ServiceAddress {
     pub udp_port: u16,
 }
 
-/// Where a reply goes: the request's source.
+/// Where a reply goes: the user's IP and port, and the MAC resolved for the IP (of a request: its source).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Peer {
     pub mac: MacAddr,
@@ -60,6 +62,7 @@ pub struct BlockIoStage<P> {
     slots: FxHashMap<u32, FileSlot>,
     ring: IoRing,
     service: Service<Peer>,
+    neighbors: ReplyNeighbors,
     finished: VecDeque<Finished>,
     alloc: Allocator<P>,
     /// Milliseconds since the Unix epoch at the last turn (image use records), from the TSC.
@@ -72,10 +75,12 @@ pub struct BlockIoStage<P> {
 impl<P: PacketBuf> BlockIoStage<P> {
     /// `in_flight` I/Os at once (the ring needs as many buffers), `writes` WRITEs in reassembly, dropped
     /// after `reassembly_timeout` without a fragment; times in TSC cycles (`tsc` now, `tsc_hz` per second).
+    /// Replies go to the MACs `neighbors` resolves.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         address: ServiceAddress,
         versions: Arc<Versioned<StorageVersion>>,
+        neighbors: ReplyNeighbors,
         ring: IoRing,
         (in_flight, writes): (usize, usize),
         reassembly_timeout: u64,
@@ -94,6 +99,7 @@ impl<P: PacketBuf> BlockIoStage<P> {
             slots: FxHashMap::default(),
             ring,
             service,
+            neighbors,
             finished: VecDeque::with_capacity(in_flight),
             alloc,
             now_ms: 0,
@@ -134,10 +140,11 @@ impl<P: PacketBuf> BlockIoStage<P> {
         self.current = version;
     }
 
-    /// The storage request in `frame`, if it is one: its source, and the UDP payload (to the IPv4 total and
-    /// UDP lengths: Ethernet padding is not part of it). Anything else, malformed IPv4 to this address too,
-    /// is left to the unit and its drop reasons.
-    fn request_in<'a>(&self, bytes: &'a [u8]) -> Option<(Peer, &'a [u8])> {
+    /// The storage request in `frame`, if it is one: its source (the frame's source MAC), and the UDP payload
+    /// (to the IPv4 total and UDP lengths: Ethernet padding is not part of it); or why it is dropped: a group
+    /// source MAC, a destination MAC not the server's, a bad IPv4 header checksum. Anything else, malformed
+    /// IPv4 to this address too, is left to the unit and its drop reasons.
+    fn request_in<'a>(&self, bytes: &'a [u8]) -> Option<Result<(Peer, &'a [u8]), DropReason>> {
         let frame = EthernetFrame::new_checked(bytes).ok()?;
         // Untagged: the replies carry no tag.
         if frame.header_len() != ethernet::HEADER_LEN || frame.ethertype() != ethernet::ethertype::IPV4 {
@@ -151,9 +158,37 @@ impl<P: PacketBuf> BlockIoStage<P> {
         if udp.dst_port() != self.address.udp_port {
             return None;
         }
+        // No valid frame has a group source MAC; a host takes unicast IPv4 only in frames to its own MAC
+        // (RFC 1122 section 3.3.6), and only with a good header checksum (RFC 791).
+        if frame.src().is_multicast() {
+            return Some(Err(DropReason::InvalidSourceMac));
+        }
+        if frame.dst() != self.address.mac {
+            return Some(Err(DropReason::StorageWrongDestinationMac));
+        }
+        if !ip.verify_checksum() {
+            return Some(Err(DropReason::StorageBadIpv4Checksum));
+        }
         let peer = Peer { mac: frame.src(), ip: ip.src_addr(), udp_port: udp.src_port() };
         let start = ethernet::HEADER_LEN + ip.header_len() + udp::HEADER_LEN;
-        Some((peer, bytes.get(start..start + udp.payload().len())?))
+        Some(Ok((peer, bytes.get(start..start + udp.payload().len())?)))
+    }
+
+    /// What to do with the request datagram from `source`: authenticated first, then sent on only from the
+    /// MAC resolved for the user's IP, with the replies addressed to that MAC. A request from an unresolved
+    /// IP, or from another MAC (a replay by another host on the link, or the user's new NIC before ARP tells),
+    /// is not executed; either has the user's next hop asked for again.
+    fn serve(&mut self, source: Peer, datagram: &[u8]) -> Action<Peer> {
+        if let Err(refusal) = self.service.authenticate(datagram, source.ip) {
+            return Action::Refuse(refusal);
+        }
+        match self.neighbors.mac_of(source.ip) {
+            Some(mac) if mac == source.mac => self.service.handle_authenticated(datagram, source, self.now),
+            resolved => {
+                self.neighbors.ask(source.ip, self.now);
+                Action::Refuse(if resolved.is_some() { Refusal::WrongSourceMac } else { Refusal::Unresolved })
+            }
+        }
     }
 
     /// Starts `io` on the ring; a refusal (no buffer, a full queue, no file) completes it at once with ENOMEM
@@ -247,8 +282,15 @@ impl<P: PacketBuf> Stage<P> for BlockIoStage<P> {
             if verdict.is_final() {
                 continue;
             }
-            let Some((peer, datagram)) = self.request_in(packet.data()) else { continue };
-            let action = self.service.handle(datagram, peer.ip, peer, self.now);
+            let (peer, datagram) = match self.request_in(packet.data()) {
+                None => continue,
+                Some(Err(reason)) => {
+                    *verdict = Verdict::Drop(reason);
+                    continue;
+                }
+                Some(Ok(request)) => request,
+            };
+            let action = self.serve(peer, datagram);
             *verdict = match action {
                 Action::Refuse(refusal) => Verdict::Drop(drop_reason(refusal)),
                 _ => Verdict::Absorbed,
@@ -269,6 +311,7 @@ impl<P: PacketBuf> Stage<P> for BlockIoStage<P> {
 
     fn quiescent(&mut self, now: u64) {
         self.now = now;
+        self.neighbors.refresh();
         let (unix_ms, tsc, hz) = self.clock;
         self.now_ms = unix_ms + (now.wrapping_sub(tsc) as u128 * 1000 / u128::from(hz)) as u64;
         if let Some(generation) = self.reader.moved(&self.versions) {
@@ -342,6 +385,8 @@ pub fn drop_reason(refusal: Refusal) -> DropReason {
         Refusal::Executing => DropReason::StorageExecuting,
         Refusal::Reassembly => DropReason::StorageReassembly,
         Refusal::RepeatLimit => DropReason::StorageRepeatLimit,
+        Refusal::Unresolved => DropReason::StorageUnresolved,
+        Refusal::WrongSourceMac => DropReason::StorageWrongSourceMac,
     }
 }
 
@@ -352,6 +397,8 @@ mod tests {
     use super::*;
     use crate::blockio::service::{Catalog, ServiceImage, ServiceUser};
     use crate::blockio::version::ImageFile;
+    use crate::config::VtepConfig;
+    use crate::overlay::{TunnelLimits, TunnelShared, Underlay};
     use crate::dpdk::io_ring::IoRingConfig;
     use crate::pipeline::BytesPacket;
     use crate::wire::block::{BlockPacket, BlockRepr, Flags, Op, UserKey};
@@ -370,7 +417,22 @@ mod tests {
         UserKey::new([7; 32])
     }
 
+    /// The neighbours the replies go to: the client at `CLIENT_MAC`, as ARP resolved it.
+    fn neighbors(resolved: bool) -> (ReplyNeighbors, Arc<TunnelShared>) {
+        let shared = Arc::new(TunnelShared::new(TunnelLimits { packets: 4, bytes: 1 << 16, resolve_timeout_ms: 100 }));
+        if resolved {
+            shared.publish([(CLIENT, CLIENT_MAC)].into_iter().collect());
+        }
+        let vtep = VtepConfig { address: SERVER, prefix_len: 24, gateway: None, next_hop_mac: None, mtu: 1500 };
+        let underlay = Underlay { port: PORT, mac: SERVER_MAC, vtep, gateway_role: None };
+        (ReplyNeighbors::new(shared.clone(), underlay, 1000), shared)
+    }
+
     fn stage(file: &std::fs::File) -> BlockIoStage<BytesPacket> {
+        stage_with(file, neighbors(true).0)
+    }
+
+    fn stage_with(file: &std::fs::File, neighbors: ReplyNeighbors) -> BlockIoStage<BytesPacket> {
         let mut catalog = Catalog::default();
         catalog.users.insert(USER, ServiceUser { id: USER, key: key(), ips: vec![CLIENT] });
         catalog.images.insert(IMAGE, ServiceImage { id: IMAGE, owner: USER, size: SIZE, read_only: false });
@@ -381,7 +443,7 @@ mod tests {
         let ring = IoRing::new(config).unwrap();
         let versions = Arc::new(Versioned::new(Arc::new(version)));
         let alloc = Box::new(|| Some(BytesPacket::new(&[])));
-        BlockIoStage::new(address, versions, ring, (16, 4), 1 << 40, (0, 1000), alloc, Arc::default())
+        BlockIoStage::new(address, versions, neighbors, ring, (16, 4), 1 << 40, (0, 1000), alloc, Arc::default())
     }
 
     /// A request frame from the client: Ethernet, IPv4, UDP, then the datagram.
@@ -476,6 +538,81 @@ mod tests {
         assert_eq!(read, data);
         let counts = &stage.service().counts;
         assert_eq!((counts.bytes_written.get(), counts.bytes_read.get()), (4096, 4096));
+    }
+
+    /// Alice's READ, captured and replayed from her IP with another source MAC, a broadcast or a multicast
+    /// one: the datagram passes every check of the protocol (her MAC, her IP, an id in the window), so only
+    /// layer 2 can tell. None of it may bring her data to that MAC.
+    #[test]
+    fn alices_read_replayed_with_another_or_a_group_source_mac_gets_no_data_to_that_mac() {
+        let mut file = tempfile::tempfile().unwrap();
+        file.set_len(SIZE).unwrap();
+        std::io::Write::write_all(&mut file, &[0x5a; 4096]).unwrap();
+        let mut stage = stage(&file);
+        let read = || frame(request(10, Op::Read, 0, 4096, (0, 0)), &[]);
+        let (verdicts, out) = run(&mut stage, vec![read()]);
+        assert_eq!((verdicts, out.len()), (vec![Verdict::Absorbed], 3), "alice's own READ is served");
+        let attacker = MacAddr([2, 0, 0, 0, 0, 0x66]);
+        let cases = [
+            (attacker, DropReason::StorageWrongSourceMac),
+            (MacAddr::BROADCAST, DropReason::InvalidSourceMac),
+            (MacAddr([1, 0, 0x5e, 0, 0, 1]), DropReason::InvalidSourceMac),
+        ];
+        let mut seen = Vec::new();
+        for (mac, _) in cases {
+            let mut replay = read();
+            replay.data_mut()[6..12].copy_from_slice(&mac.0);
+            let (verdicts, out) = run(&mut stage, vec![replay]);
+            let to_mac = out.iter().filter(|f| f[0..6] == mac.0).count();
+            seen.push(format!("from {mac}: {to_mac} frames to it, {} in all, {verdicts:?}", out.len()));
+        }
+        let expected: Vec<String> =
+            cases.iter().map(|(mac, reason)| format!("from {mac}: 0 frames to it, 0 in all, [Drop({reason:?})]")).collect();
+        assert_eq!(seen, expected);
+    }
+
+    /// A request with a bad IPv4 header checksum, or to a destination MAC not the server's (another host's,
+    /// broadcast, multicast), is not the server's to serve, as a host stack sees it.
+    #[test]
+    fn a_bad_ipv4_checksum_or_another_destination_mac_is_dropped_unserved() {
+        let file = tempfile::tempfile().unwrap();
+        file.set_len(SIZE).unwrap();
+        let mut stage = stage(&file);
+        let mut bad_checksum = frame(request(1, Op::Info, 0, 16, (0, 0)), &[]);
+        bad_checksum.data_mut()[24] ^= 0x40;
+        let mut cases = vec![(bad_checksum, DropReason::StorageBadIpv4Checksum)];
+        for (id, mac) in [(2, MacAddr([2, 0, 0, 0, 0, 9])), (3, MacAddr::BROADCAST), (4, MacAddr([1, 0, 0x5e, 0, 0, 1]))] {
+            let mut elsewhere = frame(request(id, Op::Info, 0, 16, (0, 0)), &[]);
+            elsewhere.data_mut()[0..6].copy_from_slice(&mac.0);
+            cases.push((elsewhere, DropReason::StorageWrongDestinationMac));
+        }
+        let expected: Vec<Verdict> = cases.iter().map(|(_, reason)| Verdict::Drop(*reason)).collect();
+        let (verdicts, out) = run(&mut stage, cases.into_iter().map(|(frame, _)| frame).collect());
+        assert_eq!((verdicts, out.len()), (expected, 0));
+        assert_eq!(stage.service().counts.requests.get(), 0, "none reached the service");
+    }
+
+    /// Before ARP resolved the user's IP there is nowhere safe to reply: the request is not executed and an
+    /// ARP request is asked for; once the MAC is known it is served, to that MAC.
+    #[test]
+    fn an_unresolved_user_is_asked_for_and_served_once_resolved() {
+        let file = tempfile::tempfile().unwrap();
+        file.set_len(SIZE).unwrap();
+        let (neighbors, shared) = neighbors(false);
+        let mut stage = stage_with(&file, neighbors);
+        let (verdicts, out) = run(&mut stage, vec![frame(request(1, Op::Info, 0, 16, (0, 0)), &[])]);
+        assert_eq!((verdicts, out.len()), (vec![Verdict::Drop(DropReason::StorageUnresolved)], 0));
+        assert_eq!(shared.asks.pop(), Some(CLIENT), "an ARP request for the client is asked for");
+        let mut forged = frame(request(2, Op::Info, 0, 16, (0, 0)), &[]);
+        forged.data_mut()[FRAME_HEADERS + 30] ^= 1;
+        let (verdicts, _) = run(&mut stage, vec![forged]);
+        assert_eq!(verdicts, [Verdict::Drop(DropReason::StorageBadMac)]);
+        assert_eq!(shared.asks.pop(), None, "nothing is asked for an unauthenticated datagram");
+        shared.publish([(CLIENT, CLIENT_MAC)].into_iter().collect());
+        stage.quiescent(0);
+        let (verdicts, out) = run(&mut stage, vec![frame(request(1, Op::Info, 0, 16, (0, 0)), &[])]);
+        assert_eq!((verdicts, out.len()), (vec![Verdict::Absorbed], 1));
+        assert_eq!(reply_of(&out[0]).0.status, crate::wire::block::Status::Ok);
     }
 
     #[test]

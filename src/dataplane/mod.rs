@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam::utils::CachePadded;
 
+use crate::blockio::neighbors::ReplyNeighbors;
 use crate::blockio::stage::{BlockIoStage, ServiceAddress};
 use crate::blockio::version::StorageVersion;
 use crate::config::{Config, GatewayConfig, PortConfig, PortRole, TunnelsMode};
@@ -283,12 +284,18 @@ impl Dataplane {
             let (stop, holding) = (stop.clone(), holding.clone());
             let storage_versions = storage.as_ref().map(|(_, versions)| versions.clone());
             let mut tunnel_control = tunnel_control;
+            // The storage version whose users' addresses the tunnel control keeps resolved.
+            let mut storage_seen = None;
             std::thread::Builder::new()
                 .name("housekeeping".into())
                 .spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
                         host.housekeeping();
                         if let Some(tunnels) = &mut tunnel_control {
+                            if let Some(versions) = storage_versions.as_ref().filter(|v| storage_seen != Some(v.generation())) {
+                                storage_seen = Some(versions.generation());
+                                tunnels.keep_resolved(versions.active(Side::Uplink).catalog.peer_ips());
+                            }
                             tunnels.tick(&host, Instant::now());
                         }
                         holding.reclaim();
@@ -565,12 +572,14 @@ fn unit_pipeline(
     }
     let mut pipeline: Pipeline = Vec::new();
     // Storage requests to the switch's own address first: they are not the overlay's.
-    if let (Some((address, versions)), Some(ring)) = (shared.storage, ring) {
+    // Its replies go to the MACs ARP resolved on the underlay (docs/block-io.md).
+    if let (Some((address, versions)), Some(ring), Some(underlay)) = (shared.storage, ring, host.template().underlay.clone()) {
+        let neighbors = ReplyNeighbors::new(shared.tunnels.clone(), underlay, tsc_hz);
         let pool = shared.pool.clone();
         let alloc: Allocator<Mbuf> = Box::new(move || pool.alloc());
         let limits = (BLOCK_IO_IN_FLIGHT, BLOCK_IO_WRITES);
         let clock = (crate::dpdk::rdtsc(), tsc_hz);
-        let stage = BlockIoStage::new(*address, versions.clone(), ring, limits, 2 * tsc_hz, clock, alloc, counters.storage.clone());
+        let stage = BlockIoStage::new(*address, versions.clone(), neighbors, ring, limits, 2 * tsc_hz, clock, alloc, counters.storage.clone());
         pipeline.push(Box::new(stage));
     }
     let pool = shared.pool.clone();

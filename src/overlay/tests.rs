@@ -635,3 +635,32 @@ fn a_unit_setup_with_a_vtep_prefix_over_32_is_refused_by_name() {
     assert!(UnitSetup::decode(blob(32).as_bytes()).is_ok());
     assert!(matches!(UnitSetup::decode(b"{"), Err(UnitSetupError::Unreadable(_))));
 }
+
+/// The storage users' addresses are kept resolved in on-demand mode too: asked for as soon as they are named,
+/// again every second while unresolved, and never with a configured next-hop MAC.
+#[test]
+fn storage_peers_are_asked_for_without_traffic_in_any_mode() {
+    use std::time::{Duration, Instant};
+    let setup = |next_hop_mac| UnitSetup { vm_ports: Vec::new(), underlay: Some(underlay(next_hop_mac)), ageing_ms: 300_000, state: Default::default() };
+    let host = UnitHost::<BytesPacket>::new(setup(None));
+    let shared = Arc::new(TunnelShared::new(TunnelLimits { packets: 4, bytes: 1 << 16, resolve_timeout_ms: 1000 }));
+    let mut control = TunnelControl::new(shared.clone(), Some(underlay(None)), false);
+    let asks = || std::iter::from_fn(|| shared.asks.pop()).collect::<Vec<Ipv4Addr>>();
+    let start = Instant::now();
+    control.tick(&host, start);
+    assert_eq!(asks(), Vec::<Ipv4Addr>::new(), "no storage users, on demand: nothing asked");
+    control.keep_resolved(vec![FLOOD_VTEP, REMOTE_VTEP, FLOOD_VTEP]);
+    control.tick(&host, start + Duration::from_millis(10));
+    assert_eq!(asks(), [REMOTE_VTEP, FLOOD_VTEP]);
+    control.tick(&host, start + Duration::from_millis(500));
+    assert_eq!(asks(), Vec::<Ipv4Addr>::new());
+    control.tick(&host, start + Duration::from_millis(1100));
+    assert_eq!(asks(), [REMOTE_VTEP, FLOOD_VTEP], "again while unresolved");
+    assert!(control.table.lock().unwrap().is_empty(), "storage peers are no tunnels");
+
+    let host = UnitHost::<BytesPacket>::new(setup(Some(ROUTER_MAC)));
+    let mut control = TunnelControl::new(shared.clone(), Some(underlay(Some(ROUTER_MAC))), false);
+    control.keep_resolved(vec![REMOTE_VTEP]);
+    control.tick(&host, start);
+    assert_eq!(asks(), Vec::<Ipv4Addr>::new(), "a configured next-hop MAC is never asked for");
+}

@@ -378,6 +378,8 @@ pub struct TunnelControl {
     published: FxHashMap<Ipv4Addr, MacAddr>,
     asked: FxHashMap<Ipv4Addr, Instant>,
     last_scan: Option<Instant>,
+    /// Addresses whose next hops are kept resolved in any mode: the storage users' (`keep_resolved`).
+    peers: Vec<Ipv4Addr>,
     /// Per VTEP: what the API shows (`GET /v1/tunnels`).
     pub table: TunnelTable,
 }
@@ -451,7 +453,20 @@ impl TunnelControl {
             published: FxHashMap::default(),
             asked: FxHashMap::default(),
             last_scan: None,
+            peers: Vec::new(),
             table: Arc::default(),
+        }
+    }
+
+    /// Keeps the next hops of `peers` resolved whatever the mode, as in-advance mode does for VTEPs: asked
+    /// for every second until resolved, then every 60 s. The block-I/O service replies only to MACs resolved
+    /// for its users' addresses (docs/block-io.md); a change is asked for at the next tick.
+    pub fn keep_resolved(&mut self, mut peers: Vec<Ipv4Addr>) {
+        peers.sort_unstable();
+        peers.dedup();
+        if peers != self.peers {
+            self.peers = peers;
+            self.last_scan = None;
         }
     }
 
@@ -471,11 +486,18 @@ impl TunnelControl {
         while let Some(report) = self.shared.reports.pop() {
             table.entry(report.vtep).or_default().record(&report);
         }
-        if scan && self.in_advance {
+        if scan && (self.in_advance || !self.peers.is_empty()) {
             self.last_scan = Some(now);
+            let mut next_hops = Vec::new();
             for vtep in vteps {
                 let Some(next_hop) = underlay.next_hop(vtep) else { continue };
                 table.entry(vtep).or_default().in_advance = true;
+                next_hops.push(next_hop);
+            }
+            next_hops.extend(self.peers.iter().filter_map(|&peer| underlay.next_hop(peer)));
+            next_hops.sort_unstable();
+            next_hops.dedup();
+            for next_hop in next_hops {
                 let resolved = underlay.vtep.next_hop_mac.is_some() || self.published.contains_key(&next_hop);
                 let every = if resolved { IN_ADVANCE_REFRESH } else { IN_ADVANCE_RETRY };
                 if self.asked.get(&next_hop).is_none_or(|at| now.duration_since(*at) >= every) && underlay.vtep.next_hop_mac.is_none() {

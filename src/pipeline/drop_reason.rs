@@ -153,6 +153,18 @@ drop_reasons! {
     /// A done READ or INFO asked for again more often than the server repeats it (3 times
     /// per request id).
     StorageRepeatLimit => "storage_repeat_limit",
+    /// A frame to the storage service whose destination MAC is not the server's (another
+    /// host's, or broadcast/multicast: RFC 1122 section 3.3.6); not served.
+    StorageWrongDestinationMac => "storage_wrong_destination_mac",
+    /// A storage request whose IPv4 header checksum is wrong; not served.
+    StorageBadIpv4Checksum => "storage_bad_ipv4_checksum",
+    /// An authenticated storage request from a user's IP that has no MAC resolved by ARP
+    /// yet (nor its gateway, off the uplink subnet): not executed, an ARP request is sent and
+    /// the client retransmits (docs/block-io.md).
+    StorageUnresolved => "storage_unresolved",
+    /// An authenticated storage request whose source MAC is not the one resolved by ARP for
+    /// the user's IP (a replay from another host on the link); not executed, nothing is sent.
+    StorageWrongSourceMac => "storage_wrong_source_mac",
 }
 
 impl DropReason {
