@@ -1,7 +1,9 @@
 //! The NBD server against real NBD clients (qemu-img, qemu-io, nbdinfo, nbdcopy, fio's nbd
 //! engine) and against hand-written bad input, in-process: the server runs on a tokio runtime
 //! of its own thread, with `FileBackend` exports on temp files, a unix socket and a free
-//! 127.0.0.1 port. The clients come from Debian (`make deps`).
+//! 127.0.0.1 port that requires TLS with a client certificate (a throwaway CA's). The clients
+//! come from Debian (`make deps`).
+mod common;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -17,6 +19,8 @@ use switchyard::vbd::nbd_wire::{command, command_flag, error, info, option, repl
 use switchyard::vbd::{Export, FileBackend, NbdListener, NbdServer, MAX_PAYLOAD};
 use tokio::sync::oneshot;
 
+use common::tls::TestCa;
+
 /// One export of a test server.
 struct Image {
     name: &'static str,
@@ -30,6 +34,10 @@ struct TestServer {
     dir: tempfile::TempDir,
     socket: PathBuf,
     port: u16,
+    /// The clients' TLS folder (GnuTLS layout), signed by the CA the server trusts.
+    client_tls: PathBuf,
+    /// The same for a client whose certificate another CA signed.
+    stranger_tls: PathBuf,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -47,8 +55,13 @@ impl TestServer {
             server.add_export(export).unwrap();
         }
         let socket = dir.path().join("nbd.sock");
-        let unix = NbdListener::bind_unix(&socket).unwrap();
-        let tcp = NbdListener::bind_loopback(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).unwrap();
+        let unix = NbdListener::bind_unix(&socket, None).unwrap();
+        let ca = TestCa::new(dir.path(), "nbd");
+        let server_identity = ca.issue(dir.path(), "server", &["127.0.0.1", "localhost"]);
+        let tls = switchyard::svc::auth::server_tls(&server_identity.cert, &server_identity.key, &ca.cert).unwrap();
+        let tcp = NbdListener::bind_tls(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), Arc::new(tls)).unwrap();
+        let client_tls = ca.client_folder(&dir.path().join("client-tls"), "client");
+        let stranger_tls = TestCa::new(dir.path(), "stranger").client_folder(&dir.path().join("stranger-tls"), "x");
         let port = tcp.tcp_addr().unwrap().port();
         let (stop, stopped) = oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
@@ -59,7 +72,7 @@ impl TestServer {
                 }))
                 .unwrap();
         });
-        TestServer { dir, socket, port, stop: Some(stop), thread: Some(thread) }
+        TestServer { dir, socket, port, client_tls, stranger_tls, stop: Some(stop), thread: Some(thread) }
     }
 
     fn image(&self, name: &str) -> PathBuf {
@@ -71,9 +84,19 @@ impl TestServer {
         format!("nbd+unix:///{name}?socket={}", self.socket.display())
     }
 
-    /// `nbd://127.0.0.1:PORT/NAME`
+    /// `nbds://127.0.0.1:PORT/NAME?tls-certificates=DIR` (libnbd's tools: nbdinfo, nbdcopy, fio)
     fn tcp_uri(&self, name: &str) -> String {
-        format!("nbd://127.0.0.1:{}/{name}", self.port)
+        format!("nbds://127.0.0.1:{}/{name}?tls-certificates={}", self.port, self.client_tls.display())
+    }
+
+    /// qemu-img's and qemu-io's arguments for export `name` over TCP with TLS.
+    fn qemu_tcp(&self, name: &str, tls: &Path) -> [String; 4] {
+        [
+            "--object".into(),
+            format!("tls-creds-x509,id=tls0,endpoint=client,dir={}", tls.display()),
+            "--image-opts".into(),
+            format!("driver=nbd,host=127.0.0.1,port={},export={name},tls-creds=tls0", self.port),
+        ]
     }
 }
 
@@ -206,7 +229,9 @@ fn qemu_img_convert_round_trip() {
     // -n: the export exists, qemu-img must not try to create it.
     let source_path = source.to_str().unwrap();
     run_ok("qemu-img", &["convert", "-n", "-f", "raw", "-O", "raw", source_path, &server.unix_uri("disk")]);
-    run_ok("qemu-img", &["convert", "-f", "raw", "-O", "raw", &server.tcp_uri("disk"), copy.to_str().unwrap()]);
+    let [object, creds, image_opts, source_opts] = server.qemu_tcp("disk", &server.client_tls);
+    let out_path = copy.to_str().unwrap();
+    run_ok("qemu-img", &["convert", &object, &creds, image_opts.as_str(), "-O", "raw", &source_opts, out_path]);
     assert_eq!(sha256(&copy), sha256(&source));
     assert_eq!(sha256(&server.image("disk")), sha256(&source), "what the server wrote is the image");
 
@@ -237,8 +262,9 @@ fn qemu_io_patterns_zeroes_discard_flush_and_aio() {
         "read -P 0xce 9M 64k",
         "read -P 0 63M 1M",
     ];
-    for uri in [server.unix_uri("disk"), server.tcp_uri("disk")] {
-        let mut args = vec!["-f", "raw", uri.as_str()];
+    let unix = vec!["-f".to_string(), "raw".to_string(), server.unix_uri("disk")];
+    for target in [unix, server.qemu_tcp("disk", &server.client_tls).to_vec()] {
+        let mut args: Vec<&str> = target.iter().map(String::as_str).collect();
         for check in &checks {
             args.extend(["-c", check]);
         }
@@ -251,10 +277,12 @@ fn qemu_io_patterns_zeroes_discard_flush_and_aio() {
     assert!(all_output(&out).contains("Pattern verification failed"), "{}", all_output(&out));
 }
 
+/// fio's nbd engine at `uri`. On the unix socket only: the engine may not name a TLS folder
+/// (libnbd refuses local files in its URIs), and root's default folder is the host's /etc/pki/libnbd.
 fn fio(uri: &str, rw: &str) -> String {
-    run_ok(
-        "fio",
-        &[
+    let out = Command::new("timeout")
+        .args(["120", "fio"])
+        .args([
             "--name=nbd",
             "--ioengine=nbd",
             &format!("--uri={uri}"),
@@ -266,8 +294,11 @@ fn fio(uri: &str, rw: &str) -> String {
             "--verify_fatal=1",
             "--do_verify=1",
             "--verify_state_save=0", // no state file left in the working directory
-        ],
-    )
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "fio at {uri} failed ({}):\n{}", out.status, all_output(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]
@@ -280,7 +311,7 @@ fn fio_randwrite_with_verify_at_iodepth_32() {
 #[test]
 fn fio_randrw_with_verify_at_iodepth_32() {
     let server = two_exports();
-    let report = fio(&server.tcp_uri("disk"), "randrw");
+    let report = fio(&server.unix_uri("disk"), "randrw");
     assert!(report.contains("err= 0"), "{report}");
 }
 
@@ -303,9 +334,42 @@ fn a_read_only_export_refuses_writes() {
     assert_eq!(std::fs::read(server.image("ro")).unwrap(), vec![0x5a; MIB as usize]);
 }
 
-/// A hand-written NBD client over the unix socket, for input no real client sends.
-struct RawClient {
-    stream: UnixStream,
+/// The attack: a client on the network reaches the TCP port without TLS, or with a
+/// certificate another CA signed. It gets no export, no data, no listing.
+#[test]
+fn tcp_serves_only_clients_that_start_tls_with_a_certificate_the_ca_signed() {
+    let server = two_exports();
+    let plain = format!("nbd://127.0.0.1:{}/disk", server.port);
+    for args in [vec!["--json", plain.as_str()], vec!["--list", plain.as_str()]] {
+        let out = run("nbdinfo", &args);
+        assert!(!out.status.success(), "{}", all_output(&out));
+    }
+    let stranger = format!("nbds://127.0.0.1:{}/disk?tls-certificates={}", server.port, server.stranger_tls.display());
+    let out = run("nbdinfo", &[&stranger]);
+    assert!(!out.status.success(), "{}", all_output(&out));
+    let qemu = server.qemu_tcp("disk", &server.stranger_tls);
+    let out = run("qemu-img", &["info", &qemu[0], &qemu[1], &qemu[2], &qemu[3]]);
+    assert!(!out.status.success(), "{}", all_output(&out));
+    // The trusted client on the same port is served, by both client libraries.
+    let qemu = server.qemu_tcp("disk", &server.client_tls);
+    let said = run_ok("qemu-img", &["info", &qemu[0], &qemu[1], &qemu[2], &qemu[3]]);
+    assert!(said.contains("64 MiB"), "{said}");
+    // By hand: every option before NBD_OPT_STARTTLS gets NBD_REP_ERR_TLS_REQD ...
+    let mut raw = RawClient::greeted_tcp(&server);
+    raw.send(&3u32.to_be_bytes());
+    for (opt, data) in [(option::LIST, vec![]), (option::GO, go_data("disk", &[])), (option::INFO, go_data("disk", &[]))] {
+        raw.option(opt, &data);
+        let (replied_to, kind, _) = raw.option_reply();
+        assert_eq!((replied_to, kind), (opt, reply::ERR_TLS_REQD));
+    }
+    // ... and NBD_OPT_EXPORT_NAME, which has no error reply, closes the connection.
+    raw.option(option::EXPORT_NAME, b"disk");
+    raw.assert_closed();
+}
+
+/// A hand-written NBD client over the unix socket (or plain TCP), for input no real client sends.
+struct RawClient<S = UnixStream> {
+    stream: S,
 }
 
 const IHAVEOPT: &[u8; 8] = b"IHAVEOPT";
@@ -316,9 +380,7 @@ impl RawClient {
     fn greeted(server: &TestServer) -> RawClient {
         let stream = UnixStream::connect(&server.socket).unwrap();
         stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut client = RawClient { stream };
-        assert_eq!(client.bytes(18), b"NBDMAGICIHAVEOPT\x00\x03", "greeting with FIXED_NEWSTYLE | NO_ZEROES");
-        client
+        RawClient::greeting(stream)
     }
 
     /// Greeted, flags FIXED_NEWSTYLE | NO_ZEROES sent.
@@ -346,6 +408,23 @@ impl RawClient {
             }
         }
         (client, size.expect("NBD_INFO_EXPORT before the ACK"), flags)
+    }
+}
+
+impl RawClient<std::net::TcpStream> {
+    /// The same on the TCP port, without ever starting TLS.
+    fn greeted_tcp(server: &TestServer) -> RawClient<std::net::TcpStream> {
+        let stream = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        RawClient::greeting(stream)
+    }
+}
+
+impl<S: Read + Write> RawClient<S> {
+    fn greeting(stream: S) -> RawClient<S> {
+        let mut client = RawClient { stream };
+        assert_eq!(client.bytes(18), b"NBDMAGICIHAVEOPT\x00\x03", "greeting with FIXED_NEWSTYLE | NO_ZEROES");
+        client
     }
 
     fn send(&mut self, bytes: &[u8]) {

@@ -72,7 +72,11 @@ impl ServerAuthFiles {
     /// Reads the files: the listener's authentication, or one line naming the file at fault.
     pub fn load(&self) -> Result<ServerAuth, String> {
         match (&self.tls_cert, &self.tls_key, &self.tls_client_ca, &self.token_file) {
-            (Some(cert), Some(key), Some(ca), _) => Ok(ServerAuth::Tls(server_tls(cert, key, ca)?)),
+            (Some(cert), Some(key), Some(ca), _) => {
+                let mut config = server_tls(cert, key, ca)?;
+                config.alpn_protocols = vec![b"http/1.1".to_vec()];
+                Ok(ServerAuth::Tls(Arc::new(config)))
+            }
             (_, _, _, Some(token)) => Ok(ServerAuth::Token(Token::load_or_create(token)?)),
             _ => Err("no authentication configured".to_string()),
         }
@@ -248,18 +252,17 @@ fn roots(path: &Path) -> Result<rustls::RootCertStore, String> {
     Ok(roots)
 }
 
-fn server_tls(cert: &Path, key: &Path, client_ca: &Path) -> Result<Arc<rustls::ServerConfig>, String> {
+/// A TLS server that presents `cert` and accepts only clients with a certificate `client_ca` signed.
+pub fn server_tls(cert: &Path, key: &Path, client_ca: &Path) -> Result<rustls::ServerConfig, String> {
     let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots(client_ca)?), provider())
         .build()
         .map_err(|e| format!("{}: {e}", client_ca.display()))?;
-    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+    rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .with_client_cert_verifier(verifier)
         .with_single_cert(certificates(cert)?, private_key(key)?)
-        .map_err(|e| format!("{} and {}: {e}", cert.display(), key.display()))?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+        .map_err(|e| format!("{} and {}: {e}", cert.display(), key.display()))
 }
 
 fn client_tls(ca: &Path, cert: &Path, key: &Path) -> Result<Arc<rustls::ClientConfig>, String> {

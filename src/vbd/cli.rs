@@ -15,13 +15,13 @@ use crate::wire::block::{FragmentSize, UserKey, KEY_LEN, UDP_PORT};
 
 use super::export::Export;
 use super::io_scheduler::Limits;
-use super::nbd_server::{NbdListener, NbdServer, ServeError};
+use super::nbd_server::{NbdListener, NbdServer};
 use super::retransmit::Timing;
 use super::storage_backend::StorageBackend;
 use super::storage_client::{ClientConfig, StorageClient};
 
-/// NBD's registered port, where `--listen` defaults to when no `--socket` is given.
-pub const NBD_PORT: u16 = 10809;
+/// Where the NBD socket is when `--socket` is not given: `<DIR>/vbd-user<ID>.sock`.
+pub const DEFAULT_SOCKET_DIR: &str = "/run/switchyard";
 
 #[derive(Args, Debug)]
 pub struct VbdArgs {
@@ -37,12 +37,26 @@ pub struct VbdArgs {
     /// The path MTU to the server (at least 156): datagrams are cut to fit it.
     #[arg(long, default_value = "1500", value_parser = parse_mtu)]
     pub mtu: FragmentSize,
-    /// Serve NBD on this unix socket (created; it must not exist).
+    /// Serve NBD on this unix socket (created, mode 0600; it must not exist)
+    /// [default: /run/switchyard/vbd-user<ID>.sock].
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
-    /// Serve NBD on this loopback TCP address [default: 127.0.0.1:10809 when no --socket is given].
-    #[arg(long, value_name = "ADDR")]
+    /// A group that may use the socket too (mode 0660).
+    #[arg(long, value_name = "GROUP")]
+    pub socket_group: Option<String>,
+    /// Also serve NBD on this TCP address (NBD's port is 10809), to clients that start TLS
+    /// (NBD_OPT_STARTTLS) with a certificate --tls-ca signed. Needs --tls-ca, --tls-cert, --tls-key.
+    #[arg(long, value_name = "ADDR:PORT")]
     pub listen: Option<SocketAddr>,
+    /// The CA (PEM) whose client certificates TCP clients must present.
+    #[arg(long, value_name = "PATH")]
+    pub tls_ca: Option<PathBuf>,
+    /// This server's certificate (PEM) for TCP clients.
+    #[arg(long, value_name = "PATH")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "PATH")]
+    pub tls_key: Option<PathBuf>,
     /// An export: its NBD name and the server's image id (repeat for more images).
     #[arg(long = "export", value_name = "NAME=IMAGE_ID", required = true, value_parser = parse_export)]
     pub exports: Vec<ExportSpec>,
@@ -108,6 +122,27 @@ pub fn read_secret(path: &Path) -> Result<UserKey, SecretError> {
     Ok(UserKey::new(key))
 }
 
+/// `/run/switchyard/vbd-user<ID>.sock`
+pub fn default_socket(user: u32) -> PathBuf {
+    Path::new(DEFAULT_SOCKET_DIR).join(format!("vbd-user{user}.sock"))
+}
+
+/// The TLS server for `--listen`: NBD clients cannot send a token, so TCP needs TLS.
+fn tcp_tls(args: &VbdArgs) -> Result<Option<Arc<rustls::ServerConfig>>, String> {
+    let files = [&args.tls_ca, &args.tls_cert, &args.tls_key];
+    match (args.listen, files) {
+        (None, [None, None, None]) => Ok(None),
+        (None, _) => Err("vbd: --tls-ca, --tls-cert and --tls-key are for --listen, which is not given".into()),
+        (Some(addr), [Some(ca), Some(cert), Some(key)]) => crate::svc::auth::server_tls(cert, key, ca)
+            .map(|config| Some(Arc::new(config)))
+            .map_err(|e| format!("vbd: --listen {addr}: {e}")),
+        (Some(addr), _) => Err(format!(
+            "vbd: --listen {addr}: NBD on TCP needs TLS (clients cannot send a token): give --tls-ca, --tls-cert \
+             and --tls-key, or serve only on the unix socket"
+        )),
+    }
+}
+
 /// A failure for the user: one line, and the exit code.
 struct Failure {
     code: u8,
@@ -141,21 +176,22 @@ fn run(args: VbdArgs) -> Result<(), Failure> {
             return Err(Failure::usage(format!("vbd: export name {:?} given twice", spec.name)));
         }
     }
-    let mut listeners = Vec::new();
-    if let Some(path) = &args.socket {
-        listeners.push(NbdListener::bind_unix(path).map_err(Failure::runtime)?);
-    }
-    let listen = match (args.listen, &args.socket) {
-        (Some(addr), _) => Some(addr),
-        (None, None) => Some(SocketAddr::from((Ipv4Addr::LOCALHOST, NBD_PORT))),
-        (None, Some(_)) => None,
+    let group = match &args.socket_group {
+        None => None,
+        Some(name) => match nix::unistd::Group::from_name(name) {
+            Ok(Some(group)) => Some(group.gid.as_raw()),
+            _ => return Err(Failure::usage(format!("vbd: --socket-group {name:?} is not a group on this host"))),
+        },
     };
-    if let Some(addr) = listen {
-        let listener = NbdListener::bind_loopback(addr).map_err(|e| match e {
-            ServeError::NotLoopback(_) => Failure::usage(e),
-            ServeError::Listen { .. } => Failure::runtime(e),
-        })?;
-        listeners.push(listener);
+    let tls = tcp_tls(&args).map_err(Failure::usage)?;
+    let socket = args.socket.clone().unwrap_or_else(|| default_socket(args.user));
+    if let Some(dir) = socket.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Failure::runtime(format!("vbd: cannot create {}: {e}", dir.display())))?;
+    }
+    let mut listeners = vec![NbdListener::bind_unix(&socket, group).map_err(Failure::runtime)?];
+    if let (Some(addr), Some(tls)) = (args.listen, tls) {
+        listeners.push(NbdListener::bind_tls(addr, tls).map_err(Failure::runtime)?);
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()

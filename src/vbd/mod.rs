@@ -28,6 +28,7 @@ mod io_scheduler_tests;
 mod nbd_handshake;
 pub mod nbd_server;
 mod nbd_session;
+mod nbd_tls;
 mod nbd_transmission;
 pub mod nbd_wire;
 pub mod retransmit;

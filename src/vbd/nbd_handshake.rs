@@ -28,22 +28,30 @@ pub(super) enum Outcome<B> {
     Aborted,
 }
 
+/// `greeted`: the client's flags when the greeting happened before TLS
+/// (`nbd_tls`); the haggling then goes on inside TLS.
 pub(super) async fn negotiate<B, R, W>(
     reader: &mut R,
     writer: &mut W,
     exports: &ExportSet<B>,
+    greeted: Option<ClientFlags>,
 ) -> Result<Outcome<B>, SessionError>
 where
     B: BlockBackend,
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    writer.write_all(&greeting()).await?;
-    writer.flush().await?;
-    let mut flags = [0; CLIENT_FLAGS_LEN];
-    reader.read_exact(&mut flags).await?;
-    // A client without FIXED_NEWSTYLE is served the same way (proto.md allows it).
-    let client = ClientFlags::parse(&flags)?;
+    let client = match greeted {
+        Some(client) => client,
+        None => {
+            writer.write_all(&greeting()).await?;
+            writer.flush().await?;
+            let mut flags = [0; CLIENT_FLAGS_LEN];
+            reader.read_exact(&mut flags).await?;
+            // A client without FIXED_NEWSTYLE is served the same way (proto.md allows it).
+            ClientFlags::parse(&flags)?
+        }
+    };
     let mut out = Vec::new();
     for _ in 0..MAX_OPTIONS {
         let mut header = [0; OPTION_HEADER_LEN];
@@ -61,6 +69,12 @@ where
         }
         let mut data = vec![0; header.length as usize];
         reader.read_exact(&mut data).await?;
+        if greeted.is_some() && header.option == option::STARTTLS {
+            // proto.md: STARTTLS inside TLS is invalid.
+            encode_error_reply(&mut out, header.option, reply::ERR_INVALID, "TLS is already on");
+            send(writer, &out).await?;
+            continue;
+        }
         let outcome = match parse_option(header.option, &data) {
             Ok(request) => answer(request, client, exports, &mut out)?,
             // NBD_OPT_EXPORT_NAME has no error reply: closing is the only answer.
@@ -140,7 +154,7 @@ async fn send<W: AsyncWrite + Unpin>(writer: &mut W, bytes: &[u8]) -> std::io::R
 }
 
 /// Reads and drops `length` bytes.
-async fn discard<R: AsyncRead + Unpin>(reader: &mut R, length: u32) -> std::io::Result<()> {
+pub(super) async fn discard<R: AsyncRead + Unpin>(reader: &mut R, length: u32) -> std::io::Result<()> {
     let dropped = tokio::io::copy(&mut reader.take(u64::from(length)), &mut tokio::io::sink()).await?;
     if dropped < u64::from(length) {
         return Err(std::io::ErrorKind::UnexpectedEof.into());

@@ -1,36 +1,35 @@
-//! `NbdServer`: serves an `ExportSet` on unix sockets and loopback TCP listeners, one task per
-//! connection, until told to stop. The server has no authentication, so TCP listens only on
-//! loopback addresses (the VM host's QEMU and NBD tools are local); the unix socket's file
-//! permissions are the access control there.
+//! `NbdServer`: serves an `ExportSet` on unix sockets and TCP listeners, one task per
+//! connection, until told to stop. On a unix socket the file's owner, group and mode are the
+//! access control; on TCP every client must start TLS and present a certificate the
+//! configured CA signed (`nbd_tls`), since NBD clients have no other way to authenticate.
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 
 use super::backend::BlockBackend;
 use super::export::{Export, ExportError, ExportSet};
-use super::nbd_session::{serve_connection, stopping};
+use super::nbd_session::{serve_connection, stopping, SessionError};
+use super::nbd_tls::{until_starttls, BeforeTls};
 
 /// How long a stop waits for connections to answer the requests they have in flight.
 pub const DRAIN: Duration = Duration::from_secs(2);
+/// How long a client may take for the TLS handshake after NBD_OPT_STARTTLS.
+const TLS_HANDSHAKE: Duration = Duration::from_secs(10);
 /// Pause after a failed accept (out of file descriptors, say) before the next one.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error(
-        "nbd: {0} is not a loopback address; the NBD server has no authentication, so TCP listens only on \
-         127.0.0.1 or ::1"
-    )]
-    NotLoopback(SocketAddr),
     #[error("nbd: cannot listen on {listener}: {source}")]
     Listen { listener: String, source: io::Error },
 }
@@ -51,39 +50,51 @@ pub struct NbdListener {
     bound: Bound,
 }
 
-#[derive(Debug)]
 enum Bound {
     Unix { listener: std::os::unix::net::UnixListener, file: SocketFile },
-    Tcp(std::net::TcpListener),
+    Tcp(std::net::TcpListener, TlsAcceptor),
+}
+
+impl std::fmt::Debug for Bound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Bound::Unix { file, .. } => write!(f, "Unix({})", file.0.display()),
+            Bound::Tcp(listener, _) => write!(f, "Tcp({:?}, TLS)", listener.local_addr().ok()),
+        }
+    }
 }
 
 impl NbdListener {
     /// Listens on a new unix socket at `path` (a file already there is an error: it may be
-    /// another server's). The file is removed when the listener is dropped.
-    pub fn bind_unix(path: impl AsRef<Path>) -> Result<NbdListener, ServeError> {
+    /// another server's), mode 0600, or 0660 and group `group`. The file is removed when the
+    /// listener is dropped.
+    pub fn bind_unix(path: impl AsRef<Path>, group: Option<u32>) -> Result<NbdListener, ServeError> {
         let path = path.as_ref();
         let failed = |source| ServeError::Listen { listener: format!("unix:{}", path.display()), source };
         let listener = std::os::unix::net::UnixListener::bind(path).map_err(failed)?;
         let file = SocketFile(path.to_path_buf());
+        // Whoever can connect reads and writes the user's disks.
+        let mode = if group.is_some() { 0o660 } else { 0o600 };
+        std::os::unix::fs::chown(path, None, group)
+            .and_then(|()| std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)))
+            .map_err(failed)?;
         listener.set_nonblocking(true).map_err(failed)?;
         Ok(NbdListener { bound: Bound::Unix { listener, file } })
     }
 
-    /// Listens on TCP `addr`, which must be a loopback address (port 0 picks a free port).
-    pub fn bind_loopback(addr: SocketAddr) -> Result<NbdListener, ServeError> {
-        if !addr.ip().is_loopback() {
-            return Err(ServeError::NotLoopback(addr));
-        }
+    /// Listens on TCP `addr` (port 0 picks a free port); every client must start TLS with `tls`,
+    /// which verifies its certificate.
+    pub fn bind_tls(addr: SocketAddr, tls: Arc<rustls::ServerConfig>) -> Result<NbdListener, ServeError> {
         let failed = |source| ServeError::Listen { listener: format!("tcp:{addr}"), source };
         let listener = std::net::TcpListener::bind(addr).map_err(failed)?;
         listener.set_nonblocking(true).map_err(failed)?;
-        Ok(NbdListener { bound: Bound::Tcp(listener) })
+        Ok(NbdListener { bound: Bound::Tcp(listener, TlsAcceptor::from(tls)) })
     }
 
     /// The TCP address actually bound (the port when 0 was asked for); `None` for a unix socket.
     pub fn tcp_addr(&self) -> Option<SocketAddr> {
         match &self.bound {
-            Bound::Tcp(listener) => listener.local_addr().ok(),
+            Bound::Tcp(listener, _) => listener.local_addr().ok(),
             Bound::Unix { .. } => None,
         }
     }
@@ -92,9 +103,9 @@ impl NbdListener {
     pub fn describe(&self) -> String {
         match &self.bound {
             Bound::Unix { file, .. } => format!("unix:{}", file.0.display()),
-            Bound::Tcp(listener) => match listener.local_addr() {
-                Ok(addr) => format!("tcp:{addr}"),
-                Err(_) => "tcp:?".to_string(),
+            Bound::Tcp(listener, _) => match listener.local_addr() {
+                Ok(addr) => format!("tcp+tls:{addr}"),
+                Err(_) => "tcp+tls:?".to_string(),
             },
         }
     }
@@ -106,14 +117,14 @@ impl NbdListener {
             Bound::Unix { listener, file } => {
                 Listening::Unix { listener: UnixListener::from_std(listener).map_err(failed)?, _file: file }
             }
-            Bound::Tcp(listener) => Listening::Tcp(TcpListener::from_std(listener).map_err(failed)?),
+            Bound::Tcp(listener, tls) => Listening::Tcp(TcpListener::from_std(listener).map_err(failed)?, tls),
         })
     }
 }
 
 enum Listening {
     Unix { listener: UnixListener, _file: SocketFile },
-    Tcp(TcpListener),
+    Tcp(TcpListener, TlsAcceptor),
 }
 
 enum Accepted {
@@ -125,7 +136,7 @@ impl Listening {
     async fn accept(&self) -> io::Result<Accepted> {
         match self {
             Listening::Unix { listener, .. } => listener.accept().await.map(|(stream, _)| Accepted::Unix(stream)),
-            Listening::Tcp(listener) => listener.accept().await.map(|(stream, peer)| Accepted::Tcp(stream, peer)),
+            Listening::Tcp(listener, _) => listener.accept().await.map(|(stream, peer)| Accepted::Tcp(stream, peer)),
         }
     }
 }
@@ -196,14 +207,18 @@ async fn accept_loop<B: BlockBackend>(
                 Ok(Accepted::Unix(stream)) => {
                     connections += 1;
                     let peer = format!("unix#{connections}").into();
-                    start_session(&mut sessions, stream.into_split(), peer, &exports, &shutdown);
+                    let (exports, shutdown) = (Arc::clone(&exports), shutdown.clone());
+                    let (read_half, write_half) = stream.into_split();
+                    sessions.spawn(serve_connection(read_half, write_half, peer, exports, None, shutdown));
                 }
                 Ok(Accepted::Tcp(stream, peer)) => {
                     // proto.md: both ends SHOULD disable Nagle.
                     if let Err(e) = stream.set_nodelay(true) {
                         log::debug!("nbd: {peer}: cannot set TCP_NODELAY: {e}");
                     }
-                    start_session(&mut sessions, stream.into_split(), peer.to_string().into(), &exports, &shutdown);
+                    let Listening::Tcp(_, tls) = &listener else { continue };
+                    let (tls, exports, shutdown) = (tls.clone(), Arc::clone(&exports), shutdown.clone());
+                    sessions.spawn(serve_tls_connection(stream, tls, peer.to_string().into(), exports, shutdown));
                 }
                 Err(e) => {
                     log::warn!("nbd: accept failed: {e}");
@@ -221,16 +236,32 @@ async fn accept_loop<B: BlockBackend>(
     }
 }
 
-fn start_session<B, R, W>(
-    sessions: &mut JoinSet<()>,
-    (read_half, write_half): (R, W),
+/// A TCP connection: the plaintext handshake up to NBD_OPT_STARTTLS, the TLS handshake (within
+/// `TLS_HANDSHAKE`), then the session inside TLS.
+async fn serve_tls_connection<B: BlockBackend>(
+    mut stream: TcpStream,
+    tls: TlsAcceptor,
     peer: Arc<str>,
-    exports: &Arc<ExportSet<B>>,
-    shutdown: &watch::Receiver<bool>,
-) where
-    B: BlockBackend,
-    R: AsyncRead + Unpin + Send + 'static,
-    W: AsyncWrite + Unpin + Send + 'static,
-{
-    sessions.spawn(serve_connection(read_half, write_half, peer, Arc::clone(exports), shutdown.clone()));
+    exports: Arc<ExportSet<B>>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let started = async {
+        match until_starttls(&mut stream).await? {
+            BeforeTls::Aborted => Ok(None),
+            BeforeTls::StartTls(client) => match tokio::time::timeout(TLS_HANDSHAKE, tls.accept(stream)).await {
+                Ok(Ok(stream)) => Ok(Some((stream, client))),
+                Ok(Err(e)) => Err(SessionError::Tls(e)),
+                Err(_) => Err(SessionError::Tls(io::ErrorKind::TimedOut.into())),
+            },
+        }
+    };
+    match started.await {
+        Ok(Some((stream, client))) => {
+            let (read_half, write_half) = tokio::io::split(stream);
+            serve_connection(read_half, write_half, peer, exports, Some(client), shutdown).await;
+        }
+        Ok(None) => log::debug!("nbd: {peer}: NBD_OPT_ABORT before TLS"),
+        Err(e) if e.is_disconnect() => log::debug!("nbd: {peer}: the client disconnected ({e})"),
+        Err(e) => log::warn!("nbd: {peer}: closing the connection: {e}"),
+    }
 }

@@ -12,7 +12,7 @@ use super::backend::BlockBackend;
 use super::export::ExportSet;
 use super::nbd_handshake::{negotiate, Outcome, MAX_OPTIONS};
 use super::nbd_transmission::transmit;
-use super::nbd_wire::{FramingError, HandshakeError, OptionError};
+use super::nbd_wire::{ClientFlags, FramingError, HandshakeError, OptionError};
 
 /// Requests are read through this buffer: one read() brings in many small requests.
 const READ_BUFFER: usize = 64 << 10;
@@ -35,6 +35,11 @@ pub enum SessionError {
     OptionTooLarge(OptionError),
     #[error("more than {MAX_OPTIONS} options without choosing an export")]
     TooManyOptions,
+    /// On TCP, NBD_OPT_EXPORT_NAME (which has no error reply) or an oversize option before NBD_OPT_STARTTLS.
+    #[error("the client did not start TLS, which TCP requires")]
+    TlsRequired,
+    #[error("TLS handshake refused: {0}")]
+    Tls(io::Error),
 }
 
 impl SessionError {
@@ -61,6 +66,7 @@ pub(super) async fn serve_connection<B, R, W>(
     mut write_half: W,
     peer: Arc<str>,
     exports: Arc<ExportSet<B>>,
+    greeted: Option<ClientFlags>,
     mut shutdown: watch::Receiver<bool>,
 ) where
     B: BlockBackend,
@@ -69,7 +75,7 @@ pub(super) async fn serve_connection<B, R, W>(
 {
     let mut reader = BufReader::with_capacity(READ_BUFFER, read_half);
     let negotiated = tokio::select! {
-        negotiated = negotiate(&mut reader, &mut write_half, &exports) => negotiated,
+        negotiated = negotiate(&mut reader, &mut write_half, &exports, greeted) => negotiated,
         _ = stopping(&mut shutdown) => {
             log::debug!("nbd: {peer}: closed during the handshake: the server is stopping");
             return;
