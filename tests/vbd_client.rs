@@ -402,3 +402,38 @@ fn the_vbd_command_names_a_refused_export_and_a_bad_secret() {
     assert!(stderr.contains("given twice"), "{stderr}");
     assert_eq!(peer.rejected(), 0);
 }
+
+/// NBD clients cannot send a token: the unix socket is private (0600), and TCP needs TLS.
+#[test]
+fn the_vbd_socket_is_private_and_tcp_needs_tls() {
+    let image = Arc::new(Mutex::new(vec![0u8; IMAGE_SIZE]));
+    let peer = Peer::start(image_script(image), Box::new(|_| false));
+    let mut vbd = VbdProcess::start(&peer, &secret_hex(), &["disk0=3"]);
+    vbd.wait_for_socket();
+    let mode = std::fs::metadata(&vbd.socket).unwrap().permissions();
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
+    drop(vbd);
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("secret");
+    std::fs::write(&secret_file, secret_hex()).unwrap();
+    std::fs::set_permissions(&secret_file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    for (extra, says) in [
+        (&["--listen", "127.0.0.1:0"][..], "NBD on TCP needs TLS (clients cannot send a token)"),
+        (&["--listen", "0.0.0.0:0", "--tls-cert", "/c"][..], "NBD on TCP needs TLS"),
+        (&["--tls-ca", "/a"][..], "are for --listen, which is not given"),
+        (&["--socket-group", "no-such-group-here"][..], "is not a group on this host"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(["vbd", "--server", &peer.addr.to_string(), "--user", "7", "--export", "disk0=3"])
+            .arg("--secret-file")
+            .arg(&secret_file)
+            .arg("--socket")
+            .arg(dir.path().join("vbd.sock"))
+            .args(extra)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {stderr}");
+        assert!(stderr.contains(says) && stderr.trim().lines().count() == 1, "{extra:?}: {stderr}");
+    }
+}
