@@ -106,7 +106,7 @@ use crate::wire::MacAddr;
 pub use control::{is_loopback, ControlConfig, SOCKET_PATH_MAX};
 pub use gateway::{GatewayConfig, VniMapping};
 pub use migration::{BoardConfig, MigrationConfig};
-pub use storage::StorageConfig;
+pub use storage::{ImageGroup, StorageConfig};
 pub use tunnels::{TunnelsConfig, TunnelsMode};
 use raw::{PortRef, RawConfig, RawPort};
 use vm_ports::VhostSocket;
