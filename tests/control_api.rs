@@ -1107,7 +1107,7 @@ fn ctl_storage_end_to_end() {
         )
     );
     let adopted = ok(&["storage", "orphans", "--adopt", "9", "--name", "nine", "--owner", "alice"]);
-    assert!(adopted.contains(&format!("nine  9   alice  1K ")), "{adopted}");
+    assert!(adopted.contains("nine  9   alice  1K "), "{adopted}");
     assert_eq!(ok(&["storage", "orphans", "--remove", "8.img.creating"]), "removed unknown file 8.img.creating\n");
     assert_eq!(ok(&["--json", "storage", "orphans"]), "[]\n");
     let (code, _, err) = server.ctl(&["storage", "orphans", "--remove", "1.img"]);
