@@ -270,6 +270,14 @@ fn starting_over_on_a_new_database_keeps_every_image_file() {
     std::fs::write(dir.join("import/golden.raw"), (0..8192u32).map(|i| (i % 253) as u8).collect::<Vec<u8>>()).unwrap();
     ok(&["storage", "image", "import", "golden", "--owner", "alice", "--from", "golden.raw"]);
     assert_eq!((mode(&images), mode(&images.join("1.img")), mode(&images.join("2.img"))), (0o700, 0o600, 0o600));
+    // A local user cannot read a VM's disk.
+    let read = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "cat"])
+        .arg(images.join("2.img"))
+        .output()
+        .unwrap();
+    assert!(!read.status.success() && read.stdout.is_empty(), "uid 65534 read an image file");
+    assert!(String::from_utf8_lossy(&read.stderr).contains("Permission denied"), "{}", String::from_utf8_lossy(&read.stderr));
     std::fs::write(images.join("1.img"), vec![0x5au8; 1 << 20]).unwrap();
     switch.kill9();
 

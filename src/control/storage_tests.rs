@@ -580,6 +580,35 @@ fn image_directories_and_files_are_private() {
 }
 
 #[test]
+fn with_an_image_group_files_are_readable_by_that_group_only() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = tempfile::tempdir().unwrap();
+    let gid = nix::unistd::Group::from_name("disk").unwrap().map_or(0, |g| g.gid.as_raw());
+    let group = crate::config::ImageGroup { name: "disk".into(), gid };
+    let config = StorageConfig { image_group: Some(group), ..StorageConfig::new(dir.path().join("images")) };
+    let open = |config: StorageConfig| {
+        let store = Store::open(dir.path().join("config.redb")).unwrap();
+        Control::with_storage(store, Arc::new(FakeRuntime::new()), config).unwrap()
+    };
+    let control = open(config.clone());
+    control.create_storage_user(user("alice", &["10.0.0.5"], 1 << 20)).unwrap();
+    let image = control.create_storage_image(sparse("disk", "alice", 4096)).unwrap();
+    let meta = |path: &Path| std::fs::metadata(path).map(|m| (m.permissions().mode() & 0o7777, m.gid())).unwrap();
+    assert_eq!(meta(&dir.path().join("images")), (0o750, gid));
+    assert_eq!(meta(&image.file), (0o640, gid));
+    // Others may not read; group write is beyond what the group is given.
+    std::fs::set_permissions(&image.file, std::fs::Permissions::from_mode(0o664)).unwrap();
+    drop(control);
+    let control = open(config);
+    assert_eq!(meta(&image.file), (0o640, gid));
+    // Without the group the file is the switch's user's only.
+    drop(control);
+    let control = open(StorageConfig::new(dir.path().join("images")));
+    assert_eq!(meta(&image.file).0, 0o600);
+    drop(control);
+}
+
+#[test]
 fn imports_of_files_outside_the_import_directory_are_refused() {
     let s = Setup::populated();
     let dir = s.import_dir();
