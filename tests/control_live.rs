@@ -217,7 +217,7 @@ fn ctl_storage_on_a_running_switch_and_its_images_after_a_kill() {
     files.sort();
     assert_eq!(files, ["1.img", "2.img", "3.img.creating", "7.img"]);
     assert_eq!(ok(&["storage", "orphans", "--remove", "3.img.creating"]), "removed unknown file 3.img.creating\n");
-    assert_eq!(ok(&["storage", "orphans", "--remove", "7"]), "removed unknown file 7\n");
+    assert_eq!(ok(&["storage", "orphans", "--remove", "7"]), "removed unknown file 7.img\n");
     assert_eq!(std::fs::metadata(images.join("1.img")).unwrap().len(), 64 << 20, "its size is applied again");
     let listed = ctl_json(&socket, &["storage", "image", "list"]);
     assert_eq!(listed.as_array().unwrap().len(), 2);

@@ -50,7 +50,8 @@ pub struct StorageUserQuota {
 }
 
 /// `POST /v1/storage/images`: a sparse image of `size` bytes, or a copy of the
-/// file `import_from` on the switch's host (its size rounded up to a sector).
+/// file `import_from`, a path relative to `storage.import_dir` (its size
+/// rounded up to a sector).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageImageCreate {

@@ -187,7 +187,8 @@ async fn orphans(client: &Client, args: &OrphansArgs) -> Result<(Value, Result<S
     Ok(match (&args.remove, &args.adopt) {
         (Some(file), _) => {
             client.call(Method::DELETE, &one(file), None).await?;
-            (Value::Null, Err(format!("removed unknown file {file}")))
+            let name = if file.bytes().all(|b| b.is_ascii_digit()) { format!("{file}.img") } else { file.clone() };
+            (Value::Null, Err(format!("removed unknown file {name}")))
         }
         (None, Some(file)) => {
             let body = json!({"name": args.name, "owner": args.owner, "read_only": args.read_only});
