@@ -49,7 +49,9 @@ impl Server {
         let store = Store::open(&config.database).unwrap();
         let fake = Arc::new(fake);
         let handle = if storage {
-            let storage = StorageConfig::new(dir.path().join("images"));
+            std::fs::create_dir(dir.path().join("import")).unwrap();
+            let storage =
+                StorageConfig { import_dir: Some(dir.path().join("import")), ..StorageConfig::new(dir.path().join("images")) };
             spawn_with_storage(&config, Some(storage), store, fake.clone()).unwrap()
         } else {
             spawn(&config, store, fake.clone()).unwrap()
@@ -1006,6 +1008,8 @@ async fn storage_over_the_api_shows_the_secret_only_when_it_is_made() {
         (Method::POST, "/v1/storage/images", r#"{"name": "big", "owner": "alice", "size": 2147483648}"#, 409, json!("size")),
         (Method::POST, "/v1/storage/images", r#"{"name": "odd", "owner": "alice", "size": 1000}"#, 400, json!("size")),
         (Method::POST, "/v1/storage/images", r#"{"name": "x", "owner": "alice", "import_from": "/nonexistent"}"#, 400, json!("import_from")),
+        (Method::POST, "/v1/storage/images", r#"{"name": "x", "owner": "alice", "import_from": "../../etc/shadow"}"#, 400, json!("import_from")),
+        (Method::DELETE, "/v1/storage/orphans/1.img", "", 404, json!("file")),
         (Method::POST, "/v1/storage/images/disk/grow", r#"{"size": 512}"#, 400, json!("size")),
         (Method::POST, "/v1/storage/images/nope/grow", r#"{"size": 1048576}"#, 404, json!("name")),
         (Method::PUT, "/v1/storage/images/disk/read-only", r#"{"read_only": "yes"}"#, 400, json!("read_only")),
@@ -1073,8 +1077,8 @@ fn ctl_storage_end_to_end() {
     assert!(ok(&["storage", "user", "set-quota", "bob", "--quota", "2M"]).contains("bob   2   10.0.0.8  2M"));
 
     ok(&["storage", "image", "create", "disk", "--owner", "alice", "--size", "64M"]);
-    std::fs::write(server.dir.path().join("golden.raw"), vec![7u8; 3000]).unwrap();
-    // A relative path is made absolute from ctl's working directory.
+    std::fs::write(server.dir.path().join("import/golden.raw"), vec![7u8; 3000]).unwrap();
+    // The path is relative to storage.import_dir.
     ok(&["storage", "image", "import", "golden", "--owner", "alice", "--from", "golden.raw", "--read-only"]);
     ok(&["storage", "image", "clone", "golden", "vm1", "--owner", "bob"]);
     ok(&["storage", "image", "grow", "disk", "--size", "128M"]);
@@ -1111,4 +1115,27 @@ fn ctl_storage_end_to_end() {
     assert_eq!(ok(&["storage", "image", "delete", "vm1"]), "deleted storage image vm1\n");
     assert!(!images.join("3.img").exists());
     assert_eq!(ok(&["storage", "user", "delete", "bob"]), "deleted storage user bob\n");
+
+    // Unknown files: listed, adopted or removed only when asked.
+    std::fs::write(images.join("9.img"), vec![1u8; 1024]).unwrap();
+    std::fs::write(images.join("8.img.creating"), b"half").unwrap();
+    assert_eq!(
+        ok(&["storage", "orphans"]),
+        format!(
+            "FILE            SIZE  USAGE  PATH
+8.img.creating  4     4K     {0}/8.img.creating
+9.img           1K    4K     {0}/9.img
+",
+            images.display()
+        )
+    );
+    let adopted = ok(&["storage", "orphans", "--adopt", "9", "--name", "nine", "--owner", "alice"]);
+    assert!(adopted.contains("nine  9   alice  1K "), "{adopted}");
+    assert_eq!(ok(&["storage", "orphans", "--remove", "8.img.creating"]), "removed unknown file 8.img.creating\n");
+    assert_eq!(ok(&["--json", "storage", "orphans"]), "[]\n");
+    let (code, _, err) = server.ctl(&["storage", "orphans", "--remove", "1.img"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("\"1.img\" is not an unknown file of storage.images"), "{err}");
+    let (code, _, _) = server.ctl(&["storage", "orphans", "--adopt", "9"]);
+    assert_eq!(code, 2, "--adopt needs --name and --owner");
 }

@@ -15,6 +15,7 @@ fn config(dir: &Path, socket: &Path) -> String {
     format!(
         r#"{ONE_WORKER}[storage]
 images = "{dir}/images"
+import_dir = "{dir}/import"
 [control]
 socket = "{socket}"
 database = "{dir}/config.redb"
@@ -41,9 +42,14 @@ struct Switch(Child);
 
 impl Switch {
     fn start(dir: &Path, socket: &Path) -> Switch {
+        Switch::start_logging(dir, socket, Stdio::null())
+    }
+
+    /// `start`, its log (stderr) going to `log`.
+    fn start_logging(dir: &Path, socket: &Path, log: impl Into<Stdio>) -> Switch {
         let path = dir.join("switch.toml");
         std::fs::write(&path, config(dir, socket)).unwrap();
-        let child = switchyard().args(["run", "--config", path.to_str().unwrap()]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let child = switchyard().args(["run", "--config", path.to_str().unwrap()]).stdout(Stdio::null()).stderr(log).spawn().unwrap();
         let switch = Switch(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while !ctl(socket, &["unit"]).status.success() {
@@ -187,9 +193,9 @@ fn ctl_storage_on_a_running_switch_and_its_images_after_a_kill() {
     let created = ok(&["storage", "user", "create", "alice", "--ip", "10.0.0.5", "--quota", "1G"]);
     assert!(created.contains("\nsecret "), "{created}");
     ok(&["storage", "image", "create", "disk", "--owner", "alice", "--size", "64M"]);
-    std::fs::write(dir.join("golden.raw"), vec![9u8; 4096]).unwrap();
-    let golden = dir.join("golden.raw");
-    ok(&["storage", "image", "import", "golden", "--owner", "alice", "--from", golden.to_str().unwrap()]);
+    std::fs::create_dir_all(dir.join("import")).unwrap();
+    std::fs::write(dir.join("import/golden.raw"), vec![9u8; 4096]).unwrap();
+    ok(&["storage", "image", "import", "golden", "--owner", "alice", "--from", "golden.raw"]);
     assert_eq!(std::fs::metadata(images.join("1.img")).unwrap().len(), 64 << 20);
     assert_eq!(std::fs::read(images.join("2.img")).unwrap(), vec![9u8; 4096]);
     // Storage changes are generations like any other: the unit follows them.
@@ -200,22 +206,111 @@ fn ctl_storage_on_a_running_switch_and_its_images_after_a_kill() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("quota of 1073741824 bytes would be exceeded"));
     switch.kill9();
 
-    // What a kill between a commit and its file work leaves, and a creation never committed.
+    // What a kill between a commit and its file work leaves; files this
+    // database did not make are left alone.
     std::fs::OpenOptions::new().write(true).open(images.join("1.img")).unwrap().set_len(4096).unwrap();
     std::fs::write(images.join("3.img.creating"), b"half").unwrap();
-    std::fs::write(images.join("7.img"), b"deleted").unwrap();
+    std::fs::write(images.join("7.img"), b"unknown").unwrap();
     let switch = Switch::start(&dir, &socket);
     let mut files: Vec<String> =
         std::fs::read_dir(&images).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     files.sort();
-    assert_eq!(files, ["1.img", "2.img"]);
+    assert_eq!(files, ["1.img", "2.img", "3.img.creating", "7.img"]);
+    assert_eq!(ok(&["storage", "orphans", "--remove", "3.img.creating"]), "removed unknown file 3.img.creating\n");
+    assert_eq!(ok(&["storage", "orphans", "--remove", "7"]), "removed unknown file 7.img\n");
     assert_eq!(std::fs::metadata(images.join("1.img")).unwrap().len(), 64 << 20, "its size is applied again");
     let listed = ctl_json(&socket, &["storage", "image", "list"]);
     assert_eq!(listed.as_array().unwrap().len(), 2);
     assert_eq!(ok(&["storage", "image", "delete", "golden"]), "deleted storage image golden\n");
     assert!(!images.join("2.img").exists());
-    // Ids only rise: golden's 2 is not given again; 3 was never committed (its staging file is gone).
+    // Ids only rise: golden's 2 is not given again.
     let json = ctl_json(&socket, &["storage", "image", "create", "next", "--owner", "alice", "--size", "512"]);
     assert_eq!(json["id"], 3);
     switch.kill9();
+}
+
+/// Sha-256 of every file in `dir`, by name.
+fn digests(dir: &Path) -> Vec<(String, String)> {
+    let mut files: Vec<(String, String)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let out = std::process::Command::new("sha256sum").arg(e.path()).output().unwrap();
+            let sum = String::from_utf8(out.stdout).unwrap().split(' ').next().unwrap().to_string();
+            (e.file_name().into_string().unwrap(), sum)
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+/// The README's "start over" (move config.redb away) with the same images
+/// directory: every image file stays, byte for byte; each is reported once
+/// and listed as an unknown file until the operator adopts or removes it.
+/// Image files are private, and a directory others may write to stops the start.
+#[test]
+fn starting_over_on_a_new_database_keeps_every_image_file() {
+    let dir = scratch("starting_over_keeps_image_files");
+    let socket = SocketPath::new("startover");
+    let images = dir.join("images");
+    let ok = |args: &[&str]| {
+        let out = ctl(&socket, args);
+        assert!(out.status.success(), "ctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let switch = Switch::start(&dir, &socket);
+    ok(&["storage", "user", "create", "alice", "--ip", "10.0.0.5", "--quota", "1G"]);
+    ok(&["storage", "image", "create", "disk", "--owner", "alice", "--size", "1M"]);
+    std::fs::create_dir_all(dir.join("import")).unwrap();
+    std::fs::write(dir.join("import/golden.raw"), (0..8192u32).map(|i| (i % 253) as u8).collect::<Vec<u8>>()).unwrap();
+    ok(&["storage", "image", "import", "golden", "--owner", "alice", "--from", "golden.raw"]);
+    assert_eq!((mode(&images), mode(&images.join("1.img")), mode(&images.join("2.img"))), (0o700, 0o600, 0o600));
+    // A local user cannot read a VM's disk.
+    let read = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "cat"])
+        .arg(images.join("2.img"))
+        .output()
+        .unwrap();
+    assert!(!read.status.success() && read.stdout.is_empty(), "uid 65534 read an image file");
+    assert!(String::from_utf8_lossy(&read.stderr).contains("Permission denied"), "{}", String::from_utf8_lossy(&read.stderr));
+    std::fs::write(images.join("1.img"), vec![0x5au8; 1 << 20]).unwrap();
+    switch.kill9();
+
+    std::fs::rename(dir.join("config.redb"), dir.join("config.redb.old")).unwrap();
+    std::fs::set_permissions(images.join("2.img"), std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let before = digests(&images);
+    let log_path = dir.join("switch.log");
+    let switch = Switch::start_logging(&dir, &socket, std::fs::File::create(&log_path).unwrap());
+    assert_eq!(digests(&images), before, "every image file is still there, byte for byte");
+    assert_eq!(mode(&images.join("2.img")), 0o600, "an image file readable by others is made private");
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    for file in ["1.img", "2.img"] {
+        let path = images.join(file).display().to_string();
+        let reported = log.lines().filter(|l| l.contains(&path) && l.contains("left alone")).count();
+        assert_eq!(reported, 1, "{file} is reported once:\n{log}");
+    }
+    assert!(log.contains(&format!("{} was readable or writable beyond its owner (mode 0644); set to 0600", images.join("2.img").display())), "{log}");
+    let orphans = ctl_json(&socket, &["storage", "orphans"]);
+    let files: Vec<&str> = orphans.as_array().unwrap().iter().map(|o| o["file"].as_str().unwrap()).collect();
+    assert_eq!(files, ["1.img", "2.img"]);
+    ok(&["storage", "user", "create", "alice", "--ip", "10.0.0.5", "--quota", "1G"]);
+    let adopted = ctl_json(&socket, &["storage", "orphans", "--adopt", "1.img", "--name", "disk", "--owner", "alice"]);
+    assert_eq!((adopted["id"].as_u64(), adopted["size"].as_u64()), (Some(1), Some(1 << 20)));
+    assert_eq!(ok(&["storage", "orphans", "--remove", "2.img"]), "removed unknown file 2.img\n");
+    assert_eq!(digests(&images), before[..1], "the adopted image's data is untouched");
+    switch.kill9();
+
+    // A directory others can write to: the start fails, naming it.
+    std::fs::set_permissions(&images, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let path = dir.join("switch.toml");
+    let out = switchyard().args(["run", "--config", path.to_str().unwrap()]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let line = format!("storage.images {}: is writable by group or others (mode 0777)", images.display());
+    assert!(stderr.contains(&line), "{stderr}");
 }

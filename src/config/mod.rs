@@ -107,7 +107,7 @@ pub use control::{ControlConfig, SocketGroup, CONTROL_AUTH_KEYS, SOCKET_PATH_MAX
 pub use crate::svc::auth::is_loopback;
 pub use gateway::{GatewayConfig, VniMapping};
 pub use migration::{BoardConfig, MigrationConfig};
-pub use storage::StorageConfig;
+pub use storage::{ImageGroup, StorageConfig};
 pub use tunnels::{TunnelsConfig, TunnelsMode};
 use raw::{PortRef, RawConfig, RawPort};
 use vm_ports::VhostSocket;

@@ -1180,7 +1180,14 @@ fn storage_section() {
     assert_eq!(config.storage, Some(StorageConfig::new("img")));
     assert_eq!((StorageConfig::new("x").port, StorageConfig::new("x").attach_lease_ms), (10810, 15_000));
     let config = ok(&format!("[storage]\nimages = \"/srv/i\"\nport = 4000\nattach_lease_ms = 100\n{NULL_PORT}"));
-    assert_eq!(config.storage, Some(StorageConfig { images: "/srv/i".into(), port: 4000, attach_lease_ms: 100 }));
+    assert_eq!(
+        config.storage,
+        Some(StorageConfig { images: "/srv/i".into(), port: 4000, attach_lease_ms: 100, image_group: None, import_dir: None })
+    );
+    let config = ok(&format!("[storage]\nimages = \"i\"\nimage_group = \"root\"\nimport_dir = \"/srv/import\"\n{NULL_PORT}"));
+    let storage = config.storage.unwrap();
+    assert_eq!(storage.image_group, Some(crate::config::ImageGroup { name: "root".into(), gid: 0 }));
+    assert_eq!(storage.import_dir, Some("/srv/import".into()));
     let e = |storage: &str| err(&format!("[storage]\n{storage}\n{NULL_PORT}"));
     assert_eq!(e("port = 1"), "config error: x.toml: storage.images: is missing: give the directory the image files live in");
     assert_eq!(e("images = \"\""), "config error: x.toml: storage.images: is empty");
@@ -1192,7 +1199,16 @@ fn storage_section() {
     );
     assert_eq!(
         e("images = \"i\"\nlease = 1"),
-        "config error: x.toml: line 3: unknown field `lease`, expected one of `images`, `port`, `attach_lease_ms`"
+        "config error: x.toml: line 3: unknown field `lease`, expected one of `images`, `port`, `attach_lease_ms`, \
+         `image_group`, `import_dir`"
+    );
+    assert_eq!(
+        e("images = \"i\"\nimage_group = \"no-such-group-here\""),
+        "config error: x.toml: storage.image_group: there is no group named \"no-such-group-here\" on this host"
+    );
+    assert_eq!(
+        e("images = \"i\"\nimport_dir = \"import\""),
+        "config error: x.toml: storage.import_dir: \"import\" is not an absolute path"
     );
 }
 

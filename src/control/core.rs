@@ -167,7 +167,7 @@ impl Control {
     pub fn with_storage(store: Store, runtime: Arc<dyn Runtime>, config: StorageConfig) -> Result<Control, ControlError> {
         let snapshot = store.snapshot()?;
         let uses = runtime.image_use().unwrap_or_default();
-        let storage = StorageSetup::open(config, uses, &snapshot).map_err(ControlError::Storage)?;
+        let storage = StorageSetup::open(config, uses, &snapshot, &store).map_err(ControlError::Storage)?;
         Ok(Control::open(store, runtime, Some(storage))?)
     }
 

@@ -20,7 +20,7 @@ use super::migration::MigrationEventBody;
 use super::queue::Submitted;
 use super::request::ConfigRequest;
 use super::storage::{
-    StorageImageClone, StorageImageCreate, StorageImageGrow, StorageImageReadOnly, StorageUserCreate, StorageUserIps,
+    StorageImageClone, StorageImageCreate, StorageImageGrow, StorageImageReadOnly, StorageOrphanAdopt, StorageUserCreate, StorageUserIps,
     StorageUserQuota,
 };
 use super::upgrade::UpgradeStart;
@@ -113,6 +113,9 @@ fn routes() -> Routes {
         .add("post", "/v1/storage/images/{name}/grow", grow_storage_image)
         .add("post", "/v1/storage/images/{name}/clone", clone_storage_image)
         .add("put", "/v1/storage/images/{name}/read-only", set_storage_image_read_only)
+        .add("get", "/v1/storage/orphans", list_storage_orphans)
+        .add("delete", "/v1/storage/orphans/{file}", remove_storage_orphan)
+        .add("post", "/v1/storage/orphans/{file}/adopt", adopt_storage_orphan)
         .add("get", "/metrics", get_metrics)
         .add("get", "/openapi.json", get_openapi)
 }
@@ -402,6 +405,24 @@ async fn set_storage_image_read_only(
     JsonBody(body): JsonBody<StorageImageReadOnly>,
 ) -> Reply<impl Serialize> {
     Ok(Json(blocking(c, move |c| c.set_storage_image_read_only(&name, body)).await??))
+}
+
+async fn list_storage_orphans(State(c): State<Shared>) -> Reply<impl Serialize> {
+    Ok(Json(blocking(c, Control::storage_orphans).await??))
+}
+
+async fn remove_storage_orphan(State(c): State<Shared>, Path(file): Path<String>) -> Result<StatusCode, ApiError> {
+    blocking(c, move |c| c.remove_storage_orphan(&file)).await??;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn adopt_storage_orphan(
+    State(c): State<Shared>,
+    Path(file): Path<String>,
+    JsonBody(body): JsonBody<StorageOrphanAdopt>,
+) -> Result<Response, ApiError> {
+    let image = blocking(c, move |c| c.adopt_storage_orphan(&file, body)).await??;
+    Ok((StatusCode::CREATED, Json(image)).into_response())
 }
 
 async fn get_upgrade(State(c): State<Shared>) -> Reply<impl Serialize> {

@@ -53,7 +53,8 @@ pub use request::ConfigRequest;
 pub use runtime::{PortStatus, PortView, Runtime, TunnelView};
 pub use serve::{spawn, spawn_with_storage, ControlError, ControlHandle};
 pub use storage::{
-    StorageImageClone, StorageImageCreate, StorageImageGrow, StorageImageReadOnly, StorageImageView, StorageUserCreate,
+    StorageImageClone, StorageImageCreate, StorageImageGrow, StorageImageReadOnly, StorageImageView, StorageOrphan,
+    StorageOrphanAdopt, StorageUserCreate,
     StorageUserIps, StorageUserQuota, StorageUserView, StorageUserWithSecret,
 };
 pub use upgrade::UpgradeStart;

@@ -83,6 +83,15 @@ fn storage_op(summary: &str, what: &str, body: Option<Value>, ok: (&str, Option<
     op
 }
 
+/// An operation on one unknown file of the images directory (`{file}`: its
+/// name, or an image id for `<id>.img`).
+fn orphan_op(summary: &str, body: Option<Value>, ok: (&str, Option<Value>)) -> Value {
+    let mut op = operation(summary, &["file"], body, ok, &["404", "409"]);
+    op["parameters"][0]["description"] = json!("the file's name in storage.images, or an image id for <id>.img");
+    op["parameters"][0]["schema"] = json!({"type": "string"});
+    op
+}
+
 /// Named parts of the document: (path or schema name, its JSON).
 type Named = Vec<(&'static str, Value)>;
 
@@ -140,6 +149,19 @@ fn storage_paths() -> (Named, Named) {
             "put": storage_op("Set or clear a storage image's read-only flag", image, Some(schema("StorageImageReadOnly")),
                 ("200", Some(schema("StorageImage"))), &["404"]),
         })),
+        ("/v1/storage/orphans", json!({
+            "get": storage_op("List unknown files of the images directory: image files no image of this config \
+                database accounts for; they are never removed at start", "", None,
+                ("200", Some(list_of("StorageOrphan"))), &[]),
+        })),
+        ("/v1/storage/orphans/{file}", json!({
+            "delete": orphan_op("Remove an unknown file of the images directory", None, ("204", None)),
+        })),
+        ("/v1/storage/orphans/{file}/adopt", json!({
+            "post": orphan_op("Make an unknown file an image (its size rounded up to 512 bytes; it keeps its id when \
+                this database never gave that id out)", Some(schema("StorageOrphanAdopt")),
+                ("201", Some(schema("StorageImage")))),
+        })),
     ];
     let user_schema = json!({"type": "object", "required": ["name", "id", "ips", "quota_bytes", "used_bytes", "images"],
         "properties": {"name": name, "id": {"type": "integer", "minimum": 1, "description": "assigned, never reused"},
@@ -169,8 +191,9 @@ fn storage_paths() -> (Named, Named) {
         ("StorageImageCreate", json!({"type": "object", "additionalProperties": false, "required": ["name", "owner"],
             "description": "exactly one of size and import_from",
             "properties": {"name": name, "owner": name, "size": size,
-                "import_from": {"type": "string", "description": "absolute path of a regular file on the switch's host; \
-                    the image is its size rounded up to 512 bytes"},
+                "import_from": {"type": "string", "description": "path of a regular file relative to storage.import_dir \
+                    (no \"..\", no absolute path, no symbolic link); the image is its size rounded up to 512 bytes; \
+                    refused (400) when storage.import_dir is not set"},
                 "read_only": {"type": "boolean", "default": false}}})),
         ("StorageImageGrow", json!({"type": "object", "additionalProperties": false, "required": ["size"],
             "properties": {"size": size}})),
@@ -178,6 +201,12 @@ fn storage_paths() -> (Named, Named) {
             "properties": {"name": name, "owner": {"type": ["string", "null"], "description": "default: the image's owner"}}})),
         ("StorageImageReadOnly", json!({"type": "object", "additionalProperties": false, "required": ["read_only"],
             "properties": {"read_only": {"type": "boolean"}}})),
+        ("StorageOrphan", json!({"type": "object", "required": ["file", "path", "bytes", "usage"],
+            "properties": {"file": {"type": "string", "description": "its name in storage.images (7.img, 9.img.creating)"},
+                "path": {"type": "string"}, "bytes": bytes,
+                "usage": {"type": "integer", "minimum": 0, "description": "bytes it occupies (st_blocks x 512)"}}})),
+        ("StorageOrphanAdopt", json!({"type": "object", "additionalProperties": false, "required": ["name", "owner"],
+            "properties": {"name": name, "owner": name, "read_only": {"type": "boolean", "default": false}}})),
     ];
     (paths, schemas)
 }

@@ -9,6 +9,7 @@
 //! They are refused with 409 then. Without `[storage]` every storage route is
 //! refused with 409.
 use std::net::Ipv4Addr;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError};
 use std::time::SystemTime;
@@ -17,11 +18,12 @@ use serde::{Deserialize, Serialize};
 
 use super::core::{count, join_and, parse_ipv4, Control};
 use super::error::{ApiError, ErrorKind};
-use super::image_files::{round_up_to_sector, FileWork, ImageFiles, ImageSource};
+use super::image_files::{file_id, parse_id, round_up_to_sector, FileWork, ImageFiles, ImageSource};
+pub use super::image_files::StorageOrphan;
 use crate::config::StorageConfig;
 use crate::store::rules::{check_image_size, check_storage_ips, check_storage_name, IMAGE_SIZE_MAX};
 use crate::store::{
-    unix_ms, Change, ConfigSnapshot, ImageUse, Secret, StorageCatalog, StorageImage, StorageRecords, StorageUser,
+    unix_ms, Change, ConfigSnapshot, ImageUse, Secret, StorageCatalog, StorageImage, StorageRecords, StorageUser, Store,
 };
 
 /// `POST /v1/storage/users`. The server assigns the id and the secret.
@@ -48,7 +50,8 @@ pub struct StorageUserQuota {
 }
 
 /// `POST /v1/storage/images`: a sparse image of `size` bytes, or a copy of the
-/// file `import_from` on the switch's host (its size rounded up to a sector).
+/// file `import_from`, a path relative to `storage.import_dir` (its size
+/// rounded up to a sector).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageImageCreate {
@@ -83,6 +86,17 @@ pub struct StorageImageClone {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageImageReadOnly {
+    pub read_only: bool,
+}
+
+/// `POST /v1/storage/orphans/{file}/adopt`: makes an unknown file of the
+/// images directory an image of `owner` named `name`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageOrphanAdopt {
+    pub name: String,
+    pub owner: String,
+    #[serde(default)]
     pub read_only: bool,
 }
 
@@ -133,12 +147,32 @@ pub(super) struct StorageSetup {
 }
 
 impl StorageSetup {
-    /// Creates the images directory and brings it to what `snapshot` holds.
-    pub fn open(config: StorageConfig, uses: Arc<ImageUse>, snapshot: &ConfigSnapshot) -> Result<StorageSetup, String> {
-        let files = ImageFiles::open(&config.images)?;
-        let done = files.reconcile(&snapshot.storage)?;
-        if done != Default::default() {
-            log::warn!("control: storage: the images directory was brought to the database's records: {done:?}");
+    /// Creates the images directory and brings it to what `snapshot` and the
+    /// image intents in `store` say; clears the intents it settled.
+    pub fn open(
+        config: StorageConfig,
+        uses: Arc<ImageUse>,
+        snapshot: &ConfigSnapshot,
+        store: &Store,
+    ) -> Result<StorageSetup, String> {
+        let files = ImageFiles::open(&config.images, config.image_group.clone())?;
+        let intents = store.image_intents().map_err(|e| e.to_string())?;
+        let done = files.reconcile(&snapshot.storage, &intents)?;
+        for id in &done.settled {
+            store.clear_image_intent(*id).map_err(|e| e.to_string())?;
+        }
+        if !done.is_quiet() {
+            log::warn!(
+                "control: storage: the images directory was brought to the database's records: {} finished, {} undone, \
+                 {} removed by committed deletions, {} extended, {} missing, {} made private, {} unknown files left alone",
+                done.finished.len(),
+                done.undone.len(),
+                done.removed.len(),
+                done.extended.len(),
+                done.missing.len(),
+                done.restricted.len(),
+                done.unknown.len()
+            );
         }
         log::info!(
             "control: storage: {} users, {} images in {}",
@@ -232,16 +266,44 @@ impl Control {
         if changes.is_empty() {
             return Ok(current);
         }
-        storage.files.prepare(&work)?;
-        let generation = match self.store.commit(&changes) {
+        // A creation's intent is on disk before its staging file exists, so a
+        // start can tell this database's unfinished creation from any other file.
+        let intent = work.intent();
+        if let (FileWork::Create { .. }, Some(intent)) = (&work, &intent) {
+            self.store.record_image_intent(intent).map_err(|e| {
+                log::error!("control: cannot record the image intent: {e}");
+                ApiError::internal(format!("the change was not made: {e}"))
+            })?;
+        }
+        let forget_intent = |id| {
+            if let Err(e) = self.store.clear_image_intent(id) {
+                log::error!("control: storage: cannot clear the intent of image {id}: {e}; it is cleared at the next start");
+            }
+        };
+        if let Err(e) = storage.files.prepare(&work) {
+            // prepare leaves nothing behind on failure.
+            intent.as_ref().inspect(|i| forget_intent(i.id()));
+            return Err(e);
+        }
+        let committed = match (&work, &intent) {
+            // A deletion and the unlink it owes are one commit.
+            (FileWork::Remove { .. }, Some(intent)) => self.store.commit_with_intent(&changes, intent),
+            _ => self.store.commit(&changes),
+        };
+        let generation = match committed {
             Ok(generation) => generation,
             Err(e) => {
-                storage.files.discard(&work);
+                let undone = storage.files.discard(&work);
+                if let (FileWork::Create { .. }, Some(intent), true) = (&work, &intent, undone) {
+                    forget_intent(intent.id());
+                }
                 log::error!("control: commit failed: {e}");
                 return Err(ApiError::internal(format!("the change was not made: {e}")));
             }
         };
-        storage.files.finish(&work);
+        if storage.files.finish(&work) {
+            intent.as_ref().inspect(|i| forget_intent(i.id()));
+        }
         if let FileWork::Remove { id } = work {
             storage.uses.forget(id);
         }
@@ -375,20 +437,18 @@ impl Control {
                 check_image_size(size).map_err(|problem| ApiError::bad_request("size", problem))?;
                 (ImageSource::Sparse { size }, "size")
             }
-            (None, Some(path)) => (import_source(path)?, "import_from"),
+            (None, Some(path)) => (import_source(self.storage_setup()?.config.import_dir.as_deref(), path)?, "import_from"),
         };
-        let size = match &source {
-            ImageSource::Sparse { size } | ImageSource::Copy { size, .. } => *size,
-        };
-        let snapshot = self.change_storage(|current, _| {
+        let size = source.size();
+        let snapshot = self.change_storage(|current, setup| {
             let storage = &current.storage;
             name_is_free(storage, &name)?;
             let owner = find_owner(storage, "owner", &body.owner)?;
             fits_quota(storage, owner, size, field)?;
-            let id = next_image_id(storage)?;
+            let id = setup.files.free_id(storage.last_image_id)?;
             let image =
                 StorageImage { name: name.clone(), id, owner: owner.name.clone(), size, read_only: body.read_only };
-            Ok((vec![Change::PutStorageImage(image)], FileWork::Create { id, source: source.clone() }))
+            Ok((vec![Change::PutStorageImage(image)], FileWork::create(id, source.clone())?))
         })?;
         self.image_after(&snapshot, &name)
     }
@@ -443,11 +503,11 @@ impl Control {
                 setup.not_attached(source, "a copy taken while a client writes could be torn; clone it once no \
                     client uses it, or set it read-only first")?;
             }
-            let id = next_image_id(storage)?;
+            let id = setup.files.free_id(storage.last_image_id)?;
             let image =
                 StorageImage { name: new_name.clone(), id, owner: owner.name.clone(), size: source.size, read_only: false };
             let copy = ImageSource::Copy { from: setup.files.path(source.id), size: source.size };
-            Ok((vec![Change::PutStorageImage(image)], FileWork::Create { id, source: copy }))
+            Ok((vec![Change::PutStorageImage(image)], FileWork::create(id, copy)?))
         })?;
         self.image_after(&snapshot, &new_name)
     }
@@ -462,6 +522,81 @@ impl Control {
             Ok((vec![Change::PutStorageImage(changed)], FileWork::None))
         })?;
         self.image_after(&snapshot, name)
+    }
+
+    // Unknown files.
+
+    /// The files of the images directory that no image of this database and no
+    /// unfinished change accounts for (left there by another database, or
+    /// before this one was started over).
+    pub fn storage_orphans(&self) -> Result<Vec<StorageOrphan>, ApiError> {
+        let setup = self.storage_setup()?;
+        setup
+            .files
+            .orphans(|| {
+                let records = self.store.snapshot().map_err(|e| e.to_string())?;
+                Ok((records.storage, self.store.image_intents().map_err(|e| e.to_string())?))
+            })
+            .map_err(ApiError::internal)
+    }
+
+    /// The unknown file `file` (or `<file>.img` for a bare id), found under the writer's turn.
+    fn find_orphan(&self, setup: &StorageSetup, current: &ConfigSnapshot, file: &str) -> Result<StorageOrphan, ApiError> {
+        let file = if parse_id(file).is_some() { format!("{file}.img") } else { file.to_string() };
+        let orphans = setup
+            .files
+            .orphans(|| Ok((current.storage.clone(), self.store.image_intents().map_err(|e| e.to_string())?)))
+            .map_err(ApiError::internal)?;
+        orphans.into_iter().find(|o| o.file == file).ok_or_else(|| {
+            ApiError::not_found(
+                "file",
+                format!(
+                    "{file:?} is not an unknown file of storage.images {}; `switchyard ctl storage orphans` lists them",
+                    setup.files.dir().display()
+                ),
+            )
+        })
+    }
+
+    /// Removes unknown file `file` at the operator's request.
+    pub fn remove_storage_orphan(&self, file: &str) -> Result<(), ApiError> {
+        let setup = self.storage_setup()?;
+        let _turn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let orphan = self.find_orphan(setup, &self.snapshot(), file)?;
+        setup.files.remove_orphan(&orphan.file).map_err(|e| {
+            ApiError::internal(format!("cannot remove {}: {e}", orphan.path.display()))
+        })?;
+        log::warn!("control: storage: removed unknown file {} ({} bytes) as asked", orphan.path.display(), orphan.bytes);
+        Ok(())
+    }
+
+    /// Makes unknown file `file` an image: its size is the file's rounded up to
+    /// a sector (padded with zeros). It keeps its id when it is named
+    /// `<id>.img` with an id this database never gave out, else it gets a new
+    /// one and is renamed.
+    pub fn adopt_storage_orphan(&self, file: &str, body: StorageOrphanAdopt) -> Result<StorageImageView, ApiError> {
+        self.storage_setup()?;
+        let name = checked_name("image", "name", &body.name)?;
+        let snapshot = self.change_storage(|current, setup| {
+            let storage = &current.storage;
+            let orphan = self.find_orphan(setup, current, file)?;
+            name_is_free(storage, &name)?;
+            let owner = find_owner(storage, "owner", &body.owner)?;
+            let size = round_up_to_sector(orphan.bytes);
+            check_image_size(size).map_err(|problem| {
+                ApiError::new(ErrorKind::Conflict, None, format!("{} cannot be an image: {problem}", orphan.file))
+            })?;
+            fits_quota(storage, owner, size, "owner")?;
+            let id = match file_id(&orphan.file) {
+                Some(id) if id > storage.last_image_id && orphan.file == format!("{id}.img") => id,
+                _ => setup.files.free_id(storage.last_image_id)?,
+            };
+            let image = StorageImage { name: name.clone(), id, owner: owner.name.clone(), size, read_only: body.read_only };
+            let source = ImageSource::Adopt { file_name: orphan.file.clone(), size };
+            log::warn!("control: storage: adopting unknown file {} as image {name} ({id})", orphan.path.display());
+            Ok((vec![Change::PutStorageImage(image)], FileWork::create(id, source)?))
+        })?;
+        self.image_after(&snapshot, &name)
     }
 
     /// The view of image `name` in the snapshot a change left.
@@ -518,13 +653,6 @@ fn name_is_free(storage: &StorageRecords, name: &str) -> Result<(), ApiError> {
     }
 }
 
-fn next_image_id(storage: &StorageRecords) -> Result<u32, ApiError> {
-    storage
-        .last_image_id
-        .checked_add(1)
-        .ok_or_else(|| ApiError::conflict("name", "every storage image id (1 to 4294967295) has been given out"))
-}
-
 /// 409 naming `field` when `more` bytes of images would take `owner` past its quota.
 fn fits_quota(storage: &StorageRecords, owner: &StorageUser, more: u64, field: &str) -> Result<(), ApiError> {
     let used = storage.used_bytes(&owner.name);
@@ -538,33 +666,67 @@ fn fits_quota(storage: &StorageRecords, owner: &StorageUser, more: u64, field: &
     Err(ApiError::conflict(field, problem))
 }
 
-/// The file an import copies: an absolute path of a readable regular file on
-/// the switch's host; the image is its size rounded up to a sector.
-fn import_source(text: &str) -> Result<ImageSource, ApiError> {
+/// The file an import copies: `text` is a path relative to `storage.import_dir`
+/// (no `..`, no absolute path, no symbolic link on the way), opened beneath it
+/// with openat2 (`RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`), so the file read is
+/// the one checked and nothing outside the directory can be reached. The
+/// image is its size rounded up to a sector.
+fn import_source(import_dir: Option<&Path>, text: &str) -> Result<ImageSource, ApiError> {
     let bad = |problem: String| Err(ApiError::bad_request("import_from", problem));
-    let path = Path::new(text);
-    if !path.is_absolute() {
-        return bad(format!("{text:?} is not an absolute path; the switch reads the file on its own host"));
-    }
-    let meta = match std::fs::metadata(path) {
-        Ok(meta) => meta,
-        Err(e) => return bad(format!("cannot read {text}: {e}")),
+    let Some(dir) = import_dir else {
+        return bad("imports are off on this switch: storage.import_dir is not set in its config (the directory \
+             image files are imported from)"
+            .to_string());
     };
+    let path = Path::new(text);
+    if text.is_empty() || text.contains('\0') {
+        return bad(format!("{text:?} is not a file name"));
+    }
+    if path.is_absolute() {
+        return bad(format!("{text:?} is an absolute path; give the path relative to storage.import_dir {}", dir.display()));
+    }
+    if path.components().any(|c| c == std::path::Component::ParentDir) {
+        return bad(format!("{text:?} contains \"..\"; files are imported only from beneath storage.import_dir {}", dir.display()));
+    }
+    let dir_file = match std::fs::File::open(dir) {
+        Ok(file) => file,
+        Err(e) => return bad(format!("storage.import_dir {}: cannot open it: {e}", dir.display())),
+    };
+    let dir_meta = dir_file.metadata().map_err(|e| ApiError::internal(format!("storage.import_dir {}: {e}", dir.display())))?;
+    let euid = nix::unistd::geteuid().as_raw();
+    if !dir_meta.is_dir() {
+        return bad(format!("storage.import_dir {} is not a directory", dir.display()));
+    }
+    if dir_meta.mode() & 0o022 != 0 || dir_meta.uid() != euid {
+        return bad(format!(
+            "storage.import_dir {} must be owned by the switch's user (uid {euid}) and not writable by group or others \
+             (it is uid {}, mode {:04o}): anyone who can write there could link any file in",
+            dir.display(),
+            dir_meta.uid(),
+            dir_meta.mode() & 0o7777
+        ));
+    }
+    let shown = dir.join(path).display().to_string();
+    let file = match crate::dpdk::open_beneath(&dir_file, path) {
+        Ok(file) => file,
+        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) || e.raw_os_error() == Some(nix::libc::EXDEV) => {
+            return bad(format!("{text:?}: a symbolic link or a path out of storage.import_dir {} is not followed", dir.display()));
+        }
+        Err(e) => return bad(format!("cannot read {shown}: {e}")),
+    };
+    let meta = file.metadata().map_err(|e| ApiError::internal(format!("{shown}: {e}")))?;
     if meta.is_dir() {
-        return bad(format!("{text} is a directory, not a file"));
+        return bad(format!("{shown} is a directory, not a file"));
     }
     if !meta.is_file() {
-        return bad(format!("{text} is not a regular file"));
-    }
-    if let Err(e) = std::fs::File::open(path) {
-        return bad(format!("cannot read {text}: {e}"));
+        return bad(format!("{shown} is not a regular file"));
     }
     if meta.len() == 0 {
-        return bad(format!("{text} is empty; an image has at least one 512-byte sector"));
+        return bad(format!("{shown} is empty; an image has at least one 512-byte sector"));
     }
     let size = round_up_to_sector(meta.len());
     if size > IMAGE_SIZE_MAX {
-        return bad(format!("{text} is {} bytes, more than the largest image, {IMAGE_SIZE_MAX} bytes", meta.len()));
+        return bad(format!("{shown} is {} bytes, more than the largest image, {IMAGE_SIZE_MAX} bytes", meta.len()));
     }
-    Ok(ImageSource::Copy { from: path.to_path_buf(), size })
+    Ok(ImageSource::Import { file: Arc::new(file), shown, size })
 }

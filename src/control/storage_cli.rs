@@ -17,6 +17,31 @@ pub enum StorageCommand {
     /// Virtual storage images.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Unknown files of the images directory: image files no image of this
+    /// config database accounts for (left by another database, or before it
+    /// was started over). Lists them; --remove or --adopt acts on one.
+    Orphans(OrphansArgs),
+}
+
+#[derive(clap::Args, Debug)]
+#[command(group = clap::ArgGroup::new("act").args(["remove", "adopt"]))]
+pub struct OrphansArgs {
+    /// Delete this unknown file (its name, e.g. 7.img, or the image id 7 for 7.img).
+    #[arg(long, value_name = "FILE")]
+    pub remove: Option<String>,
+    /// Make this unknown file an image (its size rounded up to 512 bytes);
+    /// it keeps its id if this database never gave that id out.
+    #[arg(long, value_name = "FILE", requires_all = ["name", "owner"])]
+    pub adopt: Option<String>,
+    /// With --adopt: the image's name.
+    #[arg(long, requires = "adopt")]
+    pub name: Option<String>,
+    /// With --adopt: the user that owns it (its quota must fit the image).
+    #[arg(long, requires = "adopt")]
+    pub owner: Option<String>,
+    /// With --adopt: make the image read-only.
+    #[arg(long, requires = "adopt")]
+    pub read_only: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -71,14 +96,15 @@ pub enum ImageCommand {
         #[arg(long)]
         read_only: bool,
     },
-    /// Create an image from a copy of a file on the switch's host (its size
-    /// rounded up to 512 bytes); a relative path is taken from the current directory.
+    /// Create an image from a copy of a file in the switch's storage.import_dir
+    /// (its size rounded up to 512 bytes).
     Import {
         name: String,
         #[arg(long)]
         owner: String,
+        /// The file's path relative to storage.import_dir (no "..", no symbolic links).
         #[arg(long, value_name = "PATH")]
-        from: std::path::PathBuf,
+        from: String,
         #[arg(long)]
         read_only: bool,
     },
@@ -113,8 +139,10 @@ pub enum Shown {
     /// A user and its secret (create, rotate-secret).
     UserWithSecret,
     Images,
+    Orphans,
 }
 
+const ORPHAN_COLUMNS: &[&str] = &["file", "size", "usage", "path"];
 const USER_COLUMNS: &[&str] = &["name", "id", "ips", "quota", "used", "images"];
 const IMAGE_COLUMNS: &[&str] = &["name", "id", "owner", "size", "usage", "read_only", "attached", "file"];
 
@@ -150,7 +178,24 @@ pub(super) async fn storage(client: &Client, command: &StorageCommand) -> Result
     match command {
         StorageCommand::User(command) => user(client, command).await,
         StorageCommand::Image(command) => image(client, command).await,
+        StorageCommand::Orphans(args) => orphans(client, args).await,
     }
+}
+
+async fn orphans(client: &Client, args: &OrphansArgs) -> Result<(Value, Result<Shown, String>), ClientError> {
+    let one = |file: &str| format!("/v1/storage/orphans/{}", segment(file));
+    Ok(match (&args.remove, &args.adopt) {
+        (Some(file), _) => {
+            client.call(Method::DELETE, &one(file), None).await?;
+            let name = if file.bytes().all(|b| b.is_ascii_digit()) { format!("{file}.img") } else { file.clone() };
+            (Value::Null, Err(format!("removed unknown file {name}")))
+        }
+        (None, Some(file)) => {
+            let body = json!({"name": args.name, "owner": args.owner, "read_only": args.read_only});
+            (client.call(Method::POST, &format!("{}/adopt", one(file)), Some(&body)).await?, Ok(Shown::Images))
+        }
+        (None, None) => (client.get("/v1/storage/orphans").await?, Ok(Shown::Orphans)),
+    })
 }
 
 async fn user(client: &Client, command: &UserCommand) -> Result<(Value, Result<Shown, String>), ClientError> {
@@ -192,13 +237,7 @@ async fn image(client: &Client, command: &ImageCommand) -> Result<(Value, Result
             (client.call(Method::POST, "/v1/storage/images", Some(&body)).await?, shown)
         }
         ImageCommand::Import { name, owner, from, read_only } => {
-            let absolute = std::path::absolute(from)
-                .map_err(|e| ClientError::Argument(format!("cannot use {} as the file to import: {e}", from.display())))?;
-            let Some(path) = absolute.to_str() else {
-                let problem = format!("{} is not valid UTF-8; the API takes paths as text", absolute.display());
-                return Err(ClientError::Argument(problem));
-            };
-            let body = json!({"name": name, "owner": owner, "import_from": path, "read_only": read_only});
+            let body = json!({"name": name, "owner": owner, "import_from": from, "read_only": read_only});
             (client.call(Method::POST, "/v1/storage/images", Some(&body)).await?, shown)
         }
         ImageCommand::Delete { name } => {
@@ -238,6 +277,7 @@ pub(super) fn render(shown: Shown, value: &Value) -> String {
             text
         }
         Shown::Images => table(IMAGE_COLUMNS, &with_sizes(rows, &[("size", "size"), ("usage", "usage")])),
+        Shown::Orphans => table(ORPHAN_COLUMNS, &with_sizes(rows, &[("size", "bytes"), ("usage", "usage")])),
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use super::testing::FakeRuntime;
 use super::*;
 use crate::config::StorageConfig;
-use crate::store::{unix_ms, Store};
+use crate::store::{unix_ms, Change, ImageIntent, StorageImage, Store};
 use crate::upgrade::ConfigGate;
 
 struct Setup {
@@ -27,7 +27,14 @@ impl Setup {
 
     fn open(dir: &Path, fake: &Arc<FakeRuntime>) -> Control {
         let store = Store::open(dir.join("config.redb")).unwrap();
-        Control::with_storage(store, fake.clone(), StorageConfig::new(dir.join("images"))).unwrap()
+        std::fs::create_dir_all(dir.join("import")).unwrap();
+        let config = StorageConfig { import_dir: Some(dir.join("import")), ..StorageConfig::new(dir.join("images")) };
+        Control::with_storage(store, fake.clone(), config).unwrap()
+    }
+
+    /// `storage.import_dir`.
+    fn import_dir(&self) -> PathBuf {
+        self.dir.path().join("import")
     }
 
     /// Stops and starts again on the same database and directory.
@@ -100,8 +107,9 @@ fn sparse(name: &str, owner: &str, size: u64) -> StorageImageCreate {
     StorageImageCreate { name: name.into(), owner: owner.into(), size: Some(size), import_from: None, read_only: false }
 }
 
-fn import(name: &str, owner: &str, from: &Path) -> StorageImageCreate {
-    let from = Some(from.to_str().unwrap().to_string());
+/// An import of `from`, relative to `storage.import_dir`.
+fn import(name: &str, owner: &str, from: &str) -> StorageImageCreate {
+    let from = Some(from.to_string());
     StorageImageCreate { name: name.into(), owner: owner.into(), size: None, import_from: from, read_only: false }
 }
 
@@ -208,10 +216,10 @@ fn images_are_created_imported_grown_cloned_flagged_and_deleted() {
     assert_eq!(s.files(), [("1.img".to_string(), 64 << 20)]);
 
     // An import copies the file and pads it to whole sectors.
-    let source = s.dir.path().join("golden.raw");
     let data: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8 + 1).collect();
-    std::fs::write(&source, &data).unwrap();
-    let golden = c.create_storage_image(StorageImageCreate { read_only: true, ..import("golden", "alice", &source) }).unwrap();
+    std::fs::create_dir(s.import_dir().join("sub")).unwrap();
+    std::fs::write(s.import_dir().join("sub/golden.raw"), &data).unwrap();
+    let golden = c.create_storage_image(StorageImageCreate { read_only: true, ..import("golden", "alice", "sub/golden.raw") }).unwrap();
     assert_eq!((golden.id, golden.size, golden.read_only), (2, 1024, true));
     let copied = std::fs::read(s.images().join("2.img")).unwrap();
     assert_eq!((&copied[..1000], &copied[1000..]), (&data[..], &[0u8; 24][..]));
@@ -278,26 +286,23 @@ fn bad_images_are_refused_naming_the_field() {
     s.refused(|c| c.clone_storage_image("disk", clone("carol")), 400, Some("owner"));
     s.refused(|c| c.clone_storage_image("disk", StorageImageClone { name: "disk".into(), owner: None }), 409, Some("name"));
     s.refused(|c| c.clone_storage_image("disk", StorageImageClone { name: "a/b".into(), owner: None }), 400, Some("name"));
-    let big = s.dir.path().join("big.raw");
-    std::fs::write(&big, vec![1u8; 5000]).unwrap();
-    let e = s.refused(create(import("big", "bob", &big)), 409, Some("import_from"));
+    std::fs::write(s.import_dir().join("big.raw"), vec![1u8; 5000]).unwrap();
+    let e = s.refused(create(import("big", "bob", "big.raw")), 409, Some("import_from"));
     assert!(e.contains("its images take 0 bytes, and 5120 more do not fit"), "{e}");
 
     // Import sources.
-    let missing = s.dir.path().join("missing.raw");
-    let e = s.refused(create(import("d2", "alice", &missing)), 400, Some("import_from"));
-    assert_eq!(e, format!("cannot read {}: No such file or directory (os error 2)", missing.display()));
-    let e = s.refused(create(import("d2", "alice", s.dir.path())), 400, Some("import_from"));
-    assert_eq!(e, format!("{} is a directory, not a file", s.dir.path().display()));
-    let empty = s.dir.path().join("empty.raw");
-    std::fs::write(&empty, b"").unwrap();
-    let e = s.refused(create(import("d2", "alice", &empty)), 400, Some("import_from"));
-    assert_eq!(e, format!("{} is empty; an image has at least one 512-byte sector", empty.display()));
-    let relative = StorageImageCreate { import_from: Some("golden.raw".into()), ..sparse("d2", "alice", 512) };
-    let relative = StorageImageCreate { size: None, ..relative };
-    let e = s.refused(create(relative), 400, Some("import_from"));
-    assert_eq!(e, "\"golden.raw\" is not an absolute path; the switch reads the file on its own host");
-    s.refused(create(import("d2", "alice", Path::new("/dev/null"))), 400, Some("import_from"));
+    let dir = s.import_dir();
+    let e = s.refused(create(import("d2", "alice", "missing.raw")), 400, Some("import_from"));
+    assert_eq!(e, format!("cannot read {}: No such file or directory (os error 2)", dir.join("missing.raw").display()));
+    std::fs::create_dir(dir.join("sub")).unwrap();
+    let e = s.refused(create(import("d2", "alice", "sub")), 400, Some("import_from"));
+    assert_eq!(e, format!("{} is a directory, not a file", dir.join("sub").display()));
+    std::fs::write(dir.join("empty.raw"), b"").unwrap();
+    let e = s.refused(create(import("d2", "alice", "empty.raw")), 400, Some("import_from"));
+    assert_eq!(e, format!("{} is empty; an image has at least one 512-byte sector", dir.join("empty.raw").display()));
+    nix::unistd::mkfifo(&dir.join("fifo"), nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let e = s.refused(create(import("d2", "alice", "fifo")), 400, Some("import_from"));
+    assert_eq!(e, format!("{} is not a regular file", dir.join("fifo").display()));
 
     // Growing, unknown images.
     let e = s.refused(|c| c.grow_storage_image("disk", StorageImageGrow { size: 512 }), 400, Some("size"));
@@ -359,16 +364,40 @@ fn a_restart_finishes_or_undoes_file_work_a_crash_interrupted() {
     let c = &s.control;
     c.create_storage_image(sparse("grown", "alice", 8192)).unwrap();
     c.create_storage_image(sparse("created", "alice", 4096)).unwrap();
+    c.create_storage_image(sparse("deleted", "alice", 512)).unwrap();
     let images = s.images();
+    let store = c.store();
+    let image = |name: &str, id: u32| StorageImage { name: name.into(), id, owner: "alice".into(), size: 512, read_only: false };
+    let nonce = |intent: &ImageIntent| match intent {
+        ImageIntent::Create { nonce, .. } => nonce.clone(),
+        ImageIntent::Delete { .. } => unreachable!(),
+    };
     // A crash after the commit of a grow, before set_len: the file is short.
     std::fs::OpenOptions::new().write(true).open(images.join("2.img")).unwrap().set_len(512).unwrap();
-    // After the commit of a create, before the rename: only the staging file.
+    // After the commit of a create, before the rename, as older versions named the staging file.
     std::fs::rename(images.join("3.img"), images.join("3.img.creating")).unwrap();
-    // Before the commit of a create: a staging file of an id never committed.
+    // After the commit of a delete, before the unlink.
+    store
+        .commit_with_intent(&[Change::DeleteStorageImage { name: "deleted".into() }], &ImageIntent::Delete { id: 4 })
+        .unwrap();
+    // Before the commit of a create: its intent and a half-written staging file.
+    let uncommitted = ImageIntent::create(10, None).unwrap();
+    store.record_image_intent(&uncommitted).unwrap();
+    std::fs::write(images.join(format!("10.{}.img.creating", nonce(&uncommitted))), b"half").unwrap();
+    // After the commit of a create, before the rename.
+    let committed = ImageIntent::create(11, None).unwrap();
+    store.record_image_intent(&committed).unwrap();
+    std::fs::write(images.join(format!("11.{}.img.creating", nonce(&committed))), vec![3u8; 512]).unwrap();
+    store.commit(&[Change::PutStorageImage(image("eleven", 11))]).unwrap();
+    // Before the commit of an adoption: the unknown file is under the staging name.
+    let adoption = ImageIntent::create(12, Some("8.img".into())).unwrap();
+    store.record_image_intent(&adoption).unwrap();
+    std::fs::write(images.join(format!("12.{}.img.creating", nonce(&adoption))), b"adopted").unwrap();
+    // Files no image or intent of this database accounts for: left alone.
     std::fs::write(images.join("9.img.creating"), b"half").unwrap();
-    // After the commit of a delete, before the unlink: a file without a record.
     std::fs::write(images.join("7.img"), b"old").unwrap();
-    // Not an image's: left alone.
+    std::fs::write(images.join("13.0123456789abcdef.img.creating"), b"other").unwrap();
+    // Not named like an image's file: left alone, not even reported.
     std::fs::write(images.join("notes.txt"), b"keep").unwrap();
     std::fs::write(images.join("007.img"), b"keep").unwrap();
 
@@ -378,15 +407,24 @@ fn a_restart_finishes_or_undoes_file_work_a_crash_interrupted() {
         [
             ("007.img".to_string(), 4),
             ("1.img".to_string(), 64 << 10),
+            ("11.img".to_string(), 512),
+            ("13.0123456789abcdef.img.creating".to_string(), 5),
             ("2.img".to_string(), 8192),
             ("3.img".to_string(), 4096),
+            ("7.img".to_string(), 3),
+            ("8.img".to_string(), 7),
+            ("9.img.creating".to_string(), 4),
             ("notes.txt".to_string(), 4)
         ]
     );
+    assert_eq!(s.control.store().image_intents().unwrap(), [], "every intent was settled");
+    let orphans: Vec<String> = s.control.storage_orphans().unwrap().into_iter().map(|o| o.file).collect();
+    assert_eq!(orphans, ["13.0123456789abcdef.img.creating", "7.img", "8.img", "9.img.creating"]);
     // The images are usable again.
     s.control.grow_storage_image("created", StorageImageGrow { size: 8192 }).unwrap();
     assert_eq!(std::fs::metadata(s.images().join("3.img")).unwrap().len(), 8192);
-    assert_eq!(s.fake.last_catalog().unwrap().images().count(), 3);
+    assert_eq!(std::fs::read(s.images().join("11.img")).unwrap(), vec![3u8; 512]);
+    assert_eq!(s.fake.last_catalog().unwrap().images().count(), 4);
 }
 
 #[test]
@@ -443,4 +481,170 @@ fn the_storage_directory_must_be_usable() {
         .unwrap()
         .to_string();
     assert!(err.starts_with(&format!("storage: storage.images {}: cannot create it: ", file.join("images").display())), "{err}");
+}
+
+/// Every file in the images directory with its length and a hash of its bytes, sorted by name.
+fn contents(dir: &Path) -> Vec<(String, usize, u64)> {
+    use std::hash::{Hash, Hasher};
+    let mut files: Vec<(String, usize, u64)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let bytes = std::fs::read(e.path()).unwrap();
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            bytes.hash(&mut hasher);
+            (e.file_name().into_string().unwrap(), bytes.len(), hasher.finish())
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn a_new_database_leaves_every_image_file_alone() {
+    let s = Setup::populated();
+    s.control.create_storage_image(sparse("second", "alice", 4096)).unwrap();
+    std::fs::write(s.images().join("2.img"), vec![7u8; 4096]).unwrap();
+    // A creation of another database, never committed there.
+    std::fs::write(s.images().join("9.img.creating"), b"half").unwrap();
+    let before = contents(&s.images());
+    let Setup { dir, control, fake } = s;
+    drop(control);
+    // "Start over": the database is moved away, the images directory stays.
+    std::fs::rename(dir.path().join("config.redb"), dir.path().join("config.redb.old")).unwrap();
+    let control = Setup::open(dir.path(), &fake);
+    let images = dir.path().join("images");
+    assert_eq!(contents(&images), before, "every image file is still there, byte for byte");
+    let orphans: Vec<(String, u64)> = control.storage_orphans().unwrap().into_iter().map(|o| (o.file, o.bytes)).collect();
+    assert_eq!(orphans, [("1.img".into(), 64 << 10), ("2.img".into(), 4096), ("9.img.creating".into(), 4)]);
+
+    // The operator acts on them one by one. An id this database never gave out is kept.
+    control.create_storage_user(user("alice", &["10.0.0.5"], 1 << 20)).unwrap();
+    let adopt = |name: &str| StorageOrphanAdopt { name: name.into(), owner: "alice".into(), read_only: false };
+    let first = control.adopt_storage_orphan("1", adopt("disk")).unwrap();
+    assert_eq!((first.id, first.size, first.file.clone()), (1, 64 << 10, images.join("1.img")));
+    // A new image never takes the name of an unknown file.
+    assert_eq!(control.create_storage_image(sparse("new", "alice", 512)).unwrap().id, 3);
+    // An id already given out is not: the file gets a new one.
+    let second = control.adopt_storage_orphan("2.img", adopt("second")).unwrap();
+    assert_eq!((second.id, second.size), (4, 4096));
+    assert_eq!(std::fs::read(images.join("4.img")).unwrap(), vec![7u8; 4096], "adopted byte for byte");
+    let e = control.adopt_storage_orphan("3.img", adopt("x")).unwrap_err();
+    assert_eq!((e.status(), e.field()), (404, Some("file")), "{e}");
+    let e = control.remove_storage_orphan("1.img").unwrap_err();
+    assert_eq!((e.status(), e.field()), (404, Some("file")), "an image's file is no unknown file: {e}");
+    control.remove_storage_orphan("9.img.creating").unwrap();
+    assert_eq!(control.storage_orphans().unwrap(), []);
+    assert!(!images.join("9.img.creating").exists());
+    assert_eq!(fake.last_catalog().unwrap().images().count(), 3);
+    drop(control);
+}
+
+#[test]
+fn an_adoption_that_is_not_committed_puts_the_file_back() {
+    let s = Setup::populated();
+    std::fs::write(s.images().join("5.img"), vec![1u8; 1000]).unwrap();
+    let before = s.files();
+    s.control.store().fail_next_commit();
+    let body = StorageOrphanAdopt { name: "five".into(), owner: "alice".into(), read_only: true };
+    let e = s.control.adopt_storage_orphan("5.img", body.clone()).unwrap_err();
+    assert_eq!(e.status(), 500, "{e}");
+    assert_eq!(s.files(), before, "the file is back under its name");
+    assert_eq!(s.control.store().image_intents().unwrap(), []);
+    // Adopted, it is padded to whole sectors and counts against the quota.
+    let image = s.control.adopt_storage_orphan("5.img", body).unwrap();
+    assert_eq!((image.id, image.size, image.read_only), (5, 1024, true));
+    assert_eq!(s.control.storage_user("alice").unwrap().used_bytes, (64 << 10) + 1024);
+    let s = s.restart();
+    assert_eq!(s.control.storage_image("five").unwrap().size, 1024);
+}
+
+#[test]
+fn image_directories_and_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o7777;
+    let s = Setup::populated();
+    assert_eq!(mode(&s.images()), 0o700, "the images directory");
+    assert_eq!(mode(&s.images().join("1.img")), 0o600, "an image file");
+    // An image file readable by others is made private at start.
+    std::fs::set_permissions(s.images().join("1.img"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let s = s.restart();
+    assert_eq!(mode(&s.images().join("1.img")), 0o600, "an image file readable by others");
+    // A directory others can write to stops the start.
+    std::fs::set_permissions(s.images(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let Setup { dir, control, fake } = s;
+    drop(control);
+    let store = Store::open(dir.path().join("config.redb")).unwrap();
+    let err = Control::with_storage(store, fake, StorageConfig::new(dir.path().join("images"))).err().unwrap().to_string();
+    assert!(err.contains("writable by group or others"), "{err}");
+}
+
+#[test]
+fn with_an_image_group_files_are_readable_by_that_group_only() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = tempfile::tempdir().unwrap();
+    let gid = nix::unistd::Group::from_name("disk").unwrap().map_or(0, |g| g.gid.as_raw());
+    let group = crate::config::ImageGroup { name: "disk".into(), gid };
+    let config = StorageConfig { image_group: Some(group), ..StorageConfig::new(dir.path().join("images")) };
+    let open = |config: StorageConfig| {
+        let store = Store::open(dir.path().join("config.redb")).unwrap();
+        Control::with_storage(store, Arc::new(FakeRuntime::new()), config).unwrap()
+    };
+    let control = open(config.clone());
+    control.create_storage_user(user("alice", &["10.0.0.5"], 1 << 20)).unwrap();
+    let image = control.create_storage_image(sparse("disk", "alice", 4096)).unwrap();
+    let meta = |path: &Path| std::fs::metadata(path).map(|m| (m.permissions().mode() & 0o7777, m.gid())).unwrap();
+    assert_eq!(meta(&dir.path().join("images")), (0o750, gid));
+    assert_eq!(meta(&image.file), (0o640, gid));
+    // Others may not read; group write is beyond what the group is given.
+    std::fs::set_permissions(&image.file, std::fs::Permissions::from_mode(0o664)).unwrap();
+    drop(control);
+    let control = open(config);
+    assert_eq!(meta(&image.file), (0o640, gid));
+    // Without the group the file is the switch's user's only.
+    drop(control);
+    let control = open(StorageConfig::new(dir.path().join("images")));
+    assert_eq!(meta(&image.file).0, 0o600);
+    drop(control);
+}
+
+#[test]
+fn imports_of_files_outside_the_import_directory_are_refused() {
+    let s = Setup::populated();
+    let dir = s.import_dir();
+    let refused = |from: &str| s.refused(|c| c.create_storage_image(import("shadow", "alice", from)), 400, Some("import_from"));
+    let e = refused("/etc/shadow");
+    assert!(e.starts_with("\"/etc/shadow\" is an absolute path; give the path relative to storage.import_dir"), "{e}");
+    let e = refused("../../etc/shadow");
+    assert!(e.starts_with("\"../../etc/shadow\" contains \"..\"; files are imported only from beneath"), "{e}");
+    std::os::unix::fs::symlink("/etc/shadow", dir.join("link")).unwrap();
+    let e = refused("link");
+    assert!(e.starts_with("\"link\": a symbolic link or a path out of storage.import_dir"), "{e}");
+    // A link on the way counts as much as the last one.
+    std::os::unix::fs::symlink("/etc", dir.join("etc")).unwrap();
+    let e = refused("etc/shadow");
+    assert!(e.starts_with("\"etc/shadow\": a symbolic link or a path out of storage.import_dir"), "{e}");
+    refused("");
+    // A file inside is imported.
+    std::fs::write(dir.join("disk.raw"), vec![5u8; 700]).unwrap();
+    let image = s.control.create_storage_image(import("inside", "alice", "./disk.raw")).unwrap();
+    assert_eq!(image.size, 1024);
+    assert_eq!(&std::fs::read(&image.file).unwrap()[..700], &[5u8; 700][..]);
+    // An import directory others could put links in is not read from.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let e = s.refused(|c| c.create_storage_image(import("again", "alice", "disk.raw")), 400, Some("import_from"));
+    assert!(e.contains("must be owned by the switch's user (uid 0) and not writable by group or others"), "{e}");
+}
+
+#[test]
+fn without_an_import_directory_imports_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("config.redb")).unwrap();
+    let control = Control::with_storage(store, Arc::new(FakeRuntime::new()), StorageConfig::new(dir.path().join("images"))).unwrap();
+    control.create_storage_user(user("alice", &["10.0.0.5"], 1 << 20)).unwrap();
+    let err = control.create_storage_image(import("shadow", "alice", "/etc/shadow")).unwrap_err();
+    assert_eq!((err.status(), err.field()), (400, Some("import_from")));
+    assert!(err.message().starts_with("imports are off on this switch: storage.import_dir is not set"), "{err}");
+    assert!(control.storage_images().unwrap().is_empty());
 }

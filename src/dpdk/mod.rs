@@ -3,6 +3,7 @@
 //! Every `unsafe` block of the switch lives here, each with a `// SAFETY:` note.
 #![allow(unsafe_code)]
 
+mod beneath;
 mod eal;
 mod error;
 pub mod io_ring;
@@ -13,6 +14,7 @@ mod packet_socket;
 mod port;
 pub mod unit_abi;
 
+pub use beneath::open_beneath;
 pub use eal::{rdtsc, Eal};
 pub use error::DpdkError;
 pub use lcore::LcoreId;

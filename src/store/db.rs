@@ -13,15 +13,16 @@ use serde::Serialize;
 
 use super::change::Change;
 use super::model::{ConfigSnapshot, Vni};
-use super::storage::{Secret, StorageRecords, StorageUser};
+use super::storage::{ImageId, ImageIntent, Secret, StorageRecords, StorageUser};
 use super::requests::{RequestOutcome, FINISHED_REQUESTS, QUEUED_REQUESTS};
 use crate::wire::MacAddr;
 
 /// The layout this code reads and writes. A file with another version is refused,
-/// except versions 1 (no request tables), 2 (no address migrations) and 3 (no
-/// storage users and images), which only lack tables and are upgraded in place
-/// (so an older switchyard refuses the file rather than ignore what it does not know).
-pub const SCHEMA_VERSION: u64 = 4;
+/// except versions 1 (no request tables), 2 (no address migrations), 3 (no
+/// storage users and images) and 4 (no image intents), which only lack tables
+/// and are upgraded in place (so an older switchyard refuses the file rather
+/// than ignore what it does not know).
+pub const SCHEMA_VERSION: u64 = 5;
 
 /// `schema_version`, `generation` and `next_request_id`.
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -40,6 +41,9 @@ const ADDRESS_MIGRATIONS: TableDefinition<&str, &str> = TableDefinition::new("ad
 const STORAGE_USERS: TableDefinition<&str, &str> = TableDefinition::new("storage_users");
 /// Key: the image name.
 const STORAGE_IMAGES: TableDefinition<&str, &str> = TableDefinition::new("storage_images");
+/// Key: the image id as 10 decimal digits; the value is an `ImageIntent`: file
+/// work on that image's file recorded before it is done.
+const STORAGE_IMAGE_INTENTS: TableDefinition<&str, &str> = TableDefinition::new("storage_image_intents");
 
 const SCHEMA_KEY: &str = "schema_version";
 const GENERATION_KEY: &str = "generation";
@@ -62,6 +66,10 @@ fn network_key(vni: Vni) -> String {
 
 fn mac_key(vni: Vni, mac: MacAddr) -> String {
     format!("{vni:08}/{mac}")
+}
+
+fn intent_key(id: ImageId) -> String {
+    format!("{id:010}")
 }
 
 fn address_migration_key(vni: Vni, primary_ip: Ipv4Addr) -> String {
@@ -196,15 +204,16 @@ impl Store {
                     txn.abort().map_err(|e| self.db_error(e))?;
                     Ok(())
                 }
-                Some(old @ (1..=3)) => {
+                Some(old @ (1..=4)) => {
                     {
                         let mut meta = txn.open_table(META).map_err(|e| self.db_error(e))?;
                         meta.insert(SCHEMA_KEY, SCHEMA_VERSION).map_err(|e| self.db_error(e))?;
                         // Version 2 added the request tables, version 3 the address
-                        // migrations, version 4 the storage users and images.
+                        // migrations, version 4 the storage users and images,
+                        // version 5 the image intents.
                         txn.open_table(QUEUED_REQUESTS).map_err(|e| self.db_error(e))?;
                         txn.open_table(FINISHED_REQUESTS).map_err(|e| self.db_error(e))?;
-                        for table in [ADDRESS_MIGRATIONS, STORAGE_USERS, STORAGE_IMAGES] {
+                        for table in [ADDRESS_MIGRATIONS, STORAGE_USERS, STORAGE_IMAGES, STORAGE_IMAGE_INTENTS] {
                             txn.open_table(table).map_err(|e| self.db_error(e))?;
                         }
                     }
@@ -226,7 +235,16 @@ impl Store {
             let mut meta = txn.open_table(META).map_err(|e| self.db_error(e))?;
             meta.insert(SCHEMA_KEY, SCHEMA_VERSION).map_err(|e| self.db_error(e))?;
             meta.insert(GENERATION_KEY, 0).map_err(|e| self.db_error(e))?;
-            for table in [NETWORKS, ENDPOINTS, REMOTES, PORTS, ADDRESS_MIGRATIONS, STORAGE_USERS, STORAGE_IMAGES] {
+            for table in [
+                NETWORKS,
+                ENDPOINTS,
+                REMOTES,
+                PORTS,
+                ADDRESS_MIGRATIONS,
+                STORAGE_USERS,
+                STORAGE_IMAGES,
+                STORAGE_IMAGE_INTENTS,
+            ] {
                 txn.open_table(table).map_err(|e| self.db_error(e))?;
             }
             txn.open_table(QUEUED_REQUESTS).map_err(|e| self.db_error(e))?;
@@ -320,6 +338,38 @@ impl Store {
         self.commit_and_finish(changes, None)
     }
 
+    /// `commit`, recording `intent` in the same transaction (a deletion's:
+    /// the record goes and the unlink it owes is recorded at once).
+    pub fn commit_with_intent(&self, changes: &[Change], intent: &ImageIntent) -> Result<u64, StoreError> {
+        self.commit_all(changes, None, Some(intent))
+    }
+
+    /// Records `intent` (durably) before its file work starts.
+    pub fn record_image_intent(&self, intent: &ImageIntent) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(|e| self.db_error(e))?;
+        {
+            let mut intents = txn.open_table(STORAGE_IMAGE_INTENTS).map_err(|e| self.db_error(e))?;
+            self.put(&mut intents, &intent_key(intent.id()), intent)?;
+        }
+        self.commit_durably(txn)
+    }
+
+    /// The file work of image `id`'s intent is done (or undone): forgets it.
+    pub fn clear_image_intent(&self, id: ImageId) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(|e| self.db_error(e))?;
+        {
+            let mut intents = txn.open_table(STORAGE_IMAGE_INTENTS).map_err(|e| self.db_error(e))?;
+            intents.remove(intent_key(id).as_str()).map_err(|e| self.db_error(e))?;
+        }
+        self.commit_durably(txn)
+    }
+
+    /// The intents whose file work is not known to be done, by image id.
+    pub fn image_intents(&self) -> Result<Vec<ImageIntent>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.db_error(e))?;
+        self.read_all(&txn, STORAGE_IMAGE_INTENTS)
+    }
+
     /// `commit`, and in the same transaction moves queued request `id` to the
     /// finished ones with `outcome` (an applied one gets the commit's generation):
     /// a crash can neither apply a queued request without recording it nor record
@@ -330,7 +380,16 @@ impl Store {
         changes: &[Change],
         finished: Option<(u64, RequestOutcome)>,
     ) -> Result<u64, StoreError> {
-        if changes.is_empty() && finished.is_none() {
+        self.commit_all(changes, finished, None)
+    }
+
+    fn commit_all(
+        &self,
+        changes: &[Change],
+        finished: Option<(u64, RequestOutcome)>,
+        intent: Option<&ImageIntent>,
+    ) -> Result<u64, StoreError> {
+        if changes.is_empty() && finished.is_none() && intent.is_none() {
             return self.generation();
         }
         let txn = self.db.begin_write().map_err(|e| self.db_error(e))?;
@@ -401,6 +460,10 @@ impl Store {
         };
         if let Some((id, outcome)) = finished {
             self.finish_in(&txn, id, outcome, generation)?;
+        }
+        if let Some(intent) = intent {
+            let mut intents = txn.open_table(STORAGE_IMAGE_INTENTS).map_err(|e| self.db_error(e))?;
+            self.put(&mut intents, &intent_key(intent.id()), intent)?;
         }
         #[cfg(test)]
         if self.fail_next_commit.swap(false, std::sync::atomic::Ordering::Relaxed) {

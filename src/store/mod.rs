@@ -25,4 +25,4 @@ pub use model::{
 pub use requests::{unix_us, RequestOutcome, RequestRecord, RequestState, FINISHED_KEPT};
 pub use catalog::{image_file, CatalogImage, CatalogUser, StorageCatalog};
 pub use image_use::{unix_ms, ImageUse, LastUse, TOUCH_EVERY_MS};
-pub use storage::{ImageId, Secret, StorageImage, StorageRecords, StorageUser, UserId, SECTOR_BYTES};
+pub use storage::{ImageId, ImageIntent, Secret, StorageImage, StorageRecords, StorageUser, UserId, SECTOR_BYTES};

@@ -116,3 +116,41 @@ impl StorageRecords {
         self.users.is_empty() && self.images.is_empty()
     }
 }
+
+/// File work on an image's file that the database records before it is done,
+/// so that a start finishes or undoes exactly that work and never touches a
+/// file this database did not make (docs/storage-management.md, "Ordering of
+/// file work and commits"). Kept in the database until the work is done.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ImageIntent {
+    /// A creation of image `id`: recorded before its data is written to
+    /// `<id>.<nonce>.img.creating`; the random `nonce` tells this creation's
+    /// staging file from any other file. `adopted_from`: the staging file is an
+    /// unknown file of the directory renamed there (an adoption), put back
+    /// when the image is not committed.
+    Create {
+        id: ImageId,
+        nonce: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        adopted_from: Option<String>,
+    },
+    /// A deletion of image `id`: recorded in the transaction that deletes its
+    /// record; `<id>.img` is unlinked after it.
+    Delete { id: ImageId },
+}
+
+impl ImageIntent {
+    pub fn id(&self) -> ImageId {
+        match self {
+            ImageIntent::Create { id, .. } | ImageIntent::Delete { id } => *id,
+        }
+    }
+
+    /// A creation of image `id` with a new random nonce.
+    pub fn create(id: ImageId, adopted_from: Option<String>) -> Result<ImageIntent, String> {
+        let mut bytes = [0u8; 8];
+        getrandom::fill(&mut bytes).map_err(|e| format!("the system's random source failed: {e}"))?;
+        Ok(ImageIntent::Create { id, nonce: hex::encode(bytes), adopted_from })
+    }
+}

@@ -199,7 +199,7 @@ fn unknown_schema_version_is_refused_naming_the_file() {
     assert_eq!(
         err,
         format!(
-            "config database {}: schema version 99 is not supported (this switchyard reads version 4); \
+            "config database {}: schema version 99 is not supported (this switchyard reads version 5); \
              use the switchyard that wrote it, or move the file away to bootstrap again from the TOML config",
             path.display()
         )
@@ -525,7 +525,28 @@ fn a_version_3_database_gains_the_storage_tables_and_keeps_its_records() {
     assert_eq!(store.snapshot().unwrap().storage.users, [user]);
 }
 
-/// A database file of schema `version` (1 to 3) as the switchyard of that
+#[test]
+fn a_version_4_database_gains_the_image_intents_and_keeps_its_records() {
+    let (_dir, path) = temp();
+    old_layout(&path, 4, 4);
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.snapshot().unwrap().networks.len(), 1);
+    assert_eq!(store.image_intents().unwrap(), []);
+    let intent = ImageIntent::create(3, None).unwrap();
+    store.record_image_intent(&intent).unwrap();
+    store.commit_with_intent(&[Change::PutStorageUser(storage_user("alice", 1, [10, 0, 0, 5], 7))], &ImageIntent::Delete { id: 2 }).unwrap();
+    assert_eq!(store.image_intents().unwrap(), [ImageIntent::Delete { id: 2 }, intent]);
+    store.clear_image_intent(2).unwrap();
+    store.clear_image_intent(3).unwrap();
+    assert_eq!(store.image_intents().unwrap(), []);
+    drop(store);
+    let db = redb::Database::create(&path).unwrap();
+    let txn = db.begin_read().unwrap();
+    let meta = txn.open_table(redb::TableDefinition::<&str, u64>::new("meta")).unwrap();
+    assert_eq!(meta.get("schema_version").unwrap().unwrap().value(), SCHEMA_VERSION);
+}
+
+/// A database file of schema `version` (1 to 4) as the switchyard of that
 /// version wrote it: generation `generation`, network 100 "blue", and the
 /// tables that version had.
 fn old_layout(path: &std::path::Path, version: u64, generation: u64) {
@@ -541,6 +562,9 @@ fn old_layout(path: &std::path::Path, version: u64, generation: u64) {
         let mut tables = vec!["endpoints", "remotes", "port_networks"];
         if version >= 3 {
             tables.push("address_migrations");
+        }
+        if version >= 4 {
+            tables.extend(["storage_users", "storage_images"]);
         }
         for table in tables {
             txn.open_table(redb::TableDefinition::<&str, &str>::new(table)).unwrap();
