@@ -154,6 +154,10 @@ impl Runtime for MonitorRuntime {
         Ok(self.upgrader()?.status())
     }
 
+    fn local_vtep(&self) -> Option<std::net::Ipv4Addr> {
+        self.monitor.overlay()?.template().underlay.as_ref().map(|u| u.vtep.address)
+    }
+
     fn migration_plane(&self) -> Option<MigrationPlane> {
         self.migration.clone()
     }

@@ -35,6 +35,11 @@ pub trait Runtime: Send + Sync + 'static {
     fn upgrade(&self, library: &Path, gate: &dyn ConfigGate) -> Result<UpgradeRecord, UpgradeRefused>;
     /// The units bound now, the upgrade running (if any) and the finished ones.
     fn upgrade_status(&self) -> Result<UpgradeStatus, UpgradeRefused>;
+    /// The local VTEP address of the uplink, if the switch has one: never a
+    /// remote VTEP or a flood-list entry (frames to it would come back to us).
+    fn local_vtep(&self) -> Option<std::net::Ipv4Addr> {
+        None
+    }
     /// What VM live migration works on; `None` without a vRouter VTEP.
     fn migration_plane(&self) -> Option<MigrationPlane> {
         None

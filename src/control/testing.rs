@@ -20,6 +20,8 @@ use crate::wire::MacAddr;
 pub struct FakeRuntime {
     ports: Vec<PortView>,
     applied: Mutex<Vec<ConfigSnapshot>>,
+    /// The uplink's VTEP address (`with_local_vtep`); none by default.
+    local_vtep: Option<std::net::Ipv4Addr>,
     /// Address-migration reports "workers judged", handed out by `address_reports`.
     reports: Mutex<Vec<crate::rewrite::AddressReport>>,
     upgrades: Mutex<FakeUpgrades>,
@@ -83,6 +85,7 @@ impl FakeRuntime {
         FakeRuntime {
             ports,
             applied: Mutex::new(Vec::new()),
+            local_vtep: None,
             reports: Mutex::new(Vec::new()),
             upgrades: Mutex::new(FakeUpgrades {
                 unit: Some(unit),
@@ -123,6 +126,12 @@ impl FakeRuntime {
     }
 
     /// A switch without a switching unit (the cross-connect): upgrades are refused.
+    /// Plays a switch whose uplink has the VTEP address `vtep`.
+    pub fn with_local_vtep(mut self, vtep: std::net::Ipv4Addr) -> FakeRuntime {
+        self.local_vtep = Some(vtep);
+        self
+    }
+
     pub fn without_unit(self) -> FakeRuntime {
         self.lock_upgrades().unit = None;
         self
@@ -210,6 +219,10 @@ impl FakeRuntime {
 impl Runtime for FakeRuntime {
     fn apply(&self, _changes: &[crate::store::Change], config: &ConfigSnapshot) {
         self.applied.lock().unwrap_or_else(PoisonError::into_inner).push(config.clone());
+    }
+
+    fn local_vtep(&self) -> Option<std::net::Ipv4Addr> {
+        self.local_vtep
     }
 
     fn migration_plane(&self) -> Option<MigrationPlane> {
