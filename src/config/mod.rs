@@ -867,7 +867,8 @@ fn validate(raw: RawConfig) -> Result<Config, String> {
         remotes: raw.remote,
         address_migrations: raw.address_migration,
     };
-    let bootstrap = bootstrap::validate(&mut p, records, &raw_ports);
+    let local_vtep = ports.iter().find_map(|port| port.vtep.as_ref().map(|vtep| vtep.address));
+    let bootstrap = bootstrap::validate(&mut p, records, &raw_ports, local_vtep);
     let gateway = gateway::validate(&mut p, raw.gateway, vtep_port.is_some(), &bootstrap.networks);
 
     if let Some((_, problem)) = p.first {

@@ -842,14 +842,14 @@ fn bootstrap_records_are_sorted_like_the_database() {
         "vni = 100",
         &format!(
             "[[network]]\nvni = 7\nname = \"seven\"\n{BLUE}\
+             [[endpoint]]\nvni = 100\nmac = \"02:00:00:00:00:0a\"\nport = \"vm0\"\n\
              [[endpoint]]\nvni = 100\nmac = \"02:00:00:00:00:09\"\nport = \"vm0\"\n\
-             [[endpoint]]\nvni = 7\nmac = \"02:00:00:00:00:0a\"\nport = \"vm0\"\n\
              [[remote]]\nvni = 100\nmac = \"02:00:00:00:00:02\"\nip = \"10.0.0.2\"\nvtep = \"192.0.2.9\"\n"
         ),
     ));
     let seed = config.bootstrap_snapshot();
     assert_eq!(seed.networks.iter().map(|n| n.vni).collect::<Vec<_>>(), [7, 100]);
-    assert_eq!(seed.endpoints.iter().map(|e| e.vni).collect::<Vec<_>>(), [7, 100]);
+    assert_eq!(seed.endpoints.iter().map(|e| e.mac.0[5]).collect::<Vec<_>>(), [9, 10]);
     assert_eq!(seed.endpoints[0].ip, None);
     assert_eq!(seed.remotes[0].ip, Some(Ipv4Addr::new(10, 0, 0, 2)));
     assert_eq!(seed.ports, [PortNetwork { port: "vm0".into(), vni: 100 }]);
@@ -969,6 +969,25 @@ fn bootstrap_errors() {
             &format!("{BLUE}[[network]]\nvni = 200\nname = \"red\"\n[[address_migration]]\nvni = 100\nprimary_ip = \"10.1.0.5\"\nport = \"vm0\"\n"),
             "address_migration[0].port: port vm0 is in network 200, not 100",
         ),
+        (
+            "vni = 100",
+            &format!("{BLUE}[[network]]\nvni = 7\nname = \"seven\"\n[[endpoint]]\nvni = 7\nmac = \"02:00:00:00:00:07\"\nport = \"vm0\"\n"),
+            "endpoint[0].port: port vm0 is in network 100, not 7; a port's VM endpoints are all in its network",
+        ),
+        (
+            "",
+            &format!(
+                "{BLUE}[[network]]\nvni = 7\nname = \"seven\"\n\
+                 [[endpoint]]\nvni = 100\nmac = \"02:00:00:00:00:01\"\nport = \"vm0\"\n\
+                 [[endpoint]]\nvni = 7\nmac = \"02:00:00:00:00:07\"\nport = \"vm0\"\n"
+            ),
+            "endpoint[1].port: port vm0 is in network 100, not 7; a port's VM endpoints are all in its network",
+        ),
+        (
+            "",
+            "[[network]]\nvni = 1\nname = \"a\"\nflood_vteps = [\"240.0.0.9\"]\n",
+            "network[0].flood_vteps[0]: 240.0.0.9 is a reserved (class E) address, not a unicast IPv4 address",
+        ),
         ("vni = 5", BLUE, "port[0].vni: no [[network]] has VNI 5"),
         ("vni = 0", BLUE, "port[0].vni: 0 is out of range 1..=16777215"),
     ];
@@ -990,6 +1009,20 @@ fn bootstrap_errors() {
         err(&with_records("", "[[remote]]\nvni = 1\nmac = \"02:00:00:00:00:01\"\nvtep = \"192.0.2.1\"\nport = \"vm0\"\n")),
         format!("{prefix}line 15: unknown field `port`, expected one of `vni`, `mac`, `ip`, `vtep`")
     );
+}
+
+#[test]
+fn the_local_vtep_is_no_remote_vtep_in_the_bootstrap() {
+    let with_vtep = |records: &str| format!("{NULL_PORT}{UPLINK}address = \"192.0.2.1/24\"\n{records}");
+    assert_eq!(
+        err(&with_vtep(&format!("{BLUE}flood_vteps = [\"192.0.2.2\", \"192.0.2.1\"]\n"))),
+        "config error: x.toml: network[0].flood_vteps[1]: 192.0.2.1 is this switch's own VTEP address, not a remote VTEP"
+    );
+    assert_eq!(
+        err(&with_vtep(&format!("{BLUE}[[remote]]\nvni = 100\nmac = \"02:00:00:00:00:01\"\nvtep = \"192.0.2.1\"\n"))),
+        "config error: x.toml: remote[0].vtep: 192.0.2.1 is this switch's own VTEP address, not a remote VTEP"
+    );
+    ok(&with_vtep(&format!("{BLUE}flood_vteps = [\"192.0.2.2\"]\n[[remote]]\nvni = 100\nmac = \"02:00:00:00:00:01\"\nvtep = \"192.0.2.2\"\n")));
 }
 
 /// One port with `devargs` and `extra` keys.
