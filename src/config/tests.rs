@@ -169,6 +169,7 @@ port = "vm0"
         board: None,
         gateway: None,
         storage: None,
+        upgrade: UpgradeConfig::default(),
         bootstrap: ConfigSnapshot {
             generation: 0,
             networks: vec![
@@ -273,7 +274,7 @@ fn toml_errors_name_the_line() {
     );
     assert_eq!(
         err("[bogus]\nx = 1\n"),
-        "config error: x.toml: line 1: unknown field `bogus`, expected one of `eal`, `mempool`, `dataplane`, `port`, `control`, `network`, `endpoint`, `remote`, `address_migration`, `migration`, `tunnels`, `board`, `gateway`, `storage`"
+        "config error: x.toml: line 1: unknown field `bogus`, expected one of `eal`, `mempool`, `dataplane`, `port`, `control`, `network`, `endpoint`, `remote`, `address_migration`, `migration`, `tunnels`, `board`, `gateway`, `storage`, `upgrade`"
     );
     assert_eq!(
         err("[eal]\nlcore = \"0-1\"\n"),
@@ -1151,6 +1152,23 @@ fn storage_section() {
         e("images = \"i\"\nlease = 1"),
         "config error: x.toml: line 3: unknown field `lease`, expected one of `images`, `port`, `attach_lease_ms`"
     );
+}
+
+#[test]
+fn upgrade_section() {
+    assert_eq!(ok(NULL_PORT).upgrade.library_dir, Path::new("/usr/lib/switchyard/units"), "the default unit directory");
+    let config = ok(&format!("[upgrade]\nlibrary_dir = \"/opt/units\"\n{NULL_PORT}"));
+    assert_eq!(config.upgrade, UpgradeConfig { library_dir: "/opt/units".into() });
+    let e = |upgrade: &str| err(&format!("[upgrade]\n{upgrade}\n{NULL_PORT}"));
+    assert_eq!(
+        e("library_dir = \"units\""),
+        "config error: x.toml: upgrade.library_dir: \"units\" is not an absolute path; give the directory unit libraries are loaded from"
+    );
+    assert_eq!(
+        e("library_dir = \"/usr/lib/../tmp\""),
+        "config error: x.toml: upgrade.library_dir: \"/usr/lib/../tmp\" contains `..`; give the directory's own path"
+    );
+    assert_eq!(e("dir = \"/x\""), "config error: x.toml: line 2: unknown field `dir`, expected `library_dir`");
 }
 
 #[test]

@@ -50,7 +50,7 @@ impl Runtime for ProbeRuntime {
     }
     fn upgrade(
         &self,
-        library: &std::path::Path,
+        library: &crate::upgrade::UnitFile,
         gate: &dyn crate::upgrade::ConfigGate,
     ) -> Result<crate::upgrade::UpgradeRecord, crate::upgrade::UpgradeRefused> {
         self.fake.upgrade(library, gate)
@@ -60,6 +60,9 @@ impl Runtime for ProbeRuntime {
     }
     fn local_vtep(&self) -> Option<std::net::Ipv4Addr> {
         self.fake.local_vtep()
+    }
+    fn unit_directory(&self) -> std::path::PathBuf {
+        self.fake.unit_directory()
     }
     fn address_reports(&self) -> Vec<crate::rewrite::AddressReport> {
         self.fake.address_reports()
@@ -821,8 +824,7 @@ fn request_ids_are_checked() {
 #[test]
 fn an_upgrade_pauses_requests_and_applies_them_at_its_end() {
     let s = Setup::populated();
-    let library = s._dir.path().join("unit-v2.so");
-    std::fs::write(&library, b"").unwrap();
+    let library = crate::upgrade::UnitFile::unchecked(s._dir.path().join("unit-v2.so")).unwrap();
     s.runtime.fake.hold_upgrades();
     std::thread::scope(|scope| {
         let upgrade = scope.spawn(|| s.control.upgrade(&library));
