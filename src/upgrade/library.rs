@@ -52,7 +52,7 @@ pub fn open_unit_library(library_dir: &Path, requested: &str) -> Result<UnitFile
     let dir = open_unit_directory(library_dir)?;
     let path = library_dir.join(&name);
     let shown = path.display();
-    // The name is opened under the directory's descriptor (openat without unsafe):
+    // The name is opened under the directory's descriptor (as openat does):
     // a rename of the directory after its checks changes nothing.
     let under_dir = format!("/proc/self/fd/{}/{name}", dir.as_raw_fd());
     let file = OpenOptions::new()
