@@ -181,7 +181,9 @@ fn run(config_path: &Path, stats_json: Option<&Path>) -> Result<(), Failure> {
         None => None,
         Some(store) => {
             let linger = Duration::from_millis(config.migration.linger_ms);
-            let runtime = Arc::new(MonitorRuntime::new(dataplane.monitor(), linger, config.board.clone()));
+            let runtime = MonitorRuntime::new(dataplane.monitor(), linger, config.board.clone())
+                .with_unit_directory(config.upgrade.library_dir.clone());
+            let runtime = Arc::new(runtime);
             let api = control::spawn_with_storage(&config.control, config.storage.clone(), store, runtime);
             Some(api.map_err(|e| failure(e.to_string()))?)
         }

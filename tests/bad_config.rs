@@ -224,3 +224,37 @@ fn gateway_problems_are_one_line() {
     let (lines, path) = refused("gateway_unknown_local_network", &port("net_null0", &format!("{uplink}{}", map.replace("100", "300"))));
     assert_eq!(lines, [format!("switchyard: config error: {path}: gateway.vni_map[0].local_vni: no [[network]] has VNI 300")]);
 }
+
+/// The uplink's own VTEP address as a remote endpoint's VTEP or in a flood list.
+#[test]
+fn the_local_vtep_as_a_remote_vtep() {
+    let uplink = "[[port]]\nname = \"up\"\ndevargs = \"net_null1\"\nrole = \"uplink\"\naddress = \"192.0.2.1/24\"\n";
+    let remote = "[[network]]\nvni = 100\nname = \"blue\"\n[[remote]]\nvni = 100\nmac = \"02:00:00:00:00:01\"\nvtep = \"192.0.2.1\"\n";
+    let (lines, path) = refused("local_vtep_remote", &format!("{}{uplink}{remote}", port("net_null0", "")));
+    assert_eq!(
+        lines,
+        [format!("switchyard: config error: {path}: remote[0].vtep: 192.0.2.1 is this switch's own VTEP address, not a remote VTEP")]
+    );
+    let flood = "[[network]]\nvni = 100\nname = \"blue\"\nflood_vteps = [\"192.0.2.1\"]\n";
+    let (lines, path) = refused("local_vtep_flood", &format!("{}{uplink}{flood}", port("net_null0", "")));
+    assert_eq!(
+        lines,
+        [format!(
+            "switchyard: config error: {path}: network[0].flood_vteps[0]: 192.0.2.1 is this switch's own VTEP address, not a remote VTEP"
+        )]
+    );
+}
+
+/// A VM endpoint on a port bound to another network (tenant isolation).
+#[test]
+fn an_endpoint_outside_its_ports_network() {
+    let records = "[[network]]\nvni = 100\nname = \"blue\"\n[[network]]\nvni = 7\nname = \"seven\"\n\
+                   [[endpoint]]\nvni = 7\nmac = \"02:00:00:00:00:07\"\nport = \"a\"\n";
+    let (lines, path) = refused("endpoint_other_network", &format!("{}{records}", port("net_null0", "vni = 100\n")));
+    assert_eq!(
+        lines,
+        [format!(
+            "switchyard: config error: {path}: endpoint[0].port: port a is in network 100, not 7; a port's VM endpoints are all in its network"
+        )]
+    );
+}

@@ -47,7 +47,8 @@ impl Server {
             ..ControlConfig::defaults(None)
         };
         let store = Store::open(&config.database).unwrap();
-        let fake = Arc::new(fake);
+        // Unit libraries "load" from the server's directory (root's, 0700).
+        let fake = Arc::new(fake.with_unit_directory(dir.path()));
         let handle = if storage {
             std::fs::create_dir(dir.path().join("import")).unwrap();
             let storage =
@@ -84,7 +85,7 @@ impl Server {
         Client::url(&self.tcp_url(), auth).unwrap()
     }
 
-    /// A file standing for a unit library (the fake loads nothing).
+    /// A file standing for a unit library in the unit directory (the fake loads nothing).
     fn library(&self, name: &str) -> PathBuf {
         let path = self.dir.path().join(name);
         std::fs::write(&path, b"\x7fELF").unwrap();
@@ -667,23 +668,22 @@ async fn upgrade_requests_are_checked() {
         let (c, body) = (c.clone(), body.to_string());
         async move { refused(&c, Method::POST, "/v1/upgrade", json_type, &body).await }
     };
-    let (status, field, error) = post(r#"{"library": "unit-v2.so"}"#).await;
+    let dir = server.dir.path().to_str().unwrap().to_string();
+    let (status, field, error) = post(r#"{"library": "../unit-v2.so"}"#).await;
     assert_eq!((status, field), (400, json!("library")));
-    assert_eq!(
-        error,
-        "\"unit-v2.so\" is not an absolute path; give the full path of the unit's .so file on the switch"
-    );
+    assert_eq!(error, format!("../unit-v2.so contains `..`; unit libraries load only from files directly in {dir}"));
     let (status, field, error) = post(r#"{"library": ""}"#).await;
     assert_eq!(
-        (status, field, error.as_str()),
-        (400, json!("library"), "the library path is empty; give the unit's .so file")
+        (status, field, error),
+        (400, json!("library"), format!("the library is empty; give the file name of a unit library in {dir}"))
     );
     let (status, field, error) = post(r#"{"library": "/nonexistent/unit.so"}"#).await;
     assert_eq!((status, field), (400, json!("library")));
-    assert_eq!(error, "/nonexistent/unit.so cannot be used: No such file or directory (os error 2)");
-    let dir = server.dir.path().to_str().unwrap().to_string();
-    let (status, field, error) = post(&json!({"library": dir}).to_string()).await;
-    assert_eq!((status, field, error), (400, json!("library"), format!("{dir} is not a file")));
+    assert_eq!(error, format!("/nonexistent/unit.so is outside the unit directory {dir}; unit libraries load only from there"));
+    let (status, field, error) = post(r#"{"library": "absent.so"}"#).await;
+    assert_eq!((status, field, error), (400, json!("library"), format!("{dir}/absent.so does not exist")));
+    let (status, field, error) = post(&json!({"library": format!("{dir}/run")}).to_string()).await;
+    assert_eq!((status, field, error), (400, json!("library"), format!("{dir}/run is not a regular file")));
     let (status, field, error) = post(&json!({"library": library, "force": true}).to_string()).await;
     assert_eq!((status, field, error.as_str()), (400, json!("force"), "unknown field `force`; expected `library`"));
     let (status, field, error) = post("{}").await;
@@ -878,11 +878,15 @@ fn ctl_upgrade_prints_each_step_and_changes_meanwhile_are_queued() {
     assert_eq!(json["history"].as_array().unwrap().len(), 4);
 
     // Bad input.
+    // A bare name not here names a file in the switch's unit directory.
     let (code, _, err) = server.ctl(&["upgrade", "missing.so"]);
+    assert_eq!(code, 1);
+    assert_eq!(err, format!("switchyard ctl: {}/missing.so does not exist (field: library)\n", server.dir.path().display()));
+    let (code, _, err) = server.ctl(&["upgrade", "./missing.so"]);
     assert_eq!(code, 1);
     assert_eq!(
         err,
-        "switchyard ctl: cannot use missing.so as the unit library: No such file or directory (os error 2)\n"
+        "switchyard ctl: cannot use ./missing.so as the unit library: No such file or directory (os error 2)\n"
     );
     let (code, _, err) = server.ctl(&["upgrade"]);
     assert_eq!(code, 2, "{err}");

@@ -164,3 +164,34 @@ fn vxlan_from_the_uplink_is_delivered_and_every_bad_packet_is_named() {
     }
     assert_eq!(out.stats["dropped"], 5);
 }
+
+/// `frame` (VXLAN from `vxlan`) with outer TTL `ttl` and the IPv4 checksum refilled.
+fn with_outer_ttl(mut frame: Vec<u8>, ttl: u8) -> Vec<u8> {
+    frame[14 + 8] = ttl;
+    frame[24..26].copy_from_slice(&[0, 0]);
+    let sum = switchyard::wire::checksum::checksum(&frame[14..34]);
+    frame[24..26].copy_from_slice(&sum.to_be_bytes());
+    frame
+}
+
+#[test]
+fn vxlan_from_martian_sources_or_with_ttl_zero_is_dropped_by_name() {
+    let to_a = udp_frame(VM_A, MacAddr([2, 0, 0, 0, 0, 0x66]), 20, 7);
+    let martians = [
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::new(127, 0, 0, 1),
+        Ipv4Addr::new(224, 0, 0, 5),
+        Ipv4Addr::BROADCAST,
+        Ipv4Addr::new(240, 0, 0, 1),
+        LOCAL_VTEP,
+    ];
+    let mut input: Vec<Vec<u8>> = martians.iter().map(|&source| vxlan(&to_a, source, LOCAL_VTEP, 0x08, 100)).collect();
+    input.push(with_outer_ttl(vxlan(&to_a, REMOTE_VTEP, LOCAL_VTEP, 0x08, 100), 0));
+    input.push(with_outer_ttl(vxlan(&to_a, REMOTE_VTEP, LOCAL_VTEP, 0x08, 100), 1));
+    let out = run_vrouter("vxlan_from_martian_sources", Inputs { vm0: &[], vm1: &[], uplink: &input }, 1500);
+    assert_eq!(out.vm0, vec![to_a], "only the frame from a real VTEP is delivered");
+    assert!(out.vm1.is_empty() && out.uplink.is_empty());
+    assert_eq!(drops(&out.stats, "martian_outer_source"), martians.len() as u64, "{}", out.stats["drops"]);
+    assert_eq!(drops(&out.stats, "outer_ttl_zero"), 1);
+    assert_eq!(out.stats["dropped"], martians.len() as u64 + 1);
+}

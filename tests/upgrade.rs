@@ -8,6 +8,7 @@
 //! tmpfs, compared frame by frame with the input afterwards.
 mod common;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -54,10 +55,16 @@ fn generator() -> Vec<Vec<u8>> {
 }
 
 
-/// The vRouter between a generator port and an output port (`vm1_devargs`).
+/// The vRouter between a generator port and an output port (`vm1_devargs`),
+/// loading unit libraries from where `make units` puts them.
 fn config(dir: &Path, socket: &Path, input: &Path, vm1_devargs: &str) -> String {
+    config_with_units(dir, socket, input, vm1_devargs, &units_dir())
+}
+
+/// `config` with unit libraries from `units`.
+fn config_with_units(dir: &Path, socket: &Path, input: &Path, vm1_devargs: &str, units: &Path) -> String {
     format!(
-        "[eal]\nlcores = \"0-1\"\nmemory_mb = 512\n[mempool]\nmbufs = 32767\n[dataplane]\nworkers = [1]\n\
+        "[eal]\nlcores = \"0-1\"\nmemory_mb = 512\n[mempool]\nmbufs = 32767\n[dataplane]\nworkers = [1]\n{units}\
          [control]\nsocket = \"{socket}\"\ndatabase = \"{dir}/config.redb\"\n\
          [[port]]\nname = \"vm0\"\ndevargs = \"net_pcap0,rx_pcap={input},infinite_rx=1\"\nrole = \"vm\"\nvni = 100\n\
          [[port]]\nname = \"vm1\"\ndevargs = \"{vm1_devargs}\"\nrole = \"vm\"\nvni = 100\n\
@@ -66,6 +73,7 @@ fn config(dir: &Path, socket: &Path, input: &Path, vm1_devargs: &str) -> String 
         socket = socket.display(),
         dir = dir.display(),
         input = input.display(),
+        units = upgrade_section(units),
     )
 }
 
@@ -172,25 +180,39 @@ fn refused_libraries_roll_back_to_the_previous_unit_and_traffic_keeps_flowing() 
     let input = dir.join("generator.pcap");
     write_pcap(&input, &generator());
     let socket = SocketPath::new("refused");
-    let mut switch = RunningSwitch::start(&dir, &config(&dir, &socket, &input, "net_null0,no-rx=1"));
+    // A unit directory of its own: the libraries that fail at step 5 must pass the file checks first.
+    let units = dir.join("units");
+    std::fs::create_dir(&units).unwrap();
+    std::fs::set_permissions(&units, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let install = |from: &Path, name: &str| {
+        let to = units.join(name);
+        std::fs::copy(from, &to).unwrap();
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755)).unwrap();
+        to
+    };
+    let mut switch = RunningSwitch::start(&dir, &config_with_units(&dir, &socket, &input, "net_null0,no-rx=1", &units));
     switch.wait_until_running();
     let tx = || ctl_json(&socket, &["stats"])["ports"][1]["tx_packets"].as_u64().unwrap();
 
     let not_a_library = dir.join("not-a-library.so");
     std::fs::write(&not_a_library, "plain text").unwrap();
-    // A path that is not there is refused before anything moves; the others
+    let not_a_library = install(&not_a_library, "not-a-library.so");
+    // A library that is not there is refused before anything moves; the others
     // fail at step 5, on the intermediate unit, and are rolled back.
     let missing = ctl(&socket, &["upgrade", "/nonexistent/unit.so"]);
     assert!(!missing.status.success() && text(&missing).contains("/nonexistent/unit.so"), "{}", text(&missing));
+    let missing = ctl(&socket, &["upgrade", "absent.so"]);
+    assert!(text(&missing).contains(&format!("{}/absent.so does not exist", units.display())), "{}", text(&missing));
     let bad: [(PathBuf, &str); 5] = [
         (not_a_library.clone(), "cannot load"),
-        (PathBuf::from("/lib/x86_64-linux-gnu/libz.so.1"), "is not a switchyard unit: it exports no switchyard_unit_abi"),
-        (unit_library("faulty-abi-mismatch"), "was built for another unit ABI"),
-        (unit_library("faulty-reject-config"), "refused configuration generation"),
-        (unit_library("faulty-unhealthy"), "health check failed"),
+        (install(Path::new("/lib/x86_64-linux-gnu/libz.so.1"), "libz.so.1"), "is not a switchyard unit: it exports no switchyard_unit_abi"),
+        (install(&unit_library("faulty-abi-mismatch"), "faulty-abi-mismatch.so"), "was built for another unit ABI"),
+        (install(&unit_library("faulty-reject-config"), "faulty-reject-config.so"), "refused configuration generation"),
+        (install(&unit_library("faulty-unhealthy"), "faulty-unhealthy.so"), "health check failed"),
     ];
+    let basic_v1 = install(&unit_library("basic-v1"), "basic-v1.so");
     // From the embedded unit, then from a library unit (restored by loading it again).
-    for previous in [None, Some(unit_library("basic-v1"))] {
+    for previous in [None, Some(basic_v1)] {
         if let Some(library) = &previous {
             let out = upgrade(&socket, library);
             assert!(out.status.success(), "{}", text(&out));
@@ -221,6 +243,103 @@ fn refused_libraries_roll_back_to_the_previous_unit_and_traffic_keeps_flowing() 
     assert_eq!(exit.stats["dropped"], 0, "{}", exit.stats);
     assert_eq!(exit.stats["unaccounted"], 0, "{}", exit.stats);
     assert_eq!(exit.stats["ports"][0]["rx_packets"], exit.stats["ports"][1]["tx_packets"], "{}", exit.stats);
+}
+
+/// `POST /v1/upgrade {"library": library}` on the unix socket: (status, JSON body).
+fn post_upgrade(socket: &Path, library: &str) -> (u16, Value) {
+    let body = serde_json::json!({ "library": library }).to_string();
+    let out = std::process::Command::new("curl")
+        .args(["-s", "--unix-socket", socket.to_str().unwrap(), "-H", "content-type: application/json"])
+        .args(["-d", &body, "-w", "\n%{http_code}", "http://switch/v1/upgrade"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (reply, status) = text.rsplit_once('\n').unwrap();
+    (status.parse().unwrap(), serde_json::from_str(reply).unwrap_or(Value::Null))
+}
+
+/// A shared library whose ELF constructor writes `marker` when it is loaded (it is no unit).
+fn marker_library(dir: &Path, marker: &Path) -> PathBuf {
+    let source = dir.join("evil.c");
+    std::fs::write(
+        &source,
+        "#include <stdio.h>\n__attribute__((constructor)) static void evil(void) {\n\
+         FILE *f = fopen(MARKER, \"w\"); if (f) { fputs(\"loaded\\n\", f); fclose(f); }\n}\n",
+    )
+    .unwrap();
+    let library = dir.join("evil.so");
+    let define = format!("-DMARKER=\"{}\"", marker.display());
+    let out = std::process::Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&library)
+        .arg(&define)
+        .arg(&source)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "cc: {}", String::from_utf8_lossy(&out.stderr));
+    library
+}
+
+#[test]
+fn only_root_owned_libraries_in_the_unit_directory_are_ever_loaded() {
+    let dir = scratch("only_root_owned_libraries_are_loaded");
+    let input = dir.join("generator.pcap");
+    write_pcap(&input, &generator());
+    let (units, outside) = (dir.join("units"), dir.join("outside"));
+    for d in [&units, &outside] {
+        std::fs::create_dir(d).unwrap();
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let marker = dir.join("constructor-ran");
+    let evil = marker_library(&outside, &marker);
+    let copy = |name: &str, mode: u32| {
+        let to = units.join(name);
+        std::fs::copy(&evil, &to).unwrap();
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    copy("nobody.so", 0o755);
+    std::os::unix::fs::chown(units.join("nobody.so"), Some(65534), Some(65534)).unwrap();
+    copy("writable.so", 0o666);
+    copy("evil.so", 0o755);
+    std::os::unix::fs::symlink(&evil, units.join("link.so")).unwrap();
+
+    let socket = SocketPath::new("unitdir");
+    let mut switch = RunningSwitch::start(&dir, &config_with_units(&dir, &socket, &input, "net_null0,no-rx=1", &units));
+    switch.wait_until_running();
+    let (u, o) = (units.display(), outside.display());
+    let cases: Vec<(String, String)> = vec![
+        (format!("{o}/evil.so"), format!("{o}/evil.so is outside the unit directory {u}; unit libraries load only from there")),
+        ("../outside/evil.so".into(), format!("../outside/evil.so contains `..`; unit libraries load only from files directly in {u}")),
+        (format!("{u}/../outside/evil.so"), "contains `..`".into()),
+        ("link.so".into(), format!("{u}/link.so is a symbolic link; unit libraries load only from the file itself")),
+        ("nobody.so".into(), format!("the unit library {u}/nobody.so is owned by uid 65534, not root")),
+        ("writable.so".into(), format!("the unit library {u}/writable.so is writable by group or others (mode 0666)")),
+    ];
+    for (library, rule) in &cases {
+        let (status, body) = post_upgrade(&socket, library);
+        assert_eq!((status, &body["field"]), (400, &Value::from("library")), "{library}: {body}");
+        assert!(body["error"].as_str().unwrap().contains(rule.as_str()), "{library}: {body}");
+    }
+    // A unit directory others may write to: even a root-owned file in it is refused.
+    std::fs::set_permissions(&units, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (status, body) = post_upgrade(&socket, "evil.so");
+    std::fs::set_permissions(&units, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains(&format!("the unit directory {u} is writable by group or others (mode 0777)")), "{body}");
+    // `ctl upgrade` says the same and fails.
+    let out = ctl(&socket, &["upgrade", evil.to_str().unwrap()]);
+    assert!(!out.status.success() && text(&out).contains("is outside the unit directory"), "{}", text(&out));
+    assert!(!marker.exists(), "a refused library was loaded: its constructor ran");
+    let status = ctl_json(&socket, &["upgrade", "--status"]);
+    assert_eq!(status["history"], serde_json::json!([]), "no upgrade started: {status}");
+
+    // The rules met, the same file is loaded (its constructor runs; it is no unit, so the upgrade rolls back).
+    let (status, body) = post_upgrade(&socket, "evil.so");
+    assert_eq!(status, 422, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("rolled back"), "{body}");
+    assert!(marker.exists(), "the marker library's constructor writes the marker when it is loaded");
+    let exit = switch.stop();
+    assert!(exit.status.success(), "{}", exit.log);
 }
 
 #[test]

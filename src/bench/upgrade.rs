@@ -26,7 +26,7 @@ use super::plot::{axis_max, Anchor, Frame, Svg};
 use super::{median, start_dataplane, write_json, BenchOptions, Scenario, FORWARDING_LCORE, WARMUP};
 use crate::dataplane::{Dataplane, Monitor, Summary};
 use crate::store::ConfigSnapshot;
-use crate::upgrade::{unix_us, ConfigGate, Outcome, Resumed, UpgradeRecord, Upgrader, STEP_NAMES};
+use crate::upgrade::{open_unit_library, unix_us, ConfigGate, Outcome, Resumed, UnitFile, UpgradeRecord, Upgrader, STEP_NAMES};
 
 /// The largest pause in output an upgrade may cause (issue 4).
 const GAP_TARGET_US: f64 = 100.0;
@@ -173,6 +173,11 @@ pub fn run(options: &BenchOptions, dir: &Path) -> Result<(), String> {
     if let Some(missing) = libraries.iter().find(|l| !l.is_file()) {
         return Err(format!("{} is missing: run `make units`, or pass --units DIR", missing.display()));
     }
+    // Loaded under the same rules as the upgrade API's (root's files in a directory only root writes).
+    let unit_files = LIBRARIES
+        .iter()
+        .map(|name| open_unit_library(&units, name).map_err(|e| format!("{e} (the bench loads units as the switch does)")))
+        .collect::<Result<Vec<_>, _>>()?;
     let scenario = Scenario::Upgrade;
     let generator = dir.join(format!("{}.pcap", scenario.name()));
     scenario.write_generator(&generator).map_err(|e| format!("cannot write {}: {e}", generator.display()))?;
@@ -190,7 +195,7 @@ pub fn run(options: &BenchOptions, dir: &Path) -> Result<(), String> {
 
     let mut dataplane = start_dataplane(scenario, &generator)?;
     std::thread::sleep(WARMUP);
-    let measured = measure(&dataplane, options.upgrades, &libraries);
+    let measured = measure(&dataplane, options.upgrades, &unit_files);
     let tsc_hz = dataplane.tsc_hz();
     let summary = dataplane.stop();
     drop(dataplane);
@@ -219,7 +224,7 @@ fn default_units_dir() -> Result<PathBuf, String> {
 }
 
 /// The baseline, then the upgrades, with the sampler running throughout.
-fn measure(dataplane: &Dataplane, upgrades: u32, libraries: &[PathBuf]) -> Result<Measured, String> {
+fn measure(dataplane: &Dataplane, upgrades: u32, libraries: &[UnitFile]) -> Result<Measured, String> {
     let host = dataplane.overlay().ok_or("the upgrade scenario needs the vRouter")?.clone();
     let sink = dataplane.port_id("sink").ok_or("the bench config has no sink port")?.index();
     let upgrader = Upgrader::new(host);
@@ -248,7 +253,7 @@ fn measure(dataplane: &Dataplane, upgrades: u32, libraries: &[PathBuf]) -> Resul
             let record = match upgrader.upgrade(library, &gate) {
                 Ok(record) => record,
                 Err(refused) => {
-                    failure = Some(format!("upgrade {number} to {}: refused: {refused}", library.display()));
+                    failure = Some(format!("upgrade {number} to {}: refused: {refused}", library.path().display()));
                     break;
                 }
             };
@@ -263,7 +268,7 @@ fn measure(dataplane: &Dataplane, upgrades: u32, libraries: &[PathBuf]) -> Resul
             if record.outcome != Outcome::Upgraded {
                 failure = Some(format!(
                     "upgrade {number} to {} ended {:?}: {}",
-                    library.display(),
+                    library.path().display(),
                     record.outcome,
                     record.error.as_deref().unwrap_or("no error recorded")
                 ));
@@ -273,7 +278,7 @@ fn measure(dataplane: &Dataplane, upgrades: u32, libraries: &[PathBuf]) -> Resul
                 record.steps.iter().map(|s| (s.started_unix_us as f64 - origin_unix_us as f64) / 1e3).collect();
             runs.push(UpgradeRun {
                 number,
-                library: library.display().to_string(),
+                library: library.path().display().to_string(),
                 gap_us,
                 idle_gap_us,
                 start_ms,

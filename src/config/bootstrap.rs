@@ -8,7 +8,8 @@ use toml::Spanned;
 use super::raw::{RawAddressMigration, RawEndpoint, RawNetwork, RawPort, RawRemote};
 use super::{PortRole, Problems};
 use crate::store::rules::{
-    check_address_migration, check_address_migration_ips, check_endpoint_mac, check_network_name, check_unicast_ipv4, check_vni,
+    check_address_migration, check_address_migration_ips, check_endpoint_mac, check_endpoint_port, check_network_name,
+    check_remote_vtep, check_unicast_ipv4, check_vni,
 };
 use crate::store::{
     AddressMigration, AddressMigrationSource, ConfigSnapshot, Network, PortNetwork, RemoteEndpoint, RemoteSource, VmEndpoint, Vni,
@@ -24,7 +25,8 @@ pub(super) struct RawRecords {
 
 /// Validates the records against each other and against the ports; the result is
 /// in the database's key order (networks by VNI, endpoints by VNI and MAC, ports by name).
-pub(super) fn validate(p: &mut Problems, raw: RawRecords, ports: &[Spanned<RawPort>]) -> ConfigSnapshot {
+/// `local_vtep`: the uplink's VTEP address, never a remote VTEP.
+pub(super) fn validate(p: &mut Problems, raw: RawRecords, ports: &[Spanned<RawPort>], local_vtep: Option<Ipv4Addr>) -> ConfigSnapshot {
     let (raw_networks, raw_endpoints, raw_remotes) = (list(raw.networks), list(raw.endpoints), list(raw.remotes));
 
     let mut networks: Vec<Network> = Vec::new();
@@ -50,7 +52,7 @@ pub(super) fn validate(p: &mut Problems, raw: RawRecords, ports: &[Spanned<RawPo
         if let Some(list) = &network.flood_vteps {
             for (k, text) in list.get_ref().iter().enumerate() {
                 let location = format!("network[{i}].flood_vteps[{k}]");
-                match ipv4(text) {
+                match ipv4(text).and_then(|vtep| check_remote_vtep(vtep, local_vtep).map(|()| vtep)) {
                     Err(problem) => p.at(list.span().start, location, problem),
                     Ok(vtep) if flood_vteps.contains(&vtep) => {
                         p.at(list.span().start, location, format!("{vtep} is listed twice"))
@@ -75,7 +77,8 @@ pub(super) fn validate(p: &mut Problems, raw: RawRecords, ports: &[Spanned<RawPo
 
     // (VNI, MAC) of every endpoint and remote so far, for duplicates across both lists.
     let mut taken: Vec<(Vni, MacAddr, String)> = Vec::new();
-    let mut endpoints = Vec::new();
+    // With the index and position of each, to check them against the ports' networks below.
+    let mut endpoints: Vec<(VmEndpoint, usize, usize)> = Vec::new();
     for (i, endpoint) in raw_endpoints.iter().enumerate() {
         let endpoint = endpoint.get_ref();
         let at = |key: &str| format!("endpoint[{i}].{key}");
@@ -100,7 +103,7 @@ pub(super) fn validate(p: &mut Problems, raw: RawRecords, ports: &[Spanned<RawPo
             if claim(p, &mut taken, vni, mac, format!("endpoint[{i}]"), endpoint.mac.span().start, &at("mac"))
                 && port_ok
             {
-                endpoints.push(VmEndpoint { vni, mac, ip, port: port_name.clone() });
+                endpoints.push((VmEndpoint { vni, mac, ip, port: port_name.clone() }, i, endpoint.port.span().start));
             }
         }
     }
@@ -112,7 +115,13 @@ pub(super) fn validate(p: &mut Problems, raw: RawRecords, ports: &[Spanned<RawPo
         let vni = network_exists(p, &remote.vni, &at("vni"));
         let mac = mac(p, &remote.mac, &at("mac"));
         let ip = remote.ip.as_ref().and_then(|ip| address(p, ip, &at("ip")));
-        let vtep = address(p, &remote.vtep, &at("vtep"));
+        let vtep = address(p, &remote.vtep, &at("vtep")).filter(|&vtep| match check_remote_vtep(vtep, local_vtep) {
+            Ok(()) => true,
+            Err(problem) => {
+                p.at(remote.vtep.span().start, at("vtep"), problem);
+                false
+            }
+        });
         if let (Some(vni), Some(mac), Some(vtep)) = (vni, mac, vtep) {
             if claim(p, &mut taken, vni, mac, format!("remote[{i}]"), remote.mac.span().start, &at("mac")) {
                 remotes.push(RemoteEndpoint { vni, mac, ip, vtep, source: RemoteSource::Operator });
@@ -132,6 +141,16 @@ pub(super) fn validate(p: &mut Problems, raw: RawRecords, ports: &[Spanned<RawPo
             port_networks.push(PortNetwork { port: port.name.get_ref().clone(), vni });
         }
     }
+
+    // Tenant isolation: a port is in one network, and its endpoints with it.
+    let mut placed = ConfigSnapshot { networks: networks.clone(), ports: port_networks.clone(), ..Default::default() };
+    for (endpoint, i, span) in endpoints {
+        match check_endpoint_port(&placed, &endpoint) {
+            Ok(()) => placed.endpoints.push(endpoint),
+            Err(problem) => p.at(span, format!("endpoint[{i}].port"), problem),
+        }
+    }
+    let mut endpoints = placed.endpoints;
 
     networks.sort_by_key(|n| n.vni);
     endpoints.sort_by_key(|e| (e.vni, e.mac));

@@ -64,6 +64,9 @@
 //! port = 10810           # UDP port of the block-I/O service
 //! attach_lease_ms = 15000  # an image is attached while a client used it this recently
 //!
+//! [upgrade]              # optional: hitless upgrades of the switching unit (docs/unit-abi.md)
+//! library_dir = "/usr/lib/switchyard/units"  # units load only from here: root-owned, not group/world-writable
+//!
 //! [gateway]              # this host is its cloud's inter-cloud gateway (docs/gateway.md)
 //! [[gateway.vni_map]]    # optional, any number
 //! remote_vni = 200       # frames from the other cloud with this VNI ...
@@ -89,6 +92,7 @@ mod migration;
 mod storage;
 mod tunnels;
 mod raw;
+mod upgrade;
 #[cfg(test)]
 mod tests;
 pub mod vm_ports;
@@ -109,6 +113,7 @@ pub use gateway::{GatewayConfig, VniMapping};
 pub use migration::{BoardConfig, MigrationConfig};
 pub use storage::{ImageGroup, StorageConfig};
 pub use tunnels::{TunnelsConfig, TunnelsMode};
+pub use upgrade::UpgradeConfig;
 use raw::{PortRef, RawConfig, RawPort};
 use vm_ports::VhostSocket;
 
@@ -152,6 +157,8 @@ pub struct Config {
     pub gateway: Option<GatewayConfig>,
     /// `[storage]`: users and images of the network block device; `None` without the table.
     pub storage: Option<StorageConfig>,
+    /// `[upgrade]`: the directory unit libraries are loaded from.
+    pub upgrade: UpgradeConfig,
     /// `[[network]]`, `[[endpoint]]`, `[[remote]]` and `port.vni`: seeds the config
     /// database on first start (generation 0 here).
     pub bootstrap: ConfigSnapshot,
@@ -862,13 +869,15 @@ fn validate(raw: RawConfig) -> Result<Config, String> {
     let board = migration::validate_board(&mut p, raw.board);
     let tunnels = tunnels::validate(&mut p, raw.tunnels, mbufs);
     let storage = storage::validate(&mut p, raw.storage);
+    let upgrade = upgrade::validate(&mut p, raw.upgrade);
     let records = bootstrap::RawRecords {
         networks: raw.network,
         endpoints: raw.endpoint,
         remotes: raw.remote,
         address_migrations: raw.address_migration,
     };
-    let bootstrap = bootstrap::validate(&mut p, records, &raw_ports);
+    let local_vtep = ports.iter().find_map(|port| port.vtep.as_ref().map(|vtep| vtep.address));
+    let bootstrap = bootstrap::validate(&mut p, records, &raw_ports, local_vtep);
     let gateway = gateway::validate(&mut p, raw.gateway, vtep_port.is_some(), &bootstrap.networks);
 
     if let Some((_, problem)) = p.first {
@@ -901,6 +910,7 @@ fn validate(raw: RawConfig) -> Result<Config, String> {
         board,
         gateway,
         storage,
+        upgrade,
         bootstrap,
     })
 }

@@ -42,6 +42,8 @@ pub struct RawConfig {
     pub gateway: Option<Spanned<RawGateway>>,
     #[serde(default)]
     pub storage: Option<Spanned<super::storage::RawStorage>>,
+    #[serde(default)]
+    pub upgrade: Option<Spanned<super::upgrade::RawUpgrade>>,
 }
 
 #[derive(Deserialize)]

@@ -174,6 +174,7 @@ port = "vm0"
         board: None,
         gateway: None,
         storage: None,
+        upgrade: UpgradeConfig::default(),
         bootstrap: ConfigSnapshot {
             generation: 0,
             networks: vec![
@@ -278,7 +279,7 @@ fn toml_errors_name_the_line() {
     );
     assert_eq!(
         err("[bogus]\nx = 1\n"),
-        "config error: x.toml: line 1: unknown field `bogus`, expected one of `eal`, `mempool`, `dataplane`, `port`, `control`, `network`, `endpoint`, `remote`, `address_migration`, `migration`, `tunnels`, `board`, `gateway`, `storage`"
+        "config error: x.toml: line 1: unknown field `bogus`, expected one of `eal`, `mempool`, `dataplane`, `port`, `control`, `network`, `endpoint`, `remote`, `address_migration`, `migration`, `tunnels`, `board`, `gateway`, `storage`, `upgrade`"
     );
     assert_eq!(
         err("[eal]\nlcore = \"0-1\"\n"),
@@ -896,14 +897,14 @@ fn bootstrap_records_are_sorted_like_the_database() {
         "vni = 100",
         &format!(
             "[[network]]\nvni = 7\nname = \"seven\"\n{BLUE}\
+             [[endpoint]]\nvni = 100\nmac = \"02:00:00:00:00:0a\"\nport = \"vm0\"\n\
              [[endpoint]]\nvni = 100\nmac = \"02:00:00:00:00:09\"\nport = \"vm0\"\n\
-             [[endpoint]]\nvni = 7\nmac = \"02:00:00:00:00:0a\"\nport = \"vm0\"\n\
              [[remote]]\nvni = 100\nmac = \"02:00:00:00:00:02\"\nip = \"10.0.0.2\"\nvtep = \"192.0.2.9\"\n"
         ),
     ));
     let seed = config.bootstrap_snapshot();
     assert_eq!(seed.networks.iter().map(|n| n.vni).collect::<Vec<_>>(), [7, 100]);
-    assert_eq!(seed.endpoints.iter().map(|e| e.vni).collect::<Vec<_>>(), [7, 100]);
+    assert_eq!(seed.endpoints.iter().map(|e| e.mac.0[5]).collect::<Vec<_>>(), [9, 10]);
     assert_eq!(seed.endpoints[0].ip, None);
     assert_eq!(seed.remotes[0].ip, Some(Ipv4Addr::new(10, 0, 0, 2)));
     assert_eq!(seed.ports, [PortNetwork { port: "vm0".into(), vni: 100 }]);
@@ -1023,6 +1024,25 @@ fn bootstrap_errors() {
             &format!("{BLUE}[[network]]\nvni = 200\nname = \"red\"\n[[address_migration]]\nvni = 100\nprimary_ip = \"10.1.0.5\"\nport = \"vm0\"\n"),
             "address_migration[0].port: port vm0 is in network 200, not 100",
         ),
+        (
+            "vni = 100",
+            &format!("{BLUE}[[network]]\nvni = 7\nname = \"seven\"\n[[endpoint]]\nvni = 7\nmac = \"02:00:00:00:00:07\"\nport = \"vm0\"\n"),
+            "endpoint[0].port: port vm0 is in network 100, not 7; a port's VM endpoints are all in its network",
+        ),
+        (
+            "",
+            &format!(
+                "{BLUE}[[network]]\nvni = 7\nname = \"seven\"\n\
+                 [[endpoint]]\nvni = 100\nmac = \"02:00:00:00:00:01\"\nport = \"vm0\"\n\
+                 [[endpoint]]\nvni = 7\nmac = \"02:00:00:00:00:07\"\nport = \"vm0\"\n"
+            ),
+            "endpoint[1].port: port vm0 is in network 100, not 7; a port's VM endpoints are all in its network",
+        ),
+        (
+            "",
+            "[[network]]\nvni = 1\nname = \"a\"\nflood_vteps = [\"240.0.0.9\"]\n",
+            "network[0].flood_vteps[0]: 240.0.0.9 is a reserved (class E) address, not a unicast IPv4 address",
+        ),
         ("vni = 5", BLUE, "port[0].vni: no [[network]] has VNI 5"),
         ("vni = 0", BLUE, "port[0].vni: 0 is out of range 1..=16777215"),
     ];
@@ -1044,6 +1064,20 @@ fn bootstrap_errors() {
         err(&with_records("", "[[remote]]\nvni = 1\nmac = \"02:00:00:00:00:01\"\nvtep = \"192.0.2.1\"\nport = \"vm0\"\n")),
         format!("{prefix}line 15: unknown field `port`, expected one of `vni`, `mac`, `ip`, `vtep`")
     );
+}
+
+#[test]
+fn the_local_vtep_is_no_remote_vtep_in_the_bootstrap() {
+    let with_vtep = |records: &str| format!("{NULL_PORT}{UPLINK}address = \"192.0.2.1/24\"\n{records}");
+    assert_eq!(
+        err(&with_vtep(&format!("{BLUE}flood_vteps = [\"192.0.2.2\", \"192.0.2.1\"]\n"))),
+        "config error: x.toml: network[0].flood_vteps[1]: 192.0.2.1 is this switch's own VTEP address, not a remote VTEP"
+    );
+    assert_eq!(
+        err(&with_vtep(&format!("{BLUE}[[remote]]\nvni = 100\nmac = \"02:00:00:00:00:01\"\nvtep = \"192.0.2.1\"\n"))),
+        "config error: x.toml: remote[0].vtep: 192.0.2.1 is this switch's own VTEP address, not a remote VTEP"
+    );
+    ok(&with_vtep(&format!("{BLUE}flood_vteps = [\"192.0.2.2\"]\n[[remote]]\nvni = 100\nmac = \"02:00:00:00:00:01\"\nvtep = \"192.0.2.2\"\n")));
 }
 
 /// One port with `devargs` and `extra` keys.
@@ -1210,6 +1244,23 @@ fn storage_section() {
         e("images = \"i\"\nimport_dir = \"import\""),
         "config error: x.toml: storage.import_dir: \"import\" is not an absolute path"
     );
+}
+
+#[test]
+fn upgrade_section() {
+    assert_eq!(ok(NULL_PORT).upgrade.library_dir, Path::new("/usr/lib/switchyard/units"), "the default unit directory");
+    let config = ok(&format!("[upgrade]\nlibrary_dir = \"/opt/units\"\n{NULL_PORT}"));
+    assert_eq!(config.upgrade, UpgradeConfig { library_dir: "/opt/units".into() });
+    let e = |upgrade: &str| err(&format!("[upgrade]\n{upgrade}\n{NULL_PORT}"));
+    assert_eq!(
+        e("library_dir = \"units\""),
+        "config error: x.toml: upgrade.library_dir: \"units\" is not an absolute path; give the directory unit libraries are loaded from"
+    );
+    assert_eq!(
+        e("library_dir = \"/usr/lib/../tmp\""),
+        "config error: x.toml: upgrade.library_dir: \"/usr/lib/../tmp\" contains `..`; give the directory's own path"
+    );
+    assert_eq!(e("dir = \"/x\""), "config error: x.toml: line 2: unknown field `dir`, expected `library_dir`");
 }
 
 #[test]

@@ -90,8 +90,9 @@ pub enum CtlCommand {
 
 #[derive(Args, Debug)]
 pub struct UpgradeArgs {
-    /// The new unit's shared library (.so); a relative path is taken from the
-    /// current directory.
+    /// The new unit's shared library (.so), in the switch's unit directory
+    /// (`[upgrade] library_dir`): its file name there, or its path (a relative
+    /// path is taken from the current directory).
     #[arg(value_name = "LIBRARY", required_unless_present = "status")]
     pub library: Option<PathBuf>,
     /// Show the units bound now, the upgrade running and the finished ones instead.
@@ -582,8 +583,14 @@ async fn migration(client: &Client, command: &MigrationCommand) -> Result<(Value
 /// `ctl upgrade LIBRARY`: starts the upgrade and, while it runs, prints each step
 /// as `GET /v1/upgrade` shows it done; then the outcome.
 async fn upgrade(client: &Client, library: &Path, raw: bool, out: &mut dyn Write) -> Result<Finished, ClientError> {
-    let absolute = std::fs::canonicalize(library)
-        .map_err(|e| ClientError::Argument(format!("cannot use {} as the unit library: {e}", library.display())))?;
+    // A bare file name that is not here names a file in the switch's unit directory.
+    let in_unit_directory = library.components().count() == 1 && !library.exists();
+    let absolute = if in_unit_directory {
+        library.to_path_buf()
+    } else {
+        std::fs::canonicalize(library)
+            .map_err(|e| ClientError::Argument(format!("cannot use {} as the unit library: {e}", library.display())))?
+    };
     let Some(text) = absolute.to_str() else {
         return Err(ClientError::Argument(format!(
             "{} is not valid UTF-8; the API takes paths as text",

@@ -18,8 +18,8 @@ use super::serve::ControlError;
 use super::storage::StorageSetup;
 use crate::config::{PortRole, StorageConfig};
 use crate::store::rules::{
-    check_address_migration, check_endpoint_mac, check_flood_vteps, check_address_migration_ips, check_network_name,
-    check_unicast_ipv4, check_vni,
+    check_address_migration, check_address_migration_ips, check_endpoint_mac, check_endpoint_port, check_flood_vteps,
+    check_network_name, check_port_binding, check_remote_vtep, check_unicast_ipv4, check_vni,
 };
 use crate::store::{
     AddressMigration, AddressMigrationSource, Change, ConfigSnapshot, Network, PortNetwork, RemoteEndpoint, RemoteSource,
@@ -237,6 +237,7 @@ impl Control {
             Checked::AddEndpoint(endpoint) => self.change(queued, status, |current| {
                 network_exists(current, endpoint.vni)?;
                 mac_is_free(current, endpoint.vni, endpoint.mac)?;
+                check_endpoint_port(current, &endpoint).map_err(|problem| ApiError::conflict("port", problem))?;
                 Ok((vec![Change::PutEndpoint(endpoint.clone())], endpoint))
             }),
             Checked::DeleteEndpoint(vni, mac) => self.change(queued, status, |current| {
@@ -254,6 +255,7 @@ impl Control {
             }),
             Checked::BindPort(binding) => self.change(queued, status, |current| {
                 network_exists(current, binding.vni)?;
+                check_port_binding(current, &binding).map_err(|problem| ApiError::conflict("vni", problem))?;
                 let changes = if current.ports.contains(&binding) {
                     vec![]
                 } else {
@@ -305,7 +307,7 @@ impl Control {
             ConfigRequest::CreateNetwork(body) => Checked::CreateNetwork(Network {
                 vni: body_vni(body.vni)?,
                 name: network_name(&body.name)?,
-                flood_vteps: flood_vteps(&body.flood_vteps)?,
+                flood_vteps: self.flood_vteps(&body.flood_vteps)?,
             }),
             ConfigRequest::ReplaceNetwork { vni, body } => {
                 let vni = path_vni(vni)?;
@@ -318,7 +320,7 @@ impl Control {
                 Checked::ReplaceNetwork(Network {
                     vni,
                     name: network_name(&body.name)?,
-                    flood_vteps: flood_vteps(&body.flood_vteps)?,
+                    flood_vteps: self.flood_vteps(&body.flood_vteps)?,
                 })
             }
             ConfigRequest::DeleteNetwork { vni } => Checked::DeleteNetwork(path_vni(vni)?),
@@ -345,6 +347,7 @@ impl Control {
                 let mac = body_mac(&body.mac)?;
                 let ip = body.ip.as_deref().map(|ip| body_ipv4("ip", ip)).transpose()?;
                 let vtep = body_ipv4("vtep", &body.vtep)?;
+                check_remote_vtep(vtep, self.runtime.local_vtep()).map_err(|problem| ApiError::bad_request("vtep", problem))?;
                 Checked::AddRemote(RemoteEndpoint { vni, mac, ip, vtep, source: RemoteSource::Operator })
             }
             ConfigRequest::DeleteRemote { vni, mac } => Checked::DeleteRemote(path_vni(vni)?, path_mac(mac)?),
@@ -701,10 +704,17 @@ pub(super) fn body_ipv4(field: &str, text: &str) -> Result<Ipv4Addr, ApiError> {
     Ok(ip)
 }
 
-fn flood_vteps(texts: &[String]) -> Result<Vec<Ipv4Addr>, ApiError> {
-    let vteps = texts.iter().map(|t| parse_ipv4("flood_vteps", t)).collect::<Result<Vec<_>, _>>()?;
-    check_flood_vteps(&vteps).map_err(|(_, problem)| ApiError::bad_request("flood_vteps", problem))?;
-    Ok(vteps)
+impl Control {
+    /// A flood list from a request: unicast addresses, none twice, never the local VTEP.
+    fn flood_vteps(&self, texts: &[String]) -> Result<Vec<Ipv4Addr>, ApiError> {
+        let vteps = texts.iter().map(|t| parse_ipv4("flood_vteps", t)).collect::<Result<Vec<_>, _>>()?;
+        check_flood_vteps(&vteps).map_err(|(_, problem)| ApiError::bad_request("flood_vteps", problem))?;
+        let local = self.runtime.local_vtep();
+        for &vtep in &vteps {
+            check_remote_vtep(vtep, local).map_err(|problem| ApiError::bad_request("flood_vteps", problem))?;
+        }
+        Ok(vteps)
+    }
 }
 
 fn find_network(snapshot: &ConfigSnapshot, vni: Vni) -> Result<&Network, ApiError> {

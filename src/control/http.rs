@@ -433,7 +433,7 @@ async fn get_upgrade(State(c): State<Shared>) -> Reply<impl Serialize> {
 /// (status polls, and change requests with 202) while it runs.
 async fn start_upgrade(State(c): State<Shared>, JsonBody(body): JsonBody<UpgradeStart>) -> Result<Response, ApiError> {
     let record = blocking(c, move |c| {
-        let library = body.checked_library()?;
+        let library = c.unit_library(&body.library)?;
         c.upgrade(&library).map_err(refused)
     })
     .await??;

@@ -23,6 +23,7 @@ use crate::migration::{
 };
 use crate::overlay::{port_networks, VmPort};
 use crate::store::{unix_us, Change, ConfigSnapshot, RemoteEndpoint, RemoteSource, VmEndpoint};
+use crate::store::rules::check_endpoint_port;
 
 /// What the orchestrator works on: the stage's shared table, the VM ports,
 /// this host's VTEP, and how long finished migrations stay.
@@ -425,8 +426,11 @@ fn transition_changes(
 ) -> Result<Vec<Change>, ApiError> {
     let vm = migration.vm;
     let runs_at_destination = |phase: Phase| matches!(phase, Phase::Resumed | Phase::Completed);
+    // The VM's port here must be in its network (tenant isolation).
     let endpoint = |port: &str| {
-        Change::PutEndpoint(VmEndpoint { vni: vm.vni, mac: vm.mac, ip: migration.ip, port: port.to_string() })
+        let endpoint = VmEndpoint { vni: vm.vni, mac: vm.mac, ip: migration.ip, port: port.to_string() };
+        check_endpoint_port(current, &endpoint).map_err(|problem| ApiError::conflict("port", problem))?;
+        Ok::<_, ApiError>(Change::PutEndpoint(endpoint))
     };
     let has_remote = current.remotes.iter().any(|r| r.vni == vm.vni && r.mac == vm.mac);
     let delete_remote = has_remote.then_some(Change::DeleteRemote { vni: vm.vni, mac: vm.mac });
@@ -445,10 +449,10 @@ fn transition_changes(
         // The VM left: its frames go on to the destination.
         Role::Source if arriving => vec![delete_endpoint, Change::PutRemote(relay(migration, migration.destination))],
         Role::Source if returning => {
-            delete_remote.into_iter().chain([endpoint(&port()?)]).collect()
+            delete_remote.into_iter().chain([endpoint(&port()?)?]).collect()
         }
         // The VM runs here now.
-        Role::Destination if arriving => delete_remote.into_iter().chain([endpoint(&port()?)]).collect(),
+        Role::Destination if arriving => delete_remote.into_iter().chain([endpoint(&port()?)?]).collect(),
         Role::Destination if returning => vec![delete_endpoint, Change::PutRemote(relay(migration, migration.source))],
         _ => Vec::new(),
     })

@@ -151,6 +151,19 @@ fn the_destination_holds_until_the_vm_runs_there() {
 }
 
 #[test]
+fn a_vm_does_not_resume_on_a_port_of_another_network() {
+    let b = host(B, false);
+    b.control.create_network(NetworkCreate { vni: 7, name: "seven".into(), flood_vteps: vec![] }).unwrap();
+    b.control.bind_port("vm1", PortBind { vni: 7 }).unwrap();
+    b.send(start()).unwrap();
+    let error = b.send(MigrationEventBody { port: Some("vm1".into()), ..event("resumed") }).unwrap_err();
+    assert_eq!((error.status(), error.field()), (409, Some("port")));
+    assert_eq!(error.message(), "port vm1 is in network 7, not 100; a port's VM endpoints are all in its network");
+    assert_eq!(b.endpoint(), None, "the VM was not attached to vm1");
+    assert_eq!(b.handling(), Some(Handling::Hold), "a refused event changes nothing");
+}
+
+#[test]
 fn a_vm_announcing_itself_at_the_destination_resumes_it() {
     let b = host(B, false);
     b.send(start()).unwrap();

@@ -1,6 +1,6 @@
 //! The real `Runtime`: the running data plane seen through its `Monitor`, and
 //! the upgrade orchestrator working on its units.
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
@@ -14,7 +14,7 @@ use crate::config::BoardConfig;
 use crate::store::{Change, ConfigSnapshot, ImageUse, StorageCatalog};
 use crate::telemetry;
 use crate::unit::UnitCommand;
-use crate::upgrade::{ConfigGate, UpgradeRecord, UpgradeRefused, UpgradeStatus, Upgrader};
+use crate::upgrade::{ConfigGate, UnitFile, UpgradeRecord, UpgradeRefused, UpgradeStatus, Upgrader};
 
 pub struct MonitorRuntime {
     monitor: Monitor,
@@ -22,6 +22,8 @@ pub struct MonitorRuntime {
     image_use: Arc<ImageUse>,
     upgrader: Option<Upgrader>,
     migration: Option<MigrationPlane>,
+    /// `[upgrade] library_dir`.
+    unit_directory: PathBuf,
 }
 
 impl MonitorRuntime {
@@ -39,7 +41,14 @@ impl MonitorRuntime {
                 board,
             })
         });
-        MonitorRuntime { monitor, image_use: Arc::default(), upgrader, migration }
+        let unit_directory = crate::config::UpgradeConfig::default().library_dir;
+        MonitorRuntime { monitor, image_use: Arc::default(), upgrader, migration, unit_directory }
+    }
+
+    /// Unit libraries load from `dir` (`[upgrade] library_dir`).
+    pub fn with_unit_directory(mut self, dir: PathBuf) -> Self {
+        self.unit_directory = dir;
+        self
     }
 
     fn upgrader(&self) -> Result<&Upgrader, UpgradeRefused> {
@@ -146,12 +155,20 @@ impl Runtime for MonitorRuntime {
         }
     }
 
-    fn upgrade(&self, library: &Path, gate: &dyn ConfigGate) -> Result<UpgradeRecord, UpgradeRefused> {
+    fn upgrade(&self, library: &UnitFile, gate: &dyn ConfigGate) -> Result<UpgradeRecord, UpgradeRefused> {
         self.upgrader()?.upgrade(library, gate)
     }
 
     fn upgrade_status(&self) -> Result<UpgradeStatus, UpgradeRefused> {
         Ok(self.upgrader()?.status())
+    }
+
+    fn unit_directory(&self) -> PathBuf {
+        self.unit_directory.clone()
+    }
+
+    fn local_vtep(&self) -> Option<std::net::Ipv4Addr> {
+        self.monitor.overlay()?.template().underlay.as_ref().map(|u| u.vtep.address)
     }
 
     fn migration_plane(&self) -> Option<MigrationPlane> {

@@ -255,7 +255,7 @@ pub fn document() -> Value {
     let port = json!({"get": operation("Show a port", &["name"], None, ("200", Some(schema("PortStatus"))), &["404"])});
     let port_net = json!({
         "put": queueable(operation("Bind a VM-role port to a network", &["name"], Some(schema("PortBind")),
-            ("200", Some(schema("PortNetwork"))), &["404"])),
+            ("200", Some(schema("PortNetwork"))), &["404", "409"])),
         "delete": queueable(operation("Unbind a port from its network", &["name"], None, ("204", None), &["404"])),
     });
     let upgrade = json!({
@@ -461,8 +461,10 @@ pub fn document() -> Value {
                         "error": {"type": ["string", "null"], "description": "failed: why; it changed nothing"},
                         "field": {"type": ["string", "null"], "description": "failed: the field at fault"}}},
                 "UpgradeStart": {"type": "object", "additionalProperties": false, "required": ["library"],
-                    "properties": {"library": {"type": "string", "example": "/usr/lib/switchyard/vrouter-v2.so",
-                        "description": "absolute path of the new unit's shared library on the switch's host"}}},
+                    "properties": {"library": {"type": "string", "example": "vrouter-v2.so",
+                        "description": "the new unit's shared library: a file name in the unit directory ([upgrade] library_dir), \
+                            or the absolute path of a file directly in it; the directory and the file must be owned by root \
+                            and not writable by group or others (docs/unit-abi.md)"}}},
                 "UnitDescription": {"type": "object", "required": ["id", "version", "library"], "properties": {
                     "id": {"type": "string", "example": "vrouter"}, "version": {"type": "string"},
                     "library": {"type": ["string", "null"], "description": "null for a unit built into switchyard"}}},

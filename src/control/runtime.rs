@@ -4,12 +4,13 @@
 //! (never a worker), one mutating call at a time.
 use serde::{Deserialize, Serialize};
 
-use std::path::Path;
+use std::path::PathBuf;
 
 use super::migration::MigrationPlane;
 use crate::config::PortRole;
 use crate::store::{Change, ConfigSnapshot, ImageUse, StorageCatalog};
-use crate::upgrade::{ConfigGate, UpgradeRecord, UpgradeRefused, UpgradeStatus};
+use crate::config::UpgradeConfig;
+use crate::upgrade::{ConfigGate, UnitFile, UpgradeRecord, UpgradeRefused, UpgradeStatus};
 use crate::wire::MacAddr;
 
 pub trait Runtime: Send + Sync + 'static {
@@ -32,9 +33,18 @@ pub trait Runtime: Send + Sync + 'static {
     /// (seed 000 steps 1 to 8, calling `gate` at steps 1 and 8); blocks until it
     /// is done. A refused unit is rolled back, which is `Ok` with
     /// `Outcome::RolledBack` and the reason in the record.
-    fn upgrade(&self, library: &Path, gate: &dyn ConfigGate) -> Result<UpgradeRecord, UpgradeRefused>;
+    fn upgrade(&self, library: &UnitFile, gate: &dyn ConfigGate) -> Result<UpgradeRecord, UpgradeRefused>;
+    /// `[upgrade] library_dir`: the only directory unit libraries are loaded from.
+    fn unit_directory(&self) -> PathBuf {
+        UpgradeConfig::default().library_dir
+    }
     /// The units bound now, the upgrade running (if any) and the finished ones.
     fn upgrade_status(&self) -> Result<UpgradeStatus, UpgradeRefused>;
+    /// The local VTEP address of the uplink, if the switch has one: never a
+    /// remote VTEP or a flood-list entry (frames to it would come back to us).
+    fn local_vtep(&self) -> Option<std::net::Ipv4Addr> {
+        None
+    }
     /// What VM live migration works on; `None` without a vRouter VTEP.
     fn migration_plane(&self) -> Option<MigrationPlane> {
         None

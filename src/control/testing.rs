@@ -2,7 +2,7 @@
 //! ports, canned JSON, a record of every snapshot applied, and upgrades that
 //! walk the eight steps (pausing and resuming the config gate for real) without
 //! loading anything.
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -13,13 +13,17 @@ use super::migration::MigrationPlane;
 use crate::config::PortRole;
 use crate::store::{ConfigSnapshot, ImageUse, StorageCatalog};
 use crate::upgrade::{
-    unix_us, ConfigGate, Outcome, StepRecord, UnitDescription, UpgradeRecord, UpgradeRefused, UpgradeStatus, STEP_NAMES,
+    unix_us, ConfigGate, UnitFile, Outcome, StepRecord, UnitDescription, UpgradeRecord, UpgradeRefused, UpgradeStatus, STEP_NAMES,
 };
 use crate::wire::MacAddr;
 
 pub struct FakeRuntime {
     ports: Vec<PortView>,
     applied: Mutex<Vec<ConfigSnapshot>>,
+    /// `[upgrade] library_dir` (`with_unit_directory`); the default one by default.
+    unit_directory: PathBuf,
+    /// The uplink's VTEP address (`with_local_vtep`); none by default.
+    local_vtep: Option<std::net::Ipv4Addr>,
     /// Address-migration reports "workers judged", handed out by `address_reports`.
     reports: Mutex<Vec<crate::rewrite::AddressReport>>,
     upgrades: Mutex<FakeUpgrades>,
@@ -83,6 +87,8 @@ impl FakeRuntime {
         FakeRuntime {
             ports,
             applied: Mutex::new(Vec::new()),
+            local_vtep: None,
+            unit_directory: crate::config::UpgradeConfig::default().library_dir,
             reports: Mutex::new(Vec::new()),
             upgrades: Mutex::new(FakeUpgrades {
                 unit: Some(unit),
@@ -123,6 +129,18 @@ impl FakeRuntime {
     }
 
     /// A switch without a switching unit (the cross-connect): upgrades are refused.
+    /// Checks unit libraries against `dir` (the fake loads none).
+    pub fn with_unit_directory(mut self, dir: impl Into<PathBuf>) -> FakeRuntime {
+        self.unit_directory = dir.into();
+        self
+    }
+
+    /// Plays a switch whose uplink has the VTEP address `vtep`.
+    pub fn with_local_vtep(mut self, vtep: std::net::Ipv4Addr) -> FakeRuntime {
+        self.local_vtep = Some(vtep);
+        self
+    }
+
     pub fn without_unit(self) -> FakeRuntime {
         self.lock_upgrades().unit = None;
         self
@@ -212,6 +230,14 @@ impl Runtime for FakeRuntime {
         self.applied.lock().unwrap_or_else(PoisonError::into_inner).push(config.clone());
     }
 
+    fn local_vtep(&self) -> Option<std::net::Ipv4Addr> {
+        self.local_vtep
+    }
+
+    fn unit_directory(&self) -> PathBuf {
+        self.unit_directory.clone()
+    }
+
     fn migration_plane(&self) -> Option<MigrationPlane> {
         self.migration.clone()
     }
@@ -266,7 +292,8 @@ impl Runtime for FakeRuntime {
 
     /// The eight steps with nothing behind them but the gate: step 1 pauses it,
     /// step 8 resumes it. The new unit is "fake 0.0.0+<the library's file stem>".
-    fn upgrade(&self, library: &Path, gate: &dyn ConfigGate) -> Result<UpgradeRecord, UpgradeRefused> {
+    fn upgrade(&self, library: &UnitFile, gate: &dyn ConfigGate) -> Result<UpgradeRecord, UpgradeRefused> {
+        let library = library.path();
         let started = SystemTime::now();
         let clock = Instant::now();
         let (mut record, refusal, step_time) = {

@@ -50,13 +50,19 @@ impl Runtime for ProbeRuntime {
     }
     fn upgrade(
         &self,
-        library: &std::path::Path,
+        library: &crate::upgrade::UnitFile,
         gate: &dyn crate::upgrade::ConfigGate,
     ) -> Result<crate::upgrade::UpgradeRecord, crate::upgrade::UpgradeRefused> {
         self.fake.upgrade(library, gate)
     }
     fn upgrade_status(&self) -> Result<crate::upgrade::UpgradeStatus, crate::upgrade::UpgradeRefused> {
         self.fake.upgrade_status()
+    }
+    fn local_vtep(&self) -> Option<std::net::Ipv4Addr> {
+        self.fake.local_vtep()
+    }
+    fn unit_directory(&self) -> std::path::PathBuf {
+        self.fake.unit_directory()
     }
     fn address_reports(&self) -> Vec<crate::rewrite::AddressReport> {
         self.fake.address_reports()
@@ -71,10 +77,14 @@ struct Setup {
 
 impl Setup {
     fn empty() -> Setup {
+        Setup::with_runtime(FakeRuntime::new())
+    }
+
+    fn with_runtime(fake: FakeRuntime) -> Setup {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path().join("config.redb")).unwrap();
         let runtime = Arc::new(ProbeRuntime {
-            fake: FakeRuntime::new(),
+            fake,
             control: OnceLock::new(),
             committed_first: Mutex::new(Vec::new()),
             on_apply: Mutex::new(None),
@@ -188,9 +198,9 @@ fn changes_are_committed_then_applied_in_generation_order() {
     // Replace, move a port, tear down, delete.
     let red = c.replace_network("200", replace(Some(200), "crimson", &["192.0.2.7", "192.0.2.8"])).unwrap();
     assert_eq!(red.flood_vteps.len(), 2);
+    c.delete_endpoint("100", "02:00:00:00:00:01").unwrap();
     c.bind_port("vm0", PortBind { vni: 200 }).unwrap();
     c.bind_port("vm1", PortBind { vni: 200 }).unwrap();
-    c.delete_endpoint("100", "02:00:00:00:00:01").unwrap();
     c.delete_remote("100", "02:00:00:00:00:02").unwrap();
     c.delete_network("100").unwrap();
     c.unbind_port("vm0").unwrap();
@@ -443,6 +453,57 @@ fn port_validation() {
     assert_eq!(message, "port vm1 is not bound to a network");
     s.refused(|c| c.unbind_port("nope"), 404, Some("name"));
     s.refused(|c| c.port("nope"), 404, Some("name"));
+}
+
+#[test]
+fn an_endpoint_joins_only_the_network_of_its_port() {
+    let s = Setup::populated();
+    s.control.create_network(network(7, "seven", &[])).unwrap();
+    s.control.bind_port("vm1", PortBind { vni: 100 }).unwrap();
+    // vm1 is bound to network 100: a VNI 7 endpoint there would get VNI 7 traffic on vm1.
+    let message = s.refused(|c| c.add_endpoint(endpoint(7, "02:00:00:00:00:07", None, "vm1")), 409, Some("port"));
+    assert_eq!(message, "port vm1 is in network 100, not 7; a port's VM endpoints are all in its network");
+    // vm0 is in network 100 through its binding and its endpoint.
+    s.refused(|c| c.add_endpoint(endpoint(200, "02:00:00:00:00:08", None, "vm0")), 409, Some("port"));
+    // An unbound port is in the network of its first endpoint.
+    s.control.unbind_port("vm1").unwrap();
+    s.control.add_endpoint(endpoint(7, "02:00:00:00:00:07", None, "vm1")).unwrap();
+    let message = s.refused(|c| c.add_endpoint(endpoint(100, "02:00:00:00:00:09", None, "vm1")), 409, Some("port"));
+    assert!(message.starts_with("port vm1 is in network 7, not 100"), "{message}");
+    // The same network is fine.
+    s.control.add_endpoint(endpoint(7, "02:00:00:00:00:0a", None, "vm1")).unwrap();
+}
+
+#[test]
+fn a_port_with_endpoints_is_not_moved_to_another_network() {
+    let s = Setup::populated();
+    let message = s.refused(|c| c.bind_port("vm0", PortBind { vni: 200 }), 409, Some("vni"));
+    assert_eq!(
+        message,
+        "port vm0 still has VM endpoint 02:00:00:00:00:01 of network 100; remove it first, or bind the port to network 100"
+    );
+    s.control.add_endpoint(endpoint(100, "02:00:00:00:00:03", None, "vm0")).unwrap();
+    let message = s.refused(|c| c.bind_port("vm0", PortBind { vni: 200 }), 409, Some("vni"));
+    assert!(message.contains("VM endpoints 02:00:00:00:00:01 and 02:00:00:00:00:03 of network 100"), "{message}");
+    // Binding again to its own network asks for what already is.
+    s.control.bind_port("vm0", PortBind { vni: 100 }).unwrap();
+    s.control.delete_endpoint("100", "02:00:00:00:00:01").unwrap();
+    s.control.delete_endpoint("100", "02:00:00:00:00:03").unwrap();
+    s.control.bind_port("vm0", PortBind { vni: 200 }).unwrap();
+    assert_eq!(s.control.port("vm0").unwrap().vni, Some(200));
+}
+
+#[test]
+fn the_local_vtep_is_refused_as_a_remote_vtep_and_in_flood_lists() {
+    let s = Setup::with_runtime(FakeRuntime::new().with_local_vtep("192.0.2.1".parse().unwrap()));
+    s.control.create_network(network(100, "blue", &[])).unwrap();
+    let message = s.refused(|c| c.add_remote(remote(100, "02:00:00:00:00:02", None, "192.0.2.1")), 400, Some("vtep"));
+    assert_eq!(message, "192.0.2.1 is this switch's own VTEP address, not a remote VTEP");
+    let message = s.refused(|c| c.create_network(network(300, "a", &["192.0.2.9", "192.0.2.1"])), 400, Some("flood_vteps"));
+    assert_eq!(message, "192.0.2.1 is this switch's own VTEP address, not a remote VTEP");
+    s.refused(|c| c.replace_network("100", replace(None, "blue", &["192.0.2.1"])), 400, Some("flood_vteps"));
+    s.refused(|c| c.add_remote(remote(100, "02:00:00:00:00:02", None, "240.0.0.1")), 400, Some("vtep"));
+    s.control.add_remote(remote(100, "02:00:00:00:00:02", None, "192.0.2.2")).unwrap();
 }
 
 #[test]
@@ -763,8 +824,7 @@ fn request_ids_are_checked() {
 #[test]
 fn an_upgrade_pauses_requests_and_applies_them_at_its_end() {
     let s = Setup::populated();
-    let library = s._dir.path().join("unit-v2.so");
-    std::fs::write(&library, b"").unwrap();
+    let library = crate::upgrade::UnitFile::unchecked(s._dir.path().join("unit-v2.so")).unwrap();
     s.runtime.fake.hold_upgrades();
     std::thread::scope(|scope| {
         let upgrade = scope.spawn(|| s.control.upgrade(&library));

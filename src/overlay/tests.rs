@@ -664,3 +664,60 @@ fn storage_peers_are_asked_for_without_traffic_in_any_mode() {
     control.tick(&host, start);
     assert_eq!(asks(), Vec::<Ipv4Addr>::new(), "a configured next-hop MAC is never asked for");
 }
+
+/// VXLAN to the local VTEP from `src` with outer TTL `ttl` (checksum refilled).
+fn vxlan_frame_from(inner: &[u8], src: Ipv4Addr, ttl: u8) -> Vec<u8> {
+    let mut f = vxlan_frame(inner, LOCAL_VTEP, vxlan::FLAG_I, VNI);
+    f[14 + 8] = ttl;
+    f[26..30].copy_from_slice(&src.octets());
+    refill_checksum(&mut f);
+    f
+}
+
+#[test]
+fn martian_outer_sources_and_ttl_zero_are_dropped_and_never_learned() {
+    let (mut local, queue) = local();
+    let unit = vrouter(None);
+    let inner = udp_frame(mac(10), mac(30), 20, 1);
+    let martians = [
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::new(127, 0, 0, 1),
+        Ipv4Addr::new(127, 9, 9, 9),
+        Ipv4Addr::new(224, 0, 0, 1),
+        Ipv4Addr::new(239, 255, 255, 250),
+        Ipv4Addr::BROADCAST,
+        Ipv4Addr::new(240, 0, 0, 1),
+        Ipv4Addr::new(254, 1, 2, 3),
+        LOCAL_VTEP,
+    ];
+    for source in martians {
+        let out = run(&unit, Side::Uplink, UPLINK, &[vxlan_frame_from(&inner, source, 64)], &mut local);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].0, Verdict::Drop(DropReason::MartianOuterSource), "from {source}");
+    }
+    let out = run(&unit, Side::Uplink, UPLINK, &[vxlan_frame_from(&inner, REMOTE_VTEP, 0)], &mut local);
+    assert_eq!(out[0].0, Verdict::Drop(DropReason::OuterTtlZero));
+    assert_eq!(queue.pop(), None, "nothing learned from a martian");
+    // The same frame from a real VTEP with TTL 1 is still taken and learned.
+    let out = run(&unit, Side::Uplink, UPLINK, &[vxlan_frame_from(&inner, REMOTE_VTEP, 1)], &mut local);
+    assert_eq!(out[0].0, Verdict::Forward(VM0));
+    assert_eq!(queue.pop(), Some(LearnEvent::Mac { vni: VNI, mac: mac(30), at: Location::Vtep(REMOTE_VTEP) }));
+}
+
+#[test]
+fn decapsulate_leaves_a_martian_frame_unchanged() {
+    let inner = udp_frame(mac(10), mac(30), 20, 1);
+    let frame = vxlan_frame_from(&inner, Ipv4Addr::new(127, 0, 0, 1), 64);
+    let mut packet = BytesPacket::new(&frame);
+    assert_eq!(decapsulate(&mut packet, LOCAL_VTEP), Err(DropReason::MartianOuterSource));
+    assert_eq!(packet.data(), &frame[..]);
+}
+
+#[test]
+fn uplink_arp_from_a_martian_sender_teaches_no_neighbour() {
+    let (mut local, queue) = local();
+    let unit = vrouter(None);
+    let request = arp_request_frame(ROUTER_MAC, Ipv4Addr::new(127, 0, 0, 1), LOCAL_VTEP);
+    run(&unit, Side::Uplink, UPLINK, &[request], &mut local);
+    assert_eq!(queue.pop(), None);
+}

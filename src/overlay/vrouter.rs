@@ -177,7 +177,7 @@ impl VRouter {
         if arp.target_ip != underlay.vtep.address {
             return Err(DropReason::ArpNotForUs);
         }
-        if !arp.sender_ip.is_unspecified() && arp.sender_mac.is_unicast() {
+        if !vxlan::is_martian_source(arp.sender_ip) && arp.sender_ip != underlay.vtep.address && arp.sender_mac.is_unicast() {
             local.report(LearnEvent::Neighbor { ip: arp.sender_ip, mac: arp.sender_mac });
         }
         match arp.operation {

@@ -80,6 +80,14 @@ pub fn inner_flow_hash(frame: &[u8]) -> u64 {
     hash ^ (hash >> 32)
 }
 
+/// A source address no host may send from (RFC 1122 section 3.2.1.3):
+/// 0.0.0.0 (only while booting, never to a VTEP), loopback 127/8, multicast
+/// 224/4, class E 240/4 and the limited broadcast 255.255.255.255. A packet
+/// from one is dropped and its sender never learned as a VTEP or neighbour.
+pub fn is_martian_source(source: Ipv4Addr) -> bool {
+    source.is_unspecified() || source.is_loopback() || source.is_multicast() || source.octets()[0] >= 240
+}
+
 /// What a VXLAN packet from the uplink carried.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Decapsulated {
@@ -100,6 +108,12 @@ pub fn decapsulate<P: PacketBuf>(packet: &mut P, local_vtep: Ipv4Addr) -> Result
     }
     if packet_view.dst_addr() != local_vtep {
         return Err(DropReason::VxlanWrongDestination);
+    }
+    if is_martian_source(packet_view.src_addr()) || packet_view.src_addr() == local_vtep {
+        return Err(DropReason::MartianOuterSource);
+    }
+    if packet_view.ttl() == 0 {
+        return Err(DropReason::OuterTtlZero);
     }
     if packet_view.is_fragment() {
         return Err(DropReason::OuterFragment);

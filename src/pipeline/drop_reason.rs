@@ -81,6 +81,12 @@ drop_reasons! {
     BadOuterIpv4Checksum => "bad_outer_ipv4_checksum",
     /// The outer IPv4 destination is not the local VTEP address.
     VxlanWrongDestination => "vxlan_wrong_destination",
+    /// The outer IPv4 source cannot be a VTEP: 0.0.0.0, loopback 127/8, multicast
+    /// 224/4, class E 240/4, broadcast 255.255.255.255, or the local VTEP address
+    /// itself (RFC 1122 section 3.2.1.3); never learned.
+    MartianOuterSource => "martian_outer_source",
+    /// The outer IPv4 TTL is 0: no router forwards such a packet (RFC 1122 section 3.2.1.7).
+    OuterTtlZero => "outer_ttl_zero",
     /// IPv4 to the VTEP that is not UDP to port 4789.
     NotVxlan => "not_vxlan",
     /// An outer IPv4 fragment: VTEPs do not reassemble (RFC 7348 section 4.3).

@@ -7,7 +7,7 @@
 //! a noun (`VNI 0 is out of range ...`).
 use std::net::Ipv4Addr;
 
-use super::model::{AddressMigration, ConfigSnapshot, Vni, VNI_MAX};
+use super::model::{AddressMigration, ConfigSnapshot, PortNetwork, VmEndpoint, Vni, VNI_MAX};
 use super::storage::SECTOR_BYTES;
 use crate::wire::address_report::REPORT_ADDRESS;
 use crate::wire::{MacAddr, ReportStatus};
@@ -79,7 +79,7 @@ pub fn check_endpoint_mac(mac: MacAddr) -> Result<(), String> {
 }
 
 /// An address a host (a VTEP or a VM) can own: not 0.0.0.0, multicast,
-/// broadcast or loopback.
+/// broadcast, loopback or class E (RFC 1122 section 3.2.1.3).
 pub fn check_unicast_ipv4(ip: Ipv4Addr) -> Result<(), String> {
     let problem = if ip.is_unspecified() {
         "is the unspecified address"
@@ -89,10 +89,54 @@ pub fn check_unicast_ipv4(ip: Ipv4Addr) -> Result<(), String> {
         "is a multicast address"
     } else if ip.is_loopback() {
         "is a loopback address"
+    } else if ip.octets()[0] >= 240 {
+        "is a reserved (class E) address"
     } else {
         return Ok(());
     };
     Err(format!("{ip} {problem}, not a unicast IPv4 address"))
+}
+
+/// A remote VTEP (a remote endpoint's `vtep`, a flood-list entry) is never the
+/// switch's own VTEP address: frames sent there would come back to us, and the
+/// uplink drops VXLAN from its own address as a martian (RFC 1122 3.2.1.3).
+pub fn check_remote_vtep(vtep: Ipv4Addr, local_vtep: Option<Ipv4Addr>) -> Result<(), String> {
+    if Some(vtep) == local_vtep {
+        return Err(format!("{vtep} is this switch's own VTEP address, not a remote VTEP"));
+    }
+    Ok(())
+}
+
+/// Tenant isolation: a VM port is in one network (its binding, else that of its
+/// first VM endpoint), and every VM endpoint on it is in that network. An
+/// endpoint of another VNI there would receive that VNI's traffic on the port.
+pub fn check_endpoint_port(config: &ConfigSnapshot, endpoint: &VmEndpoint) -> Result<(), String> {
+    match config.port_vni(&endpoint.port) {
+        Some(vni) if vni != endpoint.vni => Err(format!(
+            "port {} is in network {vni}, not {}; a port's VM endpoints are all in its network",
+            endpoint.port, endpoint.vni
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A port moves to another network only once no VM endpoint of its old one is
+/// on it (they would otherwise be switched in the new network).
+pub fn check_port_binding(config: &ConfigSnapshot, binding: &PortNetwork) -> Result<(), String> {
+    let stranded: Vec<&VmEndpoint> =
+        config.endpoints.iter().filter(|e| e.port == binding.port && e.vni != binding.vni).collect();
+    let Some(first) = stranded.first() else { return Ok(()) };
+    let macs: Vec<String> = stranded.iter().map(|e| e.mac.to_string()).collect();
+    let (noun, pronoun) = if macs.len() == 1 { ("VM endpoint", "it") } else { ("VM endpoints", "them") };
+    let listed = match macs.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => macs.join(""),
+    };
+    let old = first.vni;
+    Err(format!(
+        "port {} still has {noun} {listed} of network {old}; remove {pronoun} first, or bind the port to network {old}",
+        binding.port
+    ))
 }
 
 /// A flood list: every address unicast, none twice.
@@ -300,10 +344,51 @@ mod tests {
             ("239.1.2.3", "multicast"),
             ("127.0.0.1", "loopback"),
             ("127.8.0.1", "loopback"),
+            ("240.0.0.1", "class E"),
+            ("254.255.255.255", "class E"),
         ] {
             let problem = check_unicast_ipv4(bad.parse().unwrap()).unwrap_err();
             assert!(problem.starts_with(bad) && problem.contains(word), "{problem}");
         }
+    }
+
+    #[test]
+    fn remote_vteps_are_not_the_local_one() {
+        let local: Ipv4Addr = "192.0.2.1".parse().unwrap();
+        assert!(check_remote_vtep("192.0.2.2".parse().unwrap(), Some(local)).is_ok());
+        assert!(check_remote_vtep(local, None).is_ok());
+        assert_eq!(
+            check_remote_vtep(local, Some(local)),
+            Err("192.0.2.1 is this switch's own VTEP address, not a remote VTEP".into())
+        );
+    }
+
+    #[test]
+    fn a_port_and_its_endpoints_share_one_network() {
+        let mac = |last| MacAddr([2, 0, 0, 0, 0, last]);
+        let network = |vni| super::super::model::Network { vni, name: format!("n{vni}"), flood_vteps: vec![] };
+        let endpoint = |vni, last, port: &str| VmEndpoint { vni, mac: mac(last), ip: None, port: port.into() };
+        let config = ConfigSnapshot {
+            networks: vec![network(7), network(100)],
+            endpoints: vec![endpoint(100, 1, "vm0"), endpoint(100, 2, "vm0"), endpoint(7, 3, "vm2")],
+            ports: vec![PortNetwork { port: "vm1".into(), vni: 100 }],
+            ..ConfigSnapshot::default()
+        };
+        assert!(check_endpoint_port(&config, &endpoint(100, 9, "vm1")).is_ok());
+        assert!(check_endpoint_port(&config, &endpoint(7, 9, "vm3")).is_ok(), "a port in no network yet");
+        assert_eq!(
+            check_endpoint_port(&config, &endpoint(7, 9, "vm1")),
+            Err("port vm1 is in network 100, not 7; a port's VM endpoints are all in its network".into())
+        );
+        assert!(check_endpoint_port(&config, &endpoint(100, 9, "vm2")).unwrap_err().starts_with("port vm2 is in network 7"));
+        assert!(check_port_binding(&config, &PortNetwork { port: "vm0".into(), vni: 100 }).is_ok());
+        assert!(check_port_binding(&config, &PortNetwork { port: "vm1".into(), vni: 7 }).is_ok(), "no endpoints");
+        assert_eq!(
+            check_port_binding(&config, &PortNetwork { port: "vm0".into(), vni: 7 }),
+            Err("port vm0 still has VM endpoints 02:00:00:00:00:01 and 02:00:00:00:00:02 of network 100; \
+                 remove them first, or bind the port to network 100"
+                .into())
+        );
     }
 
     #[test]

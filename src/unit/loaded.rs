@@ -29,7 +29,12 @@ pub struct LoadedUnit {
 impl LoadedUnit {
     /// Loads `path` and creates its unit from `setup` (the JSON configuration blob).
     pub fn load(path: &Path, setup: &[u8]) -> Result<LoadedUnit, LoadError> {
-        let library = UnitLibrary::open(path)?;
+        LoadedUnit::load_as(path, path, setup)
+    }
+
+    /// `load` from `load_from` (a checked file's `/proc/self/fd/N`), shown as `path`.
+    pub fn load_as(load_from: &Path, path: &Path, setup: &[u8]) -> Result<LoadedUnit, LoadError> {
+        let library = UnitLibrary::open_as(load_from, path)?;
         let unit = library.create(setup).map_err(|reason| LoadError::Refused {
             id: library.id().to_owned(),
             version: library.version().to_owned(),

@@ -1,8 +1,10 @@
 //! The hitless upgrade of the switching unit through an intermediate unit
 //! (seed 000): the orchestrator and what it reports.
+mod library;
 mod orchestrator;
 mod record;
 
+pub use library::{open_unit_library, UnitFile, UnitFileRefused};
 pub use orchestrator::{LibraryLoader, UnitLoader, UpgradeCounts, Upgrader};
 pub use crate::store::unix_us;
 pub use record::{

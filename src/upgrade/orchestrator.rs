@@ -3,11 +3,11 @@
 //! unit (old, intermediate or new), and a side is switched by publishing a new
 //! binding that workers pick up at their next quiescent point.
 use std::collections::VecDeque;
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
+use super::library::UnitFile;
 use super::record::{
     ConfigGate, Outcome, StepRecord, UnitDescription, UpgradeRecord, UpgradeRefused, UpgradeStatus, STEP_NAMES,
 };
@@ -28,16 +28,17 @@ type Unit<P> = Arc<dyn SwitchingUnit<P>>;
 /// Makes units from libraries. The daemon's loads shared objects; tests of
 /// the orchestrator without EAL stand in for it.
 pub trait UnitLoader<P: PacketBuf>: Send + Sync {
-    fn load(&self, library: &Path, setup: &UnitSetup) -> Result<Unit<P>, String>;
+    fn load(&self, library: &UnitFile, setup: &UnitSetup) -> Result<Unit<P>, String>;
 }
 
 /// Loads unit libraries through the unit ABI.
 pub struct LibraryLoader;
 
 impl UnitLoader<Mbuf> for LibraryLoader {
-    fn load(&self, library: &Path, setup: &UnitSetup) -> Result<Unit<Mbuf>, String> {
+    fn load(&self, library: &UnitFile, setup: &UnitSetup) -> Result<Unit<Mbuf>, String> {
         let setup = serde_json::to_vec(setup).map_err(|e| format!("cannot encode the unit setup: {e}"))?;
-        Ok(Arc::new(LoadedUnit::load(library, &setup).map_err(|e| e.to_string())?))
+        let unit = LoadedUnit::load_as(&library.load_path(), library.path(), &setup).map_err(|e| e.to_string())?;
+        Ok(Arc::new(unit))
     }
 }
 
@@ -80,7 +81,7 @@ impl<P: PacketBuf + 'static> Upgrader<P> {
 
     /// Replaces the unit with the one in `library`; blocks until done. A
     /// refused unit is rolled back (`Outcome::RolledBack`, still `Ok`).
-    pub fn upgrade(&self, library: &Path, gate: &dyn ConfigGate) -> Result<UpgradeRecord, UpgradeRefused> {
+    pub fn upgrade(&self, library: &UnitFile, gate: &dyn ConfigGate) -> Result<UpgradeRecord, UpgradeRefused> {
         let Ok(_turn) = self.turn.try_lock() else {
             let id = lock(&self.running).as_ref().map_or(0, |r| r.id);
             return Err(UpgradeRefused::InProgress(id));
@@ -90,7 +91,7 @@ impl<P: PacketBuf + 'static> Upgrader<P> {
             upgrader: self,
             record: UpgradeRecord {
                 id: self.next_id.fetch_add(1, Ordering::Relaxed),
-                library: library.display().to_string(),
+                library: library.path().display().to_string(),
                 from: describe(&*old),
                 to: None,
                 outcome: Outcome::Running,
@@ -103,7 +104,7 @@ impl<P: PacketBuf + 'static> Upgrader<P> {
             },
             started: Instant::now(),
         };
-        log::info!("upgrade {}: {} -> {}", run.record.id, display(&run.record.from), library.display());
+        log::info!("upgrade {}: {} -> {}", run.record.id, display(&run.record.from), library.path().display());
         *lock(&self.running) = Some(run.record.clone());
         let result = run.steps(old, library, gate);
         let record = run.finish(result);
@@ -144,7 +145,7 @@ struct Run<'a, P: PacketBuf> {
 }
 
 impl<P: PacketBuf + 'static> Run<'_, P> {
-    fn steps(&mut self, old: Unit<P>, library: &Path, gate: &dyn ConfigGate) -> Result<(), Refusal> {
+    fn steps(&mut self, old: Unit<P>, library: &UnitFile, gate: &dyn ConfigGate) -> Result<(), Refusal> {
         let host = self.upgrader.host.clone();
         self.step(1, || {
             gate.pause();
@@ -259,8 +260,9 @@ impl<P: PacketBuf + 'static> Run<'_, P> {
             let config = gate.committed()?;
             let learned = intermediate.export().unwrap_or_default();
             let setup = host.setup(UnitState { config, ..learned });
+            // The previous library is loaded again only if it still passes the checks it passed then.
             let reloaded = match &previous.library {
-                Some(path) => self.upgrader.loader.load(Path::new(path), &setup),
+                Some(path) => reopen(std::path::Path::new(path)).and_then(|file| self.upgrader.loader.load(&file, &setup)),
                 None => Err("it was the embedded unit".into()),
             };
             let (unit, detail) = match reloaded {
@@ -383,6 +385,14 @@ fn wait_until(mut done: impl FnMut() -> bool) -> Result<(), ()> {
         std::thread::sleep(Duration::from_micros(20));
     }
     Ok(())
+}
+
+/// The library at `path` under the rules of its own directory (`open_unit_library`).
+fn reopen(path: &std::path::Path) -> Result<UnitFile, String> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return Err(format!("{} names no file", path.display()));
+    };
+    super::library::open_unit_library(dir, name).map_err(|e| e.to_string())
 }
 
 /// Whether `path` is still mapped into this process.

@@ -1,6 +1,5 @@
 //! The orchestrator on byte-array packets, without EAL: a worker thread keeps
 //! forwarding through a `UnitStage` while units are swapped under it.
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -38,7 +37,8 @@ fn host() -> Arc<UnitHost<BytesPacket>> {
 struct Loader;
 
 impl UnitLoader<BytesPacket> for Loader {
-    fn load(&self, library: &Path, setup: &UnitSetup) -> Result<Unit, String> {
+    fn load(&self, library: &UnitFile, setup: &UnitSetup) -> Result<Unit, String> {
+        let library = library.path();
         match library.to_str() {
             Some("good") => Ok(Arc::new(VRouterUnit::new(setup.clone()))),
             Some("unhealthy") => {
@@ -117,7 +117,7 @@ fn an_upgrade_runs_the_eight_steps_in_order_while_a_worker_keeps_forwarding() {
     let old_weak = Arc::downgrade(&old);
     drop(old);
     let mut record = None;
-    let (forwarded, other) = with_worker(&host, || record = Some(upgrader.upgrade(Path::new("good"), &gate).unwrap()));
+    let (forwarded, other) = with_worker(&host, || record = Some(upgrader.upgrade(&UnitFile::unchecked("good").unwrap(), &gate).unwrap()));
     let record = record.unwrap();
     assert_eq!(record.outcome, Outcome::Upgraded, "{record:?}");
     assert_eq!(record.steps.iter().map(|s| s.step).collect::<Vec<_>>(), (1..=8).collect::<Vec<u8>>());
@@ -142,7 +142,7 @@ fn a_refused_unit_is_rolled_back_to_the_previous_one_with_the_reason() {
         let upgrader = Upgrader::with_loader(host.clone(), Box::new(Loader));
         let gate = Gate::default();
         let mut record = None;
-        let (_, other) = with_worker(&host, || record = Some(upgrader.upgrade(Path::new(library), &gate).unwrap()));
+        let (_, other) = with_worker(&host, || record = Some(upgrader.upgrade(&UnitFile::unchecked(library).unwrap(), &gate).unwrap()));
         let record = record.unwrap();
         assert_eq!(record.outcome, Outcome::RolledBack);
         assert!(record.error.as_deref().unwrap_or_default().starts_with(reason), "{record:?}");
@@ -163,11 +163,11 @@ fn a_second_upgrade_while_one_runs_is_refused() {
     let upgrader = Upgrader::with_loader(host, Box::new(Loader));
     let gate = Gate { hold: AtomicBool::new(true), ..Gate::default() };
     std::thread::scope(|scope| {
-        let first = scope.spawn(|| upgrader.upgrade(Path::new("good"), &gate));
+        let first = scope.spawn(|| upgrader.upgrade(&UnitFile::unchecked("good").unwrap(), &gate));
         while gate.calls.lock().unwrap().is_empty() {
             std::thread::yield_now();
         }
-        assert_eq!(upgrader.upgrade(Path::new("good"), &Gate::default()), Err(UpgradeRefused::InProgress(1)));
+        assert_eq!(upgrader.upgrade(&UnitFile::unchecked("good").unwrap(), &Gate::default()), Err(UpgradeRefused::InProgress(1)));
         assert_eq!(upgrader.status().running.map(|r| r.id), Some(1));
         gate.hold.store(false, Ordering::SeqCst);
         assert_eq!(first.join().unwrap().unwrap().outcome, Outcome::Upgraded);
@@ -180,7 +180,7 @@ fn a_second_upgrade_while_one_runs_is_refused() {
 fn a_unit_configured_through_json_passes_the_health_check_with_storage_users() {
     struct JsonLoader;
     impl UnitLoader<BytesPacket> for JsonLoader {
-        fn load(&self, _library: &Path, setup: &UnitSetup) -> Result<Unit, String> {
+        fn load(&self, _library: &UnitFile, setup: &UnitSetup) -> Result<Unit, String> {
             let json = serde_json::to_string(&setup.state).map_err(|e| e.to_string())?;
             let state: UnitState = serde_json::from_str(&json).map_err(|e| e.to_string())?;
             Ok(Arc::new(VRouterUnit::new(UnitSetup { state, ..setup.clone() })))
@@ -205,6 +205,6 @@ fn a_unit_configured_through_json_passes_the_health_check_with_storage_users() {
         secret: crate::store::Secret([7; 32]),
     });
     let upgrader = Upgrader::with_loader(host(), Box::new(JsonLoader));
-    let record = upgrader.upgrade(Path::new("json"), &Committed(committed)).unwrap();
+    let record = upgrader.upgrade(&UnitFile::unchecked("json").unwrap(), &Committed(committed)).unwrap();
     assert_eq!(record.outcome, Outcome::Upgraded, "{record:?}");
 }

@@ -160,9 +160,19 @@ impl Drop for Running {
     }
 }
 
+/// Where `make units` puts the unit libraries (root's, mode 0755 in a 0755 directory).
+pub fn units_dir() -> PathBuf {
+    repo().join("target/units")
+}
+
+/// `[upgrade]` with `library_dir` = `dir`: the switch loads unit libraries from there only.
+pub fn upgrade_section(dir: &Path) -> String {
+    format!("[upgrade]\nlibrary_dir = \"{}\"\n", dir.display())
+}
+
 /// A unit library `make units` built (`basic-v1`, `faulty-unhealthy`, ...).
 pub fn unit_library(name: &str) -> PathBuf {
-    let path = repo().join("target/units").join(format!("{name}.so"));
+    let path = units_dir().join(format!("{name}.so"));
     assert!(path.exists(), "{} is missing: run `make units` first", path.display());
     path
 }

@@ -54,7 +54,8 @@ pub fn vrouter_switch(dir: &Path, ports: &[&SwitchPort]) -> String {
     static SWITCHES: AtomicU32 = AtomicU32::new(0);
     let socket = std::env::temp_dir().join(format!("sy{}-{}.sock", std::process::id(), SWITCHES.fetch_add(1, Ordering::Relaxed)));
     let mut toml = format!(
-        "{ONE_WORKER}[control]\nsocket = \"{}\"\ndatabase = \"{}/config.redb\"\n",
+        "{ONE_WORKER}{}[control]\nsocket = \"{}\"\ndatabase = \"{}/config.redb\"\n",
+        super::upgrade_section(&super::units_dir()),
         socket.display(),
         dir.display()
     );

@@ -41,11 +41,21 @@ impl std::fmt::Debug for UnitLibrary {
 impl UnitLibrary {
     /// Loads `path`, checks its ABI stamp, reads its entry table and description.
     pub fn open(path: &Path) -> Result<Arc<UnitLibrary>, LibraryError> {
-        let load_error = |reason: String| LibraryError::Load { path: path.to_owned(), reason };
+        UnitLibrary::open_as(path, path)
+    }
+
+    /// `open` from `load_from`, known as `path` (in errors, `path()`, the unit's
+    /// description): the daemon loads a checked file through its descriptor
+    /// (`upgrade::UnitFile`, `/proc/self/fd/N`).
+    pub fn open_as(load_from: &Path, path: &Path) -> Result<Arc<UnitLibrary>, LibraryError> {
+        // dlerror names the file it was given: name it as the operator does.
+        let (given, shown) = (load_from.display().to_string(), path.display().to_string());
+        let load_error = |reason: String| LibraryError::Load { path: path.to_owned(), reason: reason.replace(&given, &shown) };
         // SAFETY: loading runs the library's initialisers. A unit library is
-        // trusted code by definition (the operator names it); Rust cdylibs run
-        // no initialisers of their own.
-        let library = unsafe { libloading::Library::new(path) }.map_err(|e| load_error(e.to_string()))?;
+        // trusted code by definition: the upgrade API loads only root-owned files
+        // from the unit directory (`upgrade::open_unit_library`), tests and the
+        // bench only what `make units` built. Rust cdylibs run no initialisers of their own.
+        let library = unsafe { libloading::Library::new(load_from) }.map_err(|e| load_error(e.to_string()))?;
         let missing = |symbol: &'static str| {
             move |e: libloading::Error| LibraryError::NotAUnit { path: path.to_owned(), symbol, reason: e.to_string() }
         };
