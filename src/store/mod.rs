@@ -6,6 +6,7 @@
 //! It also holds the config requests queued during an upgrade (`requests.rs`).
 mod change;
 mod db;
+mod file;
 mod model;
 mod requests;
 pub mod rules;
@@ -17,7 +18,8 @@ pub mod stress;
 mod tests;
 
 pub use change::Change;
-pub use db::{open_database, open_whole, Store, StoreError, SCHEMA_VERSION};
+pub use db::{Store, StoreError, SCHEMA_VERSION};
+pub use file::{check_database_command, check_databases_with, open_whole, RedbFile, CHECK_REFUSED};
 pub use model::{
     vni_mac_key, AddressMigration, AddressMigrationSource, ConfigSnapshot, Network, PortNetwork, RemoteEndpoint, RemoteSource,
     VmEndpoint, Vni, VNI_MAX,
