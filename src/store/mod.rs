@@ -16,6 +16,8 @@ mod storage;
 pub mod stress;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod file_tests;
 
 pub use change::Change;
 pub use db::{Store, StoreError, SCHEMA_VERSION};
