@@ -204,3 +204,76 @@ fn a_damaged_coordinator_or_controller_database_stops_it_with_one_line() {
         }
     }
 }
+
+fn mode(path: &Path) -> u32 {
+    std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(path).unwrap().permissions()) & 0o7777
+}
+
+/// A new database is 0600 in a 0700 directory; an existing one others can read
+/// is set to 0600 with one WARN naming it; a directory others can write stops
+/// the start, naming it.
+#[test]
+fn database_files_are_private() {
+    let dir = scratch("database_files_are_private");
+    let fresh = dir.join("state");
+    let database = fresh.join("board.redb");
+    common::board::BoardProcess::start(&database).terminate();
+    assert_eq!((mode(&fresh), mode(&database)), (0o700, 0o600));
+
+    std::fs::set_permissions(&database, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let out = common::board::BoardProcess::start(&database).terminate();
+    let warnings: Vec<String> = stderr_lines(&out).into_iter().filter(|l| l.contains("WARN")).collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].ends_with(&format!(
+            "database {}: was readable by group or others (mode 644); set to 0600",
+            database.display()
+        )),
+        "{warnings:?}"
+    );
+    assert_eq!(mode(&database), 0o600);
+
+    let shared = dir.join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let database = shared.join("board.redb");
+    let out = switchyard()
+        .args(["board", "serve", "--listen", "127.0.0.1:0", "--database", database.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr_lines(&out),
+        [format!(
+            "switchyard: board database {}: its directory {} is writable by group or others (mode 777), so another \
+             user could replace the file: chmod go-w {}",
+            database.display(),
+            shared.display(),
+            shared.display()
+        )]
+    );
+    assert!(!database.exists());
+}
+
+/// The umask is 077: what the switch writes (a pcap output, the stats JSON, the
+/// config database) is its owner's alone.
+#[test]
+fn what_the_switch_writes_is_its_owners_alone() {
+    let dir = scratch("what_the_switch_writes_is_its_owners_alone");
+    let (output, stats, database) = (dir.join("out.pcap"), dir.join("stats.json"), dir.join("config.redb"));
+    let toml = format!(
+        "{ONE_WORKER}[control]\nsocket = \"{}/api.sock\"\ndatabase = \"{}\"\n\
+         [[port]]\nname = \"vm0\"\ndevargs = \"net_pcap0,rx_pcap={}\"\nrole = \"vm\"\n\
+         [[port]]\nname = \"uplink0\"\ndevargs = \"net_pcap1,tx_pcap={}\"\nrole = \"uplink\"\n",
+        dir.display(),
+        database.display(),
+        repo().join("conf/samples/default-in.pcap").display(),
+        output.display()
+    );
+    let out = run_config(&dir, "run", &toml, &["--stats-json", stats.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for file in [&output, &stats, &database] {
+        assert_eq!(mode(file), 0o600, "{}", file.display());
+    }
+    assert!(json(&stats)["ports"].is_array(), "still readable by its owner");
+}
