@@ -61,8 +61,9 @@ impl RedbFile {
         let db = self.current()?;
         match db.begin_write() {
             Err(TransactionError::Storage(StorageError::PreviousIo)) => {
-                let db = self.reopen(&db)?;
-                db.begin_write().map_err(Into::into)
+                let failed = Arc::as_ptr(&db);
+                drop(db);
+                self.reopen(failed)?.begin_write().map_err(Into::into)
             }
             other => other.map_err(Into::into),
         }
@@ -72,8 +73,9 @@ impl RedbFile {
         let db = self.current()?;
         match db.begin_read() {
             Err(TransactionError::Storage(StorageError::PreviousIo)) => {
-                let db = self.reopen(&db)?;
-                db.begin_read().map_err(Into::into)
+                let failed = Arc::as_ptr(&db);
+                drop(db);
+                self.reopen(failed)?.begin_read().map_err(Into::into)
             }
             other => other.map_err(Into::into),
         }
@@ -94,13 +96,14 @@ impl RedbFile {
         Ok(db)
     }
 
-    /// Drops `failed` (the file stays locked until its last transaction ends) and
-    /// opens the file again; another thread may have done so already.
-    fn reopen(&self, failed: &Arc<Database>) -> Result<Arc<Database>, redb::Error> {
+    /// Drops the `failed` database (the caller has dropped its own reference;
+    /// the file stays locked until its last transaction ends) and opens the
+    /// file again; another thread may have done so already.
+    fn reopen(&self, failed: *const Database) -> Result<Arc<Database>, redb::Error> {
         {
             let mut slot = self.db.write().unwrap_or_else(PoisonError::into_inner);
             match slot.as_ref() {
-                Some(db) if !Arc::ptr_eq(db, failed) => return Ok(db.clone()),
+                Some(db) if !std::ptr::eq(Arc::as_ptr(db), failed) => return Ok(db.clone()),
                 _ => *slot = None,
             }
         }
