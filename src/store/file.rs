@@ -39,6 +39,20 @@ pub fn check_databases_with(exe: PathBuf) {
 /// (the reason on stdout, one line).
 pub const CHECK_REFUSED: u8 = 3;
 
+/// A redb error, boxed (it is large); the stores turn it into theirs.
+#[derive(Debug)]
+pub struct RedbError(Box<redb::Error>);
+
+impl From<RedbError> for redb::Error {
+    fn from(e: RedbError) -> redb::Error {
+        *e.0
+    }
+}
+
+fn boxed(e: impl Into<redb::Error>) -> RedbError {
+    RedbError(Box::new(e.into()))
+}
+
 /// An open redb database that reopens itself after an I/O error: redb refuses
 /// every write transaction after one failed write (`PreviousIo`) until the
 /// `Database` is dropped and opened again, which also rolls back whatever the
@@ -57,32 +71,32 @@ impl RedbFile {
         &self.path
     }
 
-    pub fn begin_write(&self) -> Result<redb::WriteTransaction, redb::Error> {
+    pub fn begin_write(&self) -> Result<redb::WriteTransaction, RedbError> {
         let db = self.current()?;
         match db.begin_write() {
             Err(TransactionError::Storage(StorageError::PreviousIo)) => {
                 let failed = Arc::as_ptr(&db);
                 drop(db);
-                self.reopen(failed)?.begin_write().map_err(Into::into)
+                self.reopen(failed)?.begin_write().map_err(boxed)
             }
-            other => other.map_err(Into::into),
+            other => other.map_err(boxed),
         }
     }
 
-    pub fn begin_read(&self) -> Result<redb::ReadTransaction, redb::Error> {
+    pub fn begin_read(&self) -> Result<redb::ReadTransaction, RedbError> {
         let db = self.current()?;
         match db.begin_read() {
             Err(TransactionError::Storage(StorageError::PreviousIo)) => {
                 let failed = Arc::as_ptr(&db);
                 drop(db);
-                self.reopen(failed)?.begin_read().map_err(Into::into)
+                self.reopen(failed)?.begin_read().map_err(boxed)
             }
-            other => other.map_err(Into::into),
+            other => other.map_err(boxed),
         }
     }
 
     /// The open database, or (after a reopen that failed) a new attempt to open it.
-    fn current(&self) -> Result<Arc<Database>, redb::Error> {
+    fn current(&self) -> Result<Arc<Database>, RedbError> {
         if let Some(db) = self.db.read().unwrap_or_else(PoisonError::into_inner).as_ref() {
             return Ok(db.clone());
         }
@@ -90,7 +104,7 @@ impl RedbFile {
         if let Some(db) = slot.as_ref() {
             return Ok(db.clone());
         }
-        let db = Arc::new(Database::open(&self.path)?);
+        let db = Arc::new(Database::open(&self.path).map_err(boxed)?);
         log::warn!("database {}: open again after an I/O error", self.path.display());
         *slot = Some(db.clone());
         Ok(db)
@@ -99,7 +113,7 @@ impl RedbFile {
     /// Drops the `failed` database (the caller has dropped its own reference;
     /// the file stays locked until its last transaction ends) and opens the
     /// file again; another thread may have done so already.
-    fn reopen(&self, failed: *const Database) -> Result<Arc<Database>, redb::Error> {
+    fn reopen(&self, failed: *const Database) -> Result<Arc<Database>, RedbError> {
         {
             let mut slot = self.db.write().unwrap_or_else(PoisonError::into_inner);
             match slot.as_ref() {

@@ -43,7 +43,8 @@ fn an_empty_file_is_refused_not_started_over() {
 #[test]
 fn damaged_files_are_refused_with_one_line_naming_them() {
     let dir = tempfile::tempdir().unwrap();
-    let damages: [(&str, fn(&mut Vec<u8>)); 5] = [
+    type Damage = fn(&mut Vec<u8>);
+    let damages: [(&str, Damage); 5] = [
         ("half", |b| b.truncate(b.len() / 2)),
         ("4096", |b| b.truncate(4096)),
         ("junk", |b| b.extend(std::iter::repeat_n(0x5a, 100_000))),

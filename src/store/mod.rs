@@ -21,7 +21,7 @@ mod file_tests;
 
 pub use change::Change;
 pub use db::{Store, StoreError, SCHEMA_VERSION};
-pub use file::{check_database_command, check_databases_with, open_whole, RedbFile, CHECK_REFUSED};
+pub use file::{check_database_command, check_databases_with, open_whole, RedbError, RedbFile, CHECK_REFUSED};
 pub use model::{
     vni_mac_key, AddressMigration, AddressMigrationSource, ConfigSnapshot, Network, PortNetwork, RemoteEndpoint, RemoteSource,
     VmEndpoint, Vni, VNI_MAX,
