@@ -157,12 +157,11 @@ pub fn open_whole<T, E>(
             open_existing(path, &metadata, in_use).map_err(&error)?;
         }
         Err(e) if e.kind() == ErrorKind::NotFound => {
-            let created = create_whole(path, dir, &init).map_err(|e| match e {
+            create_whole(path, dir, &init).map_err(|e| match e {
                 Creating::Io(e) => error(format!("cannot create: {e}")),
                 Creating::Open(message) => error(message),
                 Creating::Init(e) => e,
             })?;
-            drop(created);
         }
         Err(e) => return Err(error(format!("cannot read: {e}"))),
     }
@@ -180,7 +179,7 @@ enum Creating<E> {
 /// place and syncs the directory: a crash while creating never leaves a
 /// half-written file where the next start looks; a leftover staging file is
 /// started over.
-fn create_whole<T, E>(path: &Path, dir: &Path, init: &impl Fn(RedbFile) -> Result<T, E>) -> Result<T, Creating<E>> {
+fn create_whole<T, E>(path: &Path, dir: &Path, init: &impl Fn(RedbFile) -> Result<T, E>) -> Result<(), Creating<E>> {
     let mut staging = path.as_os_str().to_owned();
     staging.push(".creating");
     let staging = PathBuf::from(staging);
@@ -191,10 +190,10 @@ fn create_whole<T, E>(path: &Path, dir: &Path, init: &impl Fn(RedbFile) -> Resul
     // 0600 whatever the umask: the databases hold secrets.
     std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&staging).map_err(Creating::Io)?;
     let db = open_file(&staging, "").map_err(Creating::Open)?;
-    let created = init(RedbFile::new(staging.clone(), db)).map_err(Creating::Init)?;
+    // Closed before the rename: what is renamed into place is whole and closed.
+    drop(init(RedbFile::new(staging.clone(), db)).map_err(Creating::Init)?);
     std::fs::rename(&staging, path).map_err(Creating::Io)?;
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(Creating::Io)?;
-    Ok(created)
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(Creating::Io)
 }
 
 /// What must hold of an existing file before redb opens it.
@@ -226,8 +225,9 @@ fn open_existing(path: &Path, metadata: &std::fs::Metadata, in_use: &str) -> Res
         None => check_here(path),
     };
     drop(lock);
-    checked.map_err(|problem| {
-        format!("{problem}: restore it from a backup, or move it away to start with a new, empty database")
+    checked.map_err(|problem| match problem.starts_with("cannot open:") {
+        true => format!("{problem}: restore it from a backup, or move it away to start with a new, empty database"),
+        false => problem,
     })
 }
 
