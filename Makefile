@@ -53,8 +53,9 @@ run: build
 	@echo "output: out/default-out.pcap, stats: out/default-stats.json"
 
 # The whole suite: unit tests (no EAL), the binary in pcap mode, bad configs,
-# the bench harness smoke run, lints, and the unsafe boundary.
-test: deps hugepages check-unsafe units
+# the bench harness smoke run, lints, and the unsafe boundary. The release
+# binary too: tests/damaged_database.rs runs it (a release build aborts on a panic).
+test: deps hugepages check-unsafe build
 	$(CARGO) test --all-targets
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 

@@ -91,6 +91,10 @@ enum Command {
         #[arg(long)]
         batches: Option<u64>,
     },
+    /// Checks a database file before a switchyard process opens it (run by
+    /// switchyard itself): prints what is wrong with it, if anything.
+    #[command(hide = true)]
+    CheckDatabase { file: PathBuf },
 }
 
 /// An error for the user: one line, and the exit code (2 for configuration).
@@ -108,7 +112,15 @@ impl From<StartError> for Failure {
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    // Whatever switchyard creates (databases, sockets, pcaps, stats) is its
+    // owner's alone unless a setting opens it explicitly.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let cli = Cli::parse();
+    // A damaged database can make redb panic, which aborts a release build:
+    // every database file is checked in a child process of this binary first.
+    if let Ok(exe) = std::env::current_exe() {
+        switchyard::store::check_databases_with(exe);
+    }
     let result = match cli.command {
         Command::Ctl(args) => return switchyard::control::cli::main(args),
         Command::Board(args) => return switchyard::board::cli::main(args),
@@ -117,6 +129,7 @@ fn main() -> ExitCode {
         Command::Agent(args) => return switchyard::intercloud::cli::agent_main(args),
         Command::Vbd(args) => return switchyard::vbd::cli::main(args),
         Command::StoreStress { database, batches } => store_stress(&database, batches),
+        Command::CheckDatabase { file } => return switchyard::store::check_database_command(&file),
         Command::Run { config, stats_json } => run(&config, stats_json.as_deref()),
         Command::Bench { scenario, seconds, testpmd, json, churn, upgrades, units, plot, updates, watchers } => {
             match Scenario::named(&scenario) {

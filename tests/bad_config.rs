@@ -5,6 +5,7 @@
 //! free socket path) is one line too, with exit code 1.
 mod common;
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use common::*;
@@ -183,8 +184,17 @@ fn tap_port_on_an_interface_that_is_not_a_tap() {
 fn tap_port_without_root() {
     let dir = scratch("tap_port_without_root");
     let config = dir.join("tap.toml");
-    // User nobody may write only in /tmp.
-    let database = format!("/tmp/sy-noroot-{}.redb", std::process::id());
+    // User nobody may write only in /tmp, and a database wants a directory only
+    // its owner can write: one of nobody's own there.
+    let private = PathBuf::from(format!("/tmp/sy-noroot-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&private);
+    std::fs::create_dir(&private).unwrap();
+    std::fs::set_permissions(&private, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    if nix::unistd::geteuid().is_root() {
+        let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+        nix::unistd::chown(&private, Some(nobody.uid), Some(nobody.gid)).unwrap();
+    }
+    let database = format!("{}/config.redb", private.display());
     std::fs::write(&config, port_with_database("net_tap0,iface=sy-noroot0", "", &database)).unwrap();
     let bin = env!("CARGO_BIN_EXE_switchyard");
     let mut cmd = if nix::unistd::geteuid().is_root() {
@@ -195,7 +205,7 @@ fn tap_port_without_root() {
         std::process::Command::new(bin)
     };
     let out = cmd.current_dir("/").env("RUST_LOG", "warn").arg("run").arg("--config").arg(&config).output().unwrap();
-    let _ = std::fs::remove_file(&database);
+    let _ = std::fs::remove_dir_all(&private);
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(
         stderr_lines(&out),

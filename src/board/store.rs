@@ -4,12 +4,12 @@
 //! behind the same trait.
 use std::path::{Path, PathBuf};
 
-use redb::{Database, Durability, ReadableTable, TableDefinition, TableHandle};
+use redb::{Durability, ReadableTable, TableDefinition, TableHandle};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::model::{LockEntry, Record, RecordKey};
-use crate::store::{open_database, open_whole};
+use crate::store::{open_whole, RedbFile};
 
 /// Everything a store holds.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -46,8 +46,6 @@ pub trait BoardStore: Send + 'static {
 /// Every error names the database.
 #[derive(Debug, thiserror::Error)]
 pub enum BoardStoreError {
-    #[error("board database {}: cannot create its directory: {source}", path.display())]
-    CreateDir { path: PathBuf, source: std::io::Error },
     #[error("board database {}: {message}", path.display())]
     Database { path: PathBuf, message: String },
     #[error(
@@ -82,7 +80,7 @@ fn table_key(key: &RecordKey) -> String {
 /// The board's own redb file: copy-on-write B-trees, and each commit fsync'd
 /// before it returns (`Durability::Immediate`).
 pub struct RedbBoardStore {
-    db: Database,
+    db: RedbFile,
     path: PathBuf,
 }
 
@@ -91,17 +89,13 @@ impl RedbBoardStore {
     /// redb locks the file: a second board on it is refused.
     pub fn open(path: impl AsRef<Path>) -> Result<RedbBoardStore, BoardStoreError> {
         let path = path.as_ref();
-        let dir_error = |source| BoardStoreError::CreateDir { path: path.to_path_buf(), source };
-        let create_error =
-            |e: std::io::Error| BoardStoreError::Database { path: path.to_path_buf(), message: format!("cannot create: {e}") };
-        open_whole(path, RedbBoardStore::open_file, dir_error, create_error)
+        let error = |message| BoardStoreError::Database { path: path.to_path_buf(), message };
+        open_whole(path, "is another board using it?", RedbBoardStore::open_file, error)
     }
 
-    /// Opens (or, for a missing file, creates) the redb file at `path` and checks its layout.
-    fn open_file(path: PathBuf) -> Result<RedbBoardStore, BoardStoreError> {
-        let db = open_database(&path, "is another board using it?")
-            .map_err(|message| BoardStoreError::Database { path: path.clone(), message })?;
-        let store = RedbBoardStore { db, path };
+    /// Checks the layout of the opened file, or writes it into a new one.
+    fn open_file(db: RedbFile) -> Result<RedbBoardStore, BoardStoreError> {
+        let store = RedbBoardStore { path: db.path().to_path_buf(), db };
         store.initialise()?;
         Ok(store)
     }

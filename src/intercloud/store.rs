@@ -6,9 +6,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use redb::{Database, Durability, ReadableTable, TableDefinition, TableHandle};
+use redb::{Durability, ReadableTable, TableDefinition, TableHandle};
 
-use crate::store::{open_database, open_whole};
+use crate::store::{open_whole, RedbFile};
 
 /// Everything a store holds: the owner's revision and, per table, key -> JSON.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -47,8 +47,6 @@ pub trait IntercloudStore: Send + 'static {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("database {}: cannot create its directory: {source}", path.display())]
-    CreateDir { path: PathBuf, source: std::io::Error },
     #[error("database {}: {message}", path.display())]
     Database { path: PathBuf, message: String },
     #[error("database {}: it belongs to {found:?}, not {wanted:?}", path.display())]
@@ -70,7 +68,7 @@ const SCHEMA_VERSION: &str = "1";
 
 /// A redb file of its own, each commit fsync'd before it returns.
 pub struct RedbIntercloudStore {
-    db: Database,
+    db: RedbFile,
     path: PathBuf,
 }
 
@@ -79,16 +77,12 @@ impl RedbIntercloudStore {
     /// `owner`; one that belongs to another role or cloud is refused.
     pub fn open(path: impl AsRef<Path>, owner: &str) -> Result<RedbIntercloudStore, StoreError> {
         let path = path.as_ref();
-        let dir_error = |source| StoreError::CreateDir { path: path.to_path_buf(), source };
-        let create_error =
-            |e: std::io::Error| StoreError::Database { path: path.to_path_buf(), message: format!("cannot create: {e}") };
-        open_whole(path, |file| RedbIntercloudStore::open_file(file, owner), dir_error, create_error)
+        let error = |message| StoreError::Database { path: path.to_path_buf(), message };
+        open_whole(path, "is another process using it?", |db| RedbIntercloudStore::open_file(db, owner), error)
     }
 
-    fn open_file(path: PathBuf, owner: &str) -> Result<RedbIntercloudStore, StoreError> {
-        let db = open_database(&path, "is another process using it?")
-            .map_err(|message| StoreError::Database { path: path.clone(), message })?;
-        let store = RedbIntercloudStore { db, path };
+    fn open_file(db: RedbFile, owner: &str) -> Result<RedbIntercloudStore, StoreError> {
+        let store = RedbIntercloudStore { path: db.path().to_path_buf(), db };
         store.initialise(owner)?;
         Ok(store)
     }

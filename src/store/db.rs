@@ -7,11 +7,12 @@ use std::fmt;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle};
+use redb::{Durability, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::change::Change;
+use super::file::{open_whole, RedbFile};
 use super::model::{ConfigSnapshot, Vni};
 use super::storage::{ImageId, ImageIntent, Secret, StorageRecords, StorageUser};
 use super::requests::{RequestOutcome, FINISHED_REQUESTS, QUEUED_REQUESTS};
@@ -79,8 +80,6 @@ fn address_migration_key(vni: Vni, primary_ip: Ipv4Addr) -> String {
 /// Every error names the database file.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("config database {}: cannot create its directory: {source}", path.display())]
-    CreateDir { path: PathBuf, source: std::io::Error },
     #[error("config database {}: {message}", path.display())]
     Database { path: PathBuf, message: String },
     #[error(
@@ -100,7 +99,7 @@ pub enum StoreError {
 /// The config database. Cheap to share behind an `Arc`: redb serialises writers and
 /// lets readers run alongside them.
 pub struct Store {
-    pub(super) db: Database,
+    pub(super) db: RedbFile,
     pub(super) path: PathBuf,
     #[cfg(test)]
     fail_next_commit: std::sync::atomic::AtomicBool,
@@ -115,66 +114,20 @@ impl fmt::Debug for Store {
     }
 }
 
-/// Opens the database file at `path` with `open`, after creating its
-/// directory (`dir_error` if that fails) and, when the file is absent, the file
-/// itself whole or not at all: `open` builds it (empty layout committed) under
-/// a staging name beside `path`, which is then renamed into place and the
-/// directory synced (`create_error` if that fails). A crash while creating
-/// never leaves a half-written file where the next start looks; a leftover
-/// staging file is started over.
-pub fn open_whole<T, E>(
-    path: &Path,
-    open: impl Fn(PathBuf) -> Result<T, E>,
-    dir_error: impl FnOnce(std::io::Error) -> E,
-    create_error: impl Fn(std::io::Error) -> E,
-) -> Result<T, E> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(dir_error)?;
-    if !path.exists() {
-        let mut staging = path.as_os_str().to_owned();
-        staging.push(".creating");
-        let staging = PathBuf::from(staging);
-        match std::fs::remove_file(&staging) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(create_error(e)),
-            _ => {}
-        }
-        drop(open(staging.clone())?);
-        std::fs::rename(&staging, path).map_err(&create_error)?;
-        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(&create_error)?;
-    }
-    open(path.to_path_buf())
-}
-
-/// Opens (or, for a missing file, creates) the redb file at `path`; the error
-/// is what is wrong with the file, in words (`in_use`: who may be holding it).
-pub fn open_database(path: &Path, in_use: &str) -> Result<Database, String> {
-    Database::create(path).map_err(|e| match e {
-        redb::DatabaseError::DatabaseAlreadyOpen => format!("is already open ({in_use})"),
-        redb::DatabaseError::Storage(redb::StorageError::Io(io)) if io.kind() == std::io::ErrorKind::InvalidData => {
-            "cannot open: it is not a redb database file, or it is damaged".to_string()
-        }
-        other => format!("cannot open: {other}"),
-    })
-}
-
 impl Store {
     /// Opens the database at `path`, creating its directory and an empty database
     /// (generation 0) when absent. Only one process (and one `Store`) can hold it.
     pub fn open(path: impl AsRef<Path>) -> Result<Store, StoreError> {
         let path = path.as_ref();
-        let dir_error = |source| StoreError::CreateDir { path: path.to_path_buf(), source };
-        let create_error =
-            |e: std::io::Error| StoreError::Database { path: path.to_path_buf(), message: format!("cannot create: {e}") };
-        open_whole(path, Store::open_file, dir_error, create_error)
+        let error = |message| StoreError::Database { path: path.to_path_buf(), message };
+        open_whole(path, "another switchyard process is using it", Store::open_file, error)
     }
 
-    /// Opens (or, for a missing file, creates) the redb file at `path` and checks its layout.
-    fn open_file(path: PathBuf) -> Result<Store, StoreError> {
-        let db = open_database(&path, "another switchyard process is using it")
-            .map_err(|message| StoreError::Database { path: path.clone(), message })?;
+    /// Checks the layout of the opened file, or writes it into a new one.
+    fn open_file(db: RedbFile) -> Result<Store, StoreError> {
         let store = Store {
+            path: db.path().to_path_buf(),
             db,
-            path,
             #[cfg(test)]
             fail_next_commit: std::sync::atomic::AtomicBool::new(false),
             #[cfg(test)]

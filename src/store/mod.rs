@@ -6,6 +6,7 @@
 //! It also holds the config requests queued during an upgrade (`requests.rs`).
 mod change;
 mod db;
+mod file;
 mod model;
 mod requests;
 pub mod rules;
@@ -15,9 +16,12 @@ mod storage;
 pub mod stress;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod file_tests;
 
 pub use change::Change;
-pub use db::{open_database, open_whole, Store, StoreError, SCHEMA_VERSION};
+pub use db::{Store, StoreError, SCHEMA_VERSION};
+pub use file::{check_database_command, check_databases_with, open_whole, RedbError, RedbFile, CHECK_REFUSED};
 pub use model::{
     vni_mac_key, AddressMigration, AddressMigrationSource, ConfigSnapshot, Network, PortNetwork, RemoteEndpoint, RemoteSource,
     VmEndpoint, Vni, VNI_MAX,

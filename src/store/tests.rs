@@ -228,7 +228,11 @@ fn foreign_files_are_refused_naming_the_file() {
     let err = Store::open(&text).unwrap_err().to_string();
     assert_eq!(
         err,
-        format!("config database {}: cannot open: it is not a redb database file, or it is damaged", text.display())
+        format!(
+            "config database {}: cannot open: it is not a redb database file, or it is damaged: restore it from a \
+             backup, or move it away to start with a new, empty database",
+            text.display()
+        )
     );
 }
 
