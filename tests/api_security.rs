@@ -313,3 +313,40 @@ time.sleep(8)
     let _ = attacker.kill();
     let _ = attacker.wait();
 }
+
+/// `control.socket_group` opens the unix socket (and the directory made for it) to one
+/// group: its members are served, other local users cannot connect.
+#[test]
+fn the_unix_socket_is_opened_to_the_socket_group_only() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let group = nix::unistd::Group::from_name("nogroup").unwrap().expect("Debian's nogroup");
+    let config = ControlConfig {
+        socket: dir.path().join("run/api.sock"),
+        socket_group: Some(switchyard::config::SocketGroup { name: "nogroup".into(), gid: group.gid.as_raw() }),
+        database: dir.path().join("config.redb"),
+        ..ControlConfig::defaults(None)
+    };
+    let handle = spawn(&config, Store::open(&config.database).unwrap(), Arc::new(FakeRuntime::new())).unwrap();
+    let meta = |path: &Path| std::fs::metadata(path).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    let socket = handle.socket().to_path_buf();
+    assert_eq!((meta(&socket).mode() & 0o777, meta(&socket).gid()), (0o660, group.gid.as_raw()));
+    let run_dir = socket.parent().unwrap();
+    assert_eq!((meta(run_dir).mode() & 0o777, meta(run_dir).gid()), (0o710, group.gid.as_raw()));
+    let list_as = |gid: &str| {
+        let out = Command::new("setpriv")
+            .args(["--reuid", NOBODY, "--regid", gid, "--clear-groups", env!("CARGO_BIN_EXE_switchyard"), "ctl"])
+            .arg("--socket")
+            .arg(&socket)
+            .args(["network", "list"])
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, err) = list_as(&group.gid.as_raw().to_string());
+    assert_eq!(code, Some(0), "a member of the group is served: {err}");
+    let (code, err) = list_as("65533");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("Permission denied"), "another user cannot connect: {err}");
+}

@@ -164,7 +164,8 @@ fn a_damaged_board_database_stops_board_serve_with_one_line() {
             let _ = std::fs::remove_file(&database);
             board_database(&database);
             damage(&database, kind);
-            let args = ["board", "serve", "--listen", "127.0.0.1:0", "--database", database.to_str().unwrap()];
+            let token = dir.join("board.token");
+            let args = ["board", "serve", "--listen", "127.0.0.1:0", "--token-file", token.to_str().unwrap(), "--database", database.to_str().unwrap()];
             refused(&binary, &args, &database, "board database", kind);
         }
     }
@@ -179,7 +180,9 @@ fn a_damaged_coordinator_or_controller_database_stops_it_with_one_line() {
             let _ = std::fs::remove_file(&database);
             role_database(&database, "coordinator");
             damage(&database, kind);
-            let args = ["coordinator", "serve", "--listen", "127.0.0.1:0", "--database", database.to_str().unwrap()];
+            let token = dir.join("roles.token");
+            let token = token.to_str().unwrap();
+            let args = ["coordinator", "serve", "--listen", "127.0.0.1:0", "--token-file", token, "--database", database.to_str().unwrap()];
             refused(&binary, &args, &database, "coordinator: database", kind);
 
             let database = dir.join(format!("controller-{kind:?}.redb"));
@@ -191,6 +194,8 @@ fn a_damaged_coordinator_or_controller_database_stops_it_with_one_line() {
                 "serve",
                 "--listen",
                 "127.0.0.1:0",
+                "--token-file",
+                token,
                 "--database",
                 database.to_str().unwrap(),
                 "--cloud",
@@ -239,6 +244,8 @@ fn database_files_are_private() {
     let database = shared.join("board.redb");
     let out = switchyard()
         .args(["board", "serve", "--listen", "127.0.0.1:0", "--database", database.to_str().unwrap()])
+        .arg("--token-file")
+        .arg(dir.join("board.token"))
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));

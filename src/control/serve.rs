@@ -220,8 +220,15 @@ async fn until_stop(mut stopped: watch::Receiver<bool>) {
 /// a stale socket left by a crash is replaced, a live one is an error.
 fn bind_unix(config: &ControlConfig) -> Result<UnixListener, ControlError> {
     let path = config.socket.as_path();
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| ControlError::SocketDir { path: dir.to_path_buf(), source })?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        let failed = |source| ControlError::SocketDir { path: dir.to_path_buf(), source };
+        std::fs::create_dir_all(dir).map_err(failed)?;
+        // Made under umask 077: the socket's group must also be able to reach it (search only).
+        if let Some(group) = &config.socket_group {
+            std::os::unix::fs::chown(dir, None, Some(group.gid))
+                .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o710)))
+                .map_err(failed)?;
+        }
     }
     match std::fs::symlink_metadata(path) {
         Ok(meta) if !meta.file_type().is_socket() => return Err(ControlError::NotASocket(path.to_path_buf())),
