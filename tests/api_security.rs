@@ -86,7 +86,9 @@ fn a_local_user_cannot_upgrade_or_import_through_the_tcp_api() {
     let mode = std::fs::metadata(&token).unwrap().permissions();
     assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600, "the token file is root's alone");
     // The attack: uid 65534 asks the root daemon to load its library, or to copy a root-only file.
-    let evil = std::env::temp_dir().join("evil-unit.so");
+    let scratch = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(scratch.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let evil = scratch.path().join("evil-unit.so");
     std::fs::write(&evil, b"\x7fELF").unwrap();
     let (code, err) = ctl_as_nobody(&["--url", &api.url(), "upgrade", evil.to_str().unwrap()]);
     assert_eq!(code, Some(1), "{err}");
