@@ -28,6 +28,8 @@ fn refused(test: &str, toml: &str) -> (Vec<String>, String) {
 fn port(devargs: &str, more: &str) -> String {
     static CONFIGS: AtomicU32 = AtomicU32::new(0);
     let database = format!("{}/bad-config-{}.redb", env!("CARGO_TARGET_TMPDIR"), CONFIGS.fetch_add(1, Ordering::Relaxed));
+    // A new database each run: one an earlier run left behind is not what these tests are about.
+    let _ = std::fs::remove_file(&database);
     port_with_database(devargs, more, &database)
 }
 
