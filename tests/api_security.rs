@@ -290,7 +290,7 @@ for s in held:
         sent += 1
     except OSError:
         pass
-print(len(held), sent, flush=True)
+print(len(held), sent, hard, flush=True)
 time.sleep(8)
 "#
     );
@@ -301,8 +301,10 @@ time.sleep(8)
         .unwrap();
     let mut line = String::new();
     std::io::BufRead::read_line(&mut std::io::BufReader::new(attacker.stdout.take().unwrap()), &mut line).unwrap();
-    let held: usize = line.split_whitespace().next().unwrap().parse().unwrap();
-    assert!(held > 10_000, "the attacker held {held} connections: {line}");
+    let numbers: Vec<usize> = line.split_whitespace().map(|n| n.parse().unwrap()).collect();
+    let (held, limit) = (numbers[0], numbers[2]);
+    // Most of the user's file limit (20,000 on the test machines), not stopped early by the server.
+    assert!(held > limit / 2, "the attacker held {held} connections of its limit {limit}: {line}");
     runtime().block_on(async {
         for _ in 0..20 {
             let start = Instant::now();
