@@ -19,6 +19,7 @@ use switchyard::svc::auth::Token;
 use switchyard::svc::ClientAuth;
 
 use common::board::BoardProcess;
+use common::small_disk::SmallDisk;
 use common::{stderr_lines, switchyard};
 
 fn key(n: u8) -> RecordKey {
@@ -570,43 +571,16 @@ fn the_board_bench_reports_propagation_to_every_watcher() {
 }
 
 /// Unmounts the tmpfs when dropped.
-struct Mounted(std::path::PathBuf);
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 /// A full disk: the board answers 500 for a change it cannot commit, and once
 /// space is freed the next change succeeds without a restart (redb refuses
 /// every write after one failed write until the file is opened again; the
 /// board's store does that itself).
 #[tokio::test]
 async fn a_full_disk_that_frees_up_needs_no_restart() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: mounting a tmpfs needs root");
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs"])
-        .arg(dir.path())
-        .status()
-        .is_ok_and(|status| status.success());
-    if !mounted {
-        eprintln!("skipped: cannot mount a tmpfs");
-        return;
-    }
-    let _mounted = Mounted(dir.path().to_path_buf());
-    let board = BoardProcess::start(&dir.path().join("board.redb"));
+    let Some(disk) = SmallDisk::mount("4m") else { return };
+    let board = BoardProcess::start(&disk.path().join("board.redb"));
     let client = board.client();
-    let filler = dir.path().join("filler");
-    {
-        use std::io::Write;
-        let mut file = std::fs::File::create(&filler).unwrap();
-        while file.write_all(&[0xa5; 64 * 1024]).is_ok() {}
-    }
+    disk.fill();
     let key = |n: u16| RecordKey::new(100, MacAddr([2, 0, 0, 0, (n >> 8) as u8, n as u8]));
     let from = "x".repeat(64);
     let mut accepted = 0;
@@ -620,7 +594,7 @@ async fn a_full_disk_that_frees_up_needs_no_restart() {
     assert_eq!(full.status(), Some(500), "{full}");
     assert!(full.to_string().contains("No space left on device"), "{full}");
 
-    std::fs::remove_file(&filler).unwrap();
+    disk.free();
     client.put(key(accepted + 1), &on_host(1, &from)).await.unwrap_or_else(|e| panic!("space again, yet: {e}"));
     let snapshot = client.records().await.unwrap();
     assert_eq!(snapshot.records.len(), usize::from(accepted) + 1);

@@ -284,3 +284,31 @@ fn what_the_switch_writes_is_its_owners_alone() {
     }
     assert!(json(&stats)["ports"].is_array(), "still readable by its owner");
 }
+
+/// A real ENOSPC: a small tmpfs, filled up. redb refuses every write after one
+/// failed write ("Previous I/O error occurred") until the database is opened
+/// again; the store does so itself, so once space is freed the next change
+/// succeeds, and nothing acknowledged before is lost.
+#[test]
+fn after_a_full_disk_frees_up_the_next_change_succeeds_without_a_restart() {
+    let Some(disk) = common::small_disk::SmallDisk::mount("6m") else { return };
+    let store = Store::open(disk.path().join("config.redb")).unwrap();
+    disk.fill();
+    let network = |vni: u32| Network { vni, name: format!("{vni}-{}", "x".repeat(8000)), flood_vteps: Vec::new() };
+    let mut acknowledged = 0;
+    let full = loop {
+        match store.commit(&[Change::PutNetwork(network(acknowledged + 1))]) {
+            Ok(_) => acknowledged += 1,
+            Err(e) => break e.to_string(),
+        }
+        assert!(acknowledged < 10_000, "the disk never filled up");
+    };
+    assert!(full.contains("No space left on device"), "{full}");
+
+    disk.free();
+    let vni = acknowledged + 1;
+    store.commit(&[Change::PutNetwork(network(vni))]).unwrap_or_else(|e| panic!("the disk has space again, yet: {e}"));
+    let snapshot = store.snapshot().unwrap();
+    assert_eq!(snapshot.networks.len() as u32, vni, "every acknowledged change and the new one");
+    assert_eq!(snapshot.generation, u64::from(vni));
+}

@@ -1,8 +1,7 @@
 //! How database files are opened (`file.rs`), on real files: damage, an empty
-//! file, modes, and a full disk that frees up again.
-use std::io::Write;
+//! file, modes (a full disk that frees up again: `tests/damaged_database.rs`).
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::*;
 
@@ -98,62 +97,4 @@ fn a_directory_others_can_write_is_refused_naming_it() {
         )
     );
     assert!(!path.exists());
-}
-
-/// Unmounts the tmpfs when dropped.
-struct Mounted(PathBuf);
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
-/// A real ENOSPC: a small tmpfs, filled up. redb refuses every write after one
-/// failed write ("Previous I/O error occurred") until the database is opened
-/// again; the store does so itself, so once space is freed the next change
-/// succeeds, and nothing acknowledged before is lost.
-#[test]
-fn after_a_full_disk_frees_up_the_next_change_succeeds_without_a_restart() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: mounting a tmpfs needs root");
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=6m,mode=0700", "tmpfs"])
-        .arg(dir.path())
-        .status()
-        .is_ok_and(|status| status.success());
-    if !mounted {
-        eprintln!("skipped: cannot mount a tmpfs");
-        return;
-    }
-    let _mounted = Mounted(dir.path().to_path_buf());
-    let store = Store::open(dir.path().join("config.redb")).unwrap();
-    let filler = dir.path().join("filler");
-    {
-        let mut file = std::fs::File::create(&filler).unwrap();
-        let block = vec![0xa5u8; 64 * 1024];
-        while file.write_all(&block).is_ok() {}
-    }
-    let name = |vni: Vni| format!("{vni}-{}", "x".repeat(8000));
-    let mut acknowledged = 0;
-    let full = loop {
-        match store.commit(&[Change::PutNetwork(network(acknowledged + 1, name(acknowledged + 1)))]) {
-            Ok(_) => acknowledged += 1,
-            Err(e) => break e.to_string(),
-        }
-        assert!(acknowledged < 10_000, "the disk never filled up");
-    };
-    assert!(full.contains("No space left on device"), "{full}");
-
-    std::fs::remove_file(&filler).unwrap();
-    let vni = acknowledged + 1;
-    store
-        .commit(&[Change::PutNetwork(network(vni, name(vni)))])
-        .unwrap_or_else(|e| panic!("the disk has space again, yet: {e}"));
-    let snapshot = store.snapshot().unwrap();
-    assert_eq!(snapshot.networks.len() as u32, vni, "every acknowledged change and the new one");
-    assert_eq!(snapshot.generation, u64::from(vni));
 }

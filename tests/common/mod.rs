@@ -2,6 +2,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod board;
+pub mod small_disk;
 pub mod frames;
 pub mod netns;
 pub mod roles;
