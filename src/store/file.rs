@@ -72,24 +72,22 @@ impl RedbFile {
     }
 
     pub fn begin_write(&self) -> Result<redb::WriteTransaction, RedbError> {
-        let db = self.current()?;
-        match db.begin_write() {
-            Err(TransactionError::Storage(StorageError::PreviousIo)) => {
-                let failed = Arc::as_ptr(&db);
-                drop(db);
-                self.reopen(failed)?.begin_write().map_err(boxed)
-            }
-            other => other.map_err(boxed),
-        }
+        self.begin(Database::begin_write)
     }
 
     pub fn begin_read(&self) -> Result<redb::ReadTransaction, RedbError> {
+        self.begin(Database::begin_read)
+    }
+
+    /// `begin` on the open database; after an I/O error (redb then refuses every
+    /// transaction until the file is opened again) on the database reopened.
+    fn begin<T>(&self, begin: impl Fn(&Database) -> Result<T, TransactionError>) -> Result<T, RedbError> {
         let db = self.current()?;
-        match db.begin_read() {
+        match begin(&db) {
             Err(TransactionError::Storage(StorageError::PreviousIo)) => {
                 let failed = Arc::as_ptr(&db);
                 drop(db);
-                self.reopen(failed)?.begin_read().map_err(boxed)
+                begin(&*self.reopen(failed)?).map_err(boxed)
             }
             other => other.map_err(boxed),
         }
