@@ -19,8 +19,8 @@ use switchyard::control::client::Client;
 use switchyard::control::testing::FakeRuntime;
 use switchyard::control::{spawn, ControlHandle};
 use switchyard::store::Store;
-use switchyard::svc::auth::{ClientAuthFiles, Token};
-use switchyard::svc::{ClientAuth, HttpLimits, ServerAuthFiles};
+use switchyard::svc::auth::Token;
+use switchyard::svc::{AuthFiles, ClientAuth, HttpLimits};
 
 use common::tls::TestCa;
 
@@ -33,7 +33,7 @@ struct Api {
 
 impl Api {
     /// The API on its unix socket and on `listen` with `auth`.
-    fn start(listen: &str, auth: impl FnOnce(&Path) -> ServerAuthFiles, limits: HttpLimits) -> Api {
+    fn start(listen: &str, auth: impl FnOnce(&Path) -> AuthFiles, limits: HttpLimits) -> Api {
         let dir = tempfile::tempdir().unwrap();
         let config = ControlConfig {
             socket: dir.path().join("api.sock"),
@@ -49,7 +49,7 @@ impl Api {
     }
 
     fn with_token(limits: HttpLimits) -> Api {
-        Api::start("127.0.0.1:0", |dir| ServerAuthFiles { token_file: Some(dir.join("api.token")), ..Default::default() }, limits)
+        Api::start("127.0.0.1:0", |dir| AuthFiles { token_file: Some(dir.join("api.token")), ..Default::default() }, limits)
     }
 
     fn token_file(&self) -> PathBuf {
@@ -113,7 +113,7 @@ fn a_local_user_cannot_upgrade_or_import_through_the_tcp_api() {
         // Nothing ran; root on the unix socket and a client with the token are served.
         let status = api.unix().get("/v1/upgrade").await.unwrap();
         assert_eq!(status["history"], json!([]), "{status}");
-        let auth = ClientAuthFiles { token_file: Some(token.clone()), ..Default::default() }.load().unwrap();
+        let auth = AuthFiles { token_file: Some(token.clone()), ..Default::default() }.client().unwrap();
         assert_eq!(Client::url(&api.url(), auth).unwrap().get("/v1/networks").await.unwrap(), json!([]));
     });
 }
@@ -133,22 +133,22 @@ fn mutual_tls_admits_only_clients_the_configured_ca_signed() {
     let stranger_ca = TestCa::new(pki.path(), "stranger");
     let stranger = stranger_ca.issue(pki.path(), "stranger", &["operator"]);
     // TLS may listen on any address: the wildcard is accepted.
-    let files = ServerAuthFiles {
+    let files = AuthFiles {
         tls_cert: Some(server.cert.clone()),
         tls_key: Some(server.key.clone()),
-        tls_client_ca: Some(ca.cert.clone()),
+        tls_ca: Some(ca.cert.clone()),
         ..Default::default()
     };
     let api = Api::start("0.0.0.0:0", |_| files, HttpLimits::default());
     let url = format!("https://127.0.0.1:{}", api.handle.tcp_addr().unwrap().port());
     let as_client = |ca: &Path, cert: &Path, key: &Path| {
-        let files = ClientAuthFiles {
+        let files = AuthFiles {
             tls_ca: Some(ca.to_path_buf()),
             tls_cert: Some(cert.to_path_buf()),
             tls_key: Some(key.to_path_buf()),
             ..Default::default()
         };
-        Client::url(&url, files.load().unwrap()).unwrap()
+        Client::url(&url, files.client().unwrap()).unwrap()
     };
     runtime().block_on(async {
         let trusted = as_client(&ca.cert, &client.cert, &client.key);

@@ -15,7 +15,7 @@ use switchyard::control::{http, spawn, spawn_with_storage, ControlError, Control
 use switchyard::store::Store;
 use switchyard::upgrade::STEP_NAMES;
 use switchyard::svc::auth::Token;
-use switchyard::svc::{ClientAuth, ServerAuthFiles};
+use switchyard::svc::{AuthFiles, ClientAuth};
 
 struct Server {
     dir: tempfile::TempDir,
@@ -42,7 +42,7 @@ impl Server {
         let config = ControlConfig {
             socket: dir.path().join("run/api.sock"),
             listen: Some("127.0.0.1:0".parse().unwrap()),
-            auth: ServerAuthFiles { token_file: Some(dir.path().join("api.token")), ..Default::default() },
+            auth: AuthFiles { token_file: Some(dir.path().join("api.token")), ..Default::default() },
             database: dir.path().join("lib/config.redb"),
             ..ControlConfig::defaults(None)
         };

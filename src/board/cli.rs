@@ -192,7 +192,7 @@ async fn serve_until_signal(
     let (records, locks, revision) = (snapshot.records.len(), snapshot.locks.len(), snapshot.revision);
     let stop = crate::stop_signal::until_stop_signal("board")?;
     log::info!("board: {records} records and {locks} locks at revision {revision} from {}", database.display());
-    let scheme = if auth.server_files().tls_configured() { "https" } else { "http" };
+    let scheme = if auth.files().tls_configured() { "https" } else { "http" };
     writeln!(out, "board listening on {scheme}://{local}")
         .and_then(|()| out.flush())
         .map_err(|e| format!("cannot write the output: {e}"))?;

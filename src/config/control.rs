@@ -9,7 +9,7 @@ use toml::Spanned;
 use super::raw::RawControl;
 use super::{pos, Problems};
 use crate::svc::auth::AuthKeys;
-use crate::svc::{HttpLimits, ServerAuthFiles};
+use crate::svc::{AuthFiles, HttpLimits};
 
 /// Longest unix socket path (`sun_path` is 108 bytes with the terminating NUL).
 pub const SOCKET_PATH_MAX: usize = 107;
@@ -22,7 +22,7 @@ pub struct ControlConfig {
     pub socket_group: Option<SocketGroup>,
     /// Also serve the API on this TCP address, authenticated with `auth`.
     pub listen: Option<SocketAddr>,
-    pub auth: ServerAuthFiles,
+    pub auth: AuthFiles,
     /// Each listener's bounds (the unix socket's and the TCP address's apart).
     pub limits: HttpLimits,
     /// The config database file (redb).
@@ -39,7 +39,7 @@ impl ControlConfig {
             socket: PathBuf::from(format!("/run/switchyard/{prefix}.sock")),
             socket_group: None,
             listen: None,
-            auth: ServerAuthFiles::default(),
+            auth: AuthFiles::default(),
             limits: HttpLimits::default(),
             database: PathBuf::from(format!("/var/lib/switchyard/{prefix}.redb")),
         }
@@ -103,11 +103,11 @@ pub(super) fn validate(p: &mut Problems, raw: Option<Spanned<RawControl>>, file_
             _ => p.at(group.span().start, "control.socket_group", format!("{name:?} is not a group on this host")),
         }
     }
-    config.auth = ServerAuthFiles {
+    config.auth = AuthFiles {
         token_file: file(p, &raw.token_file, "control.token_file"),
         tls_cert: file(p, &raw.tls_cert, "control.tls_cert"),
         tls_key: file(p, &raw.tls_key, "control.tls_key"),
-        tls_client_ca: file(p, &raw.tls_client_ca, "control.tls_client_ca"),
+        tls_ca: file(p, &raw.tls_client_ca, "control.tls_client_ca"),
     };
     let defaults = HttpLimits::default();
     let millis = |d: Duration| d.as_millis() as u64;

@@ -5,7 +5,7 @@ use toml::Spanned;
 
 use super::control::file;
 use super::raw::{RawBoard, RawMigration};
-use crate::svc::auth::ClientAuthFiles;
+use crate::svc::AuthFiles;
 use crate::svc::connect::ServiceUrl;
 use super::Problems;
 
@@ -40,7 +40,7 @@ pub struct BoardConfig {
     /// Lease of the record locks this host takes as a migration destination.
     pub lease_ms: u64,
     /// How this host authenticates to the board: a token for `http://`, TLS for `https://`.
-    pub auth: ClientAuthFiles,
+    pub auth: AuthFiles,
 }
 
 pub(super) fn validate_migration(
@@ -137,7 +137,7 @@ pub(super) fn validate_board(
             "",
         )
         .unwrap_or(30_000);
-    let auth = ClientAuthFiles {
+    let auth = AuthFiles {
         token_file: file(p, &raw.token_file, "board.token_file"),
         tls_ca: file(p, &raw.tls_ca, "board.tls_ca"),
         tls_cert: file(p, &raw.tls_cert, "board.tls_cert"),
@@ -146,7 +146,7 @@ pub(super) fn validate_board(
     // The board authenticates every request: the files are read now, so a
     // missing or unreadable one stops the start before anything runs.
     let (tls, tls_files) = (url.starts_with("https://"), auth.tls_ca.is_some() || auth.tls_cert.is_some());
-    let problem = match auth.load() {
+    let problem = match auth.client() {
         Err(problem) => Some(problem),
         Ok(_) if tls && !tls_files => Some("an https:// board needs board.tls_ca, board.tls_cert and board.tls_key".into()),
         Ok(_) if !tls && auth.token_file.is_none() && !url.is_empty() => {

@@ -1,7 +1,6 @@
 use super::*;
 use crate::store::{AddressMigration, AddressMigrationSource, Network, PortNetwork, RemoteEndpoint, VmEndpoint};
-use crate::svc::auth::ClientAuthFiles;
-use crate::svc::{HttpLimits, ServerAuthFiles};
+use crate::svc::{AuthFiles, HttpLimits};
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -165,7 +164,7 @@ port = "vm0"
         control: ControlConfig {
             socket: "/tmp/sy.sock".into(),
             listen: Some("127.0.0.1:8080".parse().unwrap()),
-            auth: ServerAuthFiles { token_file: Some("/etc/switchyard/api.token".into()), ..Default::default() },
+            auth: AuthFiles { token_file: Some("/etc/switchyard/api.token".into()), ..Default::default() },
             database: "db/config.redb".into(),
             ..ControlConfig::defaults(None)
         },
@@ -840,7 +839,7 @@ fn control_on_tcp_needs_authentication() {
         "[control]\nlisten = \"192.0.2.1:8443\"\ntls_cert = \"/c\"\ntls_key = \"/k\"\ntls_client_ca = \"/a\"\n{NULL_PORT}"
     ));
     assert_eq!(config.control.listen, Some("192.0.2.1:8443".parse().unwrap()));
-    assert_eq!(config.control.auth.tls_client_ca.as_deref(), Some(Path::new("/a")));
+    assert_eq!(config.control.auth.tls_ca.as_deref(), Some(Path::new("/a")));
     // The unix socket may be opened to one group that exists.
     let config = ok(&format!("[control]\nsocket_group = \"root\"\n{NULL_PORT}"));
     assert_eq!(config.control.socket_group, Some(SocketGroup { name: "root".into(), gid: 0 }));
@@ -1159,7 +1158,7 @@ fn migration_and_board_sections() {
             url: "http://127.0.0.1:7400".into(),
             host: Some("host-a".into()),
             lease_ms: 30_000,
-            auth: ClientAuthFiles { token_file: Some(token.into()), ..Default::default() }
+            auth: AuthFiles { token_file: Some(token.into()), ..Default::default() }
         })
     );
     let e = |text: &str| err(&format!("{text}\n{NULL_PORT}"));

@@ -81,7 +81,7 @@ struct Identity {
 pub(super) fn spawn(control: &Arc<Control>) -> Option<[JoinHandle<()>; 2]> {
     let (config, vtep) = control.board_config()?;
     let actions = control.board_actions()?;
-    let client = match config.auth.load().and_then(|auth| BoardClient::new(&config.url, auth).map_err(|e| e.to_string())) {
+    let client = match config.auth.client().and_then(|auth| BoardClient::new(&config.url, auth).map_err(|e| e.to_string())) {
         Ok(client) => Arc::new(client),
         Err(e) => {
             // The config check accepted it; a second opinion is a bug to report, not to hide.

@@ -122,7 +122,7 @@ pub fn spawn_with_storage(
 ) -> Result<ControlHandle, ControlError> {
     let auth = match config.listen {
         Some(addr) => Some(
-            config.auth.check(&addr, &CONTROL_AUTH_KEYS).and_then(|()| config.auth.load()).map_err(ControlError::Auth)?,
+            config.auth.check(&addr, &CONTROL_AUTH_KEYS).and_then(|()| config.auth.server()).map_err(ControlError::Auth)?,
         ),
         None => None,
     };

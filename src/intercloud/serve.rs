@@ -25,7 +25,7 @@ pub fn bind(role: &str, listen: &str, auth: &AuthArgs) -> Result<Bound, String> 
     let listener = std::net::TcpListener::bind(addr).map_err(|e| format!("{role}: cannot listen on {addr}: {e}"))?;
     listener.set_nonblocking(true).map_err(|e| format!("{role}: cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr().map_err(|e| format!("{role}: {e}"))?;
-    let scheme = if auth.server_files().tls_configured() { "https" } else { "http" };
+    let scheme = if auth.files().tls_configured() { "https" } else { "http" };
     Ok(Bound { listener, auth: server_auth, url: format!("{scheme}://{local}") })
 }
 

@@ -20,22 +20,24 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 /// Shortest token accepted: 128 bits as hex.
 const TOKEN_MIN_LEN: usize = 32;
 
-/// The files a TCP listener authenticates with, as configured.
+/// The files a server authenticates its TCP clients with, or a client itself
+/// (`http://` URLs with the token, `https://` URLs with TLS), as configured.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct ServerAuthFiles {
-    /// Loopback only: the bearer token every request must carry.
+pub struct AuthFiles {
+    /// Loopback only: the bearer token every request carries.
     pub token_file: Option<PathBuf>,
-    /// The server's certificate chain (PEM).
+    /// The CA (PEM) that signs the peers' certificates: a server accepts only
+    /// clients it signed, a client only servers it signed.
+    pub tls_ca: Option<PathBuf>,
+    /// This side's certificate chain (PEM).
     pub tls_cert: Option<PathBuf>,
-    /// The server's private key (PEM).
+    /// This side's private key (PEM).
     pub tls_key: Option<PathBuf>,
-    /// The CA (PEM) whose certificates clients must present.
-    pub tls_client_ca: Option<PathBuf>,
 }
 
-impl ServerAuthFiles {
+impl AuthFiles {
     pub fn tls_configured(&self) -> bool {
-        self.tls_cert.is_some() || self.tls_key.is_some() || self.tls_client_ca.is_some()
+        self.tls_cert.is_some() || self.tls_key.is_some() || self.tls_ca.is_some()
     }
 
     /// What is wrong with serving on `addr` with these files, in words, with
@@ -43,7 +45,7 @@ impl ServerAuthFiles {
     pub fn check(&self, addr: &SocketAddr, keys: &AuthKeys) -> Result<(), String> {
         let AuthKeys { token_file, tls_cert, tls_key, tls_ca } = keys;
         if self.tls_configured() {
-            let missing: Vec<&str> = [(&self.tls_cert, tls_cert), (&self.tls_key, tls_key), (&self.tls_client_ca, tls_ca)]
+            let missing: Vec<&str> = [(&self.tls_cert, tls_cert), (&self.tls_key, tls_key), (&self.tls_ca, tls_ca)]
                 .iter()
                 .filter(|(file, _)| file.is_none())
                 .map(|(_, key)| **key)
@@ -70,8 +72,8 @@ impl ServerAuthFiles {
     }
 
     /// Reads the files: the listener's authentication, or one line naming the file at fault.
-    pub fn load(&self) -> Result<ServerAuth, String> {
-        match (&self.tls_cert, &self.tls_key, &self.tls_client_ca, &self.token_file) {
+    pub fn server(&self) -> Result<ServerAuth, String> {
+        match (&self.tls_cert, &self.tls_key, &self.tls_ca, &self.token_file) {
             (Some(cert), Some(key), Some(ca), _) => {
                 let mut config = server_tls(cert, key, ca)?;
                 config.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -189,19 +191,9 @@ impl Token {
     }
 }
 
-/// How a client authenticates to a service on TCP: `http://` URLs with a
-/// token, `https://` URLs with TLS (the CA that signed the server's
-/// certificate, and this client's certificate and key).
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct ClientAuthFiles {
-    pub token_file: Option<PathBuf>,
-    pub tls_ca: Option<PathBuf>,
-    pub tls_cert: Option<PathBuf>,
-    pub tls_key: Option<PathBuf>,
-}
-
-impl ClientAuthFiles {
-    pub fn load(&self) -> Result<ClientAuth, String> {
+impl AuthFiles {
+    /// Reads a client's files: its credentials, or one line naming the file at fault.
+    pub fn client(&self) -> Result<ClientAuth, String> {
         let token = self.token_file.as_deref().map(Token::read).transpose()?;
         let tls = match (&self.tls_ca, &self.tls_cert, &self.tls_key) {
             (None, None, None) => None,
@@ -314,21 +306,12 @@ pub const AUTH_FLAGS: AuthKeys =
     AuthKeys { token_file: "--token-file", tls_cert: "--tls-cert", tls_key: "--tls-key", tls_ca: "--tls-ca" };
 
 impl AuthArgs {
-    pub fn client_files(&self) -> ClientAuthFiles {
-        ClientAuthFiles {
+    pub fn files(&self) -> AuthFiles {
+        AuthFiles {
             token_file: self.token_file.clone(),
             tls_ca: self.tls_ca.clone(),
             tls_cert: self.tls_cert.clone(),
             tls_key: self.tls_key.clone(),
-        }
-    }
-
-    pub fn server_files(&self) -> ServerAuthFiles {
-        ServerAuthFiles {
-            token_file: self.token_file.clone(),
-            tls_cert: self.tls_cert.clone(),
-            tls_key: self.tls_key.clone(),
-            tls_client_ca: self.tls_ca.clone(),
         }
     }
 
@@ -337,17 +320,17 @@ impl AuthArgs {
     pub fn check_listen(&self, listen: &str) -> Result<(), String> {
         let addr: SocketAddr =
             listen.parse().map_err(|_| format!("--listen {listen:?} is not an address and port such as 127.0.0.1:7400"))?;
-        self.server_files().check(&addr, &AUTH_FLAGS).map_err(|e| format!("--listen: {e}"))
+        self.files().check(&addr, &AUTH_FLAGS).map_err(|e| format!("--listen: {e}"))
     }
 
     /// A server's authentication on `addr`, checked and loaded; one line naming the flag at fault.
     pub fn server(&self, addr: &SocketAddr) -> Result<ServerAuth, String> {
-        let files = self.server_files();
+        let files = self.files();
         files.check(addr, &AUTH_FLAGS)?;
-        files.load()
+        files.server()
     }
 
     pub fn client(&self) -> Result<ClientAuth, String> {
-        self.client_files().load()
+        self.files().client()
     }
 }

@@ -7,5 +7,5 @@ pub mod connect;
 mod parse_errors;
 pub mod serve;
 
-pub use auth::{ClientAuth, ClientAuthFiles, ServerAuth, ServerAuthFiles};
+pub use auth::{AuthFiles, ClientAuth, ServerAuth};
 pub use serve::{serve, HttpLimits, Listener};
