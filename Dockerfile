@@ -7,13 +7,13 @@ RUN apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked
+RUN cargo build --release --locked -p switchyard -p switchyard-vbd
 
 FROM debian:bookworm-slim
 RUN apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
         dpdk dpdk-dev libpcap0.8 \
     && rm -rf /var/lib/apt/lists/*
-COPY --from=build /src/target/release/switchyard /usr/local/bin/switchyard
+COPY --from=build /src/target/release/switchyard /src/target/release/switchyard-vbd /usr/local/bin/
 COPY conf /usr/share/switchyard/conf
 WORKDIR /usr/share/switchyard
 ENTRYPOINT ["/usr/local/bin/switchyard"]

@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use crossbeam::utils::CachePadded;
 use switchyard::bench::Scenario;
-use switchyard::migration::{Handling, HoldEntry, HoldLimits, HoldShared, MigrationStage, Role, VmKey};
+use switchyard::vm_migration::{Handling, HoldEntry, HoldLimits, HoldShared, MigrationStage, Role, VmKey};
 use switchyard::pipeline::{Burst, BytesPacket, PortId, Side, Stage, Verdict, BURST_SIZE};
-use switchyard::rewrite::{AddressMigrations, Direction, RewritePort};
+use switchyard::address_migration::{AddressMigrations, Direction, RewritePort};
 use switchyard::wire::MacAddr;
 use switchyard::xconnect::{CrossConnect, Route};
 

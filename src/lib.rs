@@ -1,35 +1,38 @@
 //! Switchyard: a DPDK poll-mode virtual switch for bare-metal NFV hosts.
 //!
-//! Floors, bottom up (a module never imports one above it):
-//! `wire`; `pipeline`, `dpdk`, `store`, `config` (builds `store` records from the TOML), `json_body`, `stop_signal`;
-//! feature modules (`xconnect`, `overlay`, `rewrite`, `migration`, `board`, `blockio`, `vbd`); `dataplane`; `bench`,
-//! `control`; `intercloud` (uses `control`'s client to reach the switches); `fuzzing` (the fuzz bodies, over all
-//! of it); `main.rs`.
-//! Raw pointers and FFI live only in `dpdk` (and the `dpdk-ffi` crate): the Rust
-//! lint against them is denied crate-wide in Cargo.toml and allowed there alone.
+//! This crate composes the workspace's crates (`crates/`, drawn in
+//! docs/architecture.md) into the product: the data plane that runs them on
+//! DPDK lcores, the control plane (REST API, CLI) that configures them, the
+//! configuration file, telemetry, the unit upgrade, and the inter-cloud roles.
+//! Each crate below is re-exported under the name the code here uses for it.
+//! Modules never import one above them: `config`; `upgrade`; `dataplane`,
+//! `telemetry`; `bench`, `control`; `intercloud` (uses `control`'s client);
+//! `fuzzing` (the fuzz bodies, over all of it); `main.rs`.
 
 #![recursion_limit = "256"] // the OpenAPI document is one large json! literal
 
+// The crates, under the names the modules here use.
+pub use switchyard_address_migration as address_migration;
+pub use switchyard_block_server as block_server;
+pub use switchyard_board as board;
+pub use switchyard_dpdk as dpdk;
+pub use switchyard_io_ring as io_ring;
+pub use switchyard_overlay as overlay;
+pub use switchyard_pipeline as pipeline;
+pub use switchyard_service as svc;
+pub use switchyard_service::{json_body, stop_signal};
+pub use switchyard_unit_abi as unit;
+pub use switchyard_vbd as vbd;
+pub use switchyard_vm_migration as vm_migration;
+pub use switchyard_wire as wire;
+pub use switchyard_xconnect as xconnect;
+
 pub mod bench;
-pub mod blockio;
-pub mod board;
 pub mod config;
 pub mod control;
 pub mod dataplane;
-pub mod dpdk;
 pub mod fuzzing;
 pub mod intercloud;
-pub mod json_body;
-pub mod migration;
-pub mod overlay;
-pub mod pipeline;
-pub mod rewrite;
-pub mod stop_signal;
 pub mod store;
-pub mod svc;
 pub mod telemetry;
-pub mod unit;
 pub mod upgrade;
-pub mod vbd;
-pub mod wire;
-pub mod xconnect;

@@ -1,7 +1,7 @@
 //! Layer 2 conformance suite of malformed input (issue 9, item 2): a table of cases, each a pcap committed under
 //! tests/conformance/pcap/<case>.pcap, sent into one port of the binary in pcap mode under one of six configs,
 //! with its verdict: the drop reasons that must count it, or the exact frames that must come out of which port.
-//! Nothing else may be dropped or sent. The README's "Accept/drop policy for malformed input" says why.
+//! Nothing else may be dropped or sent. docs/pcap-mode.md, "Accept/drop policy for malformed input", says why.
 //!
 //! Cases of one config run together in as few runs as keep every verdict attributable: within a run no drop
 //! reason is expected by two cases (a case that wrongly moved another's counter shows as a wrong count, one that

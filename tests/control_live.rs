@@ -249,7 +249,7 @@ fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
 }
 
-/// The README's "start over" (move config.redb away) with the same images
+/// docs/databases.md's "start over" (move config.redb away) with the same images
 /// directory: every image file stays, byte for byte; each is reported once
 /// and listed as an unknown file until the operator adopts or removes it.
 /// Image files are private, and a directory others may write to stops the start.

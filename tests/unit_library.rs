@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 
 use switchyard::config::VtepConfig;
-use switchyard::dpdk::unit_abi::UnitLibrary;
+use switchyard::unit::c_abi::UnitLibrary;
 use switchyard::overlay::{Underlay, UnitSetup, VmPort};
 use switchyard::pipeline::PortId;
 use switchyard::store::{Change, ConfigSnapshot, Network, RemoteEndpoint};

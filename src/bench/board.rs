@@ -30,7 +30,7 @@ const WATCH_TIMEOUT: Duration = Duration::from_secs(25);
 const DELIVERY_DEADLINE: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, Serialize)]
-pub struct BoardReport {
+pub(super) struct BoardReport {
     pub scenario: &'static str,
     pub updates: u32,
     pub watchers: u32,
@@ -43,7 +43,7 @@ pub struct BoardReport {
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]
-pub struct Percentiles {
+pub(super) struct Percentiles {
     pub p50: f64,
     pub p99: f64,
     pub max: f64,
@@ -67,7 +67,7 @@ enum Heard {
     Failed(String),
 }
 
-pub fn run(options: &BenchOptions, dir: &Path) -> Result<(), String> {
+pub(super) fn run(options: &BenchOptions, dir: &Path) -> Result<(), String> {
     let database = dir.join("board.redb");
     let store = RedbBoardStore::open(&database).map_err(|e| e.to_string())?;
     let board = Board::open(store).map_err(|e| e.to_string())?;

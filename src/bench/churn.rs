@@ -15,7 +15,7 @@ use crate::wire::MacAddr;
 const TABLE_ENTRIES: u32 = 1000;
 
 /// Applies `per_second` updates a second until `stop`; returns how many.
-pub fn run(host: &UnitHost<Mbuf>, base: &ConfigSnapshot, per_second: u32, stop: &AtomicBool) -> u64 {
+pub(super) fn run(host: &UnitHost<Mbuf>, base: &ConfigSnapshot, per_second: u32, stop: &AtomicBool) -> u64 {
     let mut config = base.clone();
     let vni = config.networks.first().map_or(1, |n| n.vni);
     let remote = |i: u32| RemoteEndpoint {

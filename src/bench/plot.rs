@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 /// How text is anchored at its position.
 #[derive(Clone, Copy)]
-pub enum Anchor {
+pub(super) enum Anchor {
     Start,
     Middle,
     End,
@@ -22,12 +22,12 @@ impl Anchor {
 }
 
 /// An SVG document being written; `finish` closes it.
-pub struct Svg {
+pub(super) struct Svg {
     out: String,
 }
 
 impl Svg {
-    pub fn new(width: f64, height: f64) -> Self {
+    pub(super) fn new(width: f64, height: f64) -> Self {
         let mut out = String::new();
         let _ = writeln!(
             out,
@@ -37,21 +37,21 @@ impl Svg {
         Svg { out }
     }
 
-    pub fn rect(&mut self, x: f64, y: f64, width: f64, height: f64, fill: &str, opacity: f64) {
+    pub(super) fn rect(&mut self, x: f64, y: f64, width: f64, height: f64, fill: &str, opacity: f64) {
         let _ = writeln!(
             self.out,
             r#"<rect x="{x:.2}" y="{y:.2}" width="{width:.2}" height="{height:.2}" fill="{fill}" fill-opacity="{opacity}"/>"#
         );
     }
 
-    pub fn line(&mut self, (x1, y1): (f64, f64), (x2, y2): (f64, f64), stroke: &str, width: f64) {
+    pub(super) fn line(&mut self, (x1, y1): (f64, f64), (x2, y2): (f64, f64), stroke: &str, width: f64) {
         let _ = writeln!(
             self.out,
             r#"<line x1="{x1:.2}" y1="{y1:.2}" x2="{x2:.2}" y2="{y2:.2}" stroke="{stroke}" stroke-width="{width}"/>"#
         );
     }
 
-    pub fn polyline(&mut self, points: impl IntoIterator<Item = (f64, f64)>, stroke: &str, width: f64) {
+    pub(super) fn polyline(&mut self, points: impl IntoIterator<Item = (f64, f64)>, stroke: &str, width: f64) {
         let mut coordinates = String::new();
         for (x, y) in points {
             let _ = write!(coordinates, "{x:.2},{y:.2} ");
@@ -64,7 +64,7 @@ impl Svg {
     }
 
     /// `text` at (x, y), rotated by `degrees` around that point.
-    pub fn text(&mut self, (x, y): (f64, f64), text: &str, size: f64, anchor: Anchor, degrees: f64) {
+    pub(super) fn text(&mut self, (x, y): (f64, f64), text: &str, size: f64, anchor: Anchor, degrees: f64) {
         let rotate = if degrees == 0.0 { String::new() } else { format!(r#" transform="rotate({degrees} {x:.2} {y:.2})""#) };
         let _ = writeln!(
             self.out,
@@ -74,7 +74,7 @@ impl Svg {
         );
     }
 
-    pub fn finish(mut self) -> String {
+    pub(super) fn finish(mut self) -> String {
         self.out.push_str("</svg>\n");
         self.out
     }
@@ -82,7 +82,7 @@ impl Svg {
 
 /// A plot area at (left, top) of `width` x `height` pixels showing the data
 /// ranges `x` and `y` (y grows upwards).
-pub struct Frame {
+pub(super) struct Frame {
     pub left: f64,
     pub top: f64,
     pub width: f64,
@@ -93,21 +93,21 @@ pub struct Frame {
 
 impl Frame {
     /// The pixel column of data value `x`.
-    pub fn px(&self, x: f64) -> f64 {
+    pub(super) fn px(&self, x: f64) -> f64 {
         self.left + (x - self.x.0) / (self.x.1 - self.x.0) * self.width
     }
 
     /// The pixel row of data value `y`.
-    pub fn py(&self, y: f64) -> f64 {
+    pub(super) fn py(&self, y: f64) -> f64 {
         self.top + self.height - (y - self.y.0) / (self.y.1 - self.y.0) * self.height
     }
 
-    pub fn bottom(&self) -> f64 {
+    pub(super) fn bottom(&self) -> f64 {
         self.top + self.height
     }
 
     /// Axes along the left and bottom edges, with ticks, light grid lines and labels.
-    pub fn draw_axes(&self, svg: &mut Svg, x_label: &str, y_label: &str) {
+    pub(super) fn draw_axes(&self, svg: &mut Svg, x_label: &str, y_label: &str) {
         const TICK: f64 = 5.0;
         for x in ticks(self.x.0, self.x.1, 10) {
             let px = self.px(x);
@@ -130,7 +130,7 @@ impl Frame {
 
 /// Round tick values (1, 2 or 5 times a power of ten apart) covering
 /// `[min, max]`, about `target` of them.
-pub fn ticks(min: f64, max: f64, target: usize) -> Vec<f64> {
+pub(super) fn ticks(min: f64, max: f64, target: usize) -> Vec<f64> {
     let step = tick_step(min, max, target);
     if !step.is_finite() || step <= 0.0 {
         return vec![min];
@@ -164,7 +164,7 @@ fn tick_label(value: f64, range: (f64, f64)) -> String {
 }
 
 /// The top of an axis from 0 that shows `value`: the first round tick at or above it.
-pub fn axis_max(value: f64, target: usize) -> f64 {
+pub(super) fn axis_max(value: f64, target: usize) -> f64 {
     if value <= 0.0 || !value.is_finite() {
         return 1.0;
     }

@@ -344,18 +344,18 @@ mod tests {
     fn migration_rewrite_rewrites_every_generator_packet_both_ways() {
         let config = Scenario::MigrationRewrite.overlay_config();
         let ports = [
-            crate::rewrite::RewritePort { name: "generator".into(), id: crate::pipeline::PortId(0), mac: SRC_MAC },
-            crate::rewrite::RewritePort { name: "sink".into(), id: crate::pipeline::PortId(1), mac: DST_MAC },
+            crate::address_migration::RewritePort { name: "generator".into(), id: crate::pipeline::PortId(0), mac: SRC_MAC },
+            crate::address_migration::RewritePort { name: "sink".into(), id: crate::pipeline::PortId(1), mac: DST_MAC },
         ];
-        let table = crate::rewrite::build(&config, &ports);
+        let table = crate::address_migration::build(&config, &ports);
         assert_eq!(table.sizes(), (1001, 0));
-        let (from_vm, to_vm) = (crate::rewrite::Direction::FromVm, crate::rewrite::Direction::ToVm);
+        let (from_vm, to_vm) = (crate::address_migration::Direction::FromVm, crate::address_migration::Direction::ToVm);
         for flow in [0, 1, 999] {
             let mut frame = udp_frame(flow);
             let out = |port: u16| table.port(crate::pipeline::PortId(port)).unwrap();
-            let done = Ok(crate::rewrite::Rewritten::Address { icmp_error: false });
-            assert_eq!(crate::rewrite::rewrite_frame(&mut frame, from_vm, &out(0).from_vm), done);
-            assert_eq!(crate::rewrite::rewrite_frame(&mut frame, to_vm, &out(1).to_vm), done);
+            let done = Ok(crate::address_migration::Rewritten::Address { icmp_error: false });
+            assert_eq!(crate::address_migration::rewrite_frame(&mut frame, from_vm, &out(0).from_vm), done);
+            assert_eq!(crate::address_migration::rewrite_frame(&mut frame, to_vm, &out(1).to_vm), done);
             let ip = Ipv4Packet::new_checked(&frame[14..]).unwrap();
             assert!(ip.verify_checksum());
             assert_eq!(ip.dst_addr(), Ipv4Addr::new(10, 3, 0, 1));

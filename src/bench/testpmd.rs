@@ -12,7 +12,7 @@ use super::{median, Measurement, FORWARDING_LCORE, MBUFS, MEMORY_MB, WARMUP};
 
 /// Forwards with testpmd in `mode` for warm-up + `seconds` and returns the
 /// median of its per-second Tx-pps on the sink (port 1).
-pub fn measure(testpmd: &Path, mode: &str, generator: &Path, seconds: u32) -> Result<Measurement, String> {
+pub(super) fn measure(testpmd: &Path, mode: &str, generator: &Path, seconds: u32) -> Result<Measurement, String> {
     let mut child = Command::new(testpmd)
         .args(["-l", &format!("0,{FORWARDING_LCORE}"), "--no-huge", "-m", &MEMORY_MB.to_string(), "--no-pci"])
         .args(["--no-shconf", "--file-prefix", &format!("switchyard-bench-testpmd-{}", std::process::id())])

@@ -64,14 +64,14 @@ impl ConfigGate for BenchGate {
 
 /// The sink's rate over the sampling period ending at `t_ms` (since the baseline began).
 #[derive(Debug, Clone, Copy, Serialize)]
-pub struct Sample {
+pub(super) struct Sample {
     pub t_ms: f64,
     pub mpps: f64,
 }
 
 /// One upgrade as the bench saw it.
 #[derive(Debug, Clone, Serialize)]
-pub struct UpgradeRun {
+pub(super) struct UpgradeRun {
     /// 1-based.
     pub number: u32,
     pub library: String,
@@ -89,7 +89,7 @@ pub struct UpgradeRun {
 
 /// Packets in against packets out, from the final counters.
 #[derive(Debug, Clone, Serialize)]
-pub struct PacketAccount {
+pub(super) struct PacketAccount {
     pub generator_rx: u64,
     pub sink_tx: u64,
     /// generator_rx - sink_tx: every packet not forwarded, whatever the reason.
@@ -103,7 +103,7 @@ pub struct PacketAccount {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct GapReport {
+pub(super) struct GapReport {
     pub target_us: f64,
     /// During the baseline, without an upgrade.
     pub without_upgrade_us: f64,
@@ -118,7 +118,7 @@ pub struct GapReport {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct DurationStats {
+pub(super) struct DurationStats {
     pub step: u8,
     pub name: String,
     pub mean_us: f64,
@@ -126,7 +126,7 @@ pub struct DurationStats {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Throughput {
+pub(super) struct Throughput {
     pub sample_period_ms: f64,
     /// Median of the samples in the baseline.
     pub before_mpps: f64,
@@ -138,7 +138,7 @@ pub struct Throughput {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct UpgradeReport {
+pub(super) struct UpgradeReport {
     pub scenario: &'static str,
     pub description: &'static str,
     pub libraries: Vec<String>,
@@ -164,7 +164,7 @@ struct Measured {
     samples: Vec<Sample>,
 }
 
-pub fn run(options: &BenchOptions, dir: &Path) -> Result<(), String> {
+pub(super) fn run(options: &BenchOptions, dir: &Path) -> Result<(), String> {
     let units = match &options.units {
         Some(dir) => dir.clone(),
         None => default_units_dir()?,

@@ -10,21 +10,21 @@ use std::path::Path;
 const MAX_DEVICE_NAME: usize = 63;
 
 /// pcap PMD keys that receive from a live interface (as opposed to `rx_pcap` files).
-pub const PCAP_RX_SOURCES: [&str; 3] = ["rx_iface", "rx_iface_in", "iface"];
+pub(super) const PCAP_RX_SOURCES: [&str; 3] = ["rx_iface", "rx_iface_in", "iface"];
 
 /// Keys the DPDK 22.11 pcap PMD (`net_pcap`, alias `eth_pcap`) accepts.
-pub const PCAP_KEYS: [&str; 8] =
+pub(super) const PCAP_KEYS: [&str; 8] =
     ["rx_pcap", "rx_iface", "rx_iface_in", "tx_pcap", "tx_iface", "iface", "phy_mac", "infinite_rx"];
 
 /// The devargs up to the first ','.
-pub fn device_name(devargs: &str) -> &str {
+pub(super) fn device_name(devargs: &str) -> &str {
     devargs.split_once(',').map_or(devargs, |(name, _)| name)
 }
 
 /// The pairs after the device name, in order. Empty items (`a=1,,b=2`) are
 /// skipped, as DPDK does; an item without '=' is skipped too (validation
 /// rejects those before a `PortConfig` is built).
-pub fn pairs(devargs: &str) -> impl Iterator<Item = (&str, &str)> {
+pub(super) fn pairs(devargs: &str) -> impl Iterator<Item = (&str, &str)> {
     let rest = devargs.split_once(',').map_or("", |(_, rest)| rest);
     Items { rest: Some(rest) }.filter_map(|item| item.split_once('='))
 }
@@ -73,7 +73,7 @@ impl<'a> Iterator for Items<'a> {
 
 /// A PCI address `DDDD:BB:DD.F` or `BB:DD.F` (hex; the domain may have up to
 /// 8 digits, device <= 0x1f, function <= 7), as (domain, bus, device, function).
-pub fn parse_pci(name: &str) -> Option<(u32, u8, u8, u8)> {
+pub(super) fn parse_pci(name: &str) -> Option<(u32, u8, u8, u8)> {
     fn hex(text: &str, digits: std::ops::RangeInclusive<usize>) -> Option<u32> {
         if !digits.contains(&text.len()) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
@@ -95,7 +95,7 @@ pub fn parse_pci(name: &str) -> Option<(u32, u8, u8, u8)> {
 
 /// A vdev name: a driver name (letters, digits, '_'; starting with a letter)
 /// followed by an instance number, e.g. "net_pcap0".
-pub fn is_vdev_name(name: &str) -> bool {
+pub(super) fn is_vdev_name(name: &str) -> bool {
     name.len() <= MAX_DEVICE_NAME
         && name.starts_with(|c: char| c.is_ascii_alphabetic())
         && name.ends_with(|c: char| c.is_ascii_digit())
@@ -104,7 +104,7 @@ pub fn is_vdev_name(name: &str) -> bool {
 
 /// The driver of a device name: "pci" for PCI addresses, otherwise the name
 /// without its trailing instance number.
-pub fn driver(name: &str) -> &str {
+pub(super) fn driver(name: &str) -> &str {
     if parse_pci(name).is_some() {
         "pci"
     } else {
@@ -112,7 +112,7 @@ pub fn driver(name: &str) -> &str {
     }
 }
 
-pub fn is_pcap_driver(driver: &str) -> bool {
+pub(super) fn is_pcap_driver(driver: &str) -> bool {
     driver == "net_pcap" || driver == "eth_pcap"
 }
 
@@ -120,7 +120,7 @@ pub fn is_pcap_driver(driver: &str) -> bool {
 /// address is written the way DPDK names the port (lower-case hex, 4-digit
 /// domain), so that `device_name()` matches `rte_eth_dev_get_name_by_port`.
 /// The error is the problem text, without the key name.
-pub fn normalize(devargs: &str) -> Result<String, String> {
+pub(super) fn normalize(devargs: &str) -> Result<String, String> {
     if devargs.is_empty() {
         return Err("empty".to_string());
     }
@@ -172,7 +172,7 @@ pub fn normalize(devargs: &str) -> Result<String, String> {
 /// Checks that an `rx_pcap=` file can be opened for reading. Regular files
 /// are opened (and closed); FIFOs and character devices are only looked up,
 /// since opening a FIFO without a writer would block.
-pub fn check_rx_pcap(file: &str) -> Result<(), String> {
+pub(super) fn check_rx_pcap(file: &str) -> Result<(), String> {
     let path = Path::new(file);
     let meta = match std::fs::metadata(path) {
         Ok(meta) => meta,

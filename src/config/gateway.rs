@@ -1,36 +1,13 @@
-//! `[gateway]`: this host's vRouter is the inter-cloud gateway of its cloud (seed
-//! 002): VXLAN from the other cloud is decapsulated, looked up in forwarding
+//! `[gateway]`: this host's vRouter is the inter-cloud gateway of its cloud:
+//! VXLAN from the other cloud is decapsulated, looked up in forwarding
 //! table 2 (the remote endpoints: VM -> compute-node VTEP of this cloud) and
 //! re-encapsulated to that compute node. See docs/gateway.md.
-use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use super::raw::RawGateway;
 use super::Problems;
 use crate::store::rules::check_vni;
-use crate::store::{Network, Vni};
-
-/// The gateway role and its VNI mappings.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GatewayConfig {
-    /// VNIs the other cloud uses for networks that are known here under another VNI.
-    pub vni_map: Vec<VniMapping>,
-}
-
-/// Frames from the other cloud with `remote_vni` are switched, and re-encapsulated, as `local_vni`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VniMapping {
-    pub remote_vni: Vni,
-    pub local_vni: Vni,
-}
-
-impl GatewayConfig {
-    /// The local network a VNI from the tunnel stands for: its mapping, else itself.
-    #[inline]
-    pub fn local_vni(&self, wire_vni: Vni) -> Vni {
-        self.vni_map.iter().find(|m| m.remote_vni == wire_vni).map_or(wire_vni, |m| m.local_vni)
-    }
-}
+use crate::store::{GatewayConfig, Network, VniMapping};
 
 /// Validates `[gateway]`: it needs the VTEP (`has_vtep`); a mapping's local VNI
 /// must be a `[[network]]` of the file, its remote VNI mapped once and not a local

@@ -1,7 +1,7 @@
 //! The EAL lcore list (`-l`): "0-3", "0,2,4", "1-2,5".
 
 /// DPDK's `RTE_MAX_LCORE` in the Debian bookworm build (`rte_build_config.h`).
-pub const MAX_LCORE: u32 = 128;
+pub(super) const MAX_LCORE: u32 = 128;
 
 /// Parses an lcore list into the lcore ids in the order they are listed.
 ///
@@ -9,7 +9,7 @@ pub const MAX_LCORE: u32 = 128;
 /// no lcore listed twice, and no `(a,b)@c` groups (those need `--lcores`,
 /// and a worker must own a whole lcore here). The error is the problem text,
 /// without the key name.
-pub fn parse(text: &str) -> Result<Vec<u32>, String> {
+pub(super) fn parse(text: &str) -> Result<Vec<u32>, String> {
     if text.is_empty() {
         return Err("empty".to_string());
     }
@@ -55,7 +55,7 @@ fn lcore_id(digits: &str) -> Option<Result<u32, String>> {
 }
 
 /// The main lcore: the lowest listed, which is also DPDK's default choice.
-pub fn main_lcore(lcores: &[u32]) -> Option<u32> {
+pub(super) fn main_lcore(lcores: &[u32]) -> Option<u32> {
     lcores.iter().copied().min()
 }
 

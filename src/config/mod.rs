@@ -109,7 +109,8 @@ use crate::store::ConfigSnapshot;
 use crate::wire::MacAddr;
 pub use control::{ControlConfig, SocketGroup, CONTROL_AUTH_KEYS, SOCKET_PATH_MAX};
 pub use crate::svc::auth::is_loopback;
-pub use gateway::{GatewayConfig, VniMapping};
+pub use switchyard_model::{GatewayConfig, VniMapping, VtepConfig};
+use switchyard_model::on_link;
 pub use migration::{BoardConfig, MigrationConfig};
 pub use storage::{ImageGroup, StorageConfig};
 pub use tunnels::{TunnelsConfig, TunnelsMode};
@@ -241,19 +242,6 @@ pub struct PortConfig {
     pub peer_mac: MacAddr,
     /// The local VTEP on this uplink port, if the overlay runs over it.
     pub vtep: Option<VtepConfig>,
-}
-
-/// The underlay addressing of the uplink that carries VXLAN.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VtepConfig {
-    pub address: Ipv4Addr,
-    pub prefix_len: u8,
-    /// Next hop towards VTEPs outside the subnet.
-    pub gateway: Option<Ipv4Addr>,
-    /// Fixed next-hop MAC (no ARP), for pcap tests and static underlays.
-    pub next_hop_mac: Option<MacAddr>,
-    /// Largest outer IPv4 packet, headers included.
-    pub mtu: u16,
 }
 
 fn serialize_mac<S: Serializer>(mac: &MacAddr, serializer: S) -> Result<S::Ok, S::Error> {
@@ -526,20 +514,6 @@ impl Problems {
         let mtu = self.int(&port.mtu, &at("mtu"), 1500u16, 68..=9216, "")?;
         Some(VtepConfig { address: ip, prefix_len, gateway, next_hop_mac, mtu })
     }
-}
-
-impl VtepConfig {
-    /// Whether `ip` is on the uplink subnet (reached directly, not through the gateway).
-    pub fn is_on_link(&self, ip: Ipv4Addr) -> bool {
-        on_link(self.address, self.prefix_len, ip)
-    }
-}
-
-/// Whether `ip` is in `address/prefix_len`. A prefix over 32 (refused where configurations are read, but a
-/// `VtepConfig` also comes in a unit's setup blob) is taken as /32.
-fn on_link(address: Ipv4Addr, prefix_len: u8, ip: Ipv4Addr) -> bool {
-    let mask = u32::MAX.checked_shl(32u32.saturating_sub(u32::from(prefix_len))).unwrap_or(0);
-    u32::from(ip) & mask == u32::from(address) & mask
 }
 
 /// "192.0.2.1/24" -> (address, 24).

@@ -13,7 +13,7 @@ use crate::wire::MacAddr;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawConfig {
+pub(super) struct RawConfig {
     #[serde(default)]
     pub eal: Option<Spanned<RawEal>>,
     #[serde(default)]
@@ -48,21 +48,21 @@ pub struct RawConfig {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawGateway {
+pub(super) struct RawGateway {
     #[serde(default)]
     pub vni_map: Option<Spanned<Vec<Spanned<RawVniMapping>>>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawVniMapping {
+pub(super) struct RawVniMapping {
     pub remote_vni: Spanned<i64>,
     pub local_vni: Spanned<i64>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub struct RawMigration {
+pub(super) struct RawMigration {
     #[serde(default)]
     pub buffer_packets: Option<Spanned<i64>>,
     #[serde(default)]
@@ -73,7 +73,7 @@ pub struct RawMigration {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawBoard {
+pub(super) struct RawBoard {
     #[serde(default)]
     pub url: Option<Spanned<String>>,
     #[serde(default)]
@@ -92,7 +92,7 @@ pub struct RawBoard {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub struct RawControl {
+pub(super) struct RawControl {
     #[serde(default)]
     pub socket: Option<Spanned<String>>,
     #[serde(default)]
@@ -120,7 +120,7 @@ pub struct RawControl {
 /// Addresses are kept as text so that validation names the key in its message.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawNetwork {
+pub(super) struct RawNetwork {
     pub vni: Spanned<i64>,
     pub name: Spanned<String>,
     #[serde(default)]
@@ -129,7 +129,7 @@ pub struct RawNetwork {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawEndpoint {
+pub(super) struct RawEndpoint {
     pub vni: Spanned<i64>,
     pub mac: Spanned<String>,
     #[serde(default)]
@@ -139,7 +139,7 @@ pub struct RawEndpoint {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawRemote {
+pub(super) struct RawRemote {
     pub vni: Spanned<i64>,
     pub mac: Spanned<String>,
     #[serde(default)]
@@ -149,7 +149,7 @@ pub struct RawRemote {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawAddressMigration {
+pub(super) struct RawAddressMigration {
     pub vni: Spanned<i64>,
     pub primary_ip: Spanned<String>,
     #[serde(default)]
@@ -159,7 +159,7 @@ pub struct RawAddressMigration {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub struct RawEal {
+pub(super) struct RawEal {
     #[serde(default)]
     pub lcores: Option<Spanned<String>>,
     #[serde(default)]
@@ -174,7 +174,7 @@ pub struct RawEal {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub struct RawMempool {
+pub(super) struct RawMempool {
     #[serde(default)]
     pub mbufs: Option<Spanned<i64>>,
     #[serde(default)]
@@ -185,7 +185,7 @@ pub struct RawMempool {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub struct RawDataplane {
+pub(super) struct RawDataplane {
     #[serde(default)]
     pub workers: Option<Spanned<Vec<i64>>>,
     #[serde(default)]
@@ -198,7 +198,7 @@ pub struct RawDataplane {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawPort {
+pub(super) struct RawPort {
     pub name: Spanned<String>,
     pub devargs: Spanned<String>,
     pub role: PortRole,
@@ -227,7 +227,7 @@ pub struct RawPort {
 
 /// `forward_to`: a port name or a port index. Negative indices are kept so
 /// validation can name the key in its message.
-pub enum PortRef {
+pub(super) enum PortRef {
     Index(i64),
     Name(String),
 }

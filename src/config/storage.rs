@@ -50,7 +50,7 @@ impl StorageConfig {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub struct RawStorage {
+pub(super) struct RawStorage {
     #[serde(default)]
     pub images: Option<Spanned<String>>,
     #[serde(default)]

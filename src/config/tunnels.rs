@@ -34,7 +34,7 @@ impl Default for TunnelsConfig {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub struct RawTunnels {
+pub(super) struct RawTunnels {
     #[serde(default)]
     pub mode: Option<Spanned<String>>,
     #[serde(default)]

@@ -26,7 +26,7 @@ impl Default for UpgradeConfig {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub struct RawUpgrade {
+pub(super) struct RawUpgrade {
     #[serde(default)]
     pub library_dir: Option<Spanned<String>>,
 }

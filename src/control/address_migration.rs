@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::core::Control;
 use super::error::ApiError;
-use crate::rewrite::AddressReport;
+use crate::address_migration::AddressReport;
 use crate::store::rules::{check_address_migration, judge_report};
 use crate::store::{unix_us, AddressMigration, Change, AddressMigrationSource};
 use crate::wire::{MacAddr, ReportStatus};

@@ -25,7 +25,7 @@ use tokio::time::Instant;
 
 use super::core::Control;
 use crate::board::{BoardClient, BoardError, Event, EventKind, Record, RecordKey, Update, VmState, WatchReply};
-use crate::migration::VmKey;
+use crate::vm_migration::VmKey;
 use crate::store::{Change, ConfigSnapshot, RemoteEndpoint, RemoteSource};
 
 /// How long one watch waits on the board for a change.

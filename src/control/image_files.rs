@@ -53,7 +53,7 @@ pub(super) enum ImageSource {
 }
 
 impl ImageSource {
-    pub fn size(&self) -> u64 {
+    pub(super) fn size(&self) -> u64 {
         match self {
             ImageSource::Sparse { size }
             | ImageSource::Copy { size, .. }
@@ -75,7 +75,7 @@ pub(super) enum FileWork {
 
 impl FileWork {
     /// The creation of image `id` from `source`, with a new intent.
-    pub fn create(id: ImageId, source: ImageSource) -> Result<FileWork, ApiError> {
+    pub(super) fn create(id: ImageId, source: ImageSource) -> Result<FileWork, ApiError> {
         let adopted_from = match &source {
             ImageSource::Adopt { file_name, .. } => Some(file_name.clone()),
             _ => None,
@@ -86,7 +86,7 @@ impl FileWork {
 
     /// The intent recorded for this work: a creation's before its staging
     /// file is made, a deletion's with its commit.
-    pub fn intent(&self) -> Option<ImageIntent> {
+    pub(super) fn intent(&self) -> Option<ImageIntent> {
         match self {
             FileWork::Create { intent, .. } => Some(intent.clone()),
             FileWork::Remove { id } => Some(ImageIntent::Delete { id: *id }),
@@ -139,7 +139,7 @@ pub(super) struct Reconciled {
 
 impl Reconciled {
     /// Whether anything was changed or needs the operator (what is logged as a summary).
-    pub fn is_quiet(&self) -> bool {
+    pub(super) fn is_quiet(&self) -> bool {
         self.finished.is_empty()
             && self.undone.is_empty()
             && self.removed.is_empty()
@@ -172,7 +172,7 @@ impl ImageFiles {
     /// `group`'s with `storage.image_group`); an existing one must be a
     /// directory of the switch's user that group and others cannot write to:
     /// whoever can write there could put any file in an image's place.
-    pub fn open(dir: &Path, group: Option<ImageGroup>) -> Result<ImageFiles, String> {
+    pub(super) fn open(dir: &Path, group: Option<ImageGroup>) -> Result<ImageFiles, String> {
         let shown = dir.display();
         let files = ImageFiles { dir: dir.to_path_buf(), group };
         let meta = match fs::metadata(dir) {
@@ -211,11 +211,11 @@ impl ImageFiles {
         Ok(files)
     }
 
-    pub fn dir(&self) -> &Path {
+    pub(super) fn dir(&self) -> &Path {
         &self.dir
     }
 
-    pub fn path(&self, id: ImageId) -> PathBuf {
+    pub(super) fn path(&self, id: ImageId) -> PathBuf {
         image_file(&self.dir, id)
     }
 
@@ -278,7 +278,7 @@ impl ImageFiles {
     }
 
     /// Allocated bytes of image `id`'s file (`st_blocks` x 512); `None` when it is missing.
-    pub fn usage(&self, id: ImageId) -> Option<u64> {
+    pub(super) fn usage(&self, id: ImageId) -> Option<u64> {
         fs::metadata(self.path(id)).ok().map(|m| m.blocks() * 512)
     }
 
@@ -302,7 +302,7 @@ impl ImageFiles {
 
     /// Ids after `last` whose file names are free, the first one: an unknown
     /// `<id>.img` is never overwritten by a new image.
-    pub fn free_id(&self, last: ImageId) -> Result<ImageId, ApiError> {
+    pub(super) fn free_id(&self, last: ImageId) -> Result<ImageId, ApiError> {
         let taken: BTreeSet<ImageId> = self
             .entries()
             .map_err(ApiError::internal)?
@@ -326,7 +326,7 @@ impl ImageFiles {
     /// and the intents) is read after the directory: a file made by a change is
     /// made after its record or intent is committed, so it is never taken for
     /// an unknown file.
-    pub fn orphans(
+    pub(super) fn orphans(
         &self,
         records: impl FnOnce() -> Result<(StorageRecords, Vec<ImageIntent>), String>,
     ) -> Result<Vec<StorageOrphan>, String> {
@@ -344,7 +344,7 @@ impl ImageFiles {
     }
 
     /// Removes unknown file `name` at the operator's request.
-    pub fn remove_orphan(&self, name: &str) -> io::Result<()> {
+    pub(super) fn remove_orphan(&self, name: &str) -> io::Result<()> {
         fs::remove_file(self.dir.join(name))?;
         self.sync_dir()
     }
@@ -352,7 +352,7 @@ impl ImageFiles {
     /// Before the commit (and after the creation's intent is recorded): writes
     /// a new image's staging file whole, or renames an adopted file there.
     /// Nothing is left behind on failure.
-    pub fn prepare(&self, work: &FileWork) -> Result<(), ApiError> {
+    pub(super) fn prepare(&self, work: &FileWork) -> Result<(), ApiError> {
         let FileWork::Create { source, intent, .. } = work else { return Ok(()) };
         let Some(staging) = self.staging_of(intent) else { return Ok(()) };
         let written = match source {
@@ -389,7 +389,7 @@ impl ImageFiles {
 
     /// The commit failed: removes what `prepare` wrote (puts an adopted file
     /// back); true when that is done and the creation's intent can be cleared.
-    pub fn discard(&self, work: &FileWork) -> bool {
+    pub(super) fn discard(&self, work: &FileWork) -> bool {
         let FileWork::Create { source, intent, .. } = work else { return true };
         let Some(staging) = self.staging_of(intent) else { return true };
         let undone = match source {
@@ -405,7 +405,7 @@ impl ImageFiles {
     /// After the commit. The database is the record now, so a failure here is
     /// logged and finished at the next start (`reconcile`, from the intent);
     /// true when the work is done and its intent can be cleared.
-    pub fn finish(&self, work: &FileWork) -> bool {
+    pub(super) fn finish(&self, work: &FileWork) -> bool {
         let result = match work {
             FileWork::None => Ok(()),
             FileWork::Create { id, source, intent } => match self.staging_of(intent) {
@@ -436,7 +436,7 @@ impl ImageFiles {
     /// At start: finishes or undoes the file work of each intent (touching only
     /// the file it names), reports files nothing accounts for and leaves them
     /// alone, extends short images and makes image files private.
-    pub fn reconcile(&self, storage: &StorageRecords, intents: &[ImageIntent]) -> Result<Reconciled, String> {
+    pub(super) fn reconcile(&self, storage: &StorageRecords, intents: &[ImageIntent]) -> Result<Reconciled, String> {
         let mut done = Reconciled::default();
         let recorded = |id: ImageId| storage.images.iter().any(|i| i.id == id);
         let failed = |what: &str, path: &Path, e: io::Error| format!("cannot {what} {}: {e}", path.display());

@@ -18,7 +18,7 @@ use super::board_agent::{BoardAction, BoardActions};
 use super::core::{body_ipv4, body_mac, body_vni, path_mac, path_vni, Control};
 use super::error::ApiError;
 use crate::config::BoardConfig;
-use crate::migration::{
+use crate::vm_migration::{
     Handling, HoldEntry, HoldShared, Migration, MigrationEvent, Phase, Role, Transition, VmKey, MAX_HELD_VMS,
 };
 use crate::overlay::{port_networks, VmPort};

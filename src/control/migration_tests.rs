@@ -9,7 +9,7 @@ use super::board_agent::BoardAction;
 use super::migration::RELAY_QUIET;
 use super::*;
 use crate::config::BoardConfig;
-use crate::migration::{Arrival, Handling, HoldLimits, HoldShared, Phase, Role, VmKey};
+use crate::vm_migration::{Arrival, Handling, HoldLimits, HoldShared, Phase, Role, VmKey};
 use crate::overlay::VmPort;
 use crate::pipeline::{PortId, Side};
 use crate::store::{RemoteEndpoint, RemoteSource, Store, VmEndpoint};

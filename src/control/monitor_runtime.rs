@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use std::time::Duration;
 
 use super::{MigrationPlane, PortView, Runtime, TunnelView};
-use crate::blockio::version::StorageVersion;
+use crate::block_server::version::StorageVersion;
 use crate::dataplane::Monitor;
 use crate::config::BoardConfig;
 use crate::store::{Change, ConfigSnapshot, ImageUse, StorageCatalog};
@@ -175,7 +175,7 @@ impl Runtime for MonitorRuntime {
         self.migration.clone()
     }
 
-    fn address_reports(&self) -> Vec<crate::rewrite::AddressReport> {
+    fn address_reports(&self) -> Vec<crate::address_migration::AddressReport> {
         self.monitor.address_migrations().map(|m| m.take_reports()).unwrap_or_default()
     }
 

@@ -85,7 +85,7 @@ impl ConfigRequest {
 }
 
 /// A user-given id as a path segment, percent-encoding anything unusual.
-pub fn segment(text: &str) -> String {
+pub(super) fn segment(text: &str) -> String {
     let mut encoded = String::new();
     for b in text.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b':') {

@@ -52,7 +52,7 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// The address-migration reports VMs sent since the last call, as the
     /// workers judged them (and answered the VMs), oldest first.
-    fn address_reports(&self) -> Vec<crate::rewrite::AddressReport> {
+    fn address_reports(&self) -> Vec<crate::address_migration::AddressReport> {
         Vec::new()
     }
 

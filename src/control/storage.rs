@@ -149,7 +149,7 @@ pub(super) struct StorageSetup {
 impl StorageSetup {
     /// Creates the images directory and brings it to what `snapshot` and the
     /// image intents in `store` say; clears the intents it settled.
-    pub fn open(
+    pub(super) fn open(
         config: StorageConfig,
         uses: Arc<ImageUse>,
         snapshot: &ConfigSnapshot,
@@ -183,7 +183,7 @@ impl StorageSetup {
         Ok(StorageSetup { config, files, uses })
     }
 
-    pub fn catalog(&self, snapshot: &ConfigSnapshot) -> Arc<StorageCatalog> {
+    pub(super) fn catalog(&self, snapshot: &ConfigSnapshot) -> Arc<StorageCatalog> {
         Arc::new(StorageCatalog::from_snapshot(snapshot, self.files.dir(), &self.uses))
     }
 

@@ -25,7 +25,7 @@ pub struct FakeRuntime {
     /// The uplink's VTEP address (`with_local_vtep`); none by default.
     local_vtep: Option<std::net::Ipv4Addr>,
     /// Address-migration reports "workers judged", handed out by `address_reports`.
-    reports: Mutex<Vec<crate::rewrite::AddressReport>>,
+    reports: Mutex<Vec<crate::address_migration::AddressReport>>,
     upgrades: Mutex<FakeUpgrades>,
     /// Signalled whenever `upgrades` changes (a step done, held, released).
     upgrade_changed: Condvar,
@@ -147,7 +147,7 @@ impl FakeRuntime {
     }
 
     /// Queues a VM report as if a worker had judged it.
-    pub fn push_address_report(&self, report: crate::rewrite::AddressReport) {
+    pub fn push_address_report(&self, report: crate::address_migration::AddressReport) {
         self.reports.lock().unwrap_or_else(PoisonError::into_inner).push(report);
     }
 
@@ -403,7 +403,7 @@ impl Runtime for FakeRuntime {
         Ok(record)
     }
 
-    fn address_reports(&self) -> Vec<crate::rewrite::AddressReport> {
+    fn address_reports(&self) -> Vec<crate::address_migration::AddressReport> {
         std::mem::take(&mut *self.reports.lock().unwrap_or_else(PoisonError::into_inner))
     }
 

@@ -64,7 +64,7 @@ impl Runtime for ProbeRuntime {
     fn unit_directory(&self) -> std::path::PathBuf {
         self.fake.unit_directory()
     }
-    fn address_reports(&self) -> Vec<crate::rewrite::AddressReport> {
+    fn address_reports(&self) -> Vec<crate::address_migration::AddressReport> {
         self.fake.address_reports()
     }
 }
@@ -971,8 +971,8 @@ fn address_migration_validation() {
     }
 }
 
-fn report(port: &str, source: [u8; 4], primary: [u8; 4], post: [u8; 4], status: crate::wire::ReportStatus) -> crate::rewrite::AddressReport {
-    crate::rewrite::AddressReport {
+fn report(port: &str, source: [u8; 4], primary: [u8; 4], post: [u8; 4], status: crate::wire::ReportStatus) -> crate::address_migration::AddressReport {
+    crate::address_migration::AddressReport {
         port: port.into(),
         source_mac: crate::wire::MacAddr([2, 0, 0, 0, 0, 0x0a]),
         source_ip: source.into(),

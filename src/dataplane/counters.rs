@@ -6,12 +6,12 @@ use std::sync::Arc;
 use crossbeam::utils::CachePadded;
 use serde::Serialize;
 
-use crate::blockio::service::ServiceCounters;
-use crate::migration::HoldCounters;
+use crate::block_server::service::ServiceCounters;
+use crate::vm_migration::HoldCounters;
 use crate::overlay::TunnelCounters;
 
 use crate::pipeline::{Counter, DropCounters, DropReason, PortCounters};
-use crate::rewrite::{RewriteCounters, RewriteTotals};
+use crate::address_migration::{RewriteCounters, RewriteTotals};
 
 /// Everything one worker counts: per port (indexed by port id) and per drop reason.
 #[derive(Debug)]
@@ -46,7 +46,7 @@ pub struct OutputGap {
 
 /// The worker's side of `OutputGap`.
 #[derive(Debug, Default)]
-pub struct GapMeter {
+pub(super) struct GapMeter {
     window: u64,
     last_output: u64,
     longest: u64,
@@ -55,7 +55,7 @@ pub struct GapMeter {
 impl GapMeter {
     /// Called once per run-loop iteration with whether it transmitted.
     #[inline]
-    pub fn record(&mut self, shared: &OutputGap, now: u64, transmitted: bool) {
+    pub(super) fn record(&mut self, shared: &OutputGap, now: u64, transmitted: bool) {
         use std::sync::atomic::Ordering::Relaxed;
         let window = shared.window.load(Relaxed);
         if window != self.window {

@@ -22,16 +22,16 @@ use std::time::{Duration, Instant};
 
 use crossbeam::utils::CachePadded;
 
-use crate::blockio::neighbors::ReplyNeighbors;
-use crate::blockio::stage::{BlockIoStage, ServiceAddress};
-use crate::blockio::version::StorageVersion;
+use crate::block_server::neighbors::ReplyNeighbors;
+use crate::block_server::stage::{BlockIoStage, ServiceAddress};
+use crate::block_server::version::StorageVersion;
 use crate::config::{Config, GatewayConfig, PortConfig, PortRole, TunnelsMode};
-use crate::dpdk::io_ring::{IoRing, IoRingConfig};
+use crate::io_ring::{IoRing, IoRingConfig};
 use crate::dpdk::{self, Eal, LcoreId, Mbuf, Mempool, Port, PortSetup, RxQueue, TxBuffer};
-use crate::migration::{HoldLimits, HoldShared, MigrationStage};
+use crate::vm_migration::{HoldLimits, HoldShared, MigrationStage};
 use crate::overlay::{TunnelControl, TunnelLimits, TunnelShared, TunnelStage, TunnelTable, Underlay, UnitHost, UnitSetup, VmPort};
 use crate::pipeline::{Allocator, PacketBuf, PortId, QueueId, Stage};
-use crate::rewrite::{AddressMigrations, Direction, RewritePort};
+use crate::address_migration::{AddressMigrations, Direction, RewritePort};
 use crate::store::ConfigSnapshot;
 use crate::unit::{Side, UnitStage, UnitState, Versioned};
 use crate::wire::MacAddr;

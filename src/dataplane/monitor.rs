@@ -9,11 +9,11 @@ use crossbeam::utils::CachePadded;
 
 use super::{PortBinding, PortSummary, Summary, Totals, WorkerCounters};
 use crate::dpdk::{self, LcoreId, Mbuf, Mempool};
-use crate::migration::HoldShared;
-use crate::blockio::version::StorageVersion;
+use crate::vm_migration::HoldShared;
+use crate::block_server::version::StorageVersion;
 use crate::overlay::{TunnelInfo, TunnelTable, UnitHost};
 use crate::unit::Versioned;
-use crate::rewrite::AddressMigrations;
+use crate::address_migration::AddressMigrations;
 
 /// Cloneable and shareable across threads. Drop every clone before the
 /// `Dataplane` (it holds the mempool, which must go before the EAL).

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::counters::{MigrationTotals, PortTotals, StorageTotals, Totals, TunnelTotals};
-use crate::rewrite::RewriteTotals;
+use crate::address_migration::RewriteTotals;
 use super::PortBinding;
 use crate::dpdk::{Link, PortStats};
 

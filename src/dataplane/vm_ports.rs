@@ -14,7 +14,7 @@ use crate::config::PortConfig;
 const CAP_NET_ADMIN: u32 = 12;
 
 /// What a port needs from the host that is missing, as one line without the port prefix.
-pub fn prepare(port: &PortConfig) -> Result<(), String> {
+pub(super) fn prepare(port: &PortConfig) -> Result<(), String> {
     if port.creates_kernel_interface() {
         let iface = match port.tap_iface() {
             Some(name) => format!("TAP interface {name:?}"),

@@ -10,7 +10,7 @@ use crossbeam::utils::CachePadded;
 
 use super::counters::{GapMeter, WorkerCounters};
 use crate::dpdk::{rdtsc, LcoreId, Mbuf, MbufBatch, RxQueue, TxBuffer, TxOutcome};
-use crate::migration::RELEASE_BURSTS_PER_LOOP;
+use crate::vm_migration::RELEASE_BURSTS_PER_LOOP;
 use crate::pipeline::{Burst, DropReason, PortId, Stage, Verdict};
 
 /// The stages a worker runs on every burst, in order.

@@ -7,7 +7,7 @@ use super::fixture::{self, Options, Switch, LOCAL_VTEP, POST_IP, PRIMARY_IP, UPL
 use super::MAX_FRAME;
 use crate::overlay::decapsulate;
 use crate::pipeline::{BytesPacket, PacketBuf, Verdict};
-use crate::rewrite::{rewrite_frame, AddressMap, Direction, Rewritten};
+use crate::address_migration::{rewrite_frame, AddressMap, Direction, Rewritten};
 use crate::wire::{ethernet, icmp, ipv4, udp, vxlan, Icmpv4Packet, Ipv4Packet, TcpSegment, UdpDatagram};
 
 fn split(data: &[u8]) -> Option<(Options, Vec<u8>)> {

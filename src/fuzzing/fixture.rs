@@ -6,39 +6,39 @@ use std::sync::Arc;
 
 use crate::config::{GatewayConfig, VniMapping, VtepConfig};
 use crate::dataplane::{overlay_stages, OverlayTables, WorkerCounters};
-use crate::migration::{Handling, HoldEntry, HoldLimits, HoldShared, Role, VmKey};
+use crate::vm_migration::{Handling, HoldEntry, HoldLimits, HoldShared, Role, VmKey};
 use crate::overlay::{TunnelLimits, TunnelShared, Underlay, UnitHost, UnitSetup, VmPort};
 use crate::pipeline::{Allocator, Burst, BytesPacket, PacketBuf, PortId, Side, Stage, Verdict, BURST_SIZE};
-use crate::rewrite::{AddressMigrations, RewritePort};
+use crate::address_migration::{AddressMigrations, RewritePort};
 use crate::store::{AddressMigration, AddressMigrationSource, ConfigSnapshot, Network, PortNetwork, RemoteEndpoint, VmEndpoint};
 use crate::unit::UnitState;
 use crate::wire::{ethernet, ipv4, Ipv4Packet, MacAddr};
 
-pub const VM0: PortId = PortId(0);
-pub const VM1: PortId = PortId(1);
-pub const UPLINK: PortId = PortId(2);
-pub const PORTS: usize = 3;
-pub const VNI: u32 = 100;
+pub(super) const VM0: PortId = PortId(0);
+pub(super) const VM1: PortId = PortId(1);
+pub(super) const UPLINK: PortId = PortId(2);
+pub(super) const PORTS: usize = 3;
+pub(super) const VNI: u32 = 100;
 /// The VNI the other cloud uses for network 100 (gateway role).
-pub const OTHER_CLOUD_VNI: u32 = 300;
-pub const LOCAL_VTEP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
-pub const REMOTE_VTEP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
-pub const FLOOD_VTEP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 3);
-pub const PRIMARY_IP: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 5);
-pub const POST_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 10);
-pub const UPLINK_MAC: MacAddr = MacAddr([2, 0xee, 0, 0, 0, 1]);
-pub const ROUTER_MAC: MacAddr = MacAddr([2, 0xee, 0, 0, 0, 2]);
+pub(super) const OTHER_CLOUD_VNI: u32 = 300;
+pub(super) const LOCAL_VTEP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+pub(super) const REMOTE_VTEP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
+pub(super) const FLOOD_VTEP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 3);
+pub(super) const PRIMARY_IP: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 5);
+pub(super) const POST_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 10);
+pub(super) const UPLINK_MAC: MacAddr = MacAddr([2, 0xee, 0, 0, 0, 1]);
+pub(super) const ROUTER_MAC: MacAddr = MacAddr([2, 0xee, 0, 0, 0, 2]);
 /// The VM on vm0, whose frames the migration stage may hold.
-pub const MIGRATING: VmKey = VmKey { vni: VNI, mac: mac(10) };
+pub(super) const MIGRATING: VmKey = VmKey { vni: VNI, mac: mac(10) };
 const TSC_HZ: u64 = 1_000_000;
 
-pub const fn mac(last: u8) -> MacAddr {
+pub(super) const fn mac(last: u8) -> MacAddr {
     MacAddr([2, 0, 0, 0, 0, last])
 }
 
 /// What a body varies, from its input's first byte.
 #[derive(Clone, Copy, Debug)]
-pub struct Options {
+pub(super) struct Options {
     /// The frame comes in on this port (`control % 4`, 3 taken as the uplink).
     pub in_port: PortId,
     /// The VTEP is its cloud's inter-cloud gateway.
@@ -52,7 +52,7 @@ pub struct Options {
 }
 
 impl Options {
-    pub fn from_byte(control: u8) -> Options {
+    pub(super) fn from_byte(control: u8) -> Options {
         let handling = match (control >> 3) & 3 {
             0 | 1 => Handling::Pass,
             2 => Handling::Hold,
@@ -104,13 +104,13 @@ fn underlay(options: Options) -> Underlay {
 }
 
 /// The shared tables of one switch and a worker's stages on them.
-pub struct Switch {
+pub(super) struct Switch {
     pub options: Options,
     stages: Vec<Box<dyn Stage<BytesPacket> + Send>>,
 }
 
 impl Switch {
-    pub fn new(options: Options) -> Switch {
+    pub(super) fn new(options: Options) -> Switch {
         let vm_ports = vec![VmPort { name: "vm0".into(), id: VM0 }, VmPort { name: "vm1".into(), id: VM1 }];
         let underlay = underlay(options);
         let state = UnitState { config: config(), ..UnitState::default() };
@@ -135,7 +135,7 @@ impl Switch {
 
     /// Runs `frame` through every stage as a worker does (quiescent state, the burst, then whatever a stage
     /// released after it ran) and returns every packet that came out, with its verdict.
-    pub fn run(&mut self, frame: &[u8]) -> Vec<(Verdict, Vec<u8>)> {
+    pub(super) fn run(&mut self, frame: &[u8]) -> Vec<(Verdict, Vec<u8>)> {
         let mut out = Vec::new();
         let mut burst = Burst::new(self.options.in_port);
         // One run-loop iteration: every stage sees the same clock, as on a worker.
@@ -166,7 +166,7 @@ impl Switch {
 
 /// Makes a random frame look like VXLAN to the local VTEP where it is long enough: IPv4 ethertype, the
 /// local VTEP as destination, unfragmented, and a correct header checksum.
-pub fn aim_at_vtep(frame: &mut [u8]) {
+pub(super) fn aim_at_vtep(frame: &mut [u8]) {
     if frame.len() < ethernet::HEADER_LEN + ipv4::MIN_HEADER_LEN {
         return;
     }
@@ -184,7 +184,7 @@ pub fn aim_at_vtep(frame: &mut [u8]) {
 
 /// What every packet out of the pipeline must satisfy: a known output port, and a frame that parses; an
 /// IPv4 frame to the uplink (VXLAN made here) with a correct header checksum.
-pub fn check_output(out: &[(Verdict, Vec<u8>)]) {
+pub(super) fn check_output(out: &[(Verdict, Vec<u8>)]) {
     for (verdict, frame) in out {
         if let Verdict::Forward(port) = verdict {
             assert!(port.index() < PORTS, "forwarded to {port:?}, not a port of the switch");

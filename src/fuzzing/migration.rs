@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use arbitrary::Unstructured;
 
-use crate::migration::{
+use crate::vm_migration::{
     EventRefused, Handling, HoldEntry, HoldLimits, HoldShared, Migration, MigrationEvent, MigrationStage, Phase, Role,
     Transition, Unchanged, VmKey,
 };

@@ -4,7 +4,7 @@
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use crate::blockio::service::{Action, Catalog, Io, IoKind, Reply, Service, ServiceImage, ServiceUser};
+use crate::block_server::service::{Action, Catalog, Io, IoKind, Reply, Service, ServiceImage, ServiceUser};
 use crate::vbd::storage_codec::{Sender, MAX_DATAGRAM_LEN};
 use crate::wire::block::{BlockPacket, BlockRepr, FragmentSize, ImageInfo, Status, UserKey, HEADER_LEN, MAX_FRAGMENT_PAYLOAD};
 

@@ -39,7 +39,7 @@ pub fn prometheus(monitor: &Monitor) -> String {
         out.sample("switchyard_port_link_up", &[("port", &p.name)], u64::from(p.link.up));
     }
 
-    out.family("switchyard_drops_total", "counter", "Packets dropped, by named reason (see the README's drop reason table).");
+    out.family("switchyard_drops_total", "counter", "Packets dropped, by named reason (see docs/drop-reasons.md).");
     for (reason, count) in &summary.drops {
         out.sample("switchyard_drops_total", &[("reason", reason)], *count);
     }

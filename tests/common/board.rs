@@ -11,7 +11,7 @@ use switchyard::svc::ClientAuth;
 use super::switchyard;
 
 /// A `switchyard board serve` process; killed when dropped.
-pub struct BoardProcess {
+pub(crate) struct BoardProcess {
     child: Option<Child>,
     pub url: String,
     /// The board's bearer token (`<database>.token`, made by the board at its first start).
@@ -20,7 +20,7 @@ pub struct BoardProcess {
 
 impl BoardProcess {
     /// Starts it and waits for its `board listening on URL` line.
-    pub fn start(database: &Path) -> BoardProcess {
+    pub(crate) fn start(database: &Path) -> BoardProcess {
         let token_file = database.with_extension("token");
         let mut child = switchyard()
             .args(["board", "serve", "--listen", "127.0.0.1:0", "--database"])
@@ -41,31 +41,31 @@ impl BoardProcess {
     }
 
     /// The `[board]` keys a switch follows this board with.
-    pub fn switch_keys(&self) -> String {
+    pub(crate) fn switch_keys(&self) -> String {
         format!("url = \"{}\"\ntoken_file = \"{}\"\n", self.url, self.token_file.display())
     }
 
-    pub fn auth(&self) -> ClientAuth {
+    pub(crate) fn auth(&self) -> ClientAuth {
         ClientAuth { token: Some(Token::read(&self.token_file).unwrap()), tls: None }
     }
 
-    pub fn client(&self) -> BoardClient {
+    pub(crate) fn client(&self) -> BoardClient {
         BoardClient::new(&self.url, self.auth()).unwrap()
     }
 
-    pub fn raw(&self) -> Client {
+    pub(crate) fn raw(&self) -> Client {
         Client::url(&self.url, self.auth()).unwrap()
     }
 
     /// SIGKILL: no chance to clean up.
-    pub fn kill9(mut self) {
+    pub(crate) fn kill9(mut self) {
         let mut child = self.child.take().unwrap();
         child.kill().unwrap();
         child.wait().unwrap();
     }
 
     /// SIGTERM, then its exit and stderr.
-    pub fn terminate(mut self) -> Output {
+    pub(crate) fn terminate(mut self) -> Output {
         let child = self.child.take().unwrap();
         let pid = nix::unistd::Pid::from_raw(child.id() as i32);
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();

@@ -3,11 +3,11 @@
 use switchyard::wire::checksum::{checksum, Checksum};
 use switchyard::wire::MacAddr;
 
-pub const TCP: u8 = 6;
-pub const UDP: u8 = 17;
-pub const ICMP: u8 = 1;
+pub(crate) const TCP: u8 = 6;
+pub(crate) const UDP: u8 = 17;
+pub(crate) const ICMP: u8 = 1;
 
-pub fn ethernet(dst: MacAddr, src: MacAddr, ethertype: u16, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn ethernet(dst: MacAddr, src: MacAddr, ethertype: u16, payload: &[u8]) -> Vec<u8> {
     let mut f = [dst.0, src.0].concat();
     f.extend_from_slice(&ethertype.to_be_bytes());
     f.extend_from_slice(payload);
@@ -16,7 +16,7 @@ pub fn ethernet(dst: MacAddr, src: MacAddr, ethertype: u16, payload: &[u8]) -> V
 
 /// An IPv4 header of `ihl` words (options zero; below 5 it is still 20 bytes long) with this total length and
 /// flags/fragment offset, its checksum valid, then `payload`.
-pub fn ipv4_raw(src: [u8; 4], dst: [u8; 4], protocol: u8, flags_offset: u16, ihl: u8, total: u16, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn ipv4_raw(src: [u8; 4], dst: [u8; 4], protocol: u8, flags_offset: u16, ihl: u8, total: u16, payload: &[u8]) -> Vec<u8> {
     let mut ip = vec![0x40 | ihl, 0, (total >> 8) as u8, total as u8, 0xab, 0xcd];
     ip.extend_from_slice(&flags_offset.to_be_bytes());
     ip.extend_from_slice(&[64, protocol, 0, 0]);
@@ -30,11 +30,11 @@ pub fn ipv4_raw(src: [u8; 4], dst: [u8; 4], protocol: u8, flags_offset: u16, ihl
 }
 
 /// A well-formed IPv4 packet (no options) around `payload`.
-pub fn ipv4(src: [u8; 4], dst: [u8; 4], protocol: u8, flags_offset: u16, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn ipv4(src: [u8; 4], dst: [u8; 4], protocol: u8, flags_offset: u16, payload: &[u8]) -> Vec<u8> {
     ipv4_raw(src, dst, protocol, flags_offset, 5, (20 + payload.len()) as u16, payload)
 }
 
-pub fn l4_checksum(src: [u8; 4], dst: [u8; 4], protocol: u8, segment: &[u8]) -> u16 {
+pub(crate) fn l4_checksum(src: [u8; 4], dst: [u8; 4], protocol: u8, segment: &[u8]) -> u16 {
     let mut c = Checksum::new();
     c.add_pseudo_header_ipv4(src.into(), dst.into(), protocol, segment.len() as u16);
     c.add_bytes(segment);
@@ -42,7 +42,7 @@ pub fn l4_checksum(src: [u8; 4], dst: [u8; 4], protocol: u8, segment: &[u8]) -> 
 }
 
 /// A UDP datagram; without `with_checksum` its checksum is 0 ("none", RFC 768).
-pub fn udp(src: [u8; 4], dst: [u8; 4], ports: (u16, u16), payload: &[u8], with_checksum: bool) -> Vec<u8> {
+pub(crate) fn udp(src: [u8; 4], dst: [u8; 4], ports: (u16, u16), payload: &[u8], with_checksum: bool) -> Vec<u8> {
     let len = 8 + payload.len();
     let mut d = [ports.0.to_be_bytes(), ports.1.to_be_bytes(), (len as u16).to_be_bytes(), [0, 0]].concat();
     d.extend_from_slice(payload);
@@ -57,7 +57,7 @@ pub fn udp(src: [u8; 4], dst: [u8; 4], ports: (u16, u16), payload: &[u8], with_c
 }
 
 /// A TCP segment 40000 -> 80, PSH/ACK, with `payload`.
-pub fn tcp(src: [u8; 4], dst: [u8; 4], payload: &[u8]) -> Vec<u8> {
+pub(crate) fn tcp(src: [u8; 4], dst: [u8; 4], payload: &[u8]) -> Vec<u8> {
     let mut s = vec![0x9c, 0x40, 0x00, 0x50, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0];
     s.extend_from_slice(payload);
     let c = l4_checksum(src, dst, TCP, &s);

@@ -1,18 +1,18 @@
 //! Shared helpers for the integration tests: run the binary, read and write pcaps, ask tshark.
 #![allow(dead_code)] // each test binary uses a different subset
 
-pub mod board;
-pub mod small_disk;
-pub mod frames;
-pub mod netns;
-pub mod roles;
-pub mod storage;
-pub mod overlay;
-pub mod switch;
-pub mod tap;
-pub mod testpmd;
-pub mod tls;
-pub mod underlay;
+pub(crate) mod board;
+pub(crate) mod small_disk;
+pub(crate) mod frames;
+pub(crate) mod netns;
+pub(crate) mod roles;
+pub(crate) mod storage;
+pub(crate) mod overlay;
+pub(crate) mod switch;
+pub(crate) mod tap;
+pub(crate) mod testpmd;
+pub(crate) mod tls;
+pub(crate) mod underlay;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -23,16 +23,16 @@ use pcap_file::pcap::{PcapPacket, PcapReader, PcapWriter};
 
 /// The tables every test config starts with: one worker on lcore 1 that backs
 /// off when idle, so tests running in parallel share the two cores.
-pub const ONE_WORKER: &str = "[eal]\nlcores = \"0-1\"\nmemory_mb = 256\n[mempool]\nmbufs = 4095\n\
+pub(crate) const ONE_WORKER: &str = "[eal]\nlcores = \"0-1\"\nmemory_mb = 256\n[mempool]\nmbufs = 4095\n\
                               [dataplane]\nworkers = [1]\nidle_sleep_us = 100\n";
 
 /// The repository root (where conf/ lives).
-pub fn repo() -> PathBuf {
+pub(crate) fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// A fresh, empty directory for one test.
-pub fn scratch(test: &str) -> PathBuf {
+pub(crate) fn scratch(test: &str) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(test);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -40,20 +40,20 @@ pub fn scratch(test: &str) -> PathBuf {
 }
 
 /// The switchyard binary, with quiet logs, run from the repository root.
-pub fn switchyard() -> Command {
+pub(crate) fn switchyard() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchyard"));
     cmd.current_dir(repo()).env("RUST_LOG", "warn");
     cmd
 }
 
 /// `switchyard run --config <dir>/<name>.toml` with `toml` written there first.
-pub fn run_config(dir: &Path, name: &str, toml: &str, extra: &[&str]) -> Output {
+pub(crate) fn run_config(dir: &Path, name: &str, toml: &str, extra: &[&str]) -> Output {
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, toml).unwrap();
     switchyard().arg("run").arg("--config").arg(&path).args(extra).output().unwrap()
 }
 
-pub fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
+pub(crate) fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
     let mut reader = PcapReader::new(File::open(path).unwrap()).unwrap();
     let mut frames = Vec::new();
     while let Some(packet) = reader.next_packet() {
@@ -62,12 +62,12 @@ pub fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
     frames
 }
 
-pub fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
+pub(crate) fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
     std::fs::write(path, pcap_bytes(frames)).unwrap();
 }
 
 /// The pcap file of `frames`, as bytes (timestamps 0, 1, 2 ... ms: the same every time).
-pub fn pcap_bytes(frames: &[Vec<u8>]) -> Vec<u8> {
+pub(crate) fn pcap_bytes(frames: &[Vec<u8>]) -> Vec<u8> {
     let mut writer = PcapWriter::new(Vec::new()).unwrap();
     for (i, frame) in frames.iter().enumerate() {
         writer.write_packet(&PcapPacket::new(Duration::from_millis(i as u64), frame.len() as u32, frame)).unwrap();
@@ -77,7 +77,7 @@ pub fn pcap_bytes(frames: &[Vec<u8>]) -> Vec<u8> {
 
 /// Lines tshark flags in `pcap`: malformed packets and bad IPv4/UDP/TCP/ICMP checksums.
 /// Also fails the test if tshark itself cannot read the file.
-pub fn tshark_problems(pcap: &Path) -> Vec<String> {
+pub(crate) fn tshark_problems(pcap: &Path) -> Vec<String> {
     let out = Command::new("tshark")
         .arg("-r")
         .arg(pcap)
@@ -89,21 +89,21 @@ pub fn tshark_problems(pcap: &Path) -> Vec<String> {
     String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
 }
 
-pub fn stderr_lines(out: &Output) -> Vec<String> {
+pub(crate) fn stderr_lines(out: &Output) -> Vec<String> {
     String::from_utf8_lossy(&out.stderr).lines().map(str::to_owned).collect()
 }
 
-pub fn json(path: &Path) -> serde_json::Value {
+pub(crate) fn json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 /// A test switch's control socket path in /tmp (`sy-<tag>-<pid>.sock`: unix
 /// socket paths are short), removed when dropped: a switch killed with SIGKILL
 /// cannot remove its own.
-pub struct SocketPath(PathBuf);
+pub(crate) struct SocketPath(PathBuf);
 
 impl SocketPath {
-    pub fn new(tag: &str) -> SocketPath {
+    pub(crate) fn new(tag: &str) -> SocketPath {
         SocketPath(std::env::temp_dir().join(format!("sy-{tag}-{}.sock", std::process::id())))
     }
 }
@@ -122,17 +122,17 @@ impl Drop for SocketPath {
 }
 
 /// Kills a child process when dropped (a failed assertion must not leave it running).
-pub struct Running(pub Option<Child>);
+pub(crate) struct Running(pub Option<Child>);
 
 impl Running {
     /// Waits for it to end by itself, then its output.
-    pub fn wait_with_output(mut self) -> Output {
+    pub(crate) fn wait_with_output(mut self) -> Output {
         self.0.take().unwrap().wait_with_output().unwrap()
     }
 
     /// Waits up to `timeout` for it to end by itself: its output, or `None`
     /// (and killed on drop) if it did not.
-    pub fn wait_at_most(mut self, timeout: std::time::Duration) -> Option<Output> {
+    pub(crate) fn wait_at_most(mut self, timeout: std::time::Duration) -> Option<Output> {
         let deadline = std::time::Instant::now() + timeout;
         while self.0.as_mut().unwrap().try_wait().unwrap().is_none() {
             if std::time::Instant::now() > deadline {
@@ -144,7 +144,7 @@ impl Running {
     }
 
     /// SIGTERM, then its output.
-    pub fn stop(mut self) -> Output {
+    pub(crate) fn stop(mut self) -> Output {
         let child = self.0.take().unwrap();
         let pid = nix::unistd::Pid::from_raw(child.id() as i32);
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
@@ -162,29 +162,29 @@ impl Drop for Running {
 }
 
 /// Where `make units` puts the unit libraries (root's, mode 0755 in a 0755 directory).
-pub fn units_dir() -> PathBuf {
+pub(crate) fn units_dir() -> PathBuf {
     repo().join("target/units")
 }
 
 /// `[upgrade]` with `library_dir` = `dir`: the switch loads unit libraries from there only.
-pub fn upgrade_section(dir: &Path) -> String {
+pub(crate) fn upgrade_section(dir: &Path) -> String {
     format!("[upgrade]\nlibrary_dir = \"{}\"\n", dir.display())
 }
 
 /// A unit library `make units` built (`basic-v1`, `faulty-unhealthy`, ...).
-pub fn unit_library(name: &str) -> PathBuf {
+pub(crate) fn unit_library(name: &str) -> PathBuf {
     let path = units_dir().join(format!("{name}.so"));
     assert!(path.exists(), "{} is missing: run `make units` first", path.display());
     path
 }
 
 /// `switchyard ctl --socket SOCKET ARGS...`.
-pub fn ctl(socket: &Path, args: &[&str]) -> Output {
+pub(crate) fn ctl(socket: &Path, args: &[&str]) -> Output {
     switchyard().arg("ctl").arg("--socket").arg(socket).args(args).output().unwrap()
 }
 
 /// `ctl --json ARGS...`, which must succeed, as JSON.
-pub fn ctl_json(socket: &Path, args: &[&str]) -> serde_json::Value {
+pub(crate) fn ctl_json(socket: &Path, args: &[&str]) -> serde_json::Value {
     let out = ctl(socket, &[&["--json"], args].concat());
     assert!(out.status.success(), "ctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
@@ -192,25 +192,25 @@ pub fn ctl_json(socket: &Path, args: &[&str]) -> serde_json::Value {
 
 /// Random kill times for the crash tests: xorshift64 seeded from the clock, with the seed printed so a failing
 /// run can be read back.
-pub struct KillTimes {
+pub(crate) struct KillTimes {
     seed: u64,
     state: u64,
 }
 
 impl KillTimes {
-    pub fn from_clock() -> KillTimes {
+    pub(crate) fn from_clock() -> KillTimes {
         let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         let seed = since.as_nanos() as u64 | 1;
         eprintln!("kill-time seed {seed}");
         KillTimes { seed, state: seed }
     }
 
-    pub fn seed(&self) -> u64 {
+    pub(crate) fn seed(&self) -> u64 {
         self.seed
     }
 
     /// A number below `n`.
-    pub fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.state ^= self.state << 13;
         self.state ^= self.state >> 7;
         self.state ^= self.state << 17;

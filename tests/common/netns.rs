@@ -9,7 +9,7 @@ use super::Running;
 
 /// A name unique to this test process and call: `sy<tag><pid><n>`, at most 15
 /// characters (so it also fits an interface name) for tags of up to 3.
-pub fn unique_name(tag: &str) -> String {
+pub(crate) fn unique_name(tag: &str) -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let name = format!("sy{tag}{}{n}", std::process::id() % 100_000);
@@ -19,13 +19,13 @@ pub fn unique_name(tag: &str) -> String {
 
 /// A network namespace with its loopback up. Deleted on drop, with every
 /// interface in it (a TAP interface moved in goes with it).
-pub struct Netns {
+pub(crate) struct Netns {
     pub name: String,
 }
 
 impl Netns {
     /// Creates namespace `name`, first deleting a leftover of the same name.
-    pub fn new(name: &str) -> Netns {
+    pub(crate) fn new(name: &str) -> Netns {
         assert!(nix::unistd::geteuid().is_root(), "this test creates network namespaces: run it as root (make test does)");
         let _ = Command::new("ip").args(["netns", "del", name]).stderr(Stdio::null()).status();
         run(&["ip", "netns", "add", name]);
@@ -35,19 +35,19 @@ impl Netns {
     }
 
     /// `ip -n <netns> args...`, which must succeed.
-    pub fn ip(&self, args: &[&str]) {
+    pub(crate) fn ip(&self, args: &[&str]) {
         let mut all = vec!["ip", "-n", &self.name];
         all.extend_from_slice(args);
         run(&all);
     }
 
     /// `sysctl -w key=value` inside the namespace, which must succeed.
-    pub fn sysctl(&self, key: &str) {
+    pub(crate) fn sysctl(&self, key: &str) {
         assert!(self.exec(&["sysctl", "-q", "-w", key]).status().unwrap().success(), "{}: {key}", self.name);
     }
 
     /// `python3 -u -c script args...` inside the namespace, stdout and stderr piped.
-    pub fn python(&self, script: &str, args: &[&str]) -> Running {
+    pub(crate) fn python(&self, script: &str, args: &[&str]) -> Running {
         let mut command = vec!["python3", "-u", "-c", script];
         command.extend_from_slice(args);
         Running(Some(self.exec(&command).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()))
@@ -55,7 +55,7 @@ impl Netns {
 
     /// Waits (at most 5 s) until something in the namespace listens on `port`
     /// (`proto`: "-u" or "-t", as `ss` takes them).
-    pub fn wait_listening(&self, proto: &str, port: &str) {
+    pub(crate) fn wait_listening(&self, proto: &str, port: &str) {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let out = self.exec(&["ss", "-Hl", "-n", proto, "sport", "=", &format!(":{port}")]).output().unwrap();
@@ -68,7 +68,7 @@ impl Netns {
     }
 
     /// A command run inside the namespace.
-    pub fn exec(&self, command: &[&str]) -> Command {
+    pub(crate) fn exec(&self, command: &[&str]) -> Command {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.name]).args(command);
         cmd
@@ -76,7 +76,7 @@ impl Netns {
 
     /// Pings `address` until one answer comes back (the path may need a moment),
     /// then sends `count` more quickly and returns ping's report.
-    pub fn ping(&self, address: &str, count: u32) -> String {
+    pub(crate) fn ping(&self, address: &str, count: u32) -> String {
         let deadline = Instant::now() + Duration::from_secs(10);
         while !self.exec(&["ping", "-c", "1", "-W", "1", address]).output().unwrap().status.success() {
             assert!(Instant::now() < deadline, "{}: no ping to {address} got through in 10 s", self.name);
@@ -94,7 +94,7 @@ impl Drop for Netns {
 
 /// TCP through the testbed: `server` serves `body` over HTTP on `address`:8080
 /// (python3 http.server), `client` fetches it; returns what the client got.
-pub fn http_transfer(server: &Netns, client: &Netns, address: &str, site: &Path, body: &[u8]) -> Vec<u8> {
+pub(crate) fn http_transfer(server: &Netns, client: &Netns, address: &str, site: &Path, body: &[u8]) -> Vec<u8> {
     std::fs::create_dir_all(site).unwrap();
     std::fs::write(site.join("blob"), body).unwrap();
     let _server = Running(Some(
@@ -118,7 +118,7 @@ pub fn http_transfer(server: &Netns, client: &Netns, address: &str, site: &Path,
 }
 
 /// 1 MiB of a fixed, non-repeating-looking pattern (compressible by nobody on the way).
-pub fn mebibyte() -> Vec<u8> {
+pub(crate) fn mebibyte() -> Vec<u8> {
     (0..1 << 20).map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect()
 }
 
@@ -126,7 +126,7 @@ pub fn mebibyte() -> Vec<u8> {
 /// root namespace. Offloads are off inside: AF_PACKET hands the switch exactly
 /// what the kernel sent, so checksums must be complete and frames no larger
 /// than the MTU.
-pub fn veth(netns: &Netns, outer: &str, inner: &str, address: &str, mtu: &str) {
+pub(crate) fn veth(netns: &Netns, outer: &str, inner: &str, address: &str, mtu: &str) {
     run(&["ip", "link", "add", outer, "type", "veth", "peer", "name", inner, "netns", &netns.name]);
     run(&["ip", "link", "set", outer, "up"]);
     netns.ip(&["link", "set", inner, "mtu", mtu, "up"]);
@@ -134,12 +134,12 @@ pub fn veth(netns: &Netns, outer: &str, inner: &str, address: &str, mtu: &str) {
     run(&["ip", "netns", "exec", &netns.name, "ethtool", "-K", inner, "tx", "off", "tso", "off", "gso", "off"]);
 }
 
-pub fn run(args: &[&str]) {
+pub(crate) fn run(args: &[&str]) {
     let status = Command::new(args[0]).args(&args[1..]).status().unwrap();
     assert!(status.success(), "{}", args.join(" "));
 }
 
-pub fn output(args: &[&str]) -> String {
+pub(crate) fn output(args: &[&str]) -> String {
     let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
     assert!(out.status.success(), "{}", args.join(" "));
     String::from_utf8(out.stdout).unwrap()

@@ -11,10 +11,10 @@ use switchyard::wire::MacAddr;
 
 /// The underlay next hop of the switch under test (its `next_hop_mac`), and the
 /// outer source MAC of the VXLAN frames the tests send it.
-pub const NEXT_HOP: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xfe]);
+pub(crate) const NEXT_HOP: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xfe]);
 
 /// An IPv4/UDP frame 10.0.0.10 -> 10.0.0.20 with a valid IPv4 checksum.
-pub fn udp_frame(dst: MacAddr, src: MacAddr, payload: usize, sport: u16) -> Vec<u8> {
+pub(crate) fn udp_frame(dst: MacAddr, src: MacAddr, payload: usize, sport: u16) -> Vec<u8> {
     let mut f = [dst.0, src.0].concat();
     f.extend_from_slice(&[0x08, 0x00]);
     let total = 28 + payload;
@@ -28,7 +28,7 @@ pub fn udp_frame(dst: MacAddr, src: MacAddr, payload: usize, sport: u16) -> Vec<
     f
 }
 
-pub fn arp_request(sender: MacAddr, sender_ip: [u8; 4], target_ip: [u8; 4]) -> Vec<u8> {
+pub(crate) fn arp_request(sender: MacAddr, sender_ip: [u8; 4], target_ip: [u8; 4]) -> Vec<u8> {
     let mut f = [MacAddr::BROADCAST.0, sender.0].concat();
     f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
     f.extend_from_slice(&sender.0);
@@ -39,7 +39,7 @@ pub fn arp_request(sender: MacAddr, sender_ip: [u8; 4], target_ip: [u8; 4]) -> V
 }
 
 /// `inner` as VXLAN from `src` to `dst` with the given flags and VNI.
-pub fn vxlan(inner: &[u8], src: Ipv4Addr, dst: Ipv4Addr, flags: u8, vni: u32) -> Vec<u8> {
+pub(crate) fn vxlan(inner: &[u8], src: Ipv4Addr, dst: Ipv4Addr, flags: u8, vni: u32) -> Vec<u8> {
     let mut packet = BytesPacket::new(inner);
     let tunnel = Tunnel { vni, src_mac: NEXT_HOP, dst_mac: MacAddr([2, 0x70, 0x63, 0x61, 0x70, 2]), src_ip: src, dst_ip: dst, mtu: 9000 };
     encapsulate(&mut packet, &tunnel).unwrap();
@@ -49,7 +49,7 @@ pub fn vxlan(inner: &[u8], src: Ipv4Addr, dst: Ipv4Addr, flags: u8, vni: u32) ->
 }
 
 /// The fields tshark dissects from each VXLAN frame of `pcap`: "vni,src,dst,inner eth.dst".
-pub fn tshark_vxlan(pcap: &Path) -> Vec<String> {
+pub(crate) fn tshark_vxlan(pcap: &Path) -> Vec<String> {
     let out = std::process::Command::new("tshark")
         .arg("-r")
         .arg(pcap)
@@ -60,6 +60,6 @@ pub fn tshark_vxlan(pcap: &Path) -> Vec<String> {
     String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
 }
 
-pub fn drops(stats: &Value, reason: &str) -> u64 {
+pub(crate) fn drops(stats: &Value, reason: &str) -> u64 {
     stats["drops"][reason].as_u64().unwrap_or_else(|| panic!("no drop reason {reason}"))
 }

@@ -7,7 +7,7 @@ use std::process::Stdio;
 
 use super::{switchyard, Running};
 
-pub struct Role {
+pub(crate) struct Role {
     pub name: String,
     _running: Running,
     /// Where it serves (empty for an agent).
@@ -17,14 +17,14 @@ pub struct Role {
 }
 
 /// The token file the roles started in `dir` share: the first server makes it.
-pub fn token_file(dir: &Path) -> PathBuf {
+pub(crate) fn token_file(dir: &Path) -> PathBuf {
     dir.join("roles.token")
 }
 
 impl Role {
     /// Starts `switchyard args... --token-file <token_file(dir)>` and waits for
     /// its first line: `<role> listening on URL`, or an agent's `... running for ...`.
-    pub fn start(dir: &Path, name: &str, args: &[&str]) -> Role {
+    pub(crate) fn start(dir: &Path, name: &str, args: &[&str]) -> Role {
         let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
         let token_file = token_file(dir);
         let mut child = switchyard()
@@ -48,19 +48,19 @@ impl Role {
     }
 
     /// A client of its API, with the token.
-    pub fn client(&self) -> switchyard::control::client::Client {
+    pub(crate) fn client(&self) -> switchyard::control::client::Client {
         let auth = switchyard::svc::ClientAuth { token: Some(switchyard::svc::auth::Token::read(&self.token_file).unwrap()), tls: None };
         switchyard::control::client::Client::url(&self.url, auth).unwrap()
     }
 }
 
-pub fn coordinator(dir: &Path) -> Role {
+pub(crate) fn coordinator(dir: &Path) -> Role {
     let database = dir.join("coordinator.redb");
     Role::start(dir, "coordinator", &["coordinator", "serve", "--listen", "127.0.0.1:0", "--database", database.to_str().unwrap()])
 }
 
 /// Cloud `cloud`'s controller; `gateway`: its gateway's VTEP.
-pub fn controller(dir: &Path, cloud: &str, gateway: &str, coordinator: &Role) -> Role {
+pub(crate) fn controller(dir: &Path, cloud: &str, gateway: &str, coordinator: &Role) -> Role {
     let database = dir.join(format!("controller-{cloud}.redb"));
     let args = ["controller", "serve", "--listen", "127.0.0.1:0", "--database", database.to_str().unwrap()];
     let more = ["--cloud", cloud, "--gateway-vtep", gateway, "--coordinator", &coordinator.url];
@@ -68,7 +68,7 @@ pub fn controller(dir: &Path, cloud: &str, gateway: &str, coordinator: &Role) ->
 }
 
 /// The switch agent beside compute node `node` (control socket `socket`, VTEP `vtep`).
-pub fn switch_agent(dir: &Path, node: &str, socket: &Path, vtep: &str, controller: &Role) -> Role {
+pub(crate) fn switch_agent(dir: &Path, node: &str, socket: &Path, vtep: &str, controller: &Role) -> Role {
     let state = dir.join(format!("{node}-agent.json"));
     let args = ["agent", "switch", "--switch-socket", socket.to_str().unwrap(), "--controller", &controller.url];
     let more = ["--vtep", vtep, "--state", state.to_str().unwrap()];
@@ -76,7 +76,7 @@ pub fn switch_agent(dir: &Path, node: &str, socket: &Path, vtep: &str, controlle
 }
 
 /// The gateway agent beside gateway `node` of cloud `cloud`.
-pub fn gateway_agent(dir: &Path, node: &str, socket: &Path, coordinator: &Role, cloud: &str) -> Role {
+pub(crate) fn gateway_agent(dir: &Path, node: &str, socket: &Path, coordinator: &Role, cloud: &str) -> Role {
     let state = dir.join(format!("{node}-agent.json"));
     let args = ["agent", "gateway", "--switch-socket", socket.to_str().unwrap(), "--coordinator", &coordinator.url];
     let more = ["--cloud", cloud, "--state", state.to_str().unwrap()];

@@ -3,14 +3,14 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// A tmpfs of a few MiB on a temporary folder; unmounted when dropped.
-pub struct SmallDisk {
+pub(crate) struct SmallDisk {
     dir: tempfile::TempDir,
 }
 
 impl SmallDisk {
     /// `size` as mount takes it ("4m"); `None` (with a line saying why) when this is not root
     /// or the mount fails, so the caller skips.
-    pub fn mount(size: &str) -> Option<SmallDisk> {
+    pub(crate) fn mount(size: &str) -> Option<SmallDisk> {
         if !nix::unistd::geteuid().is_root() {
             eprintln!("skipped: mounting a tmpfs needs root");
             return None;
@@ -28,7 +28,7 @@ impl SmallDisk {
         Some(SmallDisk { dir })
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
@@ -37,13 +37,13 @@ impl SmallDisk {
     }
 
     /// Writes until the disk is full.
-    pub fn fill(&self) {
+    pub(crate) fn fill(&self) {
         let mut file = std::fs::File::create(self.filler()).unwrap();
         while file.write_all(&[0xa5; 64 * 1024]).is_ok() {}
     }
 
     /// Removes what `fill` wrote.
-    pub fn free(&self) {
+    pub(crate) fn free(&self) {
         std::fs::remove_file(self.filler()).unwrap();
     }
 }

@@ -9,18 +9,18 @@ use super::netns::{unique_name, veth, Netns};
 use super::switch::RunningSwitch;
 use super::{ctl_json, switchyard, SocketPath};
 
-pub const SERVER_IP: &str = "10.77.0.1";
-pub const CLIENT_IP: &str = "10.77.0.2";
+pub(crate) const SERVER_IP: &str = "10.77.0.1";
+pub(crate) const CLIENT_IP: &str = "10.77.0.2";
 
 /// `switchyard vbd` inside the client namespace; killed on drop.
-pub struct Vbd {
+pub(crate) struct Vbd {
     child: Child,
     socket: PathBuf,
 }
 
 /// `switchyard vbd` in `netns` for `user` (its secret written to a file in `dir`), serving `exports`
 /// ("NAME=IMAGE_ID") on `dir/<tag>.sock`; stdout discarded, stderr piped.
-pub fn vbd_command(netns: &Netns, dir: &Path, tag: &str, user: u64, secret: &str, exports: &[String]) -> (Command, PathBuf) {
+pub(crate) fn vbd_command(netns: &Netns, dir: &Path, tag: &str, user: u64, secret: &str, exports: &[String]) -> (Command, PathBuf) {
     let secret_file = dir.join(format!("{tag}.secret"));
     std::fs::write(&secret_file, secret).unwrap();
     std::fs::set_permissions(&secret_file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
@@ -37,7 +37,7 @@ pub fn vbd_command(netns: &Netns, dir: &Path, tag: &str, user: u64, secret: &str
 }
 
 impl Vbd {
-    pub fn start(netns: &Netns, dir: &Path, user: u64, secret: &str, exports: &[String]) -> Vbd {
+    pub(crate) fn start(netns: &Netns, dir: &Path, user: u64, secret: &str, exports: &[String]) -> Vbd {
         let (mut command, socket) = vbd_command(netns, dir, "vbd", user, secret, exports);
         let child = command.spawn().unwrap();
         let mut vbd = Vbd { child, socket };
@@ -54,7 +54,7 @@ impl Vbd {
         vbd
     }
 
-    pub fn uri(&self, export: &str) -> String {
+    pub(crate) fn uri(&self, export: &str) -> String {
         format!("nbd+unix:///{export}?socket={}", self.socket.display())
     }
 }
@@ -68,7 +68,7 @@ impl Drop for Vbd {
 
 /// The server's config: one worker, the uplink on `uplink` (`qdisc_bypass=0`, so a netem qdisc on it
 /// applies to the replies too), `[storage]` with images in `dir/images`.
-pub fn server_config(dir: &Path, socket: &Path, uplink: &str) -> String {
+pub(crate) fn server_config(dir: &Path, socket: &Path, uplink: &str) -> String {
     format!(
         "[eal]\nlcores = \"0-1\"\nmemory_mb = 256\n[mempool]\nmbufs = 8191\n[dataplane]\nworkers = [1]\nidle_sleep_us = 100\n\
          [control]\nsocket = \"{}\"\ndatabase = \"{dir}/config.redb\"\n\
@@ -80,7 +80,7 @@ pub fn server_config(dir: &Path, socket: &Path, uplink: &str) -> String {
 }
 
 /// A storage server, a client namespace and alice with a 64 MiB image `disk` served by vbd as `disk`.
-pub struct Testbed {
+pub(crate) struct Testbed {
     pub dir: tempfile::TempDir,
     pub client: Netns,
     pub uplink: String,
@@ -100,7 +100,7 @@ pub struct Testbed {
 static TESTBEDS: Mutex<()> = Mutex::new(());
 
 impl Testbed {
-    pub fn new(tag: &str) -> Testbed {
+    pub(crate) fn new(tag: &str) -> Testbed {
         let turn = TESTBEDS.lock().unwrap_or_else(|e| e.into_inner());
         let dir = tempfile::tempdir().unwrap();
         let client = Netns::new(&unique_name(&format!("sy{tag}c")));
@@ -117,19 +117,19 @@ impl Testbed {
         testbed
     }
 
-    pub fn start_vbd(&mut self) {
+    pub(crate) fn start_vbd(&mut self) {
         let vbd_dir = self.dir.path().join("vbd");
         std::fs::create_dir_all(&vbd_dir).unwrap();
         self.vbd = None;
         self.vbd = Some(Vbd::start(&self.client, &vbd_dir, self.user.0, &self.user.1, &[format!("disk={}", self.image)]));
     }
 
-    pub fn uri(&self) -> String {
+    pub(crate) fn uri(&self) -> String {
         self.vbd.as_ref().unwrap().uri("disk")
     }
 
     /// Stops vbd and the server (SIGTERM) and checks the server's run balance.
-    pub fn finish(mut self) -> serde_json::Value {
+    pub(crate) fn finish(mut self) -> serde_json::Value {
         self.vbd = None;
         let exit = self.server.take().unwrap().stop();
         assert_eq!(exit.stats["unaccounted"], 0, "{}", exit.stats);
@@ -137,12 +137,12 @@ impl Testbed {
     }
 }
 
-pub fn sha256(path: &Path) -> String {
+pub(crate) fn sha256(path: &Path) -> String {
     let out = Command::new("sha256sum").arg(path).output().unwrap();
     String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or_default().to_string()
 }
 
-pub fn run_ok(command: &mut Command) -> String {
+pub(crate) fn run_ok(command: &mut Command) -> String {
     let out = command.output().unwrap();
     assert!(out.status.success(), "{command:?}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()

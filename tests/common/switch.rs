@@ -16,7 +16,7 @@ use super::{json, switchyard, ONE_WORKER};
 
 /// A switchyard port as a testbed sees it: where it is plugged and who is behind it.
 #[derive(Debug, Clone)]
-pub struct SwitchPort {
+pub(crate) struct SwitchPort {
     pub name: String,
     pub devargs: String,
     pub role: &'static str,
@@ -27,7 +27,7 @@ pub struct SwitchPort {
 
 /// The forwarding between two ports: today the foundation's cross-connect
 /// (`forward_to` both ways, Ethernet addresses rewritten towards `peer_mac`).
-pub fn cross_connect(a: &SwitchPort, b: &SwitchPort) -> String {
+pub(crate) fn cross_connect(a: &SwitchPort, b: &SwitchPort) -> String {
     let table = |port: &SwitchPort, to: &SwitchPort| {
         let mut t = format!(
             "[[port]]\nname = \"{}\"\ndevargs = \"{}\"\nrole = \"{}\"\nforward_to = \"{}\"\n",
@@ -43,14 +43,14 @@ pub fn cross_connect(a: &SwitchPort, b: &SwitchPort) -> String {
 
 /// The whole config of a two-port testbed: one worker that sleeps when idle
 /// (so peers on the other core are not starved), and the forwarding.
-pub fn two_port_switch(a: &SwitchPort, b: &SwitchPort) -> String {
+pub(crate) fn two_port_switch(a: &SwitchPort, b: &SwitchPort) -> String {
     format!("{ONE_WORKER}{}", cross_connect(a, b))
 }
 
 /// The vRouter with VM-role `ports` all in network 100 (learning, flooding),
 /// its config database in `dir` and its control socket in /tmp (unix socket
 /// paths are short).
-pub fn vrouter_switch(dir: &Path, ports: &[&SwitchPort]) -> String {
+pub(crate) fn vrouter_switch(dir: &Path, ports: &[&SwitchPort]) -> String {
     static SWITCHES: AtomicU32 = AtomicU32::new(0);
     let socket = std::env::temp_dir().join(format!("sy{}-{}.sock", std::process::id(), SWITCHES.fetch_add(1, Ordering::Relaxed)));
     let mut toml = format!(
@@ -66,14 +66,14 @@ pub fn vrouter_switch(dir: &Path, ports: &[&SwitchPort]) -> String {
 }
 
 /// The control socket a config from `vrouter_switch` serves the API on.
-pub fn control_socket(toml: &str) -> PathBuf {
+pub(crate) fn control_socket(toml: &str) -> PathBuf {
     let line = toml.lines().find(|l| l.starts_with("socket = ")).expect("a [control] socket line");
     PathBuf::from(line.trim_start_matches("socket = ").trim_matches('"'))
 }
 
 /// A running `switchyard run`, killed on drop (a failed assertion must not
 /// leave it running). Its log (stderr, at info level) is collected as it comes.
-pub struct RunningSwitch {
+pub(crate) struct RunningSwitch {
     child: Option<Child>,
     log: Arc<Mutex<String>>,
     reader: Option<JoinHandle<()>>,
@@ -83,7 +83,7 @@ pub struct RunningSwitch {
 }
 
 /// How a switch run ended.
-pub struct SwitchExit {
+pub(crate) struct SwitchExit {
     pub status: ExitStatus,
     pub stdout: String,
     pub log: String,
@@ -93,7 +93,7 @@ pub struct SwitchExit {
 
 impl RunningSwitch {
     /// Writes `toml` to `dir/switch.toml` and starts the switch on it.
-    pub fn start(dir: &Path, toml: &str) -> RunningSwitch {
+    pub(crate) fn start(dir: &Path, toml: &str) -> RunningSwitch {
         let config = dir.join("switch.toml");
         std::fs::write(&config, toml).unwrap();
         let stats = dir.join("stats.json");
@@ -120,24 +120,24 @@ impl RunningSwitch {
     }
 
     /// The daemon's process id (for /proc/PID/status).
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.as_ref().unwrap().id()
     }
 
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Waits until the log has a line containing `needle`; panics with the log
     /// if the switch exits or `timeout` passes first.
-    pub fn wait_for_log(&mut self, needle: &str, timeout: Duration) {
+    pub(crate) fn wait_for_log(&mut self, needle: &str, timeout: Duration) {
         self.wait_for_log_lines(needle, 1, timeout);
     }
 
     /// Waits until `count` lines of the log contain `needle` (e.g. the second
     /// "link up" of a port); panics with the log if the switch exits or
     /// `timeout` passes first.
-    pub fn wait_for_log_lines(&mut self, needle: &str, count: usize, timeout: Duration) {
+    pub(crate) fn wait_for_log_lines(&mut self, needle: &str, count: usize, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         loop {
             if self.log().lines().filter(|line| line.contains(needle)).count() >= count {
@@ -158,7 +158,7 @@ impl RunningSwitch {
     /// `net_af_packet` port whose fanout group id is another process's (DPDK
     /// 22.11 derives it from pid ^ ifindex, and the ids are global to the network
     /// namespace): such a start is tried again, by a process with another pid.
-    pub fn start_running(dir: &Path, toml: &str) -> RunningSwitch {
+    pub(crate) fn start_running(dir: &Path, toml: &str) -> RunningSwitch {
         const FANOUT_CLASH: &str = "the net_af_packet driver refused these devargs (Operation not permitted";
         for _ in 0..3 {
             let mut switch = RunningSwitch::start(dir, toml);
@@ -185,12 +185,12 @@ impl RunningSwitch {
     }
 
     /// Waits until the workers poll: every port is started.
-    pub fn wait_until_running(&mut self) {
+    pub(crate) fn wait_until_running(&mut self) {
         self.wait_for_log("polling", Duration::from_secs(15));
     }
 
     /// SIGTERM, then the exit status, output and stats summary.
-    pub fn stop(mut self) -> SwitchExit {
+    pub(crate) fn stop(mut self) -> SwitchExit {
         let mut child = self.child.take().unwrap();
         let pid = nix::unistd::Pid::from_raw(child.id() as i32);
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
@@ -231,7 +231,7 @@ impl Drop for RunningSwitch {
 }
 
 /// The drop reasons of an exit's stats that counted something: "reason n, ...", or "none".
-pub fn nonzero_drops(stats: &serde_json::Value) -> String {
+pub(crate) fn nonzero_drops(stats: &serde_json::Value) -> String {
     let drops = stats["drops"].as_object().unwrap();
     let listed: Vec<String> = drops.iter().filter(|(_, n)| **n != 0).map(|(reason, n)| format!("{reason} {n}")).collect();
     if listed.is_empty() { "none".to_string() } else { listed.join(", ") }

@@ -4,7 +4,7 @@ use super::netns::{unique_name, Netns};
 use super::switch::SwitchPort;
 
 /// A VM stand-in: a namespace that will hold the TAP interface `iface`.
-pub struct TapVm {
+pub(crate) struct TapVm {
     pub netns: Netns,
     iface: String,
     mac: String,
@@ -12,7 +12,7 @@ pub struct TapVm {
 }
 
 impl TapVm {
-    pub fn new(tag: &str, mac: &str, address: &str) -> TapVm {
+    pub(crate) fn new(tag: &str, mac: &str, address: &str) -> TapVm {
         let netns = Netns::new(&unique_name(tag));
         // Interfaces moved in come up without IPv6 (see `quiet`).
         for key in ["net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"] {
@@ -23,13 +23,13 @@ impl TapVm {
     }
 
     /// The VM's NIC: the TAP interface, in the namespace once attached.
-    pub fn iface(&self) -> &str {
+    pub(crate) fn iface(&self) -> &str {
         &self.iface
     }
 
     /// The switch's port for this VM: a TAP port creating `iface`; frames sent to
     /// the VM carry its MAC.
-    pub fn switch_port(&self, name: &str, index: usize) -> SwitchPort {
+    pub(crate) fn switch_port(&self, name: &str, index: usize) -> SwitchPort {
         SwitchPort {
             name: name.into(),
             devargs: format!("net_tap{index},iface={}", self.iface),
@@ -43,7 +43,7 @@ impl TapVm {
     /// chatter sent while the other interface is being moved (and so is down)
     /// could not be delivered: rightly counted as `tx_refused`, but this test
     /// wants to see exactly zero drops.
-    pub fn quiet(&self) {
+    pub(crate) fn quiet(&self) {
         let key = format!("net.ipv6.conf.{}.disable_ipv6=1", self.iface);
         super::netns::run(&["sysctl", "-q", "-w", &key]);
     }
@@ -51,7 +51,7 @@ impl TapVm {
     /// Plugs the VM in: moves the TAP interface (which the running switch created)
     /// into the namespace and configures it there. The interface starts with the
     /// switch port's own MAC; the VM gets its own.
-    pub fn attach(&self) {
+    pub(crate) fn attach(&self) {
         super::netns::run(&["ip", "link", "set", &self.iface, "netns", &self.netns.name]);
         self.netns.ip(&["link", "set", &self.iface, "address", &self.mac]);
         self.netns.ip(&["addr", "add", &self.address, "dev", &self.iface]);

@@ -13,13 +13,13 @@ const PROMPT: &str = "testpmd> ";
 
 /// A port's counters as testpmd's `show port stats` reports them (the ethdev's).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PortCounts {
+pub(crate) struct PortCounts {
     pub rx: u64,
     pub tx: u64,
 }
 
 /// A running interactive testpmd, killed on drop.
-pub struct Testpmd {
+pub(crate) struct Testpmd {
     child: Child,
     stdin: ChildStdin,
     output: Arc<Mutex<String>>,
@@ -35,14 +35,14 @@ impl Testpmd {
     /// `--no-huge`: EAL then backs its memory with one memfd, which the vhost-user
     /// backend can map (hugepages would need `--single-file-segments`: with one file
     /// per page, virtio-user exceeds vhost-user's 8 memory regions).
-    pub fn on_vhost_sockets(sockets: &[&Path], forward_mode: &str) -> Testpmd {
+    pub(crate) fn on_vhost_sockets(sockets: &[&Path], forward_mode: &str) -> Testpmd {
         Testpmd::start(sockets, "", forward_mode)
     }
 
     /// Like `on_vhost_sockets`, but testpmd creates and listens on the sockets
     /// (virtio-user `server=1`, as QEMU with `server=on`) and the switch's
     /// `net_vhost ... client=1` ports connect to it. Returns once they have.
-    pub fn serving_vhost_sockets(sockets: &[&Path], forward_mode: &str) -> Testpmd {
+    pub(crate) fn serving_vhost_sockets(sockets: &[&Path], forward_mode: &str) -> Testpmd {
         Testpmd::start(sockets, ",server=1", forward_mode)
     }
 
@@ -99,7 +99,7 @@ impl Testpmd {
         Testpmd { child, stdin, output, readers, runtime_dir }
     }
 
-    pub fn output(&self) -> String {
+    pub(crate) fn output(&self) -> String {
         self.output.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
@@ -125,19 +125,19 @@ impl Testpmd {
     }
 
     /// Runs one command and returns its answer.
-    pub fn command(&mut self, line: &str) -> String {
+    pub(crate) fn command(&mut self, line: &str) -> String {
         let from = self.output().len();
         writeln!(self.stdin, "{line}").unwrap();
         self.wait_for_prompt(from, Duration::from_secs(20))
     }
 
     /// The ethdev counters of every port (`show port stats all`).
-    pub fn port_counts(&mut self) -> Vec<PortCounts> {
+    pub(crate) fn port_counts(&mut self) -> Vec<PortCounts> {
         parse_port_stats(&self.command("show port stats all"))
     }
 
     /// `quit`: testpmd stops and closes its ports (the vhost-user peers see them go).
-    pub fn quit(mut self) {
+    pub(crate) fn quit(mut self) {
         writeln!(self.stdin, "quit").unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         while self.child.try_wait().unwrap().is_none() {
@@ -159,7 +159,7 @@ impl Drop for Testpmd {
 }
 
 /// Reads `RX-packets` and `TX-packets` per port out of `show port stats all`.
-pub fn parse_port_stats(text: &str) -> Vec<PortCounts> {
+pub(crate) fn parse_port_stats(text: &str) -> Vec<PortCounts> {
     let mut ports: Vec<PortCounts> = Vec::new();
     let number = |line: &str, key: &str| -> Option<u64> { line.split(key).nth(1)?.split_whitespace().next()?.parse().ok() };
     for line in text.lines() {

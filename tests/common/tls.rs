@@ -4,21 +4,21 @@ use std::path::{Path, PathBuf};
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 
-pub struct TestCa {
+pub(crate) struct TestCa {
     issuer: CertifiedIssuer<'static, KeyPair>,
     /// The CA's certificate (PEM).
     pub cert: PathBuf,
 }
 
 /// A certificate and its key, as files.
-pub struct Identity {
+pub(crate) struct Identity {
     pub cert: PathBuf,
     pub key: PathBuf,
 }
 
 impl TestCa {
     /// `<dir>/<name>-ca.pem`.
-    pub fn new(dir: &Path, name: &str) -> TestCa {
+    pub(crate) fn new(dir: &Path, name: &str) -> TestCa {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.distinguished_name.push(rcgen::DnType::CommonName, format!("{name} test CA"));
@@ -29,14 +29,14 @@ impl TestCa {
     }
 
     /// `<dir>/<name>.pem` and `<dir>/<name>-key.pem` (0600), for `names` (DNS names or IP addresses).
-    pub fn issue(&self, dir: &Path, name: &str, names: &[&str]) -> Identity {
+    pub(crate) fn issue(&self, dir: &Path, name: &str, names: &[&str]) -> Identity {
         let identity = Identity { cert: dir.join(format!("{name}.pem")), key: dir.join(format!("{name}-key.pem")) };
         self.issue_to(identity, name, names)
     }
 
     /// A folder in the GnuTLS layout the NBD clients read (qemu's `tls-creds-x509,dir=`,
     /// libnbd's `tls-certificates=`): `ca-cert.pem` (this CA), `client-cert.pem`, `client-key.pem`.
-    pub fn client_folder(&self, dir: &Path, name: &str) -> PathBuf {
+    pub(crate) fn client_folder(&self, dir: &Path, name: &str) -> PathBuf {
         std::fs::create_dir_all(dir).unwrap();
         std::fs::copy(&self.cert, dir.join("ca-cert.pem")).unwrap();
         let identity = Identity { cert: dir.join("client-cert.pem"), key: dir.join("client-key.pem") };

@@ -11,13 +11,13 @@ use super::Running;
 /// A bridge in namespace `ul` and one veth pair per host, the host's end (its
 /// uplink) in the root namespace. Dropping it deletes the root ends (and with
 /// them the pairs), then the namespace with the bridge.
-pub struct Underlay {
+pub(crate) struct Underlay {
     uplinks: Vec<String>,
     pub ul: Netns,
 }
 
 impl Underlay {
-    pub fn new(tag: &str) -> Underlay {
+    pub(crate) fn new(tag: &str) -> Underlay {
         let ul = Netns::new(&unique_name(tag));
         ul.sysctl("net.ipv6.conf.all.disable_ipv6=1");
         ul.sysctl("net.ipv6.conf.default.disable_ipv6=1");
@@ -36,7 +36,7 @@ impl Underlay {
     /// for its own. No ARP, no IPv6, and strict reverse-path filtering (the
     /// sources are routed via eth0) keep it out; the af_packet port still sees
     /// everything (packet taps come first).
-    pub fn plug(&mut self, tag: &str) -> String {
+    pub(crate) fn plug(&mut self, tag: &str) -> String {
         let uplink = unique_name(&format!("u{tag}"));
         let peer = format!("p{tag}");
         run(&["ip", "link", "add", &uplink, "type", "veth", "peer", "name", &peer, "netns", &self.ul.name]);
@@ -63,7 +63,7 @@ impl Drop for Underlay {
 /// One VXLAN packet seen on the underlay bridge: when (epoch seconds, to
 /// compare with the times events were sent), its outer addresses, and the
 /// further tshark fields asked for, as tshark prints them.
-pub struct Seen {
+pub(crate) struct Seen {
     pub at: f64,
     pub src: String,
     pub dst: String,
@@ -72,14 +72,14 @@ pub struct Seen {
 
 /// tshark capturing VXLAN on the underlay bridge into a file, dissected after
 /// the run (so the capture keeps up with the traffic).
-pub struct Capture {
+pub(crate) struct Capture {
     tshark: Running,
     file: PathBuf,
     log: PathBuf,
 }
 
 impl Capture {
-    pub fn start(underlay: &Underlay, dir: &Path) -> Capture {
+    pub(crate) fn start(underlay: &Underlay, dir: &Path) -> Capture {
         let (file, log) = (dir.join("underlay.pcapng"), dir.join("tshark.log"));
         let _ = std::fs::remove_file(&file);
         let stderr = std::fs::File::create(&log).unwrap();
@@ -102,7 +102,7 @@ impl Capture {
 
     /// Stops the capture; the packets with the fields `more`, and tshark's own
     /// count (and drops, if any).
-    pub fn stop(self, more: &[&str]) -> (Vec<Seen>, String) {
+    pub(crate) fn stop(self, more: &[&str]) -> (Vec<Seen>, String) {
         self.tshark.stop();
         let summary = std::fs::read_to_string(&self.log).unwrap();
         let summary: Vec<&str> = summary.lines().filter(|l| l.contains("captured") || l.contains("dropped")).collect();
@@ -125,16 +125,16 @@ impl Capture {
 }
 
 /// `t` in seconds since the Unix epoch, as tshark gives `frame.time_epoch`.
-pub fn epoch(t: std::time::SystemTime) -> f64 {
+pub(crate) fn epoch(t: std::time::SystemTime) -> f64 {
     t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64()
 }
 
 /// Checks that may fail, collected so one run reports all of them.
 #[derive(Default)]
-pub struct Checks(pub Vec<String>);
+pub(crate) struct Checks(pub Vec<String>);
 
 impl Checks {
-    pub fn check(&mut self, ok: bool, what: impl Into<String>) {
+    pub(crate) fn check(&mut self, ok: bool, what: impl Into<String>) {
         let what = what.into();
         eprintln!("{} {what}", if ok { "ok  " } else { "FAIL" });
         if !ok {

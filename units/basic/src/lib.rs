@@ -3,9 +3,9 @@
 //! observable improvement: it counts the packets each side hands to it, shown
 //! as `packets_by_side` in `GET /v1/unit`. The Makefile builds both
 //! (`target/units/basic-v1.so`, `target/units/basic-v2.so`).
-use switchyard::dpdk::Mbuf;
-use switchyard::overlay::{UnitSetup, VRouterUnit};
-use switchyard::unit::{SwitchingUnit, UnitCommand, UnitFactory, UnitState, UnitWorker};
+use switchyard_unit_abi::Mbuf;
+use switchyard_overlay::{UnitSetup, VRouterUnit};
+use switchyard_unit_abi::{SwitchingUnit, UnitCommand, UnitFactory, UnitState, UnitWorker};
 
 #[cfg(feature = "v2")]
 mod side_counters;
@@ -75,4 +75,4 @@ impl SwitchingUnit<Mbuf> for Basic {
     }
 }
 
-switchyard::export_unit!(Basic);
+switchyard_unit_abi::export_unit!(Basic);

@@ -3,9 +3,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use switchyard::dpdk::Mbuf;
-use switchyard::pipeline::{Burst, Side};
-use switchyard::unit::UnitWorker;
+use switchyard_unit_abi::Mbuf;
+use switchyard_unit_abi::{Burst, Side};
+use switchyard_unit_abi::UnitWorker;
 
 type Counts = Arc<[AtomicU64; 2]>;
 

@@ -2,11 +2,11 @@
 //! feature), so every rollback path of an upgrade is tested with a real
 //! shared object: `abi-mismatch`, `reject-config`, `unhealthy`. None of them
 //! ever forwards: each is refused before traffic reaches it.
-use switchyard::dpdk::unit_abi::{entry, AbiStamp, UnitEntry};
-use switchyard::dpdk::Mbuf;
-use switchyard::overlay::UnitSetup;
-use switchyard::pipeline::{Burst, DropReason, Side, Verdict};
-use switchyard::unit::{Exported, SwitchingUnit, UnitCommand, UnitFactory, UnitState, UnitWorker};
+use switchyard_unit_abi::c_abi::{entry, AbiStamp, UnitEntry};
+use switchyard_unit_abi::Mbuf;
+use switchyard_overlay::UnitSetup;
+use switchyard_unit_abi::{Burst, DropReason, Side, Verdict};
+use switchyard_unit_abi::{Exported, SwitchingUnit, UnitCommand, UnitFactory, UnitState, UnitWorker};
 
 pub struct Faulty {
     state: UnitState,
