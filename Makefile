@@ -4,6 +4,7 @@ CARGO ?= cargo
 DEBIAN_PACKAGES := libdpdk-dev dpdk-dev clang libclang-dev libpcap-dev pkg-config tshark python3 iproute2 iputils-ping ethtool procps iperf3 qemu-utils libnbd-bin fio nbdkit nftables tcpreplay
 HUGEPAGES ?= 512
 SWITCHYARD := target/release/switchyard
+BENCH := target/release/switchyard-bench
 SOAK_SECONDS ?= 600
 
 .PHONY: all deps hugepages build units run test soak check-unsafe lint bench bench-storage fuzz fuzz-target fuzz-tool clean
@@ -57,8 +58,8 @@ run: build
 # the bench harness smoke run, lints, and the unsafe boundary. The release
 # binary too: tests/damaged_database.rs runs it (a release build aborts on a panic).
 test: deps hugepages check-unsafe build
-	$(CARGO) test --workspace --all-targets
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) test --workspace --all-targets --features switchyard/testing
+	$(CARGO) clippy --workspace --all-targets --features switchyard/testing -- -D warnings
 
 # The soak run (as root): the daemon at 90% of its measured maximum for SOAK_SECONDS
 # with config churn, upgrades and migrations; prints a report and fails on any check.
@@ -73,14 +74,15 @@ check-unsafe:
 	  echo "check-unsafe: unsafe outside $(UNSAFE_CRATES)"; exit 1; fi
 
 bench: build
-	$(SWITCHYARD) bench --scenario forward --seconds 5
-	$(SWITCHYARD) bench --scenario l2-switch --seconds 5 --churn 1000
-	$(SWITCHYARD) bench --scenario vxlan-encap --seconds 5
-	$(SWITCHYARD) bench --scenario vxlan-decap --seconds 5
-	$(SWITCHYARD) bench --scenario migration-rewrite --seconds 5
-	$(SWITCHYARD) bench --scenario gateway --seconds 5
-	$(SWITCHYARD) bench --scenario upgrade --upgrades 100
-	$(SWITCHYARD) bench --scenario board --updates 1000 --watchers 3
+	$(CARGO) build --release -p switchyard-bench
+	$(BENCH) --scenario forward --seconds 5
+	$(BENCH) --scenario l2-switch --seconds 5 --churn 1000
+	$(BENCH) --scenario vxlan-encap --seconds 5
+	$(BENCH) --scenario vxlan-decap --seconds 5
+	$(BENCH) --scenario migration-rewrite --seconds 5
+	$(BENCH) --scenario gateway --seconds 5
+	$(BENCH) --scenario upgrade --upgrades 100
+	$(BENCH) --scenario board --updates 1000 --watchers 3
 	$(CARGO) bench --bench wire
 	$(MAKE) bench-storage
 

@@ -4,7 +4,7 @@ use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion
 use std::sync::Arc;
 
 use crossbeam::utils::CachePadded;
-use switchyard::bench::Scenario;
+use switchyard_bench::Scenario;
 use switchyard::vm_migration::{Handling, HoldEntry, HoldLimits, HoldShared, MigrationStage, Role, VmKey};
 use switchyard::pipeline::{Burst, BytesPacket, PortId, Side, Stage, Verdict, BURST_SIZE};
 use switchyard::address_migration::{AddressMigrations, Direction, RewritePort};

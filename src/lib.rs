@@ -6,8 +6,9 @@
 //! configuration file, telemetry, the unit upgrade, and the inter-cloud roles.
 //! Each crate below is re-exported under the name the code here uses for it.
 //! Modules never import one above them: `config`; `upgrade`; `dataplane`,
-//! `telemetry`; `bench`, `control`; `intercloud` (uses `control`'s client);
-//! `fuzzing` (the fuzz bodies, over all of it); `main.rs`.
+//! `telemetry`; `control`; `intercloud` (uses `control`'s client); `main.rs`.
+//! The test doubles (`control::testing`) are built for tests and with the
+//! `testing` feature only, which the fuzz bodies (`switchyard-fuzzing`) turn on.
 
 #![recursion_limit = "256"] // the OpenAPI document is one large json! literal
 
@@ -27,11 +28,9 @@ pub use switchyard_vm_migration as vm_migration;
 pub use switchyard_wire as wire;
 pub use switchyard_xconnect as xconnect;
 
-pub mod bench;
 pub mod config;
 pub mod control;
 pub mod dataplane;
-pub mod fuzzing;
 pub mod intercloud;
 pub mod store;
 pub mod telemetry;

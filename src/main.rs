@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use switchyard::bench::{self, BenchOptions, Scenario};
 use switchyard::board::cli::BoardArgs;
 use switchyard::config::Config;
 use switchyard::control::cli::CtlArgs;
@@ -32,41 +31,6 @@ enum Command {
         /// Also write the final stats summary as JSON.
         #[arg(long, value_name = "FILE")]
         stats_json: Option<PathBuf>,
-    },
-    /// Measure forwarding against dpdk-testpmd (io, macswap) in the same run, or
-    /// (scenario upgrade) loss and output gaps while the switching unit is upgraded,
-    /// or (scenario board) how fast the bulletin board reaches its watchers.
-    Bench {
-        /// One of: forward, l2-switch, vxlan-encap, vxlan-decap, upgrade, board, migration-rewrite.
-        #[arg(long)]
-        scenario: String,
-        /// Measuring time per run.
-        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=3600))]
-        seconds: u32,
-        #[arg(long, value_name = "PATH", default_value = "dpdk-testpmd")]
-        testpmd: PathBuf,
-        /// Also write the report as JSON.
-        #[arg(long, value_name = "FILE")]
-        json: Option<PathBuf>,
-        /// Measure again while the switching table changes this many times a second.
-        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100_000))]
-        churn: u32,
-        /// Scenario upgrade: upgrades to run back to back, alternating basic-v2.so and basic-v1.so.
-        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
-        upgrades: u32,
-        /// Scenario upgrade: the directory holding basic-v1.so and basic-v2.so
-        /// [default: <the executable's directory>/../units, where `make units` puts them].
-        #[arg(long, value_name = "DIR")]
-        units: Option<PathBuf>,
-        /// Scenario upgrade: where to write the throughput plot (SVG).
-        #[arg(long, value_name = "PATH", default_value = "out/upgrade.svg")]
-        plot: PathBuf,
-        /// Scenario board: record updates to make, one after another.
-        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-        updates: u32,
-        /// Scenario board: watchers following the board, each with its own client.
-        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=256))]
-        watchers: u32,
     },
     /// Talk to a running switch's control API (networks, endpoints, ports, stats).
     Ctl(CtlArgs),
@@ -131,24 +95,6 @@ fn main() -> ExitCode {
         Command::StoreStress { database, batches } => store_stress(&database, batches),
         Command::CheckDatabase { file } => return switchyard::store::check_database_command(&file),
         Command::Run { config, stats_json } => run(&config, stats_json.as_deref()),
-        Command::Bench { scenario, seconds, testpmd, json, churn, upgrades, units, plot, updates, watchers } => {
-            match Scenario::named(&scenario) {
-                Ok(scenario) => bench::run(&BenchOptions {
-                    scenario,
-                    seconds,
-                    testpmd,
-                    json,
-                    churn,
-                    upgrades,
-                    units,
-                    plot,
-                    updates,
-                    watchers,
-                })
-                .map_err(|message| Failure { code: 1, message }),
-                Err(message) => Err(Failure { code: 2, message }),
-            }
-        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| switchyard::fuzzing::gateway(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| switchyard_fuzzing::gateway(data));

@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| switchyard::fuzzing::migration(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| switchyard_fuzzing::migration(data));

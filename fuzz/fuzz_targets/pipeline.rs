@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| switchyard::fuzzing::pipeline(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| switchyard_fuzzing::pipeline(data));

@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| switchyard::fuzzing::storage_protocol(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| switchyard_fuzzing::storage_protocol(data));

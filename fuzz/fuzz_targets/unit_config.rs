@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| switchyard::fuzzing::unit_config(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| switchyard_fuzzing::unit_config(data));

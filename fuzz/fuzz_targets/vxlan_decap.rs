@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| switchyard::fuzzing::vxlan_decap(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| switchyard_fuzzing::vxlan_decap(data));

@@ -36,6 +36,7 @@ mod storage;
 pub mod storage_cli;
 #[cfg(test)]
 mod storage_tests;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 #[cfg(test)]
 mod tests;

@@ -1,9 +1,9 @@
-//! Fuzz bodies (issue 9, docs/fuzzing.md): each `pub fn <target>(data: &[u8])` drives the real code the
-//! way the data plane or the API does, and asserts what it can check cheaply. The libFuzzer binaries in
-//! `fuzz/` are one-line calls of these; `tests/fuzz_regressions.rs` runs them over the kept crash inputs
-//! and the seed corpus. A body never panics on any input unless it found a bug: a panic is a finding.
+//! Fuzz bodies (docs/fuzzing.md): each `pub fn <target>(data: &[u8])` drives the real code the way the
+//! data plane or the API does, and asserts what it can check cheaply. The libFuzzer binaries in `fuzz/`
+//! are one-line calls of these; `tests/fuzz_regressions.rs` runs them over the kept crash inputs and the
+//! seed corpus. A body never panics on any input unless it found a bug: a panic is a finding.
 //!
-//! The top floor beside `control`: it may use every module, and nothing uses it.
+//! A crate above the product: it may use all of it, and the product does not link it.
 mod datapath;
 mod fixture;
 mod migration;

@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use arbitrary::Unstructured;
 
-use crate::vm_migration::{
+use switchyard::vm_migration::{
     EventRefused, Handling, HoldEntry, HoldLimits, HoldShared, Migration, MigrationEvent, MigrationStage, Phase, Role,
     Transition, Unchanged, VmKey,
 };
-use crate::pipeline::{Burst, BytesPacket, PacketBuf, PortId, Side, Stage, Verdict, BURST_SIZE};
-use crate::wire::MacAddr;
+use switchyard::pipeline::{Burst, BytesPacket, PacketBuf, PortId, Side, Stage, Verdict, BURST_SIZE};
+use switchyard::wire::MacAddr;
 
 const VM: VmKey = VmKey { vni: 100, mac: MacAddr([2, 0, 0, 0, 0, 0x0a]) };
 const VM_PORT: PortId = PortId(0);

@@ -3,7 +3,7 @@
 use std::net::Ipv4Addr;
 
 use super::MAX_FRAME;
-use crate::wire::{
+use switchyard::wire::{
     arp, ethernet, icmp, ipv4, tcp, udp, vxlan, AddressReport, ArpPacket, ArpRepr, EthernetFrame, EthernetRepr,
     Icmpv4Packet, Ipv4Packet, Ipv4Repr, TcpSegment, UdpDatagram, UdpRepr, VxlanHeader, VxlanRepr,
 };

@@ -5,11 +5,11 @@ use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::dpdk::Mbuf;
-use crate::overlay::UnitHost;
-use crate::store::{Change, ConfigSnapshot, RemoteEndpoint};
-use crate::unit::UnitCommand;
-use crate::wire::MacAddr;
+use switchyard::dpdk::Mbuf;
+use switchyard::overlay::UnitHost;
+use switchyard::store::{Change, ConfigSnapshot, RemoteEndpoint};
+use switchyard::unit::UnitCommand;
+use switchyard::wire::MacAddr;
 
 /// Remote endpoints in the table while it churns.
 const TABLE_ENTRIES: u32 = 1000;

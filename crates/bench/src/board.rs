@@ -1,4 +1,4 @@
-//! `switchyard bench --scenario board` (issue 5): how long a record update on
+//! `switchyard-bench --scenario board`: how long a record update on
 //! the bulletin board takes to reach every host that follows it.
 //!
 //! A board is served in-process on 127.0.0.1:0 with a fresh database in the
@@ -16,10 +16,10 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::{write_json, BenchOptions, Scenario};
-use crate::svc::auth::Token;
-use crate::svc::{ClientAuth, ServerAuth};
-use crate::board::{Accepted, Board, BoardClient, BoardServer, RecordKey, RedbBoardStore, Update, VmState, WatchReply};
-use crate::wire::MacAddr;
+use switchyard::svc::auth::Token;
+use switchyard::svc::{ClientAuth, ServerAuth};
+use switchyard::board::{Accepted, Board, BoardClient, BoardServer, RecordKey, RedbBoardStore, Update, VmState, WatchReply};
+use switchyard::wire::MacAddr;
 
 const VNI: u32 = 100;
 /// The updates move VMs between these two hosts, as migrations do.

@@ -1,4 +1,4 @@
-//! `switchyard bench --scenario upgrade` (issue 4): the l2-switch data plane
+//! `switchyard-bench --scenario upgrade`: the l2-switch data plane
 //! forwards at full rate while the switching unit is upgraded N times back to
 //! back through the orchestrator, alternating basic-v2.so and basic-v1.so.
 //!
@@ -24,9 +24,9 @@ use serde::Serialize;
 
 use super::plot::{axis_max, Anchor, Frame, Svg};
 use super::{median, start_dataplane, write_json, BenchOptions, Scenario, FORWARDING_LCORE, WARMUP};
-use crate::dataplane::{Dataplane, Monitor, Summary};
-use crate::store::ConfigSnapshot;
-use crate::upgrade::{open_unit_library, unix_us, ConfigGate, Outcome, Resumed, UnitFile, UpgradeRecord, Upgrader, STEP_NAMES};
+use switchyard::dataplane::{Dataplane, Monitor, Summary};
+use switchyard::store::ConfigSnapshot;
+use switchyard::upgrade::{open_unit_library, unix_us, ConfigGate, Outcome, Resumed, UnitFile, UpgradeRecord, Upgrader, STEP_NAMES};
 
 /// The largest pause in output an upgrade may cause (issue 4).
 const GAP_TARGET_US: f64 = 100.0;
@@ -499,7 +499,7 @@ fn plot(report: &UpgradeReport) -> String {
     let mut svg = Svg::new(WIDTH, HEIGHT);
     svg.text(
         (frame.left, 28.0),
-        &format!("switchyard bench upgrade: throughput while the switching unit is upgraded {} times", report.upgrades.len()),
+        &format!("switchyard-bench upgrade: throughput while the switching unit is upgraded {} times", report.upgrades.len()),
         16.0,
         Anchor::Start,
         0.0,

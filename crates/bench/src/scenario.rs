@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use pcap_file::pcap::{PcapPacket, PcapWriter};
 
-use crate::dataplane::{Forwarding, DEFAULT_MAC_AGEING};
-use crate::overlay::{encapsulate, Tunnel};
-use crate::pipeline::{BytesPacket, PacketBuf};
-use crate::store::{AddressMigration, ConfigSnapshot, AddressMigrationSource, Network, PortNetwork, RemoteEndpoint, VmEndpoint};
-use crate::wire::ethernet::ethertype;
-use crate::wire::{ipv4, EthernetFrame, Ipv4Packet, MacAddr, UdpDatagram};
+use switchyard::dataplane::{Forwarding, DEFAULT_MAC_AGEING};
+use switchyard::overlay::{encapsulate, Tunnel};
+use switchyard::pipeline::{BytesPacket, PacketBuf};
+use switchyard::store::{AddressMigration, ConfigSnapshot, AddressMigrationSource, Network, PortNetwork, RemoteEndpoint, VmEndpoint};
+use switchyard::wire::ethernet::ethertype;
+use switchyard::wire::{ipv4, EthernetFrame, Ipv4Packet, MacAddr, UdpDatagram};
 
 /// Distinct flows in a generator pcap.
 const FLOWS: u16 = 1000;
@@ -344,18 +344,18 @@ mod tests {
     fn migration_rewrite_rewrites_every_generator_packet_both_ways() {
         let config = Scenario::MigrationRewrite.overlay_config();
         let ports = [
-            crate::address_migration::RewritePort { name: "generator".into(), id: crate::pipeline::PortId(0), mac: SRC_MAC },
-            crate::address_migration::RewritePort { name: "sink".into(), id: crate::pipeline::PortId(1), mac: DST_MAC },
+            switchyard::address_migration::RewritePort { name: "generator".into(), id: switchyard::pipeline::PortId(0), mac: SRC_MAC },
+            switchyard::address_migration::RewritePort { name: "sink".into(), id: switchyard::pipeline::PortId(1), mac: DST_MAC },
         ];
-        let table = crate::address_migration::build(&config, &ports);
+        let table = switchyard::address_migration::build(&config, &ports);
         assert_eq!(table.sizes(), (1001, 0));
-        let (from_vm, to_vm) = (crate::address_migration::Direction::FromVm, crate::address_migration::Direction::ToVm);
+        let (from_vm, to_vm) = (switchyard::address_migration::Direction::FromVm, switchyard::address_migration::Direction::ToVm);
         for flow in [0, 1, 999] {
             let mut frame = udp_frame(flow);
-            let out = |port: u16| table.port(crate::pipeline::PortId(port)).unwrap();
-            let done = Ok(crate::address_migration::Rewritten::Address { icmp_error: false });
-            assert_eq!(crate::address_migration::rewrite_frame(&mut frame, from_vm, &out(0).from_vm), done);
-            assert_eq!(crate::address_migration::rewrite_frame(&mut frame, to_vm, &out(1).to_vm), done);
+            let out = |port: u16| table.port(switchyard::pipeline::PortId(port)).unwrap();
+            let done = Ok(switchyard::address_migration::Rewritten::Address { icmp_error: false });
+            assert_eq!(switchyard::address_migration::rewrite_frame(&mut frame, from_vm, &out(0).from_vm), done);
+            assert_eq!(switchyard::address_migration::rewrite_frame(&mut frame, to_vm, &out(1).to_vm), done);
             let ip = Ipv4Packet::new_checked(&frame[14..]).unwrap();
             assert!(ip.verify_checksum());
             assert_eq!(ip.dst_addr(), Ipv4Addr::new(10, 3, 0, 1));
@@ -369,13 +369,13 @@ mod tests {
 
     #[test]
     fn gateway_relays_every_generator_frame_to_its_compute_node_with_the_local_vni() {
-        use crate::overlay::{Learned, Underlay, VRouter, VRouterTables};
-        use crate::pipeline::{Burst, PortId, Verdict};
-        use crate::unit::{LearnQueue, Side, WorkerLocal};
+        use switchyard::overlay::{Learned, Underlay, VRouter, VRouterTables};
+        use switchyard::pipeline::{Burst, PortId, Verdict};
+        use switchyard::unit::{LearnQueue, Side, WorkerLocal};
         let dir = tempfile::tempdir().unwrap();
         let pcap = dir.path().join("gateway.pcap");
         Scenario::Gateway.write_generator(&pcap).unwrap();
-        let config = crate::config::Config::parse(&Scenario::Gateway.ports_toml(&pcap), "bench").unwrap();
+        let config = switchyard::config::Config::parse(&Scenario::Gateway.ports_toml(&pcap), "bench").unwrap();
         let uplink = &config.ports[0];
         let underlay = Underlay { port: PortId(0), mac: SRC_MAC, vtep: uplink.vtep.clone().unwrap(), gateway_role: config.gateway.clone() };
         let tables = VRouterTables::build(&Scenario::Gateway.overlay_config(), &Learned::default(), &[], Some(underlay));

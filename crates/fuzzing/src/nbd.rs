@@ -2,11 +2,11 @@
 //! (`nbd_handshake::negotiate`, then `nbd_transmission::read_requests`): client flags, options until one
 //! picks an export or the stream breaks, then request headers with their WRITE payloads.
 use super::MAX_FRAME;
-use crate::vbd::nbd_wire::{
+use switchyard::vbd::nbd_wire::{
     command, option, ClientFlags, Command, ExportLimits, OptionHeader, OptionRequest, RequestHeader, CLIENT_FLAGS_LEN,
     MAX_OPTION_DATA, MAX_STRING_LEN, OPTION_HEADER_LEN, REQUEST_HEADER_LEN,
 };
-use crate::vbd::nbd_wire::parse_option;
+use switchyard::vbd::nbd_wire::parse_option;
 
 /// Fuzz body `nbd`: the first byte picks the export's limits (size, maximum payload, read-only).
 pub fn nbd(data: &[u8]) {

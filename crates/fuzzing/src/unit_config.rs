@@ -1,9 +1,9 @@
 //! The switching unit's configuration blob (docs/unit-abi.md, "JSON payloads"): what a unit library's
 //! `create` decodes (`overlay::UnitSetup::decode`) and builds its tables from, then a command blob
 //! (`unit::UnitCommand::decode`, what `apply` takes) applied to the unit made, and one frame from each side.
-use crate::overlay::{UnitSetup, VRouterUnit};
-use crate::pipeline::{Burst, BytesPacket, PortId, Side};
-use crate::unit::{SwitchingUnit, UnitCommand};
+use switchyard::overlay::{UnitSetup, VRouterUnit};
+use switchyard::pipeline::{Burst, BytesPacket, PortId, Side};
+use switchyard::unit::{SwitchingUnit, UnitCommand};
 
 /// Fuzz body `unit_config`: the setup blob, optionally followed by a NUL byte and a command blob.
 pub fn unit_config(data: &[u8]) {
@@ -19,7 +19,7 @@ pub fn unit_config(data: &[u8]) {
     SwitchingUnit::<BytesPacket>::housekeeping(&unit);
     let state = SwitchingUnit::<BytesPacket>::export(&unit).expect("the vRouter exports its state");
     let blob = serde_json::to_vec(&state).expect("a state serializes");
-    assert!(serde_json::from_slice::<crate::unit::UnitState>(&blob).is_ok(), "an exported state reads back");
+    assert!(serde_json::from_slice::<switchyard::unit::UnitState>(&blob).is_ok(), "an exported state reads back");
     let mut worker = SwitchingUnit::<BytesPacket>::attach(&unit, 1_000_000);
     for (port, side) in [(PortId(0), Side::Vm), (PortId(1), Side::Uplink)] {
         let mut burst = Burst::new(port);

@@ -4,20 +4,20 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::board::{LockRequest, Update};
-use crate::control::http::parse_json;
-use crate::control::{
+use switchyard::board::{LockRequest, Update};
+use switchyard::control::http::parse_json;
+use switchyard::control::{
     AddressMigrationNotify, EndpointCreate, MigrationEventBody, NetworkCreate, NetworkReplace, PortBind, RemoteCreate,
     StorageImageClone, StorageImageCreate, StorageImageGrow, StorageImageReadOnly, StorageUserCreate, StorageUserIps,
     StorageUserQuota, UpgradeStart,
 };
-use crate::intercloud::model::CloudRegistration;
-use crate::intercloud::Announce;
-use crate::json_body;
+use switchyard::intercloud::model::CloudRegistration;
+use switchyard::intercloud::Announce;
+use switchyard::json_body;
 
 /// Fuzz body `rest_bodies`: the same bytes as every body type (limited as the server limits them).
 pub fn rest_bodies(data: &[u8]) {
-    if data.len() > crate::control::http::BODY_LIMIT {
+    if data.len() > switchyard::control::http::BODY_LIMIT {
         return;
     }
     control::<NetworkCreate>(data);

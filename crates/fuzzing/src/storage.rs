@@ -4,9 +4,9 @@
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use crate::block_server::service::{Action, Catalog, Io, IoKind, Reply, Service, ServiceImage, ServiceUser};
-use crate::vbd::storage_codec::{Sender, MAX_DATAGRAM_LEN};
-use crate::wire::block::{BlockPacket, BlockRepr, FragmentSize, ImageInfo, Status, UserKey, HEADER_LEN, MAX_FRAGMENT_PAYLOAD};
+use switchyard::block_server::service::{Action, Catalog, Io, IoKind, Reply, Service, ServiceImage, ServiceUser};
+use switchyard::vbd::storage_codec::{Sender, MAX_DATAGRAM_LEN};
+use switchyard::wire::block::{BlockPacket, BlockRepr, FragmentSize, ImageInfo, Status, UserKey, HEADER_LEN, MAX_FRAGMENT_PAYLOAD};
 
 const ALICE: u32 = 1;
 const BOB: u32 = 2;

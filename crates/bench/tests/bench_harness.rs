@@ -2,16 +2,57 @@
 //! one invocation and reports rates and ratios. Rates are not asserted (speed is
 //! judged from the harness output, not by tests); the report's shape and
 //! consistency are.
-mod common;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
-use common::*;
+use serde_json::json;
+
+/// `switchyard-bench` with quiet logs.
+fn bench() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchyard-bench"));
+    cmd.env("RUST_LOG", "warn");
+    cmd
+}
+
+/// A fresh, empty directory for one test.
+fn scratch(test: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(test);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn stderr_lines(out: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stderr).lines().map(str::to_owned).collect()
+}
+
+/// A unit library `make units` built (target/units).
+fn unit_library(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/units").join(format!("{name}.so"));
+    assert!(path.exists(), "{} is missing: run `make units` first", path.display());
+    path
+}
+
+#[test]
+fn an_unknown_scenario_is_exit_code_2_naming_the_known_ones() {
+    let out = bench().args(["--scenario", "nope", "--seconds", "1"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr_lines(&out),
+        ["switchyard-bench: unknown bench scenario \"nope\" (known: forward, l2-switch, vxlan-encap, vxlan-decap, upgrade, board, migration-rewrite, gateway)"]
+    );
+}
 
 #[test]
 fn forward_scenario_reports_rates_and_ratios_from_one_run() {
     let dir = scratch("forward_scenario_reports_rates_and_ratios_from_one_run");
     let report = dir.join("bench.json");
-    let out = switchyard()
-        .args(["bench", "--scenario", "forward", "--seconds", "2", "--json", report.to_str().unwrap()])
+    let out = bench()
+        .args(["--scenario", "forward", "--seconds", "2", "--json", report.to_str().unwrap()])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -35,15 +76,15 @@ fn forward_scenario_reports_rates_and_ratios_from_one_run() {
 
 #[test]
 fn missing_testpmd_is_a_clear_error() {
-    let out = switchyard()
-        .args(["bench", "--scenario", "forward", "--seconds", "1", "--testpmd", "/nonexistent/dpdk-testpmd"])
+    let out = bench()
+        .args(["--scenario", "forward", "--seconds", "1", "--testpmd", "/nonexistent/dpdk-testpmd"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let last = stderr_lines(&out).pop().unwrap();
     assert_eq!(
         last,
-        "switchyard: cannot start /nonexistent/dpdk-testpmd: No such file or directory (os error 2) (install package dpdk-dev)"
+        "switchyard-bench: cannot start /nonexistent/dpdk-testpmd: No such file or directory (os error 2) (install package dpdk-dev)"
     );
 }
 
@@ -54,8 +95,8 @@ fn upgrade_scenario_loses_nothing_and_reports_every_step() {
     unit_library("basic-v2");
     let report = dir.join("upgrade.json");
     let plot = dir.join("plots/upgrade.svg");
-    let out = switchyard()
-        .args(["bench", "--scenario", "upgrade", "--upgrades", "3"])
+    let out = bench()
+        .args(["--scenario", "upgrade", "--upgrades", "3"])
         .arg("--units")
         .arg(&units)
         .arg("--json")
@@ -101,4 +142,24 @@ fn upgrade_scenario_loses_nothing_and_reports_every_step() {
     assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(200)]);
     assert!(svg.contains("<polyline"));
     assert!(svg.trim_end().ends_with("</svg>"));
+}
+
+#[test]
+fn the_board_bench_reports_propagation_to_every_watcher() {
+    let dir = scratch("the_board_bench_reports_propagation_to_every_watcher");
+    let report = dir.join("board.json");
+    let out = bench()
+        .args(["--scenario", "board", "--updates", "20", "--watchers", "2", "--json"])
+        .arg(&report)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.lines().any(|l| l.starts_with("board propagation to 2 watchers over 20 updates: p50 ")), "{stdout}");
+    let report = json(&report);
+    assert_eq!((&report["updates"], &report["watchers"]), (&json!(20), &json!(2)));
+    let p = &report["propagation_us"];
+    let (p50, p99, max) = (p["p50"].as_f64().unwrap(), p["p99"].as_f64().unwrap(), p["max"].as_f64().unwrap());
+    assert!(0.0 < p50 && p50 <= p99 && p99 <= max, "{report}");
+    assert!(report["updates_per_second"].as_f64().unwrap() > 0.0);
 }

@@ -5,10 +5,10 @@ use std::net::Ipv4Addr;
 
 use super::fixture::{self, Options, Switch, LOCAL_VTEP, POST_IP, PRIMARY_IP, UPLINK};
 use super::MAX_FRAME;
-use crate::overlay::decapsulate;
-use crate::pipeline::{BytesPacket, PacketBuf, Verdict};
-use crate::address_migration::{rewrite_frame, AddressMap, Direction, Rewritten};
-use crate::wire::{ethernet, icmp, ipv4, udp, vxlan, Icmpv4Packet, Ipv4Packet, TcpSegment, UdpDatagram};
+use switchyard::overlay::decapsulate;
+use switchyard::pipeline::{BytesPacket, PacketBuf, Verdict};
+use switchyard::address_migration::{rewrite_frame, AddressMap, Direction, Rewritten};
+use switchyard::wire::{ethernet, icmp, ipv4, udp, vxlan, Icmpv4Packet, Ipv4Packet, TcpSegment, UdpDatagram};
 
 fn split(data: &[u8]) -> Option<(Options, Vec<u8>)> {
     let (&control, frame) = data.split_first()?;

@@ -4,15 +4,15 @@
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use crate::config::{GatewayConfig, VniMapping, VtepConfig};
-use crate::dataplane::{overlay_stages, OverlayTables, WorkerCounters};
-use crate::vm_migration::{Handling, HoldEntry, HoldLimits, HoldShared, Role, VmKey};
-use crate::overlay::{TunnelLimits, TunnelShared, Underlay, UnitHost, UnitSetup, VmPort};
-use crate::pipeline::{Allocator, Burst, BytesPacket, PacketBuf, PortId, Side, Stage, Verdict, BURST_SIZE};
-use crate::address_migration::{AddressMigrations, RewritePort};
-use crate::store::{AddressMigration, AddressMigrationSource, ConfigSnapshot, Network, PortNetwork, RemoteEndpoint, VmEndpoint};
-use crate::unit::UnitState;
-use crate::wire::{ethernet, ipv4, Ipv4Packet, MacAddr};
+use switchyard::config::{GatewayConfig, VniMapping, VtepConfig};
+use switchyard::dataplane::{overlay_stages, OverlayTables, WorkerCounters};
+use switchyard::vm_migration::{Handling, HoldEntry, HoldLimits, HoldShared, Role, VmKey};
+use switchyard::overlay::{TunnelLimits, TunnelShared, Underlay, UnitHost, UnitSetup, VmPort};
+use switchyard::pipeline::{Allocator, Burst, BytesPacket, PacketBuf, PortId, Side, Stage, Verdict, BURST_SIZE};
+use switchyard::address_migration::{AddressMigrations, RewritePort};
+use switchyard::store::{AddressMigration, AddressMigrationSource, ConfigSnapshot, Network, PortNetwork, RemoteEndpoint, VmEndpoint};
+use switchyard::unit::UnitState;
+use switchyard::wire::{ethernet, ipv4, Ipv4Packet, MacAddr};
 
 pub(super) const VM0: PortId = PortId(0);
 pub(super) const VM1: PortId = PortId(1);

@@ -1,4 +1,4 @@
-//! The throughput harness: `switchyard bench --scenario NAME`.
+//! The throughput harness: `switchyard-bench --scenario NAME`.
 //!
 //! One run measures, on the same lcore and with the identical generator pcap
 //! (`net_pcap ... infinite_rx=1`) and sink (`net_null ... no-rx=1`): dpdk-testpmd
@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::config::Config;
-use crate::dataplane::Dataplane;
-use crate::unit::UnitCommand;
+use switchyard::config::Config;
+use switchyard::dataplane::Dataplane;
+use switchyard::unit::UnitCommand;
 pub use scenario::Scenario;
 
 /// The lcore that forwards, for testpmd and switchyard alike; lcore 0 is the main lcore.
