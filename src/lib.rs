@@ -16,8 +16,10 @@
 pub use switchyard_address_migration as address_migration;
 pub use switchyard_block_server as block_server;
 pub use switchyard_board as board;
+pub use switchyard_configdb as configdb;
 pub use switchyard_dpdk as dpdk;
 pub use switchyard_io_ring as io_ring;
+pub use switchyard_model as model;
 pub use switchyard_overlay as overlay;
 pub use switchyard_pipeline as pipeline;
 pub use switchyard_service as svc;
@@ -32,6 +34,5 @@ pub mod config;
 pub mod control;
 pub mod dataplane;
 pub mod intercloud;
-pub mod store;
 pub mod telemetry;
 pub mod upgrade;

@@ -83,7 +83,7 @@ fn main() -> ExitCode {
     // A damaged database can make redb panic, which aborts a release build:
     // every database file is checked in a child process of this binary first.
     if let Ok(exe) = std::env::current_exe() {
-        switchyard::store::check_databases_with(exe);
+        switchyard::svc::database::check_databases_with(exe);
     }
     let result = match cli.command {
         Command::Ctl(args) => return switchyard::control::cli::main(args),
@@ -93,7 +93,7 @@ fn main() -> ExitCode {
         Command::Agent(args) => return switchyard::intercloud::cli::agent_main(args),
         Command::Vbd(args) => return switchyard::vbd::cli::main(args),
         Command::StoreStress { database, batches } => store_stress(&database, batches),
-        Command::CheckDatabase { file } => return switchyard::store::check_database_command(&file),
+        Command::CheckDatabase { file } => return switchyard::svc::database::check_database_command(&file),
         Command::Run { config, stats_json } => run(&config, stats_json.as_deref()),
     };
     match result {
@@ -106,9 +106,9 @@ fn main() -> ExitCode {
 }
 
 fn store_stress(database: &Path, batches: Option<u64>) -> Result<(), Failure> {
-    let store = switchyard::store::Store::open(database).map_err(|e| Failure { code: 1, message: e.to_string() })?;
+    let store = switchyard::configdb::Store::open(database).map_err(|e| Failure { code: 1, message: e.to_string() })?;
     let stdout = std::io::stdout();
-    switchyard::store::stress::stress(&store, batches, &mut stdout.lock())
+    switchyard::configdb::stress::stress(&store, batches, &mut stdout.lock())
         .map_err(|message| Failure { code: 1, message })
 }
 

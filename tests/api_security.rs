@@ -18,7 +18,7 @@ use switchyard::config::ControlConfig;
 use switchyard::control::client::Client;
 use switchyard::control::testing::FakeRuntime;
 use switchyard::control::{spawn, ControlHandle};
-use switchyard::store::Store;
+use switchyard::configdb::Store;
 use switchyard::svc::auth::Token;
 use switchyard::svc::{AuthFiles, ClientAuth, HttpLimits};
 

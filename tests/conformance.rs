@@ -715,8 +715,9 @@ fn config_toml(config: Config, dir: &Path, devargs: &BTreeMap<Port, String>) -> 
 /// The storage user and image, put in the config database before the switch opens it (the API would give the
 /// user a random secret; the committed pcaps need a fixed one).
 fn seed_storage(dir: &Path) {
-    use switchyard::store::{Secret, StorageImage, StorageUser};
-    use switchyard::store::{Change, Store};
+    use switchyard::model::{Secret, StorageImage, StorageUser};
+    use switchyard::configdb::Store;
+    use switchyard::model::Change;
     let store = Store::open(dir.join("config.redb")).unwrap();
     let user = StorageUser { name: "alice".into(), id: 1, ips: vec![CLIENT_IP.into()], quota_bytes: 1 << 30, secret: Secret(SECRET) };
     let image = StorageImage { name: "disk".into(), id: 1, owner: "alice".into(), size: IMAGE_SIZE, read_only: false };

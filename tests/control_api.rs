@@ -12,7 +12,7 @@ use switchyard::control::cli::{self, CtlArgs, CtlCommand, NetworkCommand, PortCo
 use switchyard::control::client::{Client, ClientError};
 use switchyard::control::testing::FakeRuntime;
 use switchyard::control::{http, spawn, spawn_with_storage, ControlError, ControlHandle};
-use switchyard::store::Store;
+use switchyard::configdb::Store;
 use switchyard::upgrade::STEP_NAMES;
 use switchyard::svc::auth::Token;
 use switchyard::svc::{AuthFiles, ClientAuth};

@@ -15,7 +15,8 @@ use switchyard::board::model::{Record, VmState};
 use switchyard::board::store::{Batch, BoardStore, RedbBoardStore, Write};
 use switchyard::intercloud::store::{Batch as RowBatch, Write as RowWrite};
 use switchyard::intercloud::{IntercloudStore, RedbIntercloudStore};
-use switchyard::store::{Change, Network, Store};
+use switchyard::configdb::Store;
+use switchyard::model::{Change, Network};
 
 #[derive(Clone, Copy, Debug)]
 enum Damage {

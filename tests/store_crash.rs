@@ -9,8 +9,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::KillTimes;
-use switchyard::store::stress::stress_mac;
-use switchyard::store::{Store, Vni};
+use switchyard::configdb::stress::stress_mac;
+use switchyard::configdb::Store;
+use switchyard::model::Vni;
 
 const ITERATIONS: usize = 20;
 

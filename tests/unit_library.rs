@@ -10,7 +10,7 @@ use switchyard::config::VtepConfig;
 use switchyard::unit::c_abi::UnitLibrary;
 use switchyard::overlay::{Underlay, UnitSetup, VmPort};
 use switchyard::pipeline::PortId;
-use switchyard::store::{Change, ConfigSnapshot, Network, RemoteEndpoint};
+use switchyard::model::{Change, ConfigSnapshot, Network, RemoteEndpoint};
 use switchyard::unit::{LoadError, LoadedUnit, SwitchingUnit, UnitCommand, UnitState};
 use switchyard::wire::MacAddr;
 

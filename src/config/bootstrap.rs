@@ -7,13 +7,11 @@ use toml::Spanned;
 
 use super::raw::{RawAddressMigration, RawEndpoint, RawNetwork, RawPort, RawRemote};
 use super::{PortRole, Problems};
-use crate::store::rules::{
+use crate::model::rules::{
     check_address_migration, check_address_migration_ips, check_endpoint_mac, check_endpoint_port, check_network_name,
     check_remote_vtep, check_unicast_ipv4, check_vni,
 };
-use crate::store::{
-    AddressMigration, AddressMigrationSource, ConfigSnapshot, Network, PortNetwork, RemoteEndpoint, RemoteSource, VmEndpoint, Vni,
-};
+use crate::model::{AddressMigration, AddressMigrationSource, ConfigSnapshot, Network, PortNetwork, RemoteEndpoint, RemoteSource, VmEndpoint, Vni};
 use crate::wire::MacAddr;
 
 pub(super) struct RawRecords {

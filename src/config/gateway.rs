@@ -6,8 +6,8 @@ use toml::Spanned;
 
 use super::raw::RawGateway;
 use super::Problems;
-use crate::store::rules::check_vni;
-use crate::store::{GatewayConfig, Network, VniMapping};
+use crate::model::rules::check_vni;
+use crate::model::{GatewayConfig, Network, VniMapping};
 
 /// Validates `[gateway]`: it needs the VTEP (`has_vtep`); a mapping's local VNI
 /// must be a `[[network]]` of the file, its remote VNI mapped once and not a local

@@ -105,7 +105,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize, Serializer};
 use toml::Spanned;
 
-use crate::store::ConfigSnapshot;
+use crate::model::ConfigSnapshot;
 use crate::wire::MacAddr;
 pub use control::{ControlConfig, SocketGroup, CONTROL_AUTH_KEYS, SOCKET_PATH_MAX};
 pub use crate::svc::auth::is_loopback;

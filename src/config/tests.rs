@@ -1,5 +1,5 @@
 use super::*;
-use crate::store::{AddressMigration, AddressMigrationSource, Network, PortNetwork, RemoteEndpoint, VmEndpoint};
+use crate::model::{AddressMigration, AddressMigrationSource, Network, PortNetwork, RemoteEndpoint, VmEndpoint};
 use crate::svc::{AuthFiles, HttpLimits};
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicUsize, Ordering};

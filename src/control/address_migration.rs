@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use super::core::Control;
 use super::error::ApiError;
 use crate::address_migration::AddressReport;
-use crate::store::rules::{check_address_migration, judge_report};
-use crate::store::{unix_us, AddressMigration, Change, AddressMigrationSource};
+use crate::model::rules::{check_address_migration, judge_report};
+use crate::model::{unix_us, AddressMigration, Change, AddressMigrationSource};
 use crate::wire::{MacAddr, ReportStatus};
 
 /// How many reports the log keeps.

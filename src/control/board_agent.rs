@@ -26,7 +26,7 @@ use tokio::time::Instant;
 use super::core::Control;
 use crate::board::{BoardClient, BoardError, Event, EventKind, Record, RecordKey, Update, VmState, WatchReply};
 use crate::vm_migration::VmKey;
-use crate::store::{Change, ConfigSnapshot, RemoteEndpoint, RemoteSource};
+use crate::model::{Change, ConfigSnapshot, RemoteEndpoint, RemoteSource};
 
 /// How long one watch waits on the board for a change.
 const WATCH_TIMEOUT: Duration = Duration::from_secs(25);
@@ -354,7 +354,7 @@ async fn unlock(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Network, VmEndpoint};
+    use crate::model::{Network, VmEndpoint};
 
     const HERE: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
     const THERE: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);

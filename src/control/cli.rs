@@ -552,7 +552,7 @@ fn render(view: &View, value: &Value) -> String {
             table(&columns, &rows)
         }
         View::Tunnels => {
-            let now_ms = crate::store::unix_ms(SystemTime::now());
+            let now_ms = crate::model::unix_ms(SystemTime::now());
             let rows: Vec<Value> = (value.as_array().into_iter().flatten())
                 .map(|t| {
                     let mut row = t.clone();

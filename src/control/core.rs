@@ -17,14 +17,12 @@ use super::runtime::{PortStatus, Runtime};
 use super::serve::ControlError;
 use super::storage::StorageSetup;
 use crate::config::{PortRole, StorageConfig};
-use crate::store::rules::{
+use crate::model::rules::{
     check_address_migration, check_address_migration_ips, check_endpoint_mac, check_endpoint_port, check_flood_vteps,
     check_network_name, check_port_binding, check_remote_vtep, check_unicast_ipv4, check_vni,
 };
-use crate::store::{
-    AddressMigration, AddressMigrationSource, Change, ConfigSnapshot, Network, PortNetwork, RemoteEndpoint, RemoteSource,
-    RequestOutcome, Store, StoreError, VmEndpoint, Vni,
-};
+use crate::configdb::{RequestOutcome, Store, StoreError};
+use crate::model::{AddressMigration, AddressMigrationSource, Change, ConfigSnapshot, Network, PortNetwork, RemoteEndpoint, RemoteSource, VmEndpoint, Vni};
 use crate::wire::MacAddr;
 
 /// `POST /v1/networks`.

@@ -24,7 +24,7 @@ use super::storage::{
     StorageUserQuota,
 };
 use super::upgrade::UpgradeStart;
-use crate::store::RequestState;
+use crate::configdb::RequestState;
 use crate::upgrade::{Outcome, UpgradeRecord, UpgradeRefused};
 
 /// Request bodies larger than this are refused with 413.
@@ -461,7 +461,7 @@ fn refused(refusal: UpgradeRefused) -> ApiError {
 }
 
 async fn get_config(State(c): State<Shared>) -> Reply<impl Serialize> {
-    Ok(Json(crate::store::ConfigSnapshot::clone(&c.snapshot())))
+    Ok(Json(crate::model::ConfigSnapshot::clone(&c.snapshot())))
 }
 
 async fn get_unit(State(c): State<Shared>) -> Reply<serde_json::Value> {

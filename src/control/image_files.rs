@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 use crate::config::ImageGroup;
-use crate::store::{image_file, ImageId, ImageIntent, StorageRecords, SECTOR_BYTES};
+use crate::model::{image_file, ImageId, ImageIntent, StorageRecords, SECTOR_BYTES};
 
 /// Copies go through a buffer of this size; all-zero blocks are skipped, so a
 /// copy of a sparse image stays sparse.

@@ -22,8 +22,8 @@ use crate::vm_migration::{
     Handling, HoldEntry, HoldShared, Migration, MigrationEvent, Phase, Role, Transition, VmKey, MAX_HELD_VMS,
 };
 use crate::overlay::{port_networks, VmPort};
-use crate::store::{unix_us, Change, ConfigSnapshot, RemoteEndpoint, RemoteSource, VmEndpoint};
-use crate::store::rules::check_endpoint_port;
+use crate::model::{unix_us, Change, ConfigSnapshot, RemoteEndpoint, RemoteSource, VmEndpoint};
+use crate::model::rules::check_endpoint_port;
 
 /// What the orchestrator works on: the stage's shared table, the VM ports,
 /// this host's VTEP, and how long finished migrations stay.

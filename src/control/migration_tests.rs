@@ -12,7 +12,8 @@ use crate::config::BoardConfig;
 use crate::vm_migration::{Arrival, Handling, HoldLimits, HoldShared, Phase, Role, VmKey};
 use crate::overlay::VmPort;
 use crate::pipeline::{PortId, Side};
-use crate::store::{RemoteEndpoint, RemoteSource, Store, VmEndpoint};
+use crate::configdb::Store;
+use crate::model::{RemoteEndpoint, RemoteSource, VmEndpoint};
 
 const A: &str = "192.0.2.1";
 const B: &str = "192.0.2.2";

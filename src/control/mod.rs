@@ -61,7 +61,7 @@ pub use storage::{
 pub use upgrade::UpgradeStart;
 
 use crate::config::Config;
-use crate::store::{Store, StoreError};
+use crate::configdb::{Store, StoreError};
 
 /// Opens the config database named by `control.database` and, on first start
 /// (nothing ever committed), seeds it from the TOML bootstrap records.

@@ -11,7 +11,7 @@ use super::{MigrationPlane, PortView, Runtime, TunnelView};
 use crate::block_server::version::StorageVersion;
 use crate::dataplane::Monitor;
 use crate::config::BoardConfig;
-use crate::store::{Change, ConfigSnapshot, ImageUse, StorageCatalog};
+use crate::model::{Change, ConfigSnapshot, ImageUse, StorageCatalog};
 use crate::telemetry;
 use crate::unit::UnitCommand;
 use crate::upgrade::{ConfigGate, UnitFile, UpgradeRecord, UpgradeRefused, UpgradeStatus, Upgrader};

@@ -11,7 +11,8 @@ use serde::Serialize;
 use super::core::{Applied, Control};
 use super::error::ApiError;
 use super::request::ConfigRequest;
-use crate::store::{ConfigSnapshot, RequestOutcome, RequestRecord, RequestState, StoreError, FINISHED_KEPT};
+use crate::configdb::{RequestOutcome, RequestRecord, RequestState, StoreError, FINISHED_KEPT};
+use crate::model::ConfigSnapshot;
 use crate::upgrade::{ConfigGate, Resumed};
 
 /// What became of a change request handed to `submit`.

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use super::migration::MigrationPlane;
 use crate::config::PortRole;
-use crate::store::{Change, ConfigSnapshot, ImageUse, StorageCatalog};
+use crate::model::{Change, ConfigSnapshot, ImageUse, StorageCatalog};
 use crate::config::UpgradeConfig;
 use crate::upgrade::{ConfigGate, UnitFile, UpgradeRecord, UpgradeRefused, UpgradeStatus};
 use crate::wire::MacAddr;
@@ -119,5 +119,5 @@ pub struct PortStatus {
     #[serde(flatten)]
     pub port: PortView,
     /// The network a VM-role port is bound to, from the config database.
-    pub vni: Option<crate::store::Vni>,
+    pub vni: Option<crate::model::Vni>,
 }

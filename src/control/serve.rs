@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use super::core::Control;
 use super::runtime::Runtime;
 use crate::config::{ControlConfig, StorageConfig, CONTROL_AUTH_KEYS};
-use crate::store::{Store, StoreError};
+use crate::configdb::{Store, StoreError};
 use crate::svc::{HttpLimits, Listener, ServerAuth};
 
 /// How long a stop waits for requests in flight before closing connections.

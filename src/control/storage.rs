@@ -21,10 +21,9 @@ use super::error::{ApiError, ErrorKind};
 use super::image_files::{file_id, parse_id, round_up_to_sector, FileWork, ImageFiles, ImageSource};
 pub use super::image_files::StorageOrphan;
 use crate::config::StorageConfig;
-use crate::store::rules::{check_image_size, check_storage_ips, check_storage_name, IMAGE_SIZE_MAX};
-use crate::store::{
-    unix_ms, Change, ConfigSnapshot, ImageUse, Secret, StorageCatalog, StorageImage, StorageRecords, StorageUser, Store,
-};
+use crate::model::rules::{check_image_size, check_storage_ips, check_storage_name, IMAGE_SIZE_MAX};
+use crate::configdb::Store;
+use crate::model::{unix_ms, Change, ConfigSnapshot, ImageUse, Secret, StorageCatalog, StorageImage, StorageRecords, StorageUser};
 
 /// `POST /v1/storage/users`. The server assigns the id and the secret.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,7 +8,8 @@ use std::time::SystemTime;
 use super::testing::FakeRuntime;
 use super::*;
 use crate::config::StorageConfig;
-use crate::store::{unix_ms, Change, ImageIntent, StorageImage, Store};
+use crate::configdb::Store;
+use crate::model::{unix_ms, Change, ImageIntent, StorageImage};
 use crate::upgrade::ConfigGate;
 
 struct Setup {

@@ -11,7 +11,7 @@ use serde_json::json;
 use super::runtime::{PortView, Runtime};
 use super::migration::MigrationPlane;
 use crate::config::PortRole;
-use crate::store::{ConfigSnapshot, ImageUse, StorageCatalog};
+use crate::model::{ConfigSnapshot, ImageUse, StorageCatalog};
 use crate::upgrade::{
     unix_us, ConfigGate, UnitFile, Outcome, StepRecord, UnitDescription, UpgradeRecord, UpgradeRefused, UpgradeStatus, STEP_NAMES,
 };
@@ -226,7 +226,7 @@ impl FakeRuntime {
 }
 
 impl Runtime for FakeRuntime {
-    fn apply(&self, _changes: &[crate::store::Change], config: &ConfigSnapshot) {
+    fn apply(&self, _changes: &[crate::model::Change], config: &ConfigSnapshot) {
         self.applied.lock().unwrap_or_else(PoisonError::into_inner).push(config.clone());
     }
 

@@ -5,9 +5,8 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use super::http::parse_json;
 use super::testing::FakeRuntime;
 use super::*;
-use crate::store::{
-    AddressMigration, ConfigSnapshot, AddressMigrationSource, Network, RemoteEndpoint, RequestState, Store, VmEndpoint,
-};
+use crate::configdb::{RequestState, Store};
+use crate::model::{AddressMigration, ConfigSnapshot, AddressMigrationSource, Network, RemoteEndpoint, VmEndpoint};
 use crate::upgrade::{ConfigGate, Outcome, Resumed, UpgradeRefused};
 
 /// FakeRuntime that also checks, on every apply, that the database already holds
@@ -23,7 +22,7 @@ struct ProbeRuntime {
 type OnApply = Box<dyn FnMut(&ConfigSnapshot) + Send>;
 
 impl Runtime for ProbeRuntime {
-    fn apply(&self, changes: &[crate::store::Change], config: &ConfigSnapshot) {
+    fn apply(&self, changes: &[crate::model::Change], config: &ConfigSnapshot) {
         if let Some(control) = self.control.get().and_then(Weak::upgrade) {
             let in_store = control.store().snapshot().expect("read the store");
             self.committed_first.lock().unwrap().push(in_store == *config);
@@ -154,7 +153,7 @@ fn start_applies_what_the_database_holds() {
     {
         let store = Store::open(&path).unwrap();
         let seed = ConfigSnapshot {
-            networks: vec![crate::store::Network { vni: 5, name: "five".into(), flood_vteps: vec![] }],
+            networks: vec![crate::model::Network { vni: 5, name: "five".into(), flood_vteps: vec![] }],
             ..ConfigSnapshot::default()
         };
         assert!(store.bootstrap_if_empty(&seed).unwrap());
@@ -207,7 +206,7 @@ fn changes_are_committed_then_applied_in_generation_order() {
     let snapshot = c.snapshot();
     assert_eq!(snapshot.generation, 12);
     assert_eq!(snapshot.networks.iter().map(|n| n.name.as_str()).collect::<Vec<_>>(), ["crimson"]);
-    assert_eq!(snapshot.ports, [crate::store::PortNetwork { port: "vm1".into(), vni: 200 }]);
+    assert_eq!(snapshot.ports, [crate::model::PortNetwork { port: "vm1".into(), vni: 200 }]);
     assert_eq!(c.store().snapshot().unwrap(), *snapshot);
     assert!(setup.runtime.committed_first.lock().unwrap().iter().all(|ok| *ok));
 }
@@ -617,7 +616,7 @@ fn requests_queued_while_paused_apply_in_arrival_order_on_resume() {
     assert!(!c.is_paused());
     let snapshot = c.snapshot();
     assert_eq!(snapshot.networks, [Network { vni: 101, name: "red".into(), flood_vteps: vec![] }]);
-    assert_eq!(snapshot.ports, [crate::store::PortNetwork { port: "vm0".into(), vni: 101 }]);
+    assert_eq!(snapshot.ports, [crate::model::PortNetwork { port: "vm0".into(), vni: 101 }]);
     assert_eq!(c.store().snapshot().unwrap(), *snapshot);
     // One generation per request, applied in arrival order, each committed first.
     let generations: Vec<u64> = s.applied().iter().map(|a| a.generation).collect();

@@ -32,7 +32,7 @@ use crate::vm_migration::{HoldLimits, HoldShared, MigrationStage};
 use crate::overlay::{TunnelControl, TunnelLimits, TunnelShared, TunnelStage, TunnelTable, Underlay, UnitHost, UnitSetup, VmPort};
 use crate::pipeline::{Allocator, PacketBuf, PortId, QueueId, Stage};
 use crate::address_migration::{AddressMigrations, Direction, RewritePort};
-use crate::store::ConfigSnapshot;
+use crate::model::ConfigSnapshot;
 use crate::unit::{Side, UnitStage, UnitState, Versioned};
 use crate::wire::MacAddr;
 use crate::xconnect::{CrossConnect, Route};

@@ -24,7 +24,7 @@ use super::client::{Outage, Peer, CALL_TIMEOUT, POLL_GRACE};
 use super::model::{Announce, Entry, View, VmKey, VmRecord, Withdrawn};
 use super::reconcile::{plan, Action, Skip};
 use super::tasks::{POLL, RETRY};
-use crate::store::ConfigSnapshot;
+use crate::model::ConfigSnapshot;
 
 /// How often the switch's configuration is read (its API has no watch).
 pub const TICK: Duration = Duration::from_millis(10);

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::board::{Invalid, RecordKey as VmKey};
 use crate::board::model::check_name;
-use crate::store::rules::check_unicast_ipv4;
-use crate::store::Vni;
+use crate::model::rules::check_unicast_ipv4;
+use crate::model::Vni;
 use crate::wire::MacAddr;
 
 /// "A VM is online at this compute node": what a switch agent tells its

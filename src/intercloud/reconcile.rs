@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use super::model::{Entry, VmKey};
-use crate::store::{ConfigSnapshot, RemoteEndpoint};
+use crate::model::{ConfigSnapshot, RemoteEndpoint};
 
 /// One call to the switch's control API.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use redb::{Durability, ReadableTable, TableDefinition, TableHandle};
 
-use crate::store::{open_whole, RedbFile};
+use crate::svc::database::{open_whole, RedbFile};
 
 /// Everything a store holds: the owner's revision and, per table, key -> JSON.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

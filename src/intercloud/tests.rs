@@ -9,7 +9,7 @@ use super::coordinator::{forwarding_view, gateway_view, rewrite, Coordinator, Co
 use super::model::{Announce, Cloud, Entry, VmKey, VmRecord};
 use super::reconcile::{plan, Action, Skip};
 use super::store::MemoryStore;
-use crate::store::{ConfigSnapshot, Network, RemoteEndpoint, RemoteSource, VmEndpoint};
+use crate::model::{ConfigSnapshot, Network, RemoteEndpoint, RemoteSource, VmEndpoint};
 use crate::wire::MacAddr;
 
 const GA: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);

@@ -6,7 +6,7 @@ mod record;
 
 pub use library::{open_unit_library, UnitFile, UnitFileRefused};
 pub use orchestrator::{LibraryLoader, UnitLoader, UpgradeCounts, Upgrader};
-pub use crate::store::unix_us;
+pub use crate::model::unix_us;
 pub use record::{
     ConfigGate, Outcome, Resumed, StepRecord, UnitDescription, UpgradeRecord, UpgradeRefused, UpgradeStatus,
     STEP_NAMES,

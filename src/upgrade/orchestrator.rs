@@ -12,7 +12,7 @@ use super::record::{
     ConfigGate, Outcome, StepRecord, UnitDescription, UpgradeRecord, UpgradeRefused, UpgradeStatus, STEP_NAMES,
 };
 use crate::dpdk::Mbuf;
-use crate::store::unix_us;
+use crate::model::unix_us;
 use crate::overlay::{IntermediateUnit, UnitHost, UnitSetup, VRouterUnit};
 use crate::pipeline::{PacketBuf, Side};
 use crate::unit::{LoadedUnit, SwitchingUnit, UnitState};

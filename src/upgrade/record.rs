@@ -107,7 +107,7 @@ pub trait ConfigGate: Send + Sync {
     /// Step 1: from now on change requests are persisted and answered 202, not applied.
     fn pause(&self);
     /// Steps 2 and 5: the configuration as committed in the config database.
-    fn committed(&self) -> Result<crate::store::ConfigSnapshot, String>;
+    fn committed(&self) -> Result<crate::model::ConfigSnapshot, String>;
     /// Step 8: applies the queued requests in arrival order, then lets requests
     /// through again. Called on every path out of an upgrade, failed ones too.
     fn resume(&self) -> Resumed;

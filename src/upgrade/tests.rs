@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use super::*;
 use crate::overlay::{UnitHost, UnitSetup, VRouterUnit, VmPort};
 use crate::pipeline::{Burst, BytesPacket, PortId, Stage, Verdict};
-use crate::store::{ConfigSnapshot, Network, PortNetwork, VmEndpoint};
+use crate::model::{ConfigSnapshot, Network, PortNetwork, VmEndpoint};
 use crate::unit::{SwitchingUnit, UnitStage, UnitState};
 use crate::wire::MacAddr;
 
@@ -197,12 +197,12 @@ fn a_unit_configured_through_json_passes_the_health_check_with_storage_users() {
         }
     }
     let mut committed = config();
-    committed.storage.users.push(crate::store::StorageUser {
+    committed.storage.users.push(crate::model::StorageUser {
         name: "alice".into(),
         id: 1,
         ips: vec![std::net::Ipv4Addr::new(10, 0, 0, 5)],
         quota_bytes: 1 << 30,
-        secret: crate::store::Secret([7; 32]),
+        secret: crate::model::Secret([7; 32]),
     });
     let upgrader = Upgrader::with_loader(host(), Box::new(JsonLoader));
     let record = upgrader.upgrade(&UnitFile::unchecked("json").unwrap(), &Committed(committed)).unwrap();

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use switchyard::dpdk::Mbuf;
 use switchyard::overlay::UnitHost;
-use switchyard::store::{Change, ConfigSnapshot, RemoteEndpoint};
+use switchyard::model::{Change, ConfigSnapshot, RemoteEndpoint};
 use switchyard::unit::UnitCommand;
 use switchyard::wire::MacAddr;
 

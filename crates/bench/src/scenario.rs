@@ -11,7 +11,7 @@ use pcap_file::pcap::{PcapPacket, PcapWriter};
 use switchyard::dataplane::{Forwarding, DEFAULT_MAC_AGEING};
 use switchyard::overlay::{encapsulate, Tunnel};
 use switchyard::pipeline::{BytesPacket, PacketBuf};
-use switchyard::store::{AddressMigration, ConfigSnapshot, AddressMigrationSource, Network, PortNetwork, RemoteEndpoint, VmEndpoint};
+use switchyard::model::{AddressMigration, ConfigSnapshot, AddressMigrationSource, Network, PortNetwork, RemoteEndpoint, VmEndpoint};
 use switchyard::wire::ethernet::ethertype;
 use switchyard::wire::{ipv4, EthernetFrame, Ipv4Packet, MacAddr, UdpDatagram};
 

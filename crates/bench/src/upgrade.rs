@@ -25,7 +25,7 @@ use serde::Serialize;
 use super::plot::{axis_max, Anchor, Frame, Svg};
 use super::{median, start_dataplane, write_json, BenchOptions, Scenario, FORWARDING_LCORE, WARMUP};
 use switchyard::dataplane::{Dataplane, Monitor, Summary};
-use switchyard::store::ConfigSnapshot;
+use switchyard::model::ConfigSnapshot;
 use switchyard::upgrade::{open_unit_library, unix_us, ConfigGate, Outcome, Resumed, UnitFile, UpgradeRecord, Upgrader, STEP_NAMES};
 
 /// The largest pause in output an upgrade may cause (issue 4).

@@ -10,7 +10,7 @@ use switchyard::vm_migration::{Handling, HoldEntry, HoldLimits, HoldShared, Role
 use switchyard::overlay::{TunnelLimits, TunnelShared, Underlay, UnitHost, UnitSetup, VmPort};
 use switchyard::pipeline::{Allocator, Burst, BytesPacket, PacketBuf, PortId, Side, Stage, Verdict, BURST_SIZE};
 use switchyard::address_migration::{AddressMigrations, RewritePort};
-use switchyard::store::{AddressMigration, AddressMigrationSource, ConfigSnapshot, Network, PortNetwork, RemoteEndpoint, VmEndpoint};
+use switchyard::model::{AddressMigration, AddressMigrationSource, ConfigSnapshot, Network, PortNetwork, RemoteEndpoint, VmEndpoint};
 use switchyard::unit::UnitState;
 use switchyard::wire::{ethernet, ipv4, Ipv4Packet, MacAddr};
 
