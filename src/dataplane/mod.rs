@@ -4,6 +4,7 @@
 //! queues) and one tx queue on every port, so no queue is ever shared.
 
 mod counters;
+mod features;
 mod input;
 mod monitor;
 mod summary;
@@ -11,6 +12,7 @@ mod vm_ports;
 mod worker;
 
 pub use counters::{MigrationTotals, PortTotals, Totals, WorkerCounters};
+pub use features::{overlay_features, pipeline_of, AddressMigration, BlockServer, BoxedStage, Feature, Tunnels, VmMigration, WorkerSetup};
 pub use input::{count_pcap_packets, InputKind};
 pub use monitor::Monitor;
 pub use summary::{PortSummary, Summary};
@@ -22,16 +24,15 @@ use std::time::{Duration, Instant};
 
 use crossbeam::utils::CachePadded;
 
-use crate::block_server::neighbors::ReplyNeighbors;
-use crate::block_server::stage::{BlockIoStage, ServiceAddress};
+use crate::block_server::stage::ServiceAddress;
 use crate::block_server::version::StorageVersion;
 use crate::config::{Config, GatewayConfig, PortConfig, PortRole, TunnelsMode};
 use crate::io_ring::{IoRing, IoRingConfig};
 use crate::dpdk::{self, Eal, LcoreId, Mbuf, Mempool, Port, PortSetup, RxQueue, TxBuffer};
-use crate::vm_migration::{HoldLimits, HoldShared, MigrationStage};
-use crate::overlay::{TunnelControl, TunnelLimits, TunnelShared, TunnelStage, TunnelTable, Underlay, UnitHost, UnitSetup, VmPort};
-use crate::pipeline::{Allocator, PacketBuf, PortId, QueueId, Stage};
-use crate::address_migration::{AddressMigrations, Direction, RewritePort};
+use crate::vm_migration::{HoldLimits, HoldShared};
+use crate::overlay::{TunnelControl, TunnelLimits, TunnelShared, TunnelTable, Underlay, UnitHost, UnitSetup, VmPort};
+use crate::pipeline::{Allocator, PortId, QueueId};
+use crate::address_migration::{AddressMigrations, RewritePort};
 use crate::model::ConfigSnapshot;
 use crate::unit::{Side, UnitStage, UnitState, Versioned};
 use crate::wire::MacAddr;
@@ -40,7 +41,7 @@ use crate::xconnect::{CrossConnect, Route};
 /// What the workers run.
 #[derive(Debug, Clone)]
 pub enum Forwarding {
-    /// The foundation's static patch panel: each port's `forward_to`.
+    /// The static patch panel: each port's `forward_to`.
     CrossConnect,
     /// The vRouter switching unit, built from this configuration.
     Overlay { config: ConfigSnapshot, ageing: Duration },
@@ -118,7 +119,7 @@ pub struct Dataplane {
 
 impl Dataplane {
     /// Starts EAL, the mempool, every port and the workers. `origin` names the
-    /// config file in error messages; `build_pipeline` makes each worker's stages.
+    /// config file in error messages; `forwarding` says what the workers run.
     pub fn start(config: &Config, origin: &str, forwarding: Forwarding) -> Result<Dataplane, StartError> {
         let config_error = |key: String, message: String| StartError::Config(format!("{origin}: {key}: {message}"));
         let mut inputs = Vec::with_capacity(config.ports.len());
@@ -201,8 +202,6 @@ impl Dataplane {
         let limits = TunnelLimits { packets: t.queue_packets, bytes: t.queue_bytes, resolve_timeout_ms: t.resolve_timeout_ms };
         let tunnels = Arc::new(TunnelShared::new(limits));
         let in_advance = t.mode == TunnelsMode::InAdvance;
-        let tunnel_control = overlay.as_ref().map(|host| TunnelControl::new(tunnels.clone(), host.template().underlay.clone(), in_advance));
-        let tunnel_table = tunnel_control.as_ref().map(|control| control.table.clone());
         // The block-I/O service answers on the uplink's address (docs/storage-protocol.md).
         let storage = match (&config.storage, &overlay) {
             (Some(storage), Some(_)) => {
@@ -226,12 +225,36 @@ impl Dataplane {
                 rings.push(ring.map_err(|e| config_error("storage".into(), format!("cannot set up io_uring: {e}")))?);
             }
         }
-        let mut build_pipeline = |bindings: &[PortBinding], counters: &WorkerCounters| match (&overlay, &address_migrations) {
+        // The features around the switching unit, and one worker's pipeline of them.
+        let (features, tunnel_table) = match (&overlay, &address_migrations) {
             (Some(host), Some(migrations)) => {
-                let shared = Shared { holding: &holding, tunnels: &tunnels, pool: &pool, storage: storage.as_ref() };
-                unit_pipeline(host, shared, migrations, bindings, tsc_hz, counters, rings.pop())
+                let underlay = host.template().underlay.clone();
+                let tunnel_control = TunnelControl::new(tunnels.clone(), underlay.clone(), in_advance);
+                let tunnel_table = tunnel_control.table.clone();
+                let block_server = storage.as_ref().zip(underlay).map(|((address, versions), underlay)| {
+                    let rings = std::mem::take(&mut rings);
+                    let server = BlockServer::new(*address, versions.clone(), tunnels.clone(), underlay, pool.clone(), rings);
+                    Box::new(server) as Box<dyn Feature<Mbuf>>
+                });
+                let storage_versions = storage.as_ref().map(|(_, versions)| versions.clone());
+                let tunnel_feature = Tunnels::new(tunnels.clone(), host.clone(), tunnel_control, storage_versions);
+                (overlay_features(block_server, &holding, migrations, tunnel_feature), Some(tunnel_table))
             }
-            _ => cross_connect_pipeline(bindings),
+            _ => (Vec::new(), None),
+        };
+        let features: Arc<Vec<Box<dyn Feature<Mbuf>>>> = Arc::new(features);
+        let new_packets = || -> Allocator<Mbuf> {
+            let pool = pool.clone();
+            Box::new(move || pool.alloc())
+        };
+        let build_pipeline = |bindings: &[PortBinding], counters: &WorkerCounters| match &overlay {
+            Some(host) => {
+                let sides = port_sides(bindings);
+                let unit = Box::new(UnitStage::new(host.units().clone(), sides.clone(), tsc_hz));
+                let worker = WorkerSetup { sides: &sides, tsc_hz, counters, alloc: &new_packets };
+                pipeline_of(&features, unit, &worker)
+            }
+            None => cross_connect_pipeline(bindings),
         };
         let mut plans: Vec<Worker> = config
             .dataplane
@@ -280,28 +303,16 @@ impl Dataplane {
             };
             log::info!("port[{index}] \"{name}\": link {}{waiting}", if link.up { "up" } else { "down" });
         }
-        let housekeeping = overlay.clone().zip(address_migrations.clone()).map(|(host, migrations)| {
-            let (stop, holding) = (stop.clone(), holding.clone());
-            let storage_versions = storage.as_ref().map(|(_, versions)| versions.clone());
-            let mut tunnel_control = tunnel_control;
-            // The storage version whose users' addresses the tunnel control keeps resolved.
-            let mut storage_seen = None;
+        let housekeeping = overlay.clone().map(|host| {
+            let (stop, features) = (stop.clone(), features.clone());
             std::thread::Builder::new()
                 .name("housekeeping".into())
                 .spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
                         host.housekeeping();
-                        if let Some(tunnels) = &mut tunnel_control {
-                            if let Some(versions) = storage_versions.as_ref().filter(|v| storage_seen != Some(v.generation())) {
-                                storage_seen = Some(versions.generation());
-                                tunnels.keep_resolved(versions.active(Side::Uplink).catalog.peer_ips());
-                            }
-                            tunnels.tick(&host, Instant::now());
-                        }
-                        holding.reclaim();
-                        migrations.reclaim();
-                        if let Some(versions) = &storage_versions {
-                            versions.reclaim();
+                        let now = Instant::now();
+                        for feature in features.iter() {
+                            feature.housekeeping(now);
                         }
                         std::thread::sleep(HOUSEKEEPING_INTERVAL);
                     }
@@ -543,92 +554,20 @@ fn unit_setup(bindings: &[PortBinding], config: ConfigSnapshot, gateway_role: Op
     UnitSetup { vm_ports, underlay, ageing_ms: ageing.as_millis() as u64, state: UnitState { config, ..UnitState::default() } }
 }
 
-/// A worker's stages with the switching unit (uplink ports use the uplink
-/// binding, every other port the VM-side one): buffer-or-forward for migrating
-/// VMs (issue 5), and the address rewrite around the unit (issue 6): sources
-/// from VM ports before the unit switches or encapsulates, destinations after
-/// it chose a VM port (decapsulated).
-/// What every worker's stages share with the control side.
-struct Shared<'a> {
-    holding: &'a Arc<HoldShared>,
-    tunnels: &'a Arc<TunnelShared>,
-    pool: &'a Arc<Mempool>,
-    storage: Option<&'a (ServiceAddress, Arc<Versioned<StorageVersion>>)>,
-}
-
-fn unit_pipeline(
-    host: &UnitHost<Mbuf>,
-    shared: Shared<'_>,
-    migrations: &AddressMigrations,
-    bindings: &[PortBinding],
-    tsc_hz: u64,
-    counters: &WorkerCounters,
-    ring: Option<IoRing>,
-) -> Pipeline {
+/// Which side of the switch each port is on, by port id: uplink ports use the uplink binding of the
+/// switching unit, every other port the VM-side one.
+fn port_sides(bindings: &[PortBinding]) -> Vec<Side> {
     let slots = bindings.iter().map(|b| b.id.index() + 1).max().unwrap_or(0);
     let mut sides = vec![Side::Vm; slots];
     for b in bindings.iter().filter(|b| b.config.role == PortRole::Uplink) {
         sides[b.id.index()] = Side::Uplink;
     }
-    let mut pipeline: Pipeline = Vec::new();
-    // Storage requests to the switch's own address first: they are not the overlay's.
-    // Its replies go to the MACs ARP resolved on the underlay (docs/block-io.md).
-    if let (Some((address, versions)), Some(ring), Some(underlay)) = (shared.storage, ring, host.template().underlay.clone()) {
-        let neighbors = ReplyNeighbors::new(shared.tunnels.clone(), underlay, tsc_hz);
-        let pool = shared.pool.clone();
-        let alloc: Allocator<Mbuf> = Box::new(move || pool.alloc());
-        let limits = (BLOCK_IO_IN_FLIGHT, BLOCK_IO_WRITES);
-        let clock = (crate::dpdk::rdtsc(), tsc_hz);
-        let stage = BlockIoStage::new(*address, versions.clone(), neighbors, ring, limits, 2 * tsc_hz, clock, alloc, counters.storage.clone());
-        pipeline.push(Box::new(stage));
-    }
-    let pool = shared.pool.clone();
-    let tables = OverlayTables { host, holding: shared.holding, migrations, tunnels: shared.tunnels };
-    pipeline.extend(overlay_stages(tables, sides, Box::new(move || pool.alloc()), tsc_hz, counters));
-    pipeline
+    sides
 }
-
-/// The shared tables the overlay's stages of every worker read.
-pub struct OverlayTables<'a, P: PacketBuf> {
-    pub host: &'a UnitHost<P>,
-    pub holding: &'a Arc<HoldShared>,
-    pub migrations: &'a AddressMigrations,
-    pub tunnels: &'a Arc<TunnelShared>,
-}
-
-/// A worker's overlay stages, in order: the migration hold, address rewrite from VMs, the switching unit,
-/// tunnels waiting for a next hop (when the unit has an underlay; `alloc` makes its ARP requests), address
-/// rewrite to VMs. `sides` is indexed by port id. The fuzz fixture runs the same on `BytesPacket`s.
-pub fn overlay_stages<P: PacketBuf + Send + 'static>(
-    tables: OverlayTables<'_, P>,
-    sides: Vec<Side>,
-    alloc: Allocator<P>,
-    tsc_hz: u64,
-    counters: &WorkerCounters,
-) -> Vec<Box<dyn Stage<P> + Send>> {
-    let OverlayTables { host, holding, migrations, tunnels } = tables;
-    let mut stages: Vec<Box<dyn Stage<P> + Send>> = vec![
-        Box::new(MigrationStage::new(holding.clone(), sides.clone(), counters.migration.clone())),
-        Box::new(migrations.stage(Direction::FromVm, counters.rewrite.clone())),
-        Box::new(UnitStage::new(host.units().clone(), sides, tsc_hz)),
-    ];
-    // Tunnels coming up on demand: frames the unit could not send for want of a
-    // next-hop MAC wait here (docs/tunnels.md).
-    if let Some(underlay) = host.template().underlay.clone() {
-        let stage = TunnelStage::new(tunnels.clone(), underlay, tsc_hz, counters.tunnels.clone());
-        stages.push(Box::new(stage.with_allocator(alloc)));
-    }
-    stages.push(Box::new(migrations.stage(Direction::ToVm, counters.rewrite.clone())));
-    stages
-}
-
-/// I/Os one worker's block-I/O stage runs at once, and WRITEs it reassembles at once.
-const BLOCK_IO_IN_FLIGHT: usize = 128;
-const BLOCK_IO_WRITES: usize = 64;
 
 /// A worker's io_uring: a buffer per I/O in flight (64 KiB, the largest READ or WRITE).
 fn block_io_ring() -> IoRingConfig {
-    IoRingConfig { queue_depth: 256, buffers: BLOCK_IO_IN_FLIGHT as u32, buffer_size: 64 * 1024, file_slots: 256 }
+    IoRingConfig { queue_depth: 256, buffers: features::BLOCK_IO_IN_FLIGHT as u32, buffer_size: 64 * 1024, file_slots: 256 }
 }
 
 /// The VM-role ports, as the address rewrite knows them.
@@ -640,7 +579,7 @@ fn rewrite_ports(bindings: &[PortBinding]) -> Vec<RewritePort> {
         .collect()
 }
 
-/// The foundation's pipeline: each port's `forward_to` as a cross-connect.
+/// The pipeline without a vRouter: each port's `forward_to` as a cross-connect.
 pub fn cross_connect_pipeline(bindings: &[PortBinding]) -> Pipeline {
     let routes = bindings.iter().filter_map(|b| {
         let out = bindings.get(b.config.forward_to?)?;

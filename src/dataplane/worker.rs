@@ -150,8 +150,7 @@ impl Worker {
                 },
                 Verdict::Drop(reason) => reason,
                 Verdict::Pending => DropReason::NoVerdict,
-                // The control path arrives with the switching unit (issue 3); until
-                // then such packets are counted, not lost.
+                // No stage hands packets to the control plane today: such packets are counted, not lost.
                 Verdict::ToControl => DropReason::NoControlPath,
                 // Taken packets are not handed out by drain.
                 Verdict::Consumed => return,

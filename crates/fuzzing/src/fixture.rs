@@ -5,9 +5,10 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use switchyard::config::{GatewayConfig, VniMapping, VtepConfig};
-use switchyard::dataplane::{overlay_stages, OverlayTables, WorkerCounters};
+use switchyard::dataplane::{overlay_features, pipeline_of, Tunnels, WorkerCounters, WorkerSetup};
+use switchyard::unit::UnitStage;
 use switchyard::vm_migration::{Handling, HoldEntry, HoldLimits, HoldShared, Role, VmKey};
-use switchyard::overlay::{TunnelLimits, TunnelShared, Underlay, UnitHost, UnitSetup, VmPort};
+use switchyard::overlay::{TunnelControl, TunnelLimits, TunnelShared, Underlay, UnitHost, UnitSetup, VmPort};
 use switchyard::pipeline::{Allocator, Burst, BytesPacket, PacketBuf, PortId, Side, Stage, Verdict, BURST_SIZE};
 use switchyard::address_migration::{AddressMigrations, RewritePort};
 use switchyard::model::{AddressMigration, AddressMigrationSource, ConfigSnapshot, Network, PortNetwork, RemoteEndpoint, VmEndpoint};
@@ -115,7 +116,7 @@ impl Switch {
         let underlay = underlay(options);
         let state = UnitState { config: config(), ..UnitState::default() };
         let setup = UnitSetup { vm_ports, underlay: Some(underlay.clone()), ageing_ms: 300_000, state };
-        let host = UnitHost::<BytesPacket>::new(setup);
+        let host = Arc::new(UnitHost::<BytesPacket>::new(setup));
         let holding = Arc::new(HoldShared::new(HoldLimits { packets: 8, bytes: 16 * 1024 }));
         holding.publish([(MIGRATING, HoldEntry { handling: options.handling, role: Role::Source })], vec![Some(VNI); 2]);
         let limits = TunnelLimits { packets: 4, bytes: 8 * 1024, resolve_timeout_ms: 1000 };
@@ -124,12 +125,16 @@ impl Switch {
             RewritePort { name: "vm0".into(), id: VM0, mac: mac(0xa0) },
             RewritePort { name: "vm1".into(), id: VM1, mac: mac(0xa1) },
         ];
-        let migrations = AddressMigrations::new(&config(), rewrite_ports);
+        let migrations = Arc::new(AddressMigrations::new(&config(), rewrite_ports));
         let sides = vec![Side::Vm, Side::Vm, Side::Uplink];
-        let alloc: Allocator<BytesPacket> = Box::new(|| Some(BytesPacket::new(&[])));
-        // A worker's overlay stages (without the block-I/O stage, which needs io_uring).
-        let tables = OverlayTables { host: &host, holding: &holding, migrations: &migrations, tunnels: &tunnels };
-        let stages = overlay_stages(tables, sides, alloc, TSC_HZ, &WorkerCounters::new(PORTS));
+        let alloc = || -> Allocator<BytesPacket> { Box::new(|| Some(BytesPacket::new(&[]))) };
+        // A worker's pipeline as the data plane makes it (without the block-I/O stage, which needs io_uring).
+        let control = TunnelControl::new(tunnels.clone(), Some(underlay), false);
+        let features = overlay_features(None, &holding, &migrations, Tunnels::new(tunnels, host.clone(), control, None));
+        let counters = WorkerCounters::new(PORTS);
+        let worker = WorkerSetup { sides: &sides, tsc_hz: TSC_HZ, counters: &counters, alloc: &alloc };
+        let unit = Box::new(UnitStage::new(host.units().clone(), sides.clone(), TSC_HZ));
+        let stages = pipeline_of(&features, unit, &worker);
         Switch { options, stages }
     }
 
