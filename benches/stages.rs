@@ -73,7 +73,7 @@ fn address_rewrite(c: &mut Criterion) {
     group.finish();
 }
 
-/// Buffer-and-flush (issue 5): 2048 frames for a paused VM taken out of 64
+/// Buffer-and-flush (VM live migration): 2048 frames for a paused VM taken out of 64
 /// bursts into its buffer, then the VM resumes and the buffer is handed back
 /// burst by burst (the worker runs each through the unit). Per packet: one hold
 /// and one release, plus a share of the two table versions published.

@@ -43,7 +43,7 @@ fn main() {
         .allowlist_function("rte_.*|sy_.*")
         .allowlist_type("rte_.*")
         .allowlist_var("RTE_.*")
-        // Packed structs with aligned members that bindgen cannot lay out (DESIGN.md §5).
+        // Packed structs with aligned members that bindgen cannot lay out: kept opaque.
         .opaque_type("rte_arp_hdr")
         .opaque_type("rte_arp_ipv4")
         .opaque_type("rte_l2tpv2_combined_msg_hdr")

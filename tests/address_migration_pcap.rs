@@ -1,4 +1,4 @@
-//! Layer 2 for address migration (issue 6): pcaps into the VM's port, a peer's
+//! Layer 2 for address migration: pcaps into the VM's port, a peer's
 //! port and the uplink (VXLAN), through the binary; every output frame must
 //! equal the same frame built from scratch with the rewritten addresses, and
 //! tshark, dissecting VXLAN and ICMP errors, must find every checksum valid

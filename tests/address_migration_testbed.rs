@@ -1,4 +1,4 @@
-//! Layer 3 for address migration (issue 6): real kernel stacks behind TAP ports.
+//! Layer 3 for address migration: real kernel stacks behind TAP ports.
 //! VM A moved to another network: it lives at 10.2.0.5 now, but its peer keeps
 //! talking to its primary IP 10.1.0.5. The network control system registers
 //! the primary IP for A's port; A reports its new address itself (a UDP

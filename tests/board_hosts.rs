@@ -2,8 +2,8 @@
 //! ports, VTEPs 192.0.2.1-3) with `[board]`, and `switchyard board serve`.
 //! A VM attached on one host is registered and every other host follows it
 //! into a `board` remote entry; detached, it goes everywhere. Then 1000 record
-//! updates, each timed until all three hosts' tables show it (the figure
-//! quoted for issue 5: run with `--release --nocapture` for the real one).
+//! updates, each timed until all three hosts' tables show it (the propagation
+//! time: run with `--release --nocapture` for the real one).
 mod common;
 
 use std::net::Ipv4Addr;

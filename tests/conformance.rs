@@ -1,4 +1,4 @@
-//! Layer 2 conformance suite of malformed input (issue 9, item 2): a table of cases, each a pcap committed under
+//! Layer 2 conformance suite of malformed input: a table of cases, each a pcap committed under
 //! tests/conformance/pcap/<case>.pcap, sent into one port of the binary in pcap mode under one of six configs,
 //! with its verdict: the drop reasons that must count it, or the exact frames that must come out of which port.
 //! Nothing else may be dropped or sent. docs/pcap-mode.md, "Accept/drop policy for malformed input", says why.

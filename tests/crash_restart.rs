@@ -1,4 +1,4 @@
-//! Crash safety of the daemon (issue 9): `switchyard run` is SIGKILLed again and again while config changes,
+//! Crash safety of the daemon: `switchyard run` is SIGKILLed again and again while config changes,
 //! upgrades of the switching unit (with the config requests they queue) and VM migration events are in flight.
 //! After every restart each acknowledged change must be in the configuration, and none half applied:
 //! - a network or endpoint that was acknowledged (201, or 202 while an upgrade ran) is there;

@@ -1,4 +1,4 @@
-//! Layer 2 for the inter-cloud gateway (issue 7): the other cloud's VXLAN in on
+//! Layer 2 for the inter-cloud gateway: the other cloud's VXLAN in on
 //! the uplink, re-encapsulated VXLAN out to the compute node of forwarding table
 //! 2, tshark reading the output, and the stats naming every drop.
 mod common;

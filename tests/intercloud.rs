@@ -1,4 +1,4 @@
-//! Inter-cloud connectivity (seed 002, issue 7) as processes: `switchyard
+//! Inter-cloud connectivity (docs/intercloud.md) as processes: `switchyard
 //! coordinator serve`, one `controller serve` per cloud, vRouter switches with
 //! null ports (cloud A: compute A1 and gateway GA; cloud B: compute B1, B2 and
 //! gateway GB; later a compute node A2) and their agents. A VM on B1 reaches
@@ -6,7 +6,7 @@
 //! break, then break before make) and only GB's table changes; a compute node
 //! added later gets the stored entries; a deleted VM goes everywhere. Then 200
 //! VMs are created on B1, each timed until A1's table shows it (the figure
-//! quoted for issue 7: run with `--release --nocapture` for the real one).
+//! quoted in docs/intercloud.md: run with `--release --nocapture` for the real one).
 mod common;
 
 use std::path::{Path, PathBuf};

@@ -1,4 +1,4 @@
-//! Layer 3 for inter-cloud connectivity (issue 7, seed 002): two clouds in
+//! Layer 3 for inter-cloud connectivity through gateways: two clouds in
 //! network namespaces, the data path through the gateway and the control plane
 //! as processes.
 //!

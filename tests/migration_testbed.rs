@@ -1,4 +1,4 @@
-//! Layer 3 for VM live migration without loss (issue 5): three hosts, real
+//! Layer 3 for VM live migration without loss: three hosts, real
 //! kernel stacks, a VM that moves while it is being sent to.
 //!
 //! Hosts A, B and C are switchyard processes whose `net_af_packet` uplinks

@@ -1,4 +1,4 @@
-//! The soak run (issue 9, item 4): the real daemon forwards 64-byte UDP frames between two namespaces for
+//! The soak run: the real daemon forwards 64-byte UDP frames between two namespaces for
 //! `SOAK_SECONDS` (default 600) at 90% of the rate it was measured to forward at most, while the config churns,
 //! the switching unit is upgraded and a VM migrates away and back. At the end every packet the generator sent
 //! must be forwarded or counted as a drop, and the mempool and the process memory must have stayed flat. Bounded

@@ -1,4 +1,4 @@
-//! The block device's benchmark (issue 8): `fio --ioengine=nbd`, 4 KiB random reads and random writes at
+//! The block device's benchmark: `fio --ioengine=nbd`, 4 KiB random reads and random writes at
 //! iodepth 32, through `switchyard vbd` and the server's block-I/O stage, side by side in the same run with
 //! `nbdkit file` serving the same image file on a unix socket. Ignored by `make test`; `make bench-storage`
 //! runs it on a release build (target: each >= 0.8 x nbdkit's IOPS).

@@ -1,4 +1,4 @@
-//! Layer 3 for issue 8's error matrix (item 2; docs/storage-protocol.md "Statuses", "What the server refuses",
+//! Layer 3 for the storage server's error matrix (docs/storage-protocol.md "Statuses", "What the server refuses",
 //! "Why one user cannot read another's data"): request datagrams crafted with `switchyard::wire::block`, sent
 //! from a client namespace to the block-I/O stage of a running switch (`net_af_packet` uplink). Each reply's MAC
 //! is checked under its user's key and its status against the doc; each refusal must get no reply and count

@@ -1,4 +1,4 @@
-//! Layer 3 for the network block device (issue 8): a switchyard storage server (its block-I/O stage on an
+//! Layer 3 for the network block device: a switchyard storage server (its block-I/O stage on an
 //! `net_af_packet` uplink) and `switchyard vbd` in a client namespace, with real NBD clients (qemu-img,
 //! qemu-io, nbdinfo, fio) on the vbd's unix socket: data in and out, 2% datagram loss on both directions, and
 //! a server killed with SIGKILL after a FLUSH. Root only; the namespace, processes and sockets are removed

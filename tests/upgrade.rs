@@ -1,4 +1,4 @@
-//! Hitless upgrades of the switching unit on a running switch (seed 000),
+//! Hitless upgrades of the switching unit on a running switch (docs/upgrade.md),
 //! through the control API and `switchyard ctl upgrade`, with the unit
 //! libraries `make units` builds.
 //!

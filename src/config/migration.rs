@@ -1,4 +1,4 @@
-//! `[migration]`: how much a worker buffers for a migrating VM (seed 001), and
+//! `[migration]`: how much a worker buffers for a migrating VM (docs/migration.md), and
 //! `[board]`: the bulletin board this host follows and reports its VMs to.
 use serde::Serialize;
 use toml::Spanned;

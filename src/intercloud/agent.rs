@@ -1,4 +1,4 @@
-//! The agents of seed 002, each beside one switch and talking to it through
+//! The inter-cloud agents, each beside one switch and talking to it through
 //! its control API (unix socket):
 //!
 //! - the *switch agent* of a compute node announces the VM endpoints of its

@@ -1,4 +1,4 @@
-//! A cloud's network controller (seed 002), synchronous and without HTTP. It
+//! A cloud's network controller (inter-cloud control plane), synchronous and without HTTP. It
 //! keeps two tables:
 //!
 //! - `local`: the VMs its switch agents announced (VM address + compute-node

@@ -1,4 +1,4 @@
-//! The network coordinator of seed 002, synchronous and without HTTP: it links
+//! The inter-cloud network coordinator, synchronous and without HTTP: it links
 //! the clouds. Controllers register their cloud (name + gateway VTEP) and hand
 //! over their VMs (VM address + compute-node VTEP). From that one table it
 //! serves, per cloud, two views:
@@ -6,7 +6,7 @@
 //! - the *gateway* view (table 2 of that cloud's gateway): the cloud's own VMs
 //!   -> the compute node each runs on, which the gateway agent programs;
 //! - the *forwarding* view (table 1 of that cloud's compute nodes): the VMs of
-//!   every other cloud -> that cloud's gateway VTEP (the rewrite of seed 002),
+//!   every other cloud -> that cloud's gateway VTEP (the gateway rewrite),
 //!   which the cloud's controller stores and pushes to its switch agents.
 //!
 //! Each view has the revision of the last change that altered it, so a VM that

@@ -1,10 +1,10 @@
-//! Inter-cloud connectivity through gateway nodes (seed 002, issue 7): the
+//! Inter-cloud connectivity through gateway nodes (docs/intercloud.md): the
 //! control plane. Roles, each a subcommand of the binary:
 //!
 //! - the *coordinator* (`coordinator`, `http`): links the clouds; from the VMs
 //!   the controllers hand over it serves each cloud's table 2 (gateway view:
 //!   VM -> compute node) and table 1 (forwarding view: the other clouds' VMs ->
-//!   their gateway, seed 002's rewrite);
+//!   their gateway: the gateway rewrite);
 //! - a cloud's *controller* (`controller`, `tasks`): takes its switch agents'
 //!   announcements, hands them to the coordinator, stores the coordinator's
 //!   table 1 for its cloud and serves it to its switch agents;

@@ -1,4 +1,4 @@
-//! The records of the inter-cloud control plane (seed 002), as they travel in
+//! The records of the inter-cloud control plane (docs/intercloud.md), as they travel in
 //! JSON and as they are stored: a VM's announcement (VM address + compute-node
 //! VTEP), the coordinator's record of it, a cloud, and the forwarding entries
 //! (table 1 and table 2) that agents program into switches.

@@ -1,5 +1,5 @@
 //! The hitless upgrade of the switching unit through an intermediate unit
-//! (seed 000): the orchestrator and what it reports.
+//! (docs/upgrade.md): the orchestrator and what it reports.
 mod library;
 mod orchestrator;
 mod record;

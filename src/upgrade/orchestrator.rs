@@ -1,4 +1,4 @@
-//! The upgrade orchestrator: seed 000's eight steps, each timed, logged and
+//! The upgrade orchestrator: the eight upgrade steps (docs/upgrade.md), each timed, logged and
 //! recorded. Traffic never stops: at every moment both sides are bound to a
 //! unit (old, intermediate or new), and a side is switched by publishing a new
 //! binding that workers pick up at their next quiescent point.
@@ -323,7 +323,7 @@ impl<P: PacketBuf + 'static> Run<'_, P> {
 }
 
 /// Binds the VM side to `unit`, waits until every worker moved to it, then
-/// the uplink side (seed 000 step 3: VM vports first, then the uplink).
+/// the uplink side (upgrade steps 3 and 6: VM vports first, then the uplink).
 fn switch_sides<P: PacketBuf + 'static>(host: &UnitHost<P>, unit: &Unit<P>) -> Result<String, String> {
     let mut took = Vec::new();
     for side in [Side::Vm, Side::Uplink] {

@@ -1,9 +1,9 @@
-//! What an upgrade reports: each seed step with its wall-clock start and its
+//! What an upgrade reports: each upgrade step with its wall-clock start and its
 //! duration, the outcome, and the units before and after. Served by
 //! `GET /v1/upgrade`, printed by `switchyard ctl upgrade`, exported as metrics.
 use serde::{Deserialize, Serialize};
 
-/// The eight steps of seed 000, in order; `step` numbers are 1-based.
+/// The eight upgrade steps (docs/upgrade.md), in order; `step` numbers are 1-based.
 pub const STEP_NAMES: [&str; 8] = [
     "pause config requests",
     "load the intermediate unit and write the running configuration into it",
@@ -28,7 +28,7 @@ pub struct UnitDescription {
 /// One step as it ran.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StepRecord {
-    /// 1..=8 for the seed's steps; 0 for a rollback action.
+    /// 1..=8 for the upgrade steps (`STEP_NAMES`); 0 for a rollback action.
     pub step: u8,
     pub name: String,
     /// Wall-clock start, microseconds since the Unix epoch.

@@ -2,7 +2,7 @@
 //! on switchyard ports: its config and its running process.
 //!
 //! The forwarding part of the config is one function: `cross_connect` (the
-//! foundation's patch panel) or `vrouter_switch` (the switching unit).
+//! patch panel: `forward_to`) or `vrouter_switch` (the switching unit).
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -25,7 +25,7 @@ pub(crate) struct SwitchPort {
     pub peer_mac: Option<String>,
 }
 
-/// The forwarding between two ports: today the foundation's cross-connect
+/// The forwarding between two ports: the cross-connect
 /// (`forward_to` both ways, Ethernet addresses rewritten towards `peer_mac`).
 pub(crate) fn cross_connect(a: &SwitchPort, b: &SwitchPort) -> String {
     let table = |port: &SwitchPort, to: &SwitchPort| {

@@ -1,6 +1,6 @@
 //! Layer 1 for the address rewrite: frames built from scratch with the old
 //! addresses, rewritten, must equal the same frames built from scratch with the
-//! new ones (every checksum recomputed in full), for every case of issue 6;
+//! new ones (every checksum recomputed in full), for every rewrite rule (docs/address-migration.md);
 //! malformed input gets its named reason; the stages on bursts of byte
 //! vectors, reports included; the workers' judgement agrees with the control
 //! plane's.

@@ -38,15 +38,15 @@ pub enum Scenario {
     /// The vRouter decapsulating VXLAN from the uplink to a VM port.
     VxlanDecap,
     /// L2Switch's traffic while the switching unit is upgraded again and again
-    /// (issue 4; measured by `upgrade.rs`, not against testpmd).
+    /// (measured by `upgrade.rs`, not against testpmd).
     Upgrade,
     /// No packets: how fast a record update on the bulletin board reaches every
-    /// watcher (issue 5; measured by `board.rs`, without EAL or testpmd).
+    /// watcher (measured by `board.rs`, without EAL or testpmd).
     Board,
     /// L2Switch with every packet's source and destination rewritten by
-    /// address migrations (issue 6): each flow's source is a post-migration IP.
+    /// address migrations: each flow's source is a post-migration IP.
     MigrationRewrite,
-    /// The vRouter as an inter-cloud gateway (issue 7): VXLAN from the other
+    /// The vRouter as an inter-cloud gateway: VXLAN from the other
     /// cloud decapsulated, its VNI mapped, the inner destination looked up in
     /// forwarding table 2 and re-encapsulated to that compute node's VTEP.
     Gateway,

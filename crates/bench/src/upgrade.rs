@@ -28,7 +28,7 @@ use switchyard::dataplane::{Dataplane, Monitor, Summary};
 use switchyard::model::ConfigSnapshot;
 use switchyard::upgrade::{open_unit_library, unix_us, ConfigGate, Outcome, Resumed, UnitFile, UpgradeRecord, Upgrader, STEP_NAMES};
 
-/// The largest pause in output an upgrade may cause (issue 4).
+/// The largest pause in output an upgrade may cause (the target, in microseconds).
 const GAP_TARGET_US: f64 = 100.0;
 /// Forwarding without upgrades, for the gap and the rate to compare with.
 const BASELINE: Duration = Duration::from_secs(1);
@@ -144,7 +144,7 @@ pub(super) struct UpgradeReport {
     pub libraries: Vec<String>,
     pub packets: PacketAccount,
     pub gap: GapReport,
-    /// Per seed step 1..=8, over all upgrades.
+    /// Per upgrade step 1..=8, over all upgrades.
     pub steps: Vec<DurationStats>,
     /// Whole upgrades (step 0 in this entry).
     pub total: DurationStats,

@@ -1,4 +1,4 @@
-//! The storage service's request handling (seed 004; docs/storage-protocol.md), apart from how datagrams
+//! The storage service's request handling (docs/storage-protocol.md), apart from how datagrams
 //! arrive and how I/O runs: the block-I/O stage drives it with mbufs and io_uring, the tests with byte arrays.
 //!
 //! Per datagram, in this order (so nothing unauthenticated is ever answered, and nothing is served to another

@@ -1,4 +1,4 @@
-//! The block-I/O stage (seed 004): storage requests to the service address and port are taken out of the
+//! The block-I/O stage (docs/block-io.md): storage requests to the service address and port are taken out of the
 //! burst, handled by the `Service`, executed through this worker's io_uring (no blocking call), and answered
 //! in new frames back out of the port they came in (docs/storage-protocol.md).
 //!

@@ -1,4 +1,4 @@
-//! The node information table of seed 001's bulletin board: which host (VTEP)
+//! The node information table of the bulletin board: which host (VTEP)
 //! each VM interface (VNI + MAC) is on, its state, and the locks a migration
 //! destination takes on it. The same types are the board's JSON and what it stores.
 use core::fmt;
@@ -124,7 +124,7 @@ pub enum QueuedUpdate {
     Delete { from: String },
 }
 
-/// A migration destination's hold on a record (seed 001: "lock the VM's record").
+/// A migration destination's hold on a record: it locks the VM's record while the VM moves to it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lock {
     pub holder: String,

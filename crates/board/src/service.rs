@@ -1,4 +1,4 @@
-//! The bulletin board's logic (seed 001), synchronous and without HTTP: records
+//! The bulletin board's logic (docs/board.md), synchronous and without HTTP: records
 //! change one at a time, each change gets the next board revision and an event
 //! for watchers, and a locked record's changes wait in its lock's queue until
 //! the holder unlocks it (or its lease runs out), then apply in arrival order.

@@ -28,7 +28,7 @@ pub fn pipeline(data: &[u8]) {
     fixture::check_output(&out);
 }
 
-/// Fuzz body `gateway`: one frame from the uplink of an inter-cloud gateway (seed 002, docs/gateway.md).
+/// Fuzz body `gateway`: one frame from the uplink of an inter-cloud gateway (docs/gateway.md).
 /// Besides the pipeline's checks: a relayed frame never goes back to the VTEP it came from.
 pub fn gateway(data: &[u8]) {
     let Some((options, frame)) = split(data) else { return };

@@ -1,4 +1,4 @@
-//! The migration state machine (seed 001, `migration::Migration::on`) driven by event sequences from the
+//! The migration state machine (`migration::Migration::on`) driven by event sequences from the
 //! input, each accepted event published to the buffer-or-forward stage as a worker sees it, with frames
 //! for the VM in between: zero loss (every frame passes, is held then released in order, or is dropped
 //! under a named reason when the hold limit is reached) and the phase rules.

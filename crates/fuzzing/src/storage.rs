@@ -1,4 +1,4 @@
-//! The storage protocol (seed 004, docs/storage-protocol.md): datagrams through the server's `Service`
+//! The storage protocol (docs/storage-protocol.md): datagrams through the server's `Service`
 //! (framing, users, MACs, the anti-replay window, WRITE reassembly, the range checks) as the block-I/O stage
 //! drives it, and through the client's reply decoder (`vbd::storage_codec`).
 use std::net::Ipv4Addr;

@@ -223,7 +223,7 @@ pub fn check_address_migration(config: &ConfigSnapshot, entry: &AddressMigration
 /// `source` on VM port `port`, is judged against `config`, with a sentence
 /// naming the records involved. A VM may only complete or move the address
 /// migration registered for its own port, and only to an address a VM endpoint
-/// binds to that port, so it cannot claim another VM's address (issue 6). The
+/// binds to that port, so it cannot claim another VM's address. The
 /// workers judge with the same rules on their table version
 /// (`rewrite::AddressMigrationTable::judge_report`).
 pub fn judge_report(

@@ -63,7 +63,7 @@ pub enum RemoteSource {
     /// Configured by the operator (TOML, API): nothing else changes it.
     #[default]
     Operator,
-    /// Follows the bulletin board (seed 001): the board's record of a VM on another host.
+    /// Follows the bulletin board (`[board]`): the board's record of a VM on another host.
     Board,
     /// A VM migrating away from or towards this host: frames for it that arrive
     /// over a tunnel are relayed to its VTEP instead of dropped by split horizon.
@@ -95,7 +95,7 @@ pub enum AddressMigrationSource {
     VmReport,
 }
 
-/// A VM that moved to another network and got a new address (seed 003): peers
+/// A VM that moved to another network and got a new address (address migration): peers
 /// keep using its primary IP, and the switch rewrites it to the post-migration
 /// IP towards the VM's port, and back on what the VM sends.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

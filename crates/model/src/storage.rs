@@ -1,4 +1,4 @@
-//! Storage users and virtual storage images (issue 8): the records the
+//! Storage users and virtual storage images (network block device): the records the
 //! block-I/O service serves. A user's requests carry its numeric id, are
 //! authenticated with its 32-byte secret and come from one of its IPs; an
 //! image is a file `<storage.images>/<id>.img` of `size` bytes owned by one

@@ -1,4 +1,4 @@
-//! The intermediate switching unit (seed 000 step 2): compiled into the
+//! The intermediate switching unit (loaded in upgrade step 2): compiled into the
 //! daemon, it carries traffic while the old unit is unloaded and the new one
 //! loaded. Minimal on purpose: the vRouter's forwarding on one frozen table
 //! version, built from the configuration in the database and the entries the

@@ -22,7 +22,7 @@ pub struct Underlay {
     /// The VTEP address (outer source, the only outer destination accepted),
     /// gateway, next-hop MAC and MTU, as configured on the uplink port.
     pub vtep: VtepConfig,
-    /// `[gateway]`: this VTEP is its cloud's inter-cloud gateway (seed 002).
+    /// `[gateway]`: this VTEP is its cloud's inter-cloud gateway (docs/gateway.md).
     #[serde(default)]
     pub gateway_role: Option<GatewayConfig>,
 }
@@ -144,7 +144,7 @@ impl VRouterTables {
                 tables.arp.insert(ip_key(remote.vni, ip), remote.mac);
             }
         }
-        // Address migrations (issue 6): ARP for a migrated VM's primary IP is
+        // Address migrations: ARP for a migrated VM's primary IP is
         // answered on its behalf, with the MAC of the VM endpoint on its port that
         // has the post-migration IP, else of the port's only VM endpoint.
         for m in &config.address_migrations {
@@ -169,8 +169,8 @@ impl VRouterTables {
     }
 
     /// Whether frames for this VM that arrive over a tunnel are relayed to its
-    /// VTEP (a migrating VM, seed 001; every remote endpoint on an inter-cloud
-    /// gateway, seed 002) rather than dropped by split horizon.
+    /// VTEP (a migrating VM; every remote endpoint on an inter-cloud gateway)
+    /// rather than dropped by split horizon.
     pub fn relays(&self, vni: Vni, mac: MacAddr) -> bool {
         self.relays.contains(&vni_mac_key(vni, mac))
     }

@@ -1,5 +1,5 @@
-//! Tunnels coming up on demand (seed 002: "tunnels are created on demand, on the
-//! first packet, or in advance"): after the switching unit, frames the unit
+//! Tunnels coming up on demand (on the first packet, or in advance when
+//! configured): after the switching unit, frames the unit
 //! encapsulated towards a VTEP whose underlay next hop has no MAC yet
 //! (`DropReason::NextHopUnresolved`, outer destination MAC zero) are taken out
 //! of the burst into a per-VTEP FIFO on this worker, in order, with no copy.

@@ -138,9 +138,9 @@ impl VRouter {
         match self.tables.mac_location(vni, dst) {
             Some(Location::Port(out)) => Ok(Decision::Verdict(Verdict::Forward(out))),
             // A migrating VM's frames still reach the host it left (or, after an
-            // abort, the one it was going to): relayed on, never back (seed 001).
+            // abort, the one it was going to): relayed on, never back.
             // On a gateway every remote endpoint relays: they are forwarding
-            // table 2, and this is hop 2 (seed 002).
+            // table 2, and this is the second hop (cloud gateway to compute node).
             Some(Location::Vtep(vtep)) if self.tables.relays(vni, dst) => {
                 if vtep == tunnel.remote_vtep {
                     Err(DropReason::RelayLoop)

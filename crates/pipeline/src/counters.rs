@@ -55,7 +55,7 @@ pub struct PortCounters {
     /// Meant for transmission here and not accepted by the queue.
     pub tx_dropped: Counter,
     /// Received here and sent back out here: an inter-cloud gateway's second
-    /// hop (seed 002), a migration source's relay to the destination (seed 001).
+    /// hop, a migration source's relay to the destination.
     pub rx_relayed: Counter,
 }
 

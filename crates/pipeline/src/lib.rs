@@ -16,7 +16,7 @@ pub use stage::{Stage, Verdict};
 
 use core::fmt;
 
-/// Which side of the switch a port is on (seed 000: the VM vports and the
+/// Which side of the switch a port is on (in an upgrade the VM vports and the
 /// uplink vports are switched to a new unit one side after the other).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Side {

@@ -60,7 +60,7 @@ impl<T: ?Sized> Versioned<T> {
         self.reclaim();
     }
 
-    /// Binds both sides, VM side first (seed 000 step 3 order).
+    /// Binds both sides, VM side first (the order of the upgrade's port switch).
     pub fn publish_both(&self, value: Arc<T>) {
         self.publish(Side::Vm, value.clone());
         self.publish(Side::Uplink, value);

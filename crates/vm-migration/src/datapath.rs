@@ -1,4 +1,4 @@
-//! The buffer-or-forward stage (seed 001): before the switching unit, packets
+//! The buffer-or-forward stage (docs/migration.md): before the switching unit, packets
 //! for a VM that no copy can receive right now are taken out of the burst and
 //! held in order; when the VM can receive again they are handed back to the
 //! stages after this one (the unit then delivers or relays them), before any

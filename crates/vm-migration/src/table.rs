@@ -1,4 +1,4 @@
-//! The migration information table (seed 001): one entry per VM migrating to
+//! The migration information table (VM live migration): one entry per VM migrating to
 //! or from this host, driven by the events a VM monitor hook sends. Pure state:
 //! what each transition means for the data plane, the configuration and the
 //! bulletin board is decided by the caller from the `Transition` it returns.
@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use switchyard_model::Vni;
 use switchyard_wire::MacAddr;
 
-/// What the VM monitor reports (seed 001: migration start, the source's stop
+/// What the VM monitor reports (migration start, the source's stop
 /// for the final copy, the destination running, the end).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -85,7 +85,7 @@ impl Phase {
 pub enum Role {
     /// The VM leaves this host.
     Source,
-    /// The VM arrives on this host (the seed's receiving-side forwarder).
+    /// The VM arrives on this host (the receiving-side forwarder).
     Destination,
 }
 
