@@ -36,13 +36,13 @@ enum Command {
     Ctl(CtlArgs),
     /// The VM information bulletin board: serve it, or read and change a running one.
     Board(BoardArgs),
-    /// Inter-cloud (seed 002): the network coordinator that links the clouds.
+    /// Inter-cloud: the network coordinator that links the clouds.
     Coordinator(CoordinatorArgs),
-    /// Inter-cloud (seed 002): a cloud's network controller.
+    /// Inter-cloud: a cloud's network controller.
     Controller(ControllerArgs),
-    /// Inter-cloud (seed 002): the agent beside a compute node's or a gateway's switch.
+    /// Inter-cloud: the agent beside a compute node's or a gateway's switch.
     Agent(AgentArgs),
-    /// Network block device (seed 004): serve a user's images on a storage server as NBD exports
+    /// Network block device: serve a user's images on a storage server as NBD exports
     /// (unix socket, loopback TCP) for QEMU and the NBD tools, until SIGINT/SIGTERM.
     Vbd(VbdArgs),
     /// Crash-test workload: commits numbered batches to a config database, printing

@@ -1,4 +1,4 @@
-//! This host's side of the bulletin board (seed 001), with `[board]` in the
+//! This host's side of the bulletin board (docs/board.md), with `[board]` in the
 //! config. Two tasks of the control plane's runtime:
 //!
 //! - `report`: registers the VMs attached here (the endpoint records) as "at

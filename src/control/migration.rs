@@ -1,4 +1,4 @@
-//! VM live migration on the control plane (seed 001): the events of a VM
+//! VM live migration on the control plane (docs/migration.md): the events of a VM
 //! monitor hook (`POST /v1/migrations`) drive the migration information table;
 //! each transition becomes, in this order, a committed configuration change
 //! (the VM's endpoint and relay entry, so the switching unit delivers or relays

@@ -294,7 +294,7 @@ pub fn document() -> Value {
     let migrations = json!({
         "get": operation("The migration information table: VMs migrating to or from this host, and recently finished ones",
             &[], None, ("200", Some(list_of("Migration"))), &[]),
-        "post": operation("An event of a VM monitor hook (seed 001). A repeated or late event changes nothing and is \
+        "post": operation("An event of a VM monitor hook. A repeated or late event changes nothing and is \
             answered 200 with outcome duplicate or stale", &[], Some(schema("MigrationEvent")),
             ("200", Some(schema("MigrationReply"))), &["404", "409"]),
     });

@@ -30,7 +30,7 @@ pub trait Runtime: Send + Sync + 'static {
     /// Learned MAC entries and resolved neighbours (read-only, for GET endpoints).
     fn learned(&self) -> serde_json::Value;
     /// Replaces the switching unit with the one in the shared library `library`
-    /// (seed 000 steps 1 to 8, calling `gate` at steps 1 and 8); blocks until it
+    /// (the eight steps of docs/upgrade.md, calling `gate` at steps 1 and 8); blocks until it
     /// is done. A refused unit is rolled back, which is `Ok` with
     /// `Outcome::RolledBack` and the reason in the record.
     fn upgrade(&self, library: &UnitFile, gate: &dyn ConfigGate) -> Result<UpgradeRecord, UpgradeRefused>;

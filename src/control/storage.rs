@@ -1,5 +1,5 @@
-//! Storage users and images through the control core (issue 8, item 3;
-//! docs/storage-management.md): validated against the committed
+//! Storage users and images through the control core
+//! (docs/storage-management.md): validated against the committed
 //! configuration, their file work ordered around the commit (`image_files.rs`),
 //! then handed to the runtime with a new `StorageCatalog`.
 //!

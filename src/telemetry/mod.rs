@@ -108,7 +108,7 @@ pub fn prometheus(monitor: &Monitor) -> String {
 }
 
 /// The upgrade families: upgrades by outcome, whether one runs, and the steps
-/// of the last one (seed 000 numbering; 0 = a rollback action).
+/// of the last one (numbered as in docs/upgrade.md; 0 = a rollback action).
 pub fn upgrades(counts: UpgradeCounts, status: &UpgradeStatus) -> String {
     let mut out = Page::default();
     out.family("switchyard_upgrades_total", "counter", "Finished unit upgrades by outcome.");
@@ -117,7 +117,7 @@ pub fn upgrades(counts: UpgradeCounts, status: &UpgradeStatus) -> String {
     out.family("switchyard_upgrade_in_progress", "gauge", "1 while a unit upgrade runs.");
     out.sample("switchyard_upgrade_in_progress", &[], u8::from(status.running.is_some()));
     if let Some(last) = status.history.last() {
-        out.family("switchyard_upgrade_last_step_seconds", "gauge", "Duration of each step of the last upgrade (seed 000 numbering; 0 = rollback).");
+        out.family("switchyard_upgrade_last_step_seconds", "gauge", "Duration of each step of the last upgrade (numbered as in docs/upgrade.md; 0 = rollback).");
         for step in &last.steps {
             let number = step.step.to_string();
             let labels = [("step", number.as_str()), ("name", step.name.as_str())];
