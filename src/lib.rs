@@ -27,6 +27,7 @@ pub use switchyard_service::{json_body, stop_signal};
 pub use switchyard_unit_abi as unit;
 pub use switchyard_vbd as vbd;
 pub use switchyard_vm_migration as vm_migration;
+pub use switchyard_vni_counters as vni_counters;
 pub use switchyard_wire as wire;
 pub use switchyard_xconnect as xconnect;
 

@@ -113,11 +113,13 @@ fn ctl_changes_reach_the_running_unit_and_bad_requests_change_nothing() {
     assert_eq!(ctl_json(&socket, &["unit"])["vm"]["generation"], generation, "refused requests publish nothing");
 
     let metrics = String::from_utf8(ctl(&socket, &["metrics"]).stdout).unwrap();
-    for needle in ["switchyard_unit_info{side=\"vm\",id=\"vrouter\"", "switchyard_table_entries{table=\"networks\"} 1", "switchyard_drops_total{reason=\"unknown_vni\"} 0", "switchyard_port_packets_total{port=\"vm0\""] {
+    for needle in ["switchyard_unit_info{side=\"vm\",id=\"vrouter\"", "switchyard_table_entries{table=\"networks\"} 1", "switchyard_drops_total{reason=\"unknown_vni\"} 0", "switchyard_port_packets_total{port=\"vm0\"", "switchyard_vni_packets_total{vni=\"100\",direction=\"to_vms\"} 0"] {
         assert!(metrics.contains(needle), "{needle} missing from /metrics");
     }
     let stats = ctl_json(&socket, &["stats"]);
     assert_eq!(stats["workers"][0]["lcore"], 1);
+    // vm1 was bound to VNI 100 above: the per-network counters follow the binding.
+    assert_eq!(stats["features"]["vni-counters"]["networks"][0]["vni"], 100, "{}", stats["features"]);
     switch.kill9();
 }
 

@@ -135,6 +135,14 @@ fn broadcast_floods_locally_and_to_the_flood_list_and_known_arp_is_answered() {
     assert_eq!(&reply[20..22], &[0, 2], "an ARP reply");
     assert_eq!(&reply[22..28], &REMOTE_VM.0, "REMOTE_VM is at 10.0.0.20");
     assert_eq!(out.stats["made"], 1, "one copy made for the flood");
+    // Per network (vm1 is bound to VNI 100, vm0 to no network): vm1 sent b_to_a and got the flood copy.
+    let networks = &out.stats["features"]["vni-counters"]["networks"];
+    let expected = serde_json::json!([{
+        "vni": 100,
+        "from_vms_packets": 1, "from_vms_bytes": b_to_a.len(),
+        "to_vms_packets": 1, "to_vms_bytes": unknown_arp.len(),
+    }]);
+    assert_eq!(networks, &expected, "{}", out.stats["features"]);
 }
 
 #[test]

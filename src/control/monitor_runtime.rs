@@ -13,7 +13,6 @@ use crate::dataplane::Monitor;
 use crate::config::BoardConfig;
 use crate::model::{Change, ConfigSnapshot, ImageUse, StorageCatalog};
 use crate::telemetry;
-use crate::unit::UnitCommand;
 use crate::upgrade::{ConfigGate, UnitFile, UpgradeRecord, UpgradeRefused, UpgradeStatus, Upgrader};
 
 pub struct MonitorRuntime {
@@ -58,26 +57,9 @@ impl MonitorRuntime {
 
 impl Runtime for MonitorRuntime {
     fn apply(&self, changes: &[Change], config: &ConfigSnapshot) {
-        let Some(host) = self.monitor.overlay() else { return };
-        // The address rewrite's tables are published straight to its stages
-        // (any change may matter: migrations, endpoints' addresses, bindings).
-        if let Some(migrations) = self.monitor.address_migrations() {
-            if migrations.current().generation != config.generation {
-                migrations.apply(config);
-            }
-        }
-        let command = if changes.is_empty() {
-            // At start: the units were built from this snapshot, unless the
-            // database moved on since (queued requests applied at start).
-            if host.bound().iter().all(|unit| unit.generation() == config.generation) {
-                return;
-            }
-            UnitCommand::Replace(config.clone())
-        } else {
-            UnitCommand::Apply { generation: config.generation, changes: changes.to_vec() }
-        };
-        if let Err(e) = host.apply(&command) {
-            log::error!("control: generation {} committed but not applied: {e}", config.generation);
+        // The switching unit is the last feature: the address rewrite's tables come first, as before.
+        for feature in self.monitor.features() {
+            feature.apply(changes, config);
         }
     }
 

@@ -6,14 +6,19 @@
 mod counters;
 mod features;
 mod input;
+mod metrics;
 mod monitor;
 mod summary;
 mod vm_ports;
 mod worker;
 
 pub use counters::{MigrationTotals, PortTotals, Totals, WorkerCounters};
-pub use features::{overlay_features, pipeline_of, AddressMigration, BlockServer, BoxedStage, Feature, Tunnels, VmMigration, WorkerSetup};
+pub use features::{
+    overlay_features, pipeline_of, AddressMigration, BlockServer, BoxedStage, CrossConnecting, Feature, Overlay, Tunnels, VmMigration,
+    VniCounting, WorkerSetup,
+};
 pub use input::{count_pcap_packets, InputKind};
+pub use metrics::MetricsPage;
 pub use monitor::Monitor;
 pub use summary::{PortSummary, Summary};
 pub use worker::{IdlePolicy, Pipeline, Worker};
@@ -34,7 +39,7 @@ use crate::overlay::{TunnelControl, TunnelLimits, TunnelShared, TunnelTable, Und
 use crate::pipeline::{Allocator, PortId, QueueId};
 use crate::address_migration::{AddressMigrations, RewritePort};
 use crate::model::ConfigSnapshot;
-use crate::unit::{Side, UnitStage, UnitState, Versioned};
+use crate::unit::{Side, UnitState, Versioned};
 use crate::wire::MacAddr;
 use crate::xconnect::{CrossConnect, Route};
 
@@ -46,6 +51,9 @@ pub enum Forwarding {
     /// The vRouter switching unit, built from this configuration.
     Overlay { config: ConfigSnapshot, ageing: Duration },
 }
+
+/// The data plane's registered features, shared with the control side.
+pub type Features = Arc<Vec<Box<dyn Feature<Mbuf>>>>;
 
 /// Learned MACs and neighbours not seen for this long are forgotten.
 pub const DEFAULT_MAC_AGEING: Duration = Duration::from_secs(300);
@@ -100,6 +108,8 @@ pub struct Dataplane {
     /// The buffer-or-forward stage's shared table (used with the vRouter).
     holding: Arc<HoldShared>,
     address_migrations: Option<Arc<AddressMigrations>>,
+    /// The features around the switching unit (none with the cross-connect).
+    features: Features,
     /// Per remote VTEP, the tunnel's state (kept by the housekeeping thread).
     tunnels: Option<TunnelTable>,
     /// How long a frame may wait for a tunnel's next hop (`tunnels.resolve_timeout_ms`).
@@ -238,23 +248,18 @@ impl Dataplane {
                 });
                 let storage_versions = storage.as_ref().map(|(_, versions)| versions.clone());
                 let tunnel_feature = Tunnels::new(tunnels.clone(), host.clone(), tunnel_control, storage_versions);
-                (overlay_features(block_server, &holding, migrations, tunnel_feature), Some(tunnel_table))
+                (overlay_features(host, block_server, &holding, migrations, tunnel_feature), Some(tunnel_table))
             }
-            _ => (Vec::new(), None),
+            _ => (vec![Box::new(CrossConnecting(cross_connect(&bindings))) as Box<dyn Feature<Mbuf>>], None),
         };
-        let features: Arc<Vec<Box<dyn Feature<Mbuf>>>> = Arc::new(features);
+        let features: Features = Arc::new(features);
         let new_packets = || -> Allocator<Mbuf> {
             let pool = pool.clone();
             Box::new(move || pool.alloc())
         };
-        let build_pipeline = |bindings: &[PortBinding], counters: &WorkerCounters| match &overlay {
-            Some(host) => {
-                let sides = port_sides(bindings);
-                let unit = Box::new(UnitStage::new(host.units().clone(), sides.clone(), tsc_hz));
-                let worker = WorkerSetup { sides: &sides, tsc_hz, counters, alloc: &new_packets };
-                pipeline_of(&features, unit, &worker)
-            }
-            None => cross_connect_pipeline(bindings),
+        let sides = port_sides(&bindings);
+        let build_pipeline = |counters: &WorkerCounters| {
+            pipeline_of(&features, &WorkerSetup { sides: &sides, tsc_hz, counters, alloc: &new_packets })
         };
         let mut plans: Vec<Worker> = config
             .dataplane
@@ -274,7 +279,7 @@ impl Dataplane {
                                 .then(|| TxBuffer::new(PortId(slot as u16), QueueId(w as u16)))
                         })
                         .collect(),
-                    pipeline: build_pipeline(&bindings, &counters),
+                    pipeline: build_pipeline(&counters),
                     counters,
                     stop: stop.clone(),
                     rx_open: rx_open.clone(),
@@ -303,13 +308,12 @@ impl Dataplane {
             };
             log::info!("port[{index}] \"{name}\": link {}{waiting}", if link.up { "up" } else { "down" });
         }
-        let housekeeping = overlay.clone().map(|host| {
+        let housekeeping = {
             let (stop, features) = (stop.clone(), features.clone());
             std::thread::Builder::new()
                 .name("housekeeping".into())
                 .spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
-                        host.housekeeping();
                         let now = Instant::now();
                         for feature in features.iter() {
                             feature.housekeeping(now);
@@ -318,17 +322,18 @@ impl Dataplane {
                     }
                 })
                 .expect("spawn the housekeeping thread")
-        });
+        };
         let mut dataplane = Dataplane {
             stop,
             rx_open,
             overlay,
             holding,
             address_migrations,
+            features,
             tunnels: tunnel_table,
             tunnel_timeout: Duration::from_millis(config.tunnels.resolve_timeout_ms),
             storage: storage.map(|(_, versions)| versions),
-            housekeeping,
+            housekeeping: Some(housekeeping),
             workers: Vec::new(),
             running: true,
             port_slots,
@@ -373,6 +378,7 @@ impl Dataplane {
             overlay: self.overlay.clone(),
             holding: self.holding.clone(),
             address_migrations: self.address_migrations.clone(),
+            features: self.features.clone(),
             tunnels: self.tunnels.clone(),
             storage: self.storage.clone(),
         }
@@ -468,7 +474,9 @@ impl Dataplane {
             .iter()
             .map(|p| PortSummary::new(&p.binding, &p.driver, p.port.stats().unwrap_or_default(), p.port.link(), &totals))
             .collect();
-        Summary::new(self.started_at.elapsed(), ports, totals, self.pool.in_use())
+        let mut summary = Summary::new(self.started_at.elapsed(), ports, totals, self.pool.in_use());
+        summary.features = features::stats_of(&self.features);
+        summary
     }
 }
 
@@ -579,13 +587,13 @@ fn rewrite_ports(bindings: &[PortBinding]) -> Vec<RewritePort> {
         .collect()
 }
 
-/// The pipeline without a vRouter: each port's `forward_to` as a cross-connect.
-pub fn cross_connect_pipeline(bindings: &[PortBinding]) -> Pipeline {
+/// Without a vRouter: each port's `forward_to` as a cross-connect.
+fn cross_connect(bindings: &[PortBinding]) -> CrossConnect {
     let routes = bindings.iter().filter_map(|b| {
         let out = bindings.get(b.config.forward_to?)?;
         Some((b.id, Route { out: out.id, src: out.mac, dst: out.config.peer_mac }))
     });
-    vec![Box::new(CrossConnect::new(routes))]
+    CrossConnect::new(routes)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use crossbeam::utils::CachePadded;
 
-use super::{PortBinding, PortSummary, Summary, Totals, WorkerCounters};
+use super::{Feature, Features, PortBinding, PortSummary, Summary, Totals, WorkerCounters};
 use crate::dpdk::{self, LcoreId, Mbuf, Mempool};
 use crate::vm_migration::HoldShared;
 use crate::block_server::version::StorageVersion;
@@ -27,6 +27,7 @@ pub struct Monitor {
     pub(super) overlay: Option<Arc<UnitHost<Mbuf>>>,
     pub(super) holding: Arc<HoldShared>,
     pub(super) address_migrations: Option<Arc<AddressMigrations>>,
+    pub(super) features: Features,
     pub(super) tunnels: Option<TunnelTable>,
     pub(super) storage: Option<Arc<Versioned<StorageVersion>>>,
 }
@@ -43,7 +44,9 @@ impl Monitor {
                 PortSummary::new(binding, driver, nic, dpdk::port_link(binding.id), &totals)
             })
             .collect();
-        Summary::new(self.started_at.elapsed(), ports, totals, self.pool.in_use())
+        let mut summary = Summary::new(self.started_at.elapsed(), ports, totals, self.pool.in_use());
+        summary.features = super::features::stats_of(&self.features);
+        summary
     }
 
     pub fn totals(&self) -> Totals {
@@ -72,6 +75,11 @@ impl Monitor {
     /// The address migration tables, when the vRouter forwards.
     pub fn address_migrations(&self) -> Option<&Arc<AddressMigrations>> {
         self.address_migrations.as_ref()
+    }
+
+    /// The features around the switching unit, in registration order.
+    pub fn features(&self) -> impl Iterator<Item = &dyn Feature<Mbuf>> {
+        self.features.iter().map(|f| f.as_ref())
     }
 
     /// Where the storage users, images and files go to the block-I/O stages (with `[storage]`).

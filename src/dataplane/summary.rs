@@ -72,6 +72,9 @@ pub struct Summary {
     /// What the block-I/O service served (zero without `[storage]`).
     pub storage: StorageTotals,
     pub mempool_in_use: u32,
+    /// Each feature's own section (`Feature::stats`), by feature name.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub features: BTreeMap<&'static str, serde_json::Value>,
 }
 
 impl Summary {
@@ -97,6 +100,7 @@ impl Summary {
             tunnels: totals.tunnels,
             storage: totals.storage,
             mempool_in_use,
+            features: BTreeMap::new(),
         }
     }
 }

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use switchyard::config::{GatewayConfig, VniMapping, VtepConfig};
 use switchyard::dataplane::{overlay_features, pipeline_of, Tunnels, WorkerCounters, WorkerSetup};
-use switchyard::unit::UnitStage;
 use switchyard::vm_migration::{Handling, HoldEntry, HoldLimits, HoldShared, Role, VmKey};
 use switchyard::overlay::{TunnelControl, TunnelLimits, TunnelShared, Underlay, UnitHost, UnitSetup, VmPort};
 use switchyard::pipeline::{Allocator, Burst, BytesPacket, PacketBuf, PortId, Side, Stage, Verdict, BURST_SIZE};
@@ -130,11 +129,10 @@ impl Switch {
         let alloc = || -> Allocator<BytesPacket> { Box::new(|| Some(BytesPacket::new(&[]))) };
         // A worker's pipeline as the data plane makes it (without the block-I/O stage, which needs io_uring).
         let control = TunnelControl::new(tunnels.clone(), Some(underlay), false);
-        let features = overlay_features(None, &holding, &migrations, Tunnels::new(tunnels, host.clone(), control, None));
+        let features = overlay_features(&host, None, &holding, &migrations, Tunnels::new(tunnels, host.clone(), control, None));
         let counters = WorkerCounters::new(PORTS);
         let worker = WorkerSetup { sides: &sides, tsc_hz: TSC_HZ, counters: &counters, alloc: &alloc };
-        let unit = Box::new(UnitStage::new(host.units().clone(), sides.clone(), TSC_HZ));
-        let stages = pipeline_of(&features, unit, &worker);
+        let stages = pipeline_of(&features, &worker);
         Switch { options, stages }
     }
 
