@@ -40,13 +40,13 @@ pub struct WorkerSetup<'a, P> {
 
 /// One feature of the data plane. Its stages are made once per worker at start, off the fast path.
 pub trait Feature<P: PacketBuf>: Send + Sync {
-    /// The feature's name, for logs.
+    /// The feature's name: its key under `features` in the stats.
     fn name(&self) -> &'static str;
-    /// The stage a worker runs before the switching unit, if any.
+    /// The stage a worker runs on the way in (before the switching unit), if any.
     fn ingress(&self, _worker: &WorkerSetup<'_, P>) -> Option<BoxedStage<P>> {
         None
     }
-    /// The stage a worker runs after the switching unit, if any.
+    /// The stage a worker runs on the way out (after the switching unit), if any.
     fn egress(&self, _worker: &WorkerSetup<'_, P>) -> Option<BoxedStage<P>> {
         None
     }
