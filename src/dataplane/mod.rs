@@ -474,9 +474,7 @@ impl Dataplane {
             .iter()
             .map(|p| PortSummary::new(&p.binding, &p.driver, p.port.stats().unwrap_or_default(), p.port.link(), &totals))
             .collect();
-        let mut summary = Summary::new(self.started_at.elapsed(), ports, totals, self.pool.in_use());
-        summary.features = features::stats_of(&self.features);
-        summary
+        Summary::new(self.started_at.elapsed(), ports, totals, self.pool.in_use(), features::stats_of(&self.features))
     }
 }
 

@@ -44,9 +44,7 @@ impl Monitor {
                 PortSummary::new(binding, driver, nic, dpdk::port_link(binding.id), &totals)
             })
             .collect();
-        let mut summary = Summary::new(self.started_at.elapsed(), ports, totals, self.pool.in_use());
-        summary.features = super::features::stats_of(&self.features);
-        summary
+        Summary::new(self.started_at.elapsed(), ports, totals, self.pool.in_use(), super::features::stats_of(&self.features))
     }
 
     pub fn totals(&self) -> Totals {

@@ -78,7 +78,14 @@ pub struct Summary {
 }
 
 impl Summary {
-    pub fn new(elapsed: Duration, ports: Vec<PortSummary>, totals: Totals, mempool_in_use: u32) -> Self {
+    /// `features`: each feature's stats section, by name (`Feature::stats`).
+    pub fn new(
+        elapsed: Duration,
+        ports: Vec<PortSummary>,
+        totals: Totals,
+        mempool_in_use: u32,
+        features: BTreeMap<&'static str, serde_json::Value>,
+    ) -> Self {
         let (rx, tx, dropped) = (totals.rx_packets(), totals.tx_packets(), totals.dropped());
         Summary {
             elapsed_seconds: elapsed.as_secs_f64(),
@@ -100,7 +107,7 @@ impl Summary {
             tunnels: totals.tunnels,
             storage: totals.storage,
             mempool_in_use,
-            features: BTreeMap::new(),
+            features,
         }
     }
 }

@@ -69,8 +69,9 @@ pub struct VniCounters {
     /// VM port names by port id: bindings name ports.
     ports: Vec<(String, PortId)>,
     slots: Arc<Versioned<PortSlots>>,
-    /// Each network's slot, kept for the whole run so that its counts never move to another network.
-    vni_of_slot: Mutex<Vec<Vni>>,
+    /// Each network's slot (numbered from 0 in the order networks were first bound), kept for the whole
+    /// run so that its counts never move to another network.
+    slot_of_vni: Mutex<FxHashMap<Vni, u16>>,
     /// Every stage's counters, by direction.
     from_vms: Mutex<Vec<Arc<CachePadded<SlotCounters>>>>,
     to_vms: Mutex<Vec<Arc<CachePadded<SlotCounters>>>>,
@@ -82,7 +83,7 @@ impl VniCounters {
         VniCounters {
             ports: vm_ports,
             slots: Arc::new(Versioned::new(Arc::new(PortSlots::default()))),
-            vni_of_slot: Mutex::default(),
+            slot_of_vni: Mutex::default(),
             from_vms: Mutex::default(),
             to_vms: Mutex::default(),
         }
@@ -101,19 +102,14 @@ impl VniCounters {
 
     /// Publishes which network each VM port is bound to in `config`.
     pub fn apply(&self, config: &ConfigSnapshot) {
-        let mut vni_of_slot = self.vni_of_slot.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut slot_of_vni: FxHashMap<Vni, u16> = vni_of_slot.iter().enumerate().map(|(s, &v)| (v, s as u16)).collect();
+        let mut slot_of_vni = self.slot_of_vni.lock().unwrap_or_else(PoisonError::into_inner);
         let mut slot_of_port = vec![None; self.ports.iter().map(|(_, id)| id.index() + 1).max().unwrap_or(0)];
         for binding in &config.ports {
             let Some((_, id)) = self.ports.iter().find(|(name, _)| *name == binding.port) else { continue };
+            let next = slot_of_vni.len();
             let slot = match slot_of_vni.get(&binding.vni) {
                 Some(&slot) => slot,
-                None if vni_of_slot.len() < MAX_NETWORKS => {
-                    let slot = vni_of_slot.len() as u16;
-                    vni_of_slot.push(binding.vni);
-                    slot_of_vni.insert(binding.vni, slot);
-                    slot
-                }
+                None if next < MAX_NETWORKS => *slot_of_vni.entry(binding.vni).or_insert(next as u16),
                 None => continue,
             };
             slot_of_port[id.index()] = Some(slot);
@@ -128,15 +124,15 @@ impl VniCounters {
 
     /// Every counted network's traffic, summed over workers, by VNI.
     pub fn totals(&self) -> Vec<VniTotals> {
-        let vni_of_slot = self.vni_of_slot.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let slot_of_vni = self.slot_of_vni.lock().unwrap_or_else(PoisonError::into_inner).clone();
         let sum = |list: &Mutex<Vec<Arc<CachePadded<SlotCounters>>>>, slot: usize| {
             let list = list.lock().unwrap_or_else(PoisonError::into_inner);
             list.iter().fold((0, 0), |(p, b), c| (p + c.0[slot].0.get(), b + c.0[slot].1.get()))
         };
-        let mut totals: Vec<VniTotals> = vni_of_slot
-            .iter()
-            .enumerate()
-            .map(|(slot, &vni)| {
+        let mut totals: Vec<VniTotals> = slot_of_vni
+            .into_iter()
+            .map(|(vni, slot)| {
+                let slot = usize::from(slot);
                 let (from_vms_packets, from_vms_bytes) = sum(&self.from_vms, slot);
                 let (to_vms_packets, to_vms_bytes) = sum(&self.to_vms, slot);
                 VniTotals { vni, from_vms_packets, from_vms_bytes, to_vms_packets, to_vms_bytes }
